@@ -1,0 +1,142 @@
+//! The typed commands of the replicated log, and why one can be rejected.
+
+use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
+use crate::model::{AgentInfo, FrameworkInfo, Offer, TaskSpec, TaskState, TimestampMs};
+use crate::resources::Resources;
+use serde::{Deserialize, Serialize};
+
+/// One change to the registry. Every field a replica needs is in the command (ids chosen
+/// and time read by the leader), so applying it is deterministic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// First registration, or re-registration from the same address.
+    RegisterAgent { info: AgentInfo, now_ms: TimestampMs },
+    /// The agent missed its health checks: out of the pool; its live tasks become
+    /// `TASK_UNREACHABLE` and its offers are withdrawn.
+    MarkAgentUnreachable { id: AgentId, now_ms: TimestampMs },
+    /// The agent is gone for good: its live tasks become `TASK_GONE`, offers are withdrawn.
+    RemoveAgent { id: AgentId, now_ms: TimestampMs },
+    /// Subscription (first or again).
+    RegisterFramework { info: FrameworkInfo, now_ms: TimestampMs },
+    /// Its connection dropped; its failover timeout starts.
+    DisconnectFramework { id: FrameworkId, now_ms: TimestampMs },
+    /// Teardown or failover timeout: its offers go; its tasks must already be terminal or
+    /// are recorded `TASK_KILLED`.
+    RemoveFramework { id: FrameworkId, now_ms: TimestampMs },
+    /// One allocation cycle's offers, all or nothing.
+    AddOffers { offers: Vec<Offer> },
+    /// Offers withdrawn (declined, rescinded, timed out). Unknown ids are ignored, so a
+    /// rescind racing an accept is harmless.
+    RemoveOffers { ids: Vec<OfferId> },
+    /// Accept: consume `offer_ids` (all one framework's, all on one agent) and launch
+    /// `tasks` on their resources; what the tasks do not use returns to the pool.
+    LaunchTasks {
+        framework_id: FrameworkId,
+        offer_ids: Vec<OfferId>,
+        tasks: Vec<TaskSpec>,
+        now_ms: TimestampMs,
+    },
+    /// A status update for one task.
+    UpdateTask {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        state: TaskState,
+        message: Option<String>,
+        exit_code: Option<i32>,
+        now_ms: TimestampMs,
+    },
+    /// The DRF weight of a role (operator call).
+    SetWeight { role: String, weight: f64 },
+}
+
+/// Why a command was not applied. A rejected command changes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    #[error("agent {0} is not registered")]
+    UnknownAgent(AgentId),
+    #[error("agent {id} is registered from {registered}, not {claimed}")]
+    AgentAddressMismatch {
+        id: AgentId,
+        registered: String,
+        claimed: String,
+    },
+    #[error("agent {0} is not active")]
+    AgentNotActive(AgentId),
+    #[error("framework {0} is not registered")]
+    UnknownFramework(FrameworkId),
+    #[error("framework {0} is not active")]
+    FrameworkNotActive(FrameworkId),
+    #[error("framework {id} is registered with role {registered}, not {claimed}")]
+    FrameworkRoleMismatch {
+        id: FrameworkId,
+        registered: String,
+        claimed: String,
+    },
+    #[error("offer {0} is not outstanding")]
+    UnknownOffer(OfferId),
+    #[error("offer {0} already exists")]
+    DuplicateOffer(OfferId),
+    #[error("offer {offer} belongs to framework {owner}")]
+    OfferNotOwned { offer: OfferId, owner: FrameworkId },
+    #[error("offers {0} and {1} are on different agents")]
+    OffersOnDifferentAgents(OfferId, OfferId),
+    #[error("offer {offer} holds resources agent {agent} does not have free ({resources})")]
+    OfferExceedsAgent {
+        offer: OfferId,
+        agent: AgentId,
+        resources: String,
+    },
+    #[error("offer {0} is empty")]
+    EmptyOffer(OfferId),
+    #[error("offer {offer} holds resources not allocatable to role {role}")]
+    OfferWrongRole { offer: OfferId, role: String },
+    #[error("task {0} already exists in this framework")]
+    DuplicateTask(TaskId),
+    #[error("tasks need {needed} but the offers hold {offered}")]
+    TasksExceedOffers { needed: String, offered: String },
+    #[error("task {0} has no resources")]
+    TaskWithoutResources(TaskId),
+    #[error("no offers named")]
+    NoOffers,
+    #[error("task {0} is not known")]
+    UnknownTask(TaskId),
+    #[error("task {task} is already {state}")]
+    TaskAlreadyTerminal { task: TaskId, state: TaskState },
+    #[error("weight {0} is not a positive finite number")]
+    BadWeight(String),
+    #[error("bad role: {0}")]
+    BadRole(String),
+}
+
+/// The result of applying one command.
+pub type CommandResult = Result<(), Rejection>;
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::RegisterAgent { .. } => "register_agent",
+            Command::MarkAgentUnreachable { .. } => "mark_agent_unreachable",
+            Command::RemoveAgent { .. } => "remove_agent",
+            Command::RegisterFramework { .. } => "register_framework",
+            Command::DisconnectFramework { .. } => "disconnect_framework",
+            Command::RemoveFramework { .. } => "remove_framework",
+            Command::AddOffers { .. } => "add_offers",
+            Command::RemoveOffers { .. } => "remove_offers",
+            Command::LaunchTasks { .. } => "launch_tasks",
+            Command::UpdateTask { .. } => "update_task",
+            Command::SetWeight { .. } => "set_weight",
+        }
+    }
+}
+
+/// Sum of the resources of a slice of offers.
+pub(crate) fn offered_total<'a>(offers: impl IntoIterator<Item = &'a Offer>) -> Resources {
+    let mut total = Resources::new();
+    for o in offers {
+        total.add(&o.resources);
+    }
+    total
+}

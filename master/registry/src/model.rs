@@ -1,0 +1,176 @@
+//! The registry's entities: agents, frameworks, tasks and offers.
+
+use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
+use crate::resources::Resources;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Milliseconds since the Unix epoch, as stamped by the leader on a command.
+pub type TimestampMs = u64;
+
+/// What an agent tells the master about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub id: AgentId,
+    pub hostname: String,
+    /// `HOST:PORT` of the agent's API.
+    pub address: String,
+    /// Everything the agent offers to the cluster.
+    pub resources: Resources,
+    /// Free-form `key:value` attributes, in the order given.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Whether an agent is in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Registered and heartbeating; its resources are in the pool.
+    Active,
+    /// Missed its health checks; its resources are out of the pool until it re-registers.
+    Unreachable { since_ms: TimestampMs },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub info: AgentInfo,
+    pub status: AgentStatus,
+    pub registered_at_ms: TimestampMs,
+}
+
+/// What a framework tells the master when it subscribes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkInfo {
+    pub id: FrameworkId,
+    pub name: String,
+    pub role: String,
+    pub principal: Option<String>,
+    /// How long its tasks outlive a lost connection before they are killed.
+    pub failover_timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameworkStatus {
+    /// Subscribed with a live connection.
+    Active,
+    /// Connection lost; its tasks run on until `since_ms + failover_timeout_ms`.
+    Disconnected { since_ms: TimestampMs },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Framework {
+    pub info: FrameworkInfo,
+    pub status: FrameworkStatus,
+    pub registered_at_ms: TimestampMs,
+}
+
+/// Mesos' task states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    TaskStaging,
+    TaskStarting,
+    TaskRunning,
+    TaskKilling,
+    TaskFinished,
+    TaskFailed,
+    TaskKilled,
+    TaskError,
+    TaskLost,
+    TaskDropped,
+    TaskUnreachable,
+    TaskGone,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 12] = [
+        TaskState::TaskStaging,
+        TaskState::TaskStarting,
+        TaskState::TaskRunning,
+        TaskState::TaskKilling,
+        TaskState::TaskFinished,
+        TaskState::TaskFailed,
+        TaskState::TaskKilled,
+        TaskState::TaskError,
+        TaskState::TaskLost,
+        TaskState::TaskDropped,
+        TaskState::TaskUnreachable,
+        TaskState::TaskGone,
+    ];
+
+    /// A terminal state is final: nothing follows it. `TASK_UNREACHABLE` is not terminal
+    /// (the agent may come back), as in Mesos.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::TaskFinished
+                | TaskState::TaskFailed
+                | TaskState::TaskKilled
+                | TaskState::TaskError
+                | TaskState::TaskLost
+                | TaskState::TaskDropped
+                | TaskState::TaskGone
+        )
+    }
+
+    /// The Mesos name, e.g. `TASK_RUNNING`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::TaskStaging => "TASK_STAGING",
+            TaskState::TaskStarting => "TASK_STARTING",
+            TaskState::TaskRunning => "TASK_RUNNING",
+            TaskState::TaskKilling => "TASK_KILLING",
+            TaskState::TaskFinished => "TASK_FINISHED",
+            TaskState::TaskFailed => "TASK_FAILED",
+            TaskState::TaskKilled => "TASK_KILLED",
+            TaskState::TaskError => "TASK_ERROR",
+            TaskState::TaskLost => "TASK_LOST",
+            TaskState::TaskDropped => "TASK_DROPPED",
+            TaskState::TaskUnreachable => "TASK_UNREACHABLE",
+            TaskState::TaskGone => "TASK_GONE",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a framework asks to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: TaskId,
+    pub name: String,
+    pub resources: Resources,
+    /// Opaque to the registry: the command or executor description the agent runs.
+    pub launch: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub name: String,
+    pub resources: Resources,
+    pub state: TaskState,
+    /// Why it reached `state`, when known (e.g. "memory limit exceeded").
+    pub message: Option<String>,
+    pub exit_code: Option<i32>,
+    pub updated_at_ms: TimestampMs,
+    pub launch: Vec<u8>,
+}
+
+/// Resources of one agent offered to one framework and not yet accepted, declined or
+/// rescinded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub resources: Resources,
+    pub created_at_ms: TimestampMs,
+}
