@@ -1,1 +1,14 @@
-fn main() {}
+//! Compiles the .proto files with protox (pure Rust), so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["agora/v1/raft.proto", "agora/v1/master.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

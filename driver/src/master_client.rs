@@ -1,0 +1,198 @@
+//! Finding and following the leader.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use agora_proto::LEADER_METADATA_KEY;
+use rand::Rng;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("no masters given")]
+    NoMasters,
+    #[error("bad master address {0:?} (expected HOST:PORT)")]
+    BadAddress(String),
+    #[error("no leading master answered within {waited:?} (last error: {last})")]
+    NoLeader { waited: Duration, last: String },
+    /// The leader answered with an error that retrying will not fix.
+    #[error("{}", .0.message())]
+    Rejected(Status),
+}
+
+impl DriverError {
+    /// The gRPC status of a rejection, if this is one.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            DriverError::Rejected(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// How long and how often to look for a leader.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Give up after this long without a leader's answer.
+    pub deadline: Duration,
+    /// First backoff between rounds over the masters; doubles, with jitter, up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Timeout of one call.
+    pub call_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(15),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A client of the master quorum that always talks to the leader: a follower's refusal
+/// names the leader (`agora-leader` metadata), and the client re-dials it; a master that
+/// does not answer is skipped for the next one.
+pub struct MasterClient {
+    masters: Vec<String>,
+    policy: RetryPolicy,
+    /// The master believed to lead, and a channel to it.
+    current: Mutex<Option<(String, Channel)>>,
+}
+
+/// Whether `s` is HOST:PORT with a non-zero numeric port.
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
+}
+
+fn endpoint(addr: &str, policy: &RetryPolicy) -> Result<Channel, DriverError> {
+    if !is_host_port(addr) {
+        return Err(DriverError::BadAddress(addr.to_string()));
+    }
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| DriverError::BadAddress(addr.to_string()))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(policy.call_timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Whether a status means "ask another master" rather than a real answer.
+fn is_retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled)
+}
+
+impl MasterClient {
+    /// A client over `masters` (HOST:PORT each), any or all of the quorum.
+    pub fn new(masters: Vec<String>) -> Result<Self, DriverError> {
+        Self::with_policy(masters, RetryPolicy::default())
+    }
+
+    pub fn with_policy(masters: Vec<String>, policy: RetryPolicy) -> Result<Self, DriverError> {
+        if masters.is_empty() {
+            return Err(DriverError::NoMasters);
+        }
+        for m in &masters {
+            endpoint(m, &policy)?;
+        }
+        Ok(MasterClient {
+            masters,
+            policy,
+            current: Mutex::new(None),
+        })
+    }
+
+    /// Parses a comma-separated `HOST:PORT,HOST:PORT` list.
+    pub fn from_list(list: &str) -> Result<Self, DriverError> {
+        Self::new(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// The master currently believed to lead, if any.
+    pub fn leader(&self) -> Option<String> {
+        self.current.lock().expect("lock").as_ref().map(|(a, _)| a.clone())
+    }
+
+    /// A channel to one specific master (not necessarily the leader).
+    pub fn channel_to(&self, addr: &str) -> Result<Channel, DriverError> {
+        endpoint(addr, &self.policy)
+    }
+
+    /// Calls `f` on the leader's channel, following redirects and skipping dead masters
+    /// until the leader answers or the policy's deadline passes.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, DriverError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let start = Instant::now();
+        let mut backoff = self.policy.initial_backoff;
+        let mut next = 0usize;
+        let mut last: String;
+        loop {
+            // Prefer the believed leader, else walk the list.
+            let target = self.current.lock().expect("lock").clone();
+            let (addr, channel) = match target {
+                Some(t) => t,
+                None => {
+                    let addr = self.masters[next % self.masters.len()].clone();
+                    next += 1;
+                    let ch = endpoint(&addr, &self.policy)?;
+                    (addr, ch)
+                }
+            };
+            match f(channel.clone()).await {
+                Ok(resp) => {
+                    *self.current.lock().expect("lock") = Some((addr, channel));
+                    return Ok(resp.into_inner());
+                }
+                Err(status) if is_retryable(&status) => {
+                    last = format!("{addr}: {}", status.message());
+                    let leader = status
+                        .metadata()
+                        .get(LEADER_METADATA_KEY)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match leader {
+                        Some(l) if l != addr => {
+                            tracing::debug!(from = %addr, to = %l, "following the leader");
+                            let ch = endpoint(&l, &self.policy)?;
+                            *self.current.lock().expect("lock") = Some((l, ch));
+                            continue;
+                        }
+                        _ => {
+                            *self.current.lock().expect("lock") = None;
+                        }
+                    }
+                }
+                Err(status) => return Err(DriverError::Rejected(status)),
+            }
+            if start.elapsed() >= self.policy.deadline {
+                return Err(DriverError::NoLeader {
+                    waited: start.elapsed(),
+                    last,
+                });
+            }
+            // After a full round over the masters without a leader, back off with jitter.
+            if next % self.masters.len() == 0 {
+                let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                backoff = (backoff * 2).min(self.policy.max_backoff);
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! `agora`: the operator and user CLI.
+//!
+//! Owns command-line parsing and presentation only; it talks to the cluster through
+//! `agora-driver` (leader following) and the public proto API. Bad arguments exit 2 with
+//! one line; a cluster that cannot be reached exits 1.
+
+mod dev;
+mod table;
+
+use std::process::ExitCode;
+
+use agora_driver::MasterClient;
+use agora_proto::v1 as pb;
+use agora_proto::v1::master_client::MasterClient as MasterRpc;
+use agora_proto::v1::operator_client::OperatorClient;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(name = "agora", version, about = "Agora cluster CLI")]
+struct Cli {
+    /// Any or all masters, HOST:PORT,HOST:PORT,...
+    #[arg(long, env = "AGORA_MASTERS", default_value = "127.0.0.1:5050", global = true)]
+    masters: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a local 3-master quorum on 127.0.0.1 and stay in the foreground until Ctrl-C.
+    Dev(dev::DevArgs),
+    /// Leader, term, members and their roles, counts of agents, frameworks, tasks.
+    Status,
+    /// Registered agents.
+    Agents {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Registered frameworks.
+    Frameworks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tasks.
+    Tasks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Quorum membership: list, add a learner, set the voters.
+    Members {
+        #[command(subcommand)]
+        action: Option<MembersAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MembersAction {
+    /// Add a replica as a non-voting learner (it catches up from the leader).
+    Add { id: u64, address: String },
+    /// Set the complete set of voters, e.g. `agora members voters 1,2,4`.
+    Voters {
+        #[arg(value_delimiter = ',')]
+        ids: Vec<u64>,
+        /// Keep removed voters as learners.
+        #[arg(long)]
+        retain: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("agora: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agora: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Exit 2 with one line for input the CLI refuses before reaching the cluster.
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("agora: {msg}");
+    Ok(ExitCode::from(2))
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Dev(args) = cli.command {
+        return dev::run(args).await;
+    }
+    let client = match MasterClient::from_list(&cli.masters) {
+        Ok(c) => c,
+        Err(e) => return usage(format!("--masters: {e}")),
+    };
+    match cli.command {
+        Command::Dev(_) => unreachable!("handled above"),
+        Command::Status => status(&client).await,
+        Command::Agents { json } => {
+            let state = get_state(&client).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&agents_json(&state))?);
+            } else {
+                table::print(
+                    &["ID", "HOSTNAME", "ADDRESS", "ACTIVE", "RESOURCES", "USED", "OFFERED"],
+                    state.agents.iter().map(|a| {
+                        let info = a.info.clone().unwrap_or_default();
+                        vec![
+                            info.id,
+                            info.hostname,
+                            info.address,
+                            a.active.to_string(),
+                            table::resources(&info.resources),
+                            table::resources(&a.used),
+                            table::resources(&a.offered),
+                        ]
+                    }),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Frameworks { json } => {
+            let state = get_state(&client).await?;
+            if json {
+                let v: Vec<_> = state
+                    .frameworks
+                    .iter()
+                    .map(|f| json!({"id": f.id, "name": f.name, "role": f.role, "active": f.active,
+                        "used": table::resources(&f.used), "offered": table::resources(&f.offered)}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                table::print(
+                    &["ID", "NAME", "ROLE", "ACTIVE", "USED", "OFFERED"],
+                    state.frameworks.iter().map(|f| {
+                        vec![
+                            f.id.clone(),
+                            f.name.clone(),
+                            f.role.clone(),
+                            f.active.to_string(),
+                            table::resources(&f.used),
+                            table::resources(&f.offered),
+                        ]
+                    }),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tasks { json } => {
+            let state = get_state(&client).await?;
+            if json {
+                let v: Vec<_> = state
+                    .tasks
+                    .iter()
+                    .map(|t| json!({"id": t.id, "framework_id": t.framework_id, "agent_id": t.agent_id,
+                        "name": t.name, "state": t.state, "resources": table::resources(&t.resources),
+                        "message": t.message}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                table::print(
+                    &["ID", "FRAMEWORK", "AGENT", "STATE", "RESOURCES"],
+                    state.tasks.iter().map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.framework_id.clone(),
+                            t.agent_id.clone(),
+                            t.state.clone(),
+                            table::resources(&t.resources),
+                        ]
+                    }),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Members { action } => members(&client, action).await,
+    }
+}
+
+async fn get_state(client: &MasterClient) -> anyhow::Result<pb::ClusterState> {
+    Ok(client
+        .call(|ch| async move { MasterRpc::new(ch).get_state(pb::GetStateRequest {}).await })
+        .await?)
+}
+
+fn agents_json(state: &pb::ClusterState) -> serde_json::Value {
+    json!(state
+        .agents
+        .iter()
+        .map(|a| {
+            let info = a.info.clone().unwrap_or_default();
+            json!({"id": info.id, "hostname": info.hostname, "address": info.address, "active": a.active,
+                "resources": table::resources(&info.resources), "used": table::resources(&a.used),
+                "offered": table::resources(&a.offered)})
+        })
+        .collect::<Vec<_>>())
+}
+
+async fn status(client: &MasterClient) -> anyhow::Result<ExitCode> {
+    // Ask the leader for the membership and counts, then each member for its own role.
+    let leader_status = client
+        .call(|ch| async move {
+            // GetStatus is answered by any replica; insist on the leader's view.
+            let s = MasterRpc::new(ch).get_status(pb::GetStatusRequest {}).await?;
+            if s.get_ref().role == "leader" {
+                Ok(s)
+            } else {
+                let leader = s.get_ref().leader_address.clone();
+                let mut st = tonic::Status::unavailable("not the leader");
+                if let Ok(v) = leader.parse() {
+                    st.metadata_mut().insert(agora_proto::LEADER_METADATA_KEY, v);
+                }
+                Err(st)
+            }
+        })
+        .await?;
+    println!("leader:     {} (id {})", leader_status.leader_address, leader_status.leader_id);
+    println!("term:       {}", leader_status.term);
+    println!("agents:     {}", leader_status.agents);
+    println!("frameworks: {}", leader_status.frameworks);
+    println!("tasks:      {} live", leader_status.tasks);
+    println!();
+    let mut rows = Vec::new();
+    for m in &leader_status.members {
+        let view = match client.channel_to(&m.address) {
+            Ok(ch) => {
+                let mut req = tonic::Request::new(pb::GetStatusRequest {});
+                req.set_timeout(std::time::Duration::from_secs(2));
+                MasterRpc::new(ch).get_status(req).await.ok().map(|r| r.into_inner())
+            }
+            Err(_) => None,
+        };
+        rows.push(vec![
+            m.id.to_string(),
+            m.address.clone(),
+            if m.voter { "voter" } else { "learner" }.to_string(),
+            view.as_ref().map(|v| v.role.clone()).unwrap_or_else(|| "unreachable".into()),
+            view.as_ref().map(|v| v.term.to_string()).unwrap_or_default(),
+            view.as_ref().map(|v| v.last_applied.to_string()).unwrap_or_default(),
+        ]);
+    }
+    table::print(&["ID", "ADDRESS", "MEMBERSHIP", "ROLE", "TERM", "APPLIED"], rows.into_iter());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn members(client: &MasterClient, action: Option<MembersAction>) -> anyhow::Result<ExitCode> {
+    let reply = match action {
+        None => {
+            let s = client
+                .call(|ch| async move { MasterRpc::new(ch).get_status(pb::GetStatusRequest {}).await })
+                .await?;
+            pb::MembershipReply {
+                members: s.members,
+                log_index: s.last_log_index,
+            }
+        }
+        Some(MembersAction::Add { id, address }) => {
+            if id == 0 {
+                return usage("members add: id must be greater than 0");
+            }
+            client
+                .call(|ch| {
+                    let address = address.clone();
+                    async move { OperatorClient::new(ch).add_learner(pb::AddLearnerRequest { id, address }).await }
+                })
+                .await?
+        }
+        Some(MembersAction::Voters { ids, retain }) => {
+            if ids.is_empty() || ids.contains(&0) {
+                return usage("members voters: give node ids greater than 0, e.g. 1,2,3");
+            }
+            client
+                .call(|ch| {
+                    let voter_ids = ids.clone();
+                    async move {
+                        OperatorClient::new(ch)
+                            .change_membership(pb::ChangeMembershipRequest { voter_ids, retain })
+                            .await
+                    }
+                })
+                .await?
+        }
+    };
+    table::print(
+        &["ID", "ADDRESS", "MEMBERSHIP"],
+        reply.members.iter().map(|m| {
+            vec![
+                m.id.to_string(),
+                m.address.clone(),
+                if m.voter { "voter" } else { "learner" }.to_string(),
+            ]
+        }),
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,54 @@
+//! Plain-text tables and resource formatting for the CLI.
+
+use agora_proto::v1 as pb;
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub fn print(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Resources in Mesos text: `cpus:4;mem:8192;ports:[31000-32000]`.
+pub fn resources(items: &[pb::Resource]) -> String {
+    items
+        .iter()
+        .map(|r| {
+            let name = if r.role.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{}({})", r.name, r.role)
+            };
+            let value = match &r.value {
+                Some(pb::resource::Value::Scalar(x)) => format!("{x}"),
+                Some(pb::resource::Value::Ranges(rs)) => format!(
+                    "[{}]",
+                    rs.range
+                        .iter()
+                        .map(|r| format!("{}-{}", r.begin, r.end))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                None => "?".into(),
+            };
+            format!("{name}:{value}")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}

@@ -1,0 +1,219 @@
+//! A master replica's configuration, validated: everything `run` needs, nothing parsed later.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_raft_store::NodeId;
+
+/// A validated master configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica's Raft node id.
+    pub id: NodeId,
+    /// HOST:PORT peers and clients use to reach this replica.
+    pub advertise: String,
+    /// Every voting replica (this one included), id to advertised HOST:PORT.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where sled keeps the Raft log, vote and registry.
+    pub work_dir: PathBuf,
+    /// Batch allocation period.
+    pub allocation_interval: Duration,
+    /// Offers held longer are rescinded (None: never).
+    pub offer_timeout: Option<Duration>,
+    /// Agent health.
+    pub agent_ping_timeout: Duration,
+    pub max_agent_ping_timeouts: u32,
+    /// Raft timing.
+    pub raft: RaftTiming,
+}
+
+/// Raft timing. Failover takes about one election timeout after the leader's last
+/// heartbeat, plus one vote round.
+#[derive(Clone, Debug)]
+pub struct RaftTiming {
+    pub heartbeat_interval: Duration,
+    /// Elections start after a random timeout in [min, 2 * min).
+    pub election_timeout_min: Duration,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(400),
+        }
+    }
+}
+
+/// Why a configuration is refused. Each message is one line for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--id must be greater than 0")]
+    ZeroId,
+    #[error("--peers entry {0:?} is not ID=HOST:PORT")]
+    BadPeer(String),
+    #[error("--peers names id {0} twice")]
+    DuplicatePeer(NodeId),
+    #[error("--peers must list 1, 3 or 5 replicas, not {0}")]
+    PeerCount(usize),
+    #[error("--id {id} is not in --peers ({peers})")]
+    IdNotInPeers { id: NodeId, peers: String },
+    #[error("--peers gives {id}={peer} but --advertise is {advertise}")]
+    AdvertiseMismatch {
+        id: NodeId,
+        peer: String,
+        advertise: String,
+    },
+    #[error("{flag} must be greater than zero")]
+    ZeroDuration { flag: &'static str },
+    #[error("--raft-election-timeout ({election:?}) must be at least 3x --raft-heartbeat-interval ({heartbeat:?})")]
+    ElectionTooShort {
+        election: Duration,
+        heartbeat: Duration,
+    },
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT,...`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ConfigError::BadPeer(part.to_string());
+        let (id, addr) = part.split_once('=').ok_or_else(bad)?;
+        let id: NodeId = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        if id == 0 || !is_host_port(addr) {
+            return Err(bad());
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError::DuplicatePeer(id));
+        }
+    }
+    Ok(peers)
+}
+
+/// Whether `s` looks like HOST:PORT with a numeric port.
+pub fn is_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+impl Config {
+    /// Checks the cross-field rules: the id is in the peers, sizes are 1, 3 or 5, the
+    /// advertise address agrees with this replica's peer entry.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if ![1, 3, 5].contains(&self.peers.len()) {
+            return Err(ConfigError::PeerCount(self.peers.len()));
+        }
+        let Some(mine) = self.peers.get(&self.id) else {
+            return Err(ConfigError::IdNotInPeers {
+                id: self.id,
+                peers: self
+                    .peers
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            });
+        };
+        if mine != &self.advertise {
+            return Err(ConfigError::AdvertiseMismatch {
+                id: self.id,
+                peer: mine.clone(),
+                advertise: self.advertise.clone(),
+            });
+        }
+        for (flag, d) in [
+            ("--allocation-interval", self.allocation_interval),
+            ("--agent-ping-timeout", self.agent_ping_timeout),
+            ("--raft-heartbeat-interval", self.raft.heartbeat_interval),
+            ("--raft-election-timeout", self.raft.election_timeout_min),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration { flag });
+            }
+        }
+        if self.raft.election_timeout_min < self.raft.heartbeat_interval * 3 {
+            return Err(ConfigError::ElectionTooShort {
+                election: self.raft.election_timeout_min,
+                heartbeat: self.raft.heartbeat_interval,
+            });
+        }
+        Ok(())
+    }
+
+    /// openraft's configuration for this replica.
+    pub fn raft_config(&self) -> openraft::Config {
+        let min = self.raft.election_timeout_min.as_millis() as u64;
+        openraft::Config {
+            cluster_name: "agora".into(),
+            heartbeat_interval: self.raft.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: min,
+            election_timeout_max: min * 2,
+            // Snapshot transfer of a large registry takes far longer than 200 ms.
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            purge_batch_size: 512,
+            max_payload_entries: 1_000,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(id: NodeId, peers: &str, advertise: &str) -> Config {
+        Config {
+            id,
+            advertise: advertise.into(),
+            peers: parse_peers(peers).unwrap(),
+            work_dir: "/tmp/x".into(),
+            allocation_interval: Duration::from_secs(1),
+            offer_timeout: None,
+            agent_ping_timeout: Duration::from_secs(15),
+            max_agent_ping_timeouts: 5,
+            raft: RaftTiming::default(),
+        }
+    }
+
+    #[test]
+    fn peers_parse_and_refuse() {
+        let p = parse_peers("1=a:1, 2=b:2,3=c:3").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&2], "b:2");
+        assert_eq!(parse_peers("1=a:1,1=b:2"), Err(ConfigError::DuplicatePeer(1)));
+        for bad in ["x=a:1", "1a:1", "0=a:1", "1=a", "1=a:0", "1=:5", "1=a:99999"] {
+            assert!(matches!(parse_peers(bad), Err(ConfigError::BadPeer(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validation() {
+        assert!(config(1, "1=a:1,2=b:2,3=c:3", "a:1").validate().is_ok());
+        assert!(config(1, "1=a:1", "a:1").validate().is_ok());
+        assert_eq!(
+            config(4, "1=a:1,2=b:2,3=c:3", "a:1").validate(),
+            Err(ConfigError::IdNotInPeers { id: 4, peers: "1,2,3".into() })
+        );
+        assert_eq!(
+            config(1, "1=a:1,2=b:2", "a:1").validate(),
+            Err(ConfigError::PeerCount(2))
+        );
+        assert!(matches!(
+            config(1, "1=a:1,2=b:2,3=c:3", "z:1").validate(),
+            Err(ConfigError::AdvertiseMismatch { .. })
+        ));
+        let mut c = config(1, "1=a:1", "a:1");
+        c.raft.election_timeout_min = Duration::from_millis(100);
+        assert!(matches!(c.validate(), Err(ConfigError::ElectionTooShort { .. })));
+    }
+}

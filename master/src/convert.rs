@@ -1,0 +1,213 @@
+//! The master's one conversion layer between generated proto types and domain types.
+//! Every inbound conversion validates and names the offending field in an
+//! INVALID_ARGUMENT status.
+
+use agora_proto::v1 as pb;
+use agora_registry::resources::{Ranges, SummaryValue};
+use agora_registry::{
+    Agent, AgentId, AgentInfo, AgentStatus, Allocation, Framework, FrameworkStatus, Resource,
+    Resources, Scalar, Task, Value,
+};
+use tonic::Status;
+
+/// INVALID_ARGUMENT naming `field`.
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+pub fn resources_from_proto(items: &[pb::Resource], field: &str) -> Result<Resources, Status> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, r) in items.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let value = match &r.value {
+            Some(pb::resource::Value::Scalar(x)) => {
+                Value::Scalar(Scalar::from_f64(*x).map_err(|e| invalid(&format!("{f}.scalar"), e))?)
+            }
+            Some(pb::resource::Value::Ranges(rs)) => Value::Ranges(
+                Ranges::new(rs.range.iter().map(|r| (r.begin, r.end)))
+                    .map_err(|e| invalid(&format!("{f}.ranges"), e))?,
+            ),
+            None => return Err(invalid(&format!("{f}.value"), "missing")),
+        };
+        out.push(Resource {
+            name: r.name.clone(),
+            role: (!r.role.is_empty() && r.role != "*").then(|| r.role.clone()),
+            value,
+        });
+    }
+    Resources::from_checked(out).map_err(|e| invalid(field, e))
+}
+
+pub fn resources_to_proto(res: &Resources) -> Vec<pb::Resource> {
+    res.iter()
+        .map(|r| pb::Resource {
+            name: r.name.clone(),
+            role: r.role.clone().unwrap_or_default(),
+            value: Some(match &r.value {
+                Value::Scalar(s) => pb::resource::Value::Scalar(s.as_f64()),
+                Value::Ranges(rs) => pb::resource::Value::Ranges(pb::Ranges {
+                    range: rs
+                        .pairs()
+                        .iter()
+                        .map(|&(begin, end)| pb::Range { begin, end })
+                        .collect(),
+                }),
+            }),
+        })
+        .collect()
+}
+
+/// Validates an agent's registration. `assign_id` supplies an id for a first
+/// registration (empty `id`).
+pub fn agent_info_from_proto(
+    info: Option<pb::AgentInfo>,
+    assign_id: impl FnOnce() -> AgentId,
+) -> Result<AgentInfo, Status> {
+    let info = info.ok_or_else(|| invalid("agent", "missing"))?;
+    let id = if info.id.is_empty() {
+        assign_id()
+    } else {
+        AgentId::new(info.id).map_err(|e| invalid("agent.id", e))?
+    };
+    if info.hostname.trim().is_empty() {
+        return Err(invalid("agent.hostname", "empty"));
+    }
+    if !crate::config::is_host_port(&info.address) {
+        return Err(invalid("agent.address", format!("{:?} is not HOST:PORT", info.address)));
+    }
+    let resources = resources_from_proto(&info.resources, "agent.resources")?;
+    let mut attributes = Vec::with_capacity(info.attributes.len());
+    for (i, a) in info.attributes.into_iter().enumerate() {
+        if a.key.trim().is_empty() {
+            return Err(invalid(&format!("agent.attributes[{i}].key"), "empty"));
+        }
+        attributes.push((a.key, a.value));
+    }
+    Ok(AgentInfo {
+        id,
+        hostname: info.hostname,
+        address: info.address,
+        resources,
+        attributes,
+    })
+}
+
+pub fn agent_info_to_proto(info: &AgentInfo) -> pb::AgentInfo {
+    pb::AgentInfo {
+        id: info.id.to_string(),
+        hostname: info.hostname.clone(),
+        address: info.address.clone(),
+        resources: resources_to_proto(&info.resources),
+        attributes: info
+            .attributes
+            .iter()
+            .map(|(k, v)| pb::Attribute {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn agent_to_proto(agent: &Agent, alloc: &Allocation) -> pb::AgentState {
+    pb::AgentState {
+        info: Some(agent_info_to_proto(&agent.info)),
+        active: agent.status == AgentStatus::Active,
+        used: resources_to_proto(&alloc.used),
+        offered: resources_to_proto(&alloc.offered),
+    }
+}
+
+pub fn framework_to_proto(f: &Framework, alloc: &Allocation) -> pb::FrameworkState {
+    pb::FrameworkState {
+        id: f.info.id.to_string(),
+        name: f.info.name.clone(),
+        role: f.info.role.clone(),
+        active: f.status == FrameworkStatus::Active,
+        used: resources_to_proto(&alloc.used),
+        offered: resources_to_proto(&alloc.offered),
+    }
+}
+
+pub fn task_to_proto(t: &Task) -> pb::TaskState {
+    pb::TaskState {
+        id: t.id.to_string(),
+        framework_id: t.framework_id.to_string(),
+        agent_id: t.agent_id.to_string(),
+        name: t.name.clone(),
+        state: t.state.name().to_string(),
+        resources: resources_to_proto(&t.resources),
+        message: t.message.clone().unwrap_or_default(),
+    }
+}
+
+/// Resources as the JSON object of `/state`: `{"cpus":4.0,"mem":8192.0,"ports":"[31000-32000]"}`.
+pub fn resources_json(res: &Resources) -> serde_json::Value {
+    let map = res
+        .summary()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                SummaryValue::Number(n) => serde_json::json!(n),
+                SummaryValue::Ranges(r) => serde_json::json!(r.to_string()),
+            };
+            (k, v)
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(name: &str, x: f64) -> pb::Resource {
+        pb::Resource {
+            name: name.into(),
+            role: String::new(),
+            value: Some(pb::resource::Value::Scalar(x)),
+        }
+    }
+
+    #[test]
+    fn bad_resources_name_the_field() {
+        for (bad, field) in [
+            (scalar("cpus", -1.0), "agent.resources[0].scalar"),
+            (scalar("cpus", f64::NAN), "agent.resources[0].scalar"),
+            (scalar("cpus", f64::INFINITY), "agent.resources[0].scalar"),
+            (scalar("c pus", 1.0), "agent.resources"),
+        ] {
+            let err = resources_from_proto(&[bad], "agent.resources").unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().starts_with(field), "{}", err.message());
+        }
+        let missing = pb::Resource { name: "x".into(), role: String::new(), value: None };
+        assert!(resources_from_proto(&[missing], "r").unwrap_err().message().starts_with("r[0].value"));
+    }
+
+    #[test]
+    fn agent_info_validation() {
+        let ok = pb::AgentInfo {
+            id: String::new(),
+            hostname: "h".into(),
+            address: "h:5051".into(),
+            resources: vec![scalar("cpus", 2.0)],
+            attributes: vec![],
+        };
+        let info = agent_info_from_proto(Some(ok.clone()), || AgentId::new("new").unwrap()).unwrap();
+        assert_eq!(info.id.as_str(), "new");
+        let back = agent_info_to_proto(&info);
+        assert_eq!(back.resources, ok.resources);
+        for (mutate, field) in [
+            (Box::new(|a: &mut pb::AgentInfo| a.address = "nope".into()) as Box<dyn Fn(&mut pb::AgentInfo)>, "agent.address"),
+            (Box::new(|a: &mut pb::AgentInfo| a.hostname = " ".into()), "agent.hostname"),
+            (Box::new(|a: &mut pb::AgentInfo| a.id = "a/b".into()), "agent.id"),
+        ] {
+            let mut a = ok.clone();
+            mutate(&mut a);
+            let err = agent_info_from_proto(Some(a), || AgentId::new("x").unwrap()).unwrap_err();
+            assert!(err.message().starts_with(field), "{}", err.message());
+        }
+        assert!(agent_info_from_proto(None, || AgentId::new("x").unwrap()).unwrap_err().message().starts_with("agent"));
+    }
+}

@@ -1,0 +1,217 @@
+//! Raft peer transport: openraft's network traits over tonic gRPC (client side), and the
+//! RaftPeer gRPC service that hands incoming RPCs to the local openraft (server side).
+
+use std::time::Duration;
+
+use agora_proto::v1::raft_peer_client::RaftPeerClient;
+use agora_proto::v1::raft_peer_server::RaftPeer;
+use agora_proto::v1::{NodeStatusReply, NodeStatusRequest, RaftMessage, SnapshotChunk};
+use agora_raft_store::{NodeId, Raft, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Largest gRPC message between replicas (a snapshot chunk plus framing).
+pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Opens a lazily connecting channel to `addr` (HOST:PORT). Connection failures surface
+/// on the first call, quickly, so a dead peer is reported unreachable at once.
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Creates one [`PeerClient`] per replication target.
+#[derive(Clone, Default)]
+pub struct PeerNetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let client = channel(&node.addr).ok().map(|ch| {
+            RaftPeerClient::new(ch)
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE)
+        });
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client,
+        }
+    }
+}
+
+/// The connection to one peer replica.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    /// None when the address could not even be parsed as a URI.
+    client: Option<RaftPeerClient<Channel>>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+/// Maps a transport failure: a peer that is down, paused or cut off is `Unreachable`, so
+/// openraft backs off instead of retrying in a tight loop.
+fn transport_error<E: std::error::Error>(status: Status) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, NetworkError> {
+    serde_json::to_vec(value).map_err(|e| NetworkError::new(&e))
+}
+
+fn decode_reply<T: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+    target: NodeId,
+    bytes: &[u8],
+) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+    let result: Result<T, RaftError<NodeId, E>> =
+        serde_json::from_slice(bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    result.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+}
+
+impl PeerClient {
+    fn client<E: std::error::Error>(
+        &self,
+    ) -> Result<RaftPeerClient<Channel>, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        self.client.clone().ok_or_else(|| {
+            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+                "bad peer address {}",
+                self.addr
+            ))))
+        })
+    }
+}
+
+fn with_deadline<T>(msg: T, option: &RPCOption) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.set_timeout(option.hard_ttl());
+    req
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let json = encode(&rpc)?;
+        let reply = self
+            .client()?
+            .append_entries(with_deadline(RaftMessage { json }, &option))
+            .await
+            .map_err(transport_error)?;
+        decode_reply(self.target, &reply.into_inner().json)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        let json = encode(&rpc)?;
+        let reply = self
+            .client()?
+            .vote(with_deadline(RaftMessage { json }, &option))
+            .await
+            .map_err(transport_error)?;
+        decode_reply(self.target, &reply.into_inner().json)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let data = std::mem::take(&mut rpc.data);
+        let header_json = encode(&rpc)?;
+        let reply = self
+            .client()?
+            .install_snapshot(with_deadline(SnapshotChunk { header_json, data }, &option))
+            .await
+            .map_err(transport_error)?;
+        decode_reply(self.target, &reply.into_inner().json)
+    }
+}
+
+/// Serves RaftPeer: decodes openraft requests and hands them to the local Raft.
+pub struct RaftPeerService {
+    pub id: NodeId,
+    pub raft: Raft,
+    /// While set, this replica refuses to vote (it restarted with a wiped store and has not
+    /// yet heard from a leader, so it may have forgotten a vote it cast).
+    pub quarantined: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn bad_request(e: serde_json::Error) -> Status {
+    Status::invalid_argument(format!("json: undecodable Raft message: {e}"))
+}
+
+fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
+    let json = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftMessage { json }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for RaftPeerService {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
+        reply(self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        use std::sync::atomic::Ordering;
+        let rpc: VoteRequest<NodeId> = serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
+        if self.quarantined.load(Ordering::Acquire) {
+            tracing::info!(vote = %rpc.vote, "vote refused: this replica's store was wiped and it has not rejoined yet");
+            return Err(Status::unavailable("replica is rejoining after losing its store; it does not vote yet"));
+        }
+        reply(self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<SnapshotChunk>) -> Result<Response<RaftMessage>, Status> {
+        let chunk = req.into_inner();
+        let mut rpc: InstallSnapshotRequest<TypeConfig> =
+            serde_json::from_slice(&chunk.header_json).map_err(bad_request)?;
+        rpc.data = chunk.data;
+        reply(self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn node_status(&self, req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusReply>, Status> {
+        let expected = req.into_inner().expected_id;
+        if expected != 0 && expected != self.id {
+            return Err(Status::failed_precondition(format!(
+                "expected_id: this replica is id {}, not {expected}",
+                self.id
+            )));
+        }
+        let m = self.raft.metrics().borrow().clone();
+        Ok(Response::new(NodeStatusReply {
+            id: self.id,
+            pristine: crate::bootstrap::is_pristine(&m),
+            established: crate::bootstrap::is_established(&m),
+        }))
+    }
+}
