@@ -69,9 +69,8 @@ pub struct MasterClient {
 
 /// Whether `s` is HOST:PORT with a non-zero numeric port.
 fn is_host_port(s: &str) -> bool {
-    s.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-    })
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn endpoint(addr: &str, policy: &RetryPolicy) -> Result<Channel, DriverError> {
@@ -88,7 +87,10 @@ fn endpoint(addr: &str, policy: &RetryPolicy) -> Result<Channel, DriverError> {
 
 /// Whether a status means "ask another master" rather than a real answer.
 fn is_retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled)
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    )
 }
 
 impl MasterClient {
@@ -124,7 +126,11 @@ impl MasterClient {
 
     /// The master currently believed to lead, if any.
     pub fn leader(&self) -> Option<String> {
-        self.current.lock().expect("lock").as_ref().map(|(a, _)| a.clone())
+        self.current
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|(a, _)| a.clone())
     }
 
     /// A channel to one specific master (not necessarily the leader).
@@ -188,7 +194,7 @@ impl MasterClient {
                 });
             }
             // After a full round over the masters without a leader, back off with jitter.
-            if next % self.masters.len() == 0 {
+            if next.is_multiple_of(self.masters.len()) {
                 let jitter = rand::thread_rng().gen_range(0.5..1.5);
                 tokio::time::sleep(backoff.mul_f64(jitter)).await;
                 backoff = (backoff * 2).min(self.policy.max_backoff);

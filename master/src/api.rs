@@ -42,7 +42,8 @@ impl MasterService for MasterApi {
         let info = convert::agent_info_from_proto(req.into_inner().agent, || {
             AgentId::new(format!("{}-S", uuid::Uuid::new_v4())).expect("uuid ids are valid")
         })?;
-        let span = tracing::info_span!("register_agent", agent = %info.id, term = tracing::field::Empty);
+        let span =
+            tracing::info_span!("register_agent", agent = %info.id, term = tracing::field::Empty);
         async {
             let view = self.master.require_leader()?;
             tracing::Span::current().record("term", view.term);
@@ -165,7 +166,10 @@ impl OperatorService for OperatorApi {
             return Err(invalid("id", "must be greater than 0"));
         }
         if !crate::config::is_host_port(&req.address) {
-            return Err(invalid("address", format!("{:?} is not HOST:PORT", req.address)));
+            return Err(invalid(
+                "address",
+                format!("{:?} is not HOST:PORT", req.address),
+            ));
         }
         self.master.require_leader()?;
         tracing::info!(learner = req.id, address = %req.address, "adding learner");
@@ -176,11 +180,7 @@ impl OperatorService for OperatorApi {
             .await
             .map_err(membership_error)?;
         Ok(Response::new(pb::MembershipReply {
-            members: resp
-                .membership
-                .as_ref()
-                .map(members)
-                .unwrap_or_default(),
+            members: resp.membership.as_ref().map(members).unwrap_or_default(),
             log_index: resp.log_id.index,
         }))
     }
@@ -222,11 +222,7 @@ impl OperatorService for OperatorApi {
             .await
             .map_err(membership_error)?;
         Ok(Response::new(pb::MembershipReply {
-            members: resp
-                .membership
-                .as_ref()
-                .map(members)
-                .unwrap_or_default(),
+            members: resp.membership.as_ref().map(members).unwrap_or_default(),
             log_index: resp.log_id.index,
         }))
     }

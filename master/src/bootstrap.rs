@@ -4,11 +4,14 @@
 //! `--peers` about itself (RaftPeer.NodeStatus):
 //! - if any peer is *established* (it has had a leader), a cluster exists: this replica
 //!   must not initialize. It stays *quarantined* (refuses to vote, since it may have voted
-//!   before its store was wiped) and catches up from the leader like a new follower; the
+//!   before its store was wiped, and does not campaign, since it cannot win with an empty
+//!   log and would only disturb the quorum) and catches up from the leader like a new follower; the
 //!   quarantine ends once it has accepted a leader (its vote is committed).
 //! - if every peer answered and none is established, the cluster is new: the quarantine
 //!   ends, and the replica with the lowest id calls `initialize` with the `--peers` set,
 //!   only if all peers are still pristine. Nobody else ever initializes.
+//! - a replica started with `--join` never initializes: it waits for an operator to add
+//!   it as a learner (it has never voted, so it is not quarantined).
 //! - if some peer does not answer, it waits and asks again: a replica never initializes
 //!   a cluster alone, so a wiped replica can never form or split off a second cluster.
 
@@ -66,6 +69,10 @@ pub async fn run(master: Master, pristine: bool) {
     if !pristine {
         return;
     }
+    if master.config.join {
+        tracing::info!("--join: waiting to be added to the quorum as a learner");
+        return;
+    }
     let me = master.config.id;
     let others: BTreeMap<u64, String> = master
         .config
@@ -97,13 +104,18 @@ pub async fn run(master: Master, pristine: bool) {
                  catching up from the leader without voting until it has accepted one"
             );
             wait_until_established(&master).await;
-            master.quarantined.store(false, Ordering::Release);
+            lift_quarantine(&master);
             tracing::info!("rejoined the quorum; voting again");
             return;
         }
         if all_answered {
-            master.quarantined.store(false, Ordering::Release);
-            let lowest = *master.config.peers.keys().next().expect("validated non-empty");
+            lift_quarantine(&master);
+            let lowest = *master
+                .config
+                .peers
+                .keys()
+                .next()
+                .expect("validated non-empty");
             if me == lowest && all_pristine {
                 let members: BTreeMap<u64, BasicNode> = master
                     .config
@@ -124,6 +136,11 @@ pub async fn run(master: Master, pristine: bool) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+fn lift_quarantine(master: &Master) {
+    master.quarantined.store(false, Ordering::Release);
+    master.raft.runtime_config().elect(true);
 }
 
 async fn wait_until_established(master: &Master) {

@@ -73,7 +73,10 @@ pub fn agent_info_from_proto(
         return Err(invalid("agent.hostname", "empty"));
     }
     if !crate::config::is_host_port(&info.address) {
-        return Err(invalid("agent.address", format!("{:?} is not HOST:PORT", info.address)));
+        return Err(invalid(
+            "agent.address",
+            format!("{:?} is not HOST:PORT", info.address),
+        ));
     }
     let resources = resources_from_proto(&info.resources, "agent.resources")?;
     let mut attributes = Vec::with_capacity(info.attributes.len());
@@ -181,8 +184,15 @@ mod tests {
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(err.message().starts_with(field), "{}", err.message());
         }
-        let missing = pb::Resource { name: "x".into(), role: String::new(), value: None };
-        assert!(resources_from_proto(&[missing], "r").unwrap_err().message().starts_with("r[0].value"));
+        let missing = pb::Resource {
+            name: "x".into(),
+            role: String::new(),
+            value: None,
+        };
+        assert!(resources_from_proto(&[missing], "r")
+            .unwrap_err()
+            .message()
+            .starts_with("r[0].value"));
     }
 
     #[test]
@@ -194,20 +204,34 @@ mod tests {
             resources: vec![scalar("cpus", 2.0)],
             attributes: vec![],
         };
-        let info = agent_info_from_proto(Some(ok.clone()), || AgentId::new("new").unwrap()).unwrap();
+        let info =
+            agent_info_from_proto(Some(ok.clone()), || AgentId::new("new").unwrap()).unwrap();
         assert_eq!(info.id.as_str(), "new");
         let back = agent_info_to_proto(&info);
         assert_eq!(back.resources, ok.resources);
         for (mutate, field) in [
-            (Box::new(|a: &mut pb::AgentInfo| a.address = "nope".into()) as Box<dyn Fn(&mut pb::AgentInfo)>, "agent.address"),
-            (Box::new(|a: &mut pb::AgentInfo| a.hostname = " ".into()), "agent.hostname"),
-            (Box::new(|a: &mut pb::AgentInfo| a.id = "a/b".into()), "agent.id"),
+            (
+                Box::new(|a: &mut pb::AgentInfo| a.address = "nope".into())
+                    as Box<dyn Fn(&mut pb::AgentInfo)>,
+                "agent.address",
+            ),
+            (
+                Box::new(|a: &mut pb::AgentInfo| a.hostname = " ".into()),
+                "agent.hostname",
+            ),
+            (
+                Box::new(|a: &mut pb::AgentInfo| a.id = "a/b".into()),
+                "agent.id",
+            ),
         ] {
             let mut a = ok.clone();
             mutate(&mut a);
             let err = agent_info_from_proto(Some(a), || AgentId::new("x").unwrap()).unwrap_err();
             assert!(err.message().starts_with(field), "{}", err.message());
         }
-        assert!(agent_info_from_proto(None, || AgentId::new("x").unwrap()).unwrap_err().message().starts_with("agent"));
+        assert!(agent_info_from_proto(None, || AgentId::new("x").unwrap())
+            .unwrap_err()
+            .message()
+            .starts_with("agent"));
     }
 }

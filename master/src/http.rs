@@ -20,7 +20,12 @@ pub fn router(master: Master) -> Router {
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn health(axum::extract::State(master): axum::extract::State<Master>) -> Response {

@@ -91,7 +91,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MasterError> {
     let span = tracing::info_span!("master", node = config.id);
-    run_replica(config, listener, shutdown).instrument(span).await
+    run_replica(config, listener, shutdown)
+        .instrument(span)
+        .await
 }
 
 async fn run_replica(
@@ -110,9 +112,16 @@ async fn run_replica(
             .validate()
             .map_err(|e| MasterError::Raft(e.to_string()))?,
     );
-    let raft = Raft::new(config.id, raft_config, raft_network::PeerNetworkFactory, log, sm)
-        .await
-        .map_err(|e| MasterError::Raft(e.to_string()))?;
+    let config_join = config.join;
+    let raft = Raft::new(
+        config.id,
+        raft_config,
+        raft_network::PeerNetworkFactory,
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| MasterError::Raft(e.to_string()))?;
 
     let master = Master {
         config: Arc::new(config),
@@ -121,7 +130,7 @@ async fn run_replica(
         metrics: metrics::Metrics::new(),
         // A replica that starts with an empty store may have voted before it lost that
         // store; it does not vote until bootstrap decides it is safe.
-        quarantined: Arc::new(AtomicBool::new(pristine)),
+        quarantined: Arc::new(AtomicBool::new(pristine && !config_join)),
     };
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -129,9 +138,15 @@ async fn run_replica(
         pristine,
         "master replica starting"
     );
-    let bootstrap = tokio::spawn(
-        bootstrap::run(master.clone(), pristine).instrument(tracing::Span::current()),
-    );
+    if master
+        .quarantined
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        // It cannot win with an empty log, and campaigning would only disturb the quorum.
+        raft.runtime_config().elect(false);
+    }
+    let bootstrap =
+        tokio::spawn(bootstrap::run(master.clone(), pristine).instrument(tracing::Span::current()));
 
     let grpc = tonic::service::Routes::new(
         RaftPeerServer::new(raft_network::RaftPeerService {

@@ -40,11 +40,14 @@ struct Args {
     #[arg(long, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
     max_agent_ping_timeouts: u32,
     /// Raft heartbeat period.
-    #[arg(long, env = "AGORA_RAFT_HEARTBEAT_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AGORA_RAFT_HEARTBEAT_INTERVAL", default_value = "50ms", value_parser = humantime::parse_duration)]
     raft_heartbeat_interval: Duration,
-    /// Minimum Raft election timeout (elections start after a random time in [T, 2T)).
-    #[arg(long, env = "AGORA_RAFT_ELECTION_TIMEOUT", default_value = "400ms", value_parser = humantime::parse_duration)]
+    /// Minimum Raft election timeout T (each replica draws its timeout in [T, 1.5T)).
+    #[arg(long, env = "AGORA_RAFT_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
     raft_election_timeout: Duration,
+    /// Join an existing quorum (to be added by `agora members add`): never initialize.
+    #[arg(long, env = "AGORA_JOIN")]
+    join: bool,
     /// tracing filter, e.g. info or agora_master=debug (RUST_LOG also works).
     #[arg(long, env = "AGORA_LOG_LEVEL")]
     log_level: Option<String>,
@@ -58,7 +61,12 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
@@ -69,7 +77,10 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(args.log_level.as_deref());
-    let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.clone());
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.clone());
     let peers = match &args.peers {
         Some(p) => match parse_peers(p) {
             Ok(p) => p,
@@ -90,11 +101,15 @@ fn main() -> ExitCode {
             heartbeat_interval: args.raft_heartbeat_interval,
             election_timeout_min: args.raft_election_timeout,
         },
+        join: args.join,
     };
     if let Err(e) = config.validate() {
         return fail(2, e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
     };
@@ -115,7 +130,8 @@ fn init_tracing(level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -30,28 +30,48 @@ impl Metrics {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let commands = IntCounterVec::new(
-            Opts::new("agora_registry_commands_total", "Registry commands proposed, by kind and outcome"),
+            Opts::new(
+                "agora_registry_commands_total",
+                "Registry commands proposed, by kind and outcome",
+            ),
             &["kind", "outcome"],
         )
         .expect("valid metric");
-        registry.register(Box::new(commands.clone())).expect("unique metric");
+        registry
+            .register(Box::new(commands.clone()))
+            .expect("unique metric");
         let write_seconds = Histogram::with_opts(
-            HistogramOpts::new("agora_raft_commit_seconds", "Time from proposing a command to its commit and apply")
-                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "agora_raft_commit_seconds",
+                "Time from proposing a command to its commit and apply",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         )
         .expect("valid metric");
-        registry.register(Box::new(write_seconds.clone())).expect("unique metric");
+        registry
+            .register(Box::new(write_seconds.clone()))
+            .expect("unique metric");
         Metrics {
             commands,
             write_seconds,
             term: gauge("agora_raft_term", "Current Raft term of this replica"),
             is_leader: gauge("agora_raft_is_leader", "1 if this replica is the leader"),
-            last_log_index: gauge("agora_raft_last_log_index", "Last log index on this replica"),
-            last_applied: gauge("agora_raft_last_applied_index", "Last applied log index on this replica"),
+            last_log_index: gauge(
+                "agora_raft_last_log_index",
+                "Last log index on this replica",
+            ),
+            last_applied: gauge(
+                "agora_raft_last_applied_index",
+                "Last applied log index on this replica",
+            ),
             agents: gauge("agora_registry_agents", "Registered agents"),
             frameworks: gauge("agora_registry_frameworks", "Registered frameworks"),
             live_tasks: gauge("agora_registry_live_tasks", "Tasks not in a terminal state"),
@@ -67,12 +87,15 @@ pub fn render(master: &Master) -> String {
     let raft = master.raft.metrics().borrow().clone();
     m.term.set(view.term as i64);
     m.is_leader.set(view.is_leader as i64);
-    m.last_log_index.set(raft.last_log_index.unwrap_or(0) as i64);
-    m.last_applied.set(raft.last_applied.map(|l| l.index).unwrap_or(0) as i64);
+    m.last_log_index
+        .set(raft.last_log_index.unwrap_or(0) as i64);
+    m.last_applied
+        .set(raft.last_applied.map(|l| l.index).unwrap_or(0) as i64);
     master.registry.read(|reg| {
         m.agents.set(reg.agents().count() as i64);
         m.frameworks.set(reg.frameworks().count() as i64);
-        m.live_tasks.set(reg.tasks().filter(|t| !t.state.is_terminal()).count() as i64);
+        m.live_tasks
+            .set(reg.tasks().filter(|t| !t.state.is_terminal()).count() as i64);
     });
     let mut buf = Vec::new();
     prometheus::TextEncoder::new()

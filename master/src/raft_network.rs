@@ -1,6 +1,9 @@
 //! Raft peer transport: openraft's network traits over tonic gRPC (client side), and the
 //! RaftPeer gRPC service that hands incoming RPCs to the local openraft (server side).
 
+// openraft's RPC error types are large, and its network trait dictates them.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use agora_proto::v1::raft_peer_client::RaftPeerClient;
@@ -69,7 +72,9 @@ type RpcResult<T, E = openraft::error::Infallible> =
 
 /// Maps a transport failure: a peer that is down, paused or cut off is `Unreachable`, so
 /// openraft backs off instead of retrying in a tight loop.
-fn transport_error<E: std::error::Error>(status: Status) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+fn transport_error<E: std::error::Error>(
+    status: Status,
+) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             RPCError::Unreachable(Unreachable::new(&status))
@@ -168,14 +173,19 @@ fn bad_request(e: serde_json::Error) -> Status {
     Status::invalid_argument(format!("json: undecodable Raft message: {e}"))
 }
 
-fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
+fn reply<T: Serialize, E: Serialize>(
+    result: Result<T, E>,
+) -> Result<Response<RaftMessage>, Status> {
     let json = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(RaftMessage { json }))
 }
 
 #[tonic::async_trait]
 impl RaftPeer for RaftPeerService {
-    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
         reply(self.raft.append_entries(rpc).await)
@@ -183,15 +193,21 @@ impl RaftPeer for RaftPeerService {
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         use std::sync::atomic::Ordering;
-        let rpc: VoteRequest<NodeId> = serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
+        let rpc: VoteRequest<NodeId> =
+            serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
         if self.quarantined.load(Ordering::Acquire) {
             tracing::info!(vote = %rpc.vote, "vote refused: this replica's store was wiped and it has not rejoined yet");
-            return Err(Status::unavailable("replica is rejoining after losing its store; it does not vote yet"));
+            return Err(Status::unavailable(
+                "replica is rejoining after losing its store; it does not vote yet",
+            ));
         }
         reply(self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: Request<SnapshotChunk>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<SnapshotChunk>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let chunk = req.into_inner();
         let mut rpc: InstallSnapshotRequest<TypeConfig> =
             serde_json::from_slice(&chunk.header_json).map_err(bad_request)?;
@@ -199,7 +215,10 @@ impl RaftPeer for RaftPeerService {
         reply(self.raft.install_snapshot(rpc).await)
     }
 
-    async fn node_status(&self, req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusReply>, Status> {
+    async fn node_status(
+        &self,
+        req: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatusReply>, Status> {
         let expected = req.into_inner().expected_id;
         if expected != 0 && expected != self.id {
             return Err(Status::failed_precondition(format!(

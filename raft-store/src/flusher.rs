@@ -27,7 +27,12 @@ impl Flusher {
                         tracing::error!(error = %e, "sled flush failed");
                     }
                     for done in batch {
-                        done(result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string())));
+                        done(
+                            result
+                                .as_ref()
+                                .map(|_| ())
+                                .map_err(|e| io::Error::other(e.to_string())),
+                        );
                     }
                 }
             })
@@ -55,7 +60,8 @@ impl Flusher {
         self.after_flush(move |r| {
             let _ = tx.send(r);
         });
-        rx.await.unwrap_or_else(|_| Err(io::Error::other("flusher stopped")))
+        rx.await
+            .unwrap_or_else(|_| Err(io::Error::other("flusher stopped")))
     }
 }
 

@@ -1,6 +1,9 @@
 //! openraft's log storage: entries keyed by big-endian index in one sled tree, vote,
 //! committed index and last purged id in another.
 
+// openraft's storage error types are large, and its traits dictate them.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -49,24 +52,36 @@ impl LogStore {
         self.logs.is_empty() && self.meta.is_empty()
     }
 
-    fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageIOError<NodeId>> {
+    fn get_meta<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageIOError<NodeId>> {
         match self.meta.get(key).map_err(|e| StorageIOError::read(&e))? {
             None => Ok(None),
-            Some(bytes) => decode(&bytes).map(Some).map_err(|e| StorageIOError::read(&e)),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::read(&e)),
         }
     }
 
     fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageIOError<NodeId>> {
         let bytes = encode(value).map_err(|e| StorageIOError::write(&e))?;
-        self.meta.insert(key, bytes).map_err(|e| StorageIOError::write(&e))?;
+        self.meta
+            .insert(key, bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId<NodeId>>, StorageIOError<NodeId>> {
-        match self.logs.last().map_err(|e| StorageIOError::read_logs(&e))? {
+        match self
+            .logs
+            .last()
+            .map_err(|e| StorageIOError::read_logs(&e))?
+        {
             None => Ok(None),
             Some((_, bytes)) => {
-                let entry: Entry<TypeConfig> = decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry<TypeConfig> =
+                    decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
                 Ok(Some(entry.log_id))
             }
         }
@@ -126,9 +141,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
-        self.put_meta(VOTE, vote).map_err(|_| {
-            StorageIOError::write_vote(&std::io::Error::other("encoding the vote"))
-        })?;
+        self.put_meta(VOTE, vote)
+            .map_err(|_| StorageIOError::write_vote(&std::io::Error::other("encoding the vote")))?;
         self.flusher
             .flush()
             .await
@@ -158,7 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = encode(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            let bytes =
+                encode(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
         self.logs

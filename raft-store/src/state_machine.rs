@@ -124,10 +124,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let s = self.store.state.read().expect("registry lock poisoned");
             (s.last_applied, s.membership.clone(), s.registry.clone())
         };
-        let data = serde_json::to_vec(&registry).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let data =
+            serde_json::to_vec(&registry).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let seq = self.store.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{}-{seq}", l.leader_id.term, l.leader_id.node_id, l.index),
+            Some(l) => format!(
+                "{}-{}-{}-{seq}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
             None => format!("empty-{seq}"),
         };
         let meta = SnapshotMeta {

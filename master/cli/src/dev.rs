@@ -117,13 +117,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             "--work-dir".into(),
             work_dir.join(&name).display().to_string(),
         ];
-        children.push(spawn(&master_bin, &name, &args, &work_dir.join(format!("{name}.log")))?);
+        children.push(spawn(
+            &master_bin,
+            &name,
+            &args,
+            &work_dir.join(format!("{name}.log")),
+        )?);
     }
 
     let client = MasterClient::from_list(&addrs.join(","))?;
     let leader = client
         .call(|ch| async move {
-            let s = MasterRpc::new(ch).get_status(pb::GetStatusRequest {}).await?;
+            let s = MasterRpc::new(ch)
+                .get_status(pb::GetStatusRequest {})
+                .await?;
             if s.get_ref().role == "leader" {
                 Ok(s)
             } else {
@@ -133,7 +140,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .await;
     println!("Agora dev cluster");
     for (i, a) in addrs.iter().enumerate() {
-        println!("  master {}  {a}  (log {})", i + 1, work_dir.join(format!("master-{}.log", i + 1)).display());
+        println!(
+            "  master {}  {a}  (log {})",
+            i + 1,
+            work_dir.join(format!("master-{}.log", i + 1)).display()
+        );
     }
     match leader {
         Ok(s) => println!("  leader    {} (term {})", s.leader_address, s.term),
@@ -141,7 +152,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  web UI    http://{}/", addrs[0]);
     println!("  masters   --masters {}", addrs.join(","));
-    println!("  work dir  {}{}", work_dir.display(), if temporary { " (removed on exit)" } else { "" });
+    println!(
+        "  work dir  {}{}",
+        work_dir.display(),
+        if temporary { " (removed on exit)" } else { "" }
+    );
     println!("Press Ctrl-C to stop.");
 
     let exit = wait(&mut children).await;

@@ -20,7 +20,12 @@ use serde_json::json;
 #[command(name = "agora", version, about = "Agora cluster CLI")]
 struct Cli {
     /// Any or all masters, HOST:PORT,HOST:PORT,...
-    #[arg(long, env = "AGORA_MASTERS", default_value = "127.0.0.1:5050", global = true)]
+    #[arg(
+        long,
+        env = "AGORA_MASTERS",
+        default_value = "127.0.0.1:5050",
+        global = true
+    )]
     masters: String,
     #[command(subcommand)]
     command: Command,
@@ -126,7 +131,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&agents_json(&state))?);
             } else {
                 table::print(
-                    &["ID", "HOSTNAME", "ADDRESS", "ACTIVE", "RESOURCES", "USED", "OFFERED"],
+                    &[
+                        "ID",
+                        "HOSTNAME",
+                        "ADDRESS",
+                        "ACTIVE",
+                        "RESOURCES",
+                        "USED",
+                        "OFFERED",
+                    ],
                     state.agents.iter().map(|a| {
                         let info = a.info.clone().unwrap_or_default();
                         vec![
@@ -149,8 +162,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let v: Vec<_> = state
                     .frameworks
                     .iter()
-                    .map(|f| json!({"id": f.id, "name": f.name, "role": f.role, "active": f.active,
-                        "used": table::resources(&f.used), "offered": table::resources(&f.offered)}))
+                    .map(|f| {
+                        json!({"id": f.id, "name": f.name, "role": f.role, "active": f.active,
+                        "used": table::resources(&f.used), "offered": table::resources(&f.offered)})
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -225,20 +240,26 @@ async fn status(client: &MasterClient) -> anyhow::Result<ExitCode> {
     let leader_status = client
         .call(|ch| async move {
             // GetStatus is answered by any replica; insist on the leader's view.
-            let s = MasterRpc::new(ch).get_status(pb::GetStatusRequest {}).await?;
+            let s = MasterRpc::new(ch)
+                .get_status(pb::GetStatusRequest {})
+                .await?;
             if s.get_ref().role == "leader" {
                 Ok(s)
             } else {
                 let leader = s.get_ref().leader_address.clone();
                 let mut st = tonic::Status::unavailable("not the leader");
                 if let Ok(v) = leader.parse() {
-                    st.metadata_mut().insert(agora_proto::LEADER_METADATA_KEY, v);
+                    st.metadata_mut()
+                        .insert(agora_proto::LEADER_METADATA_KEY, v);
                 }
                 Err(st)
             }
         })
         .await?;
-    println!("leader:     {} (id {})", leader_status.leader_address, leader_status.leader_id);
+    println!(
+        "leader:     {} (id {})",
+        leader_status.leader_address, leader_status.leader_id
+    );
     println!("term:       {}", leader_status.term);
     println!("agents:     {}", leader_status.agents);
     println!("frameworks: {}", leader_status.frameworks);
@@ -250,7 +271,11 @@ async fn status(client: &MasterClient) -> anyhow::Result<ExitCode> {
             Ok(ch) => {
                 let mut req = tonic::Request::new(pb::GetStatusRequest {});
                 req.set_timeout(std::time::Duration::from_secs(2));
-                MasterRpc::new(ch).get_status(req).await.ok().map(|r| r.into_inner())
+                MasterRpc::new(ch)
+                    .get_status(req)
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
             }
             Err(_) => None,
         };
@@ -258,21 +283,33 @@ async fn status(client: &MasterClient) -> anyhow::Result<ExitCode> {
             m.id.to_string(),
             m.address.clone(),
             if m.voter { "voter" } else { "learner" }.to_string(),
-            view.as_ref().map(|v| v.role.clone()).unwrap_or_else(|| "unreachable".into()),
-            view.as_ref().map(|v| v.term.to_string()).unwrap_or_default(),
-            view.as_ref().map(|v| v.last_applied.to_string()).unwrap_or_default(),
+            view.as_ref()
+                .map(|v| v.role.clone())
+                .unwrap_or_else(|| "unreachable".into()),
+            view.as_ref()
+                .map(|v| v.term.to_string())
+                .unwrap_or_default(),
+            view.as_ref()
+                .map(|v| v.last_applied.to_string())
+                .unwrap_or_default(),
         ]);
     }
-    table::print(&["ID", "ADDRESS", "MEMBERSHIP", "ROLE", "TERM", "APPLIED"], rows.into_iter());
+    table::print(
+        &["ID", "ADDRESS", "MEMBERSHIP", "ROLE", "TERM", "APPLIED"],
+        rows.into_iter(),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 async fn members(client: &MasterClient, action: Option<MembersAction>) -> anyhow::Result<ExitCode> {
     let reply = match action {
         None => {
-            let s = client
-                .call(|ch| async move { MasterRpc::new(ch).get_status(pb::GetStatusRequest {}).await })
-                .await?;
+            let s =
+                client
+                    .call(|ch| async move {
+                        MasterRpc::new(ch).get_status(pb::GetStatusRequest {}).await
+                    })
+                    .await?;
             pb::MembershipReply {
                 members: s.members,
                 log_index: s.last_log_index,
@@ -285,7 +322,11 @@ async fn members(client: &MasterClient, action: Option<MembersAction>) -> anyhow
             client
                 .call(|ch| {
                     let address = address.clone();
-                    async move { OperatorClient::new(ch).add_learner(pb::AddLearnerRequest { id, address }).await }
+                    async move {
+                        OperatorClient::new(ch)
+                            .add_learner(pb::AddLearnerRequest { id, address })
+                            .await
+                    }
                 })
                 .await?
         }

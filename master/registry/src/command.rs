@@ -11,19 +11,31 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// First registration, or re-registration from the same address.
-    RegisterAgent { info: AgentInfo, now_ms: TimestampMs },
+    RegisterAgent {
+        info: AgentInfo,
+        now_ms: TimestampMs,
+    },
     /// The agent missed its health checks: out of the pool; its live tasks become
     /// `TASK_UNREACHABLE` and its offers are withdrawn.
     MarkAgentUnreachable { id: AgentId, now_ms: TimestampMs },
     /// The agent is gone for good: its live tasks become `TASK_GONE`, offers are withdrawn.
     RemoveAgent { id: AgentId, now_ms: TimestampMs },
     /// Subscription (first or again).
-    RegisterFramework { info: FrameworkInfo, now_ms: TimestampMs },
+    RegisterFramework {
+        info: FrameworkInfo,
+        now_ms: TimestampMs,
+    },
     /// Its connection dropped; its failover timeout starts.
-    DisconnectFramework { id: FrameworkId, now_ms: TimestampMs },
+    DisconnectFramework {
+        id: FrameworkId,
+        now_ms: TimestampMs,
+    },
     /// Teardown or failover timeout: its offers go; its tasks must already be terminal or
     /// are recorded `TASK_KILLED`.
-    RemoveFramework { id: FrameworkId, now_ms: TimestampMs },
+    RemoveFramework {
+        id: FrameworkId,
+        now_ms: TimestampMs,
+    },
     /// One allocation cycle's offers, all or nothing.
     AddOffers { offers: Vec<Offer> },
     /// Offers withdrawn (declined, rescinded, timed out). Unknown ids are ignored, so a

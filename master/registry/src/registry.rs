@@ -352,7 +352,12 @@ impl Registry {
                 return Err(Rejection::AgentNotActive(offer.agent_id.clone()));
             }
             let role = &framework.info.role;
-            if !agent.info.resources.allocatable_to(role).contains(&offer.resources) {
+            if !agent
+                .info
+                .resources
+                .allocatable_to(role)
+                .contains(&offer.resources)
+            {
                 return Err(Rejection::OfferWrongRole {
                     offer: offer.id.clone(),
                     role: role.clone(),
@@ -418,7 +423,10 @@ impl Registry {
                 });
             }
             if offer.agent_id != self.data.offers[first].agent_id {
-                return Err(Rejection::OffersOnDifferentAgents(first.clone(), id.clone()));
+                return Err(Rejection::OffersOnDifferentAgents(
+                    first.clone(),
+                    id.clone(),
+                ));
             }
             offers.push(offer);
         }
@@ -591,7 +599,11 @@ impl Registry {
         let mut agents: BTreeMap<AgentId, Allocation> = BTreeMap::new();
         let mut frameworks: BTreeMap<FrameworkId, Allocation> = BTreeMap::new();
         for t in self.tasks().filter(|t| !t.state.is_terminal()) {
-            agents.entry(t.agent_id.clone()).or_default().used.add(&t.resources);
+            agents
+                .entry(t.agent_id.clone())
+                .or_default()
+                .used
+                .add(&t.resources);
             frameworks
                 .entry(t.framework_id.clone())
                 .or_default()
@@ -599,7 +611,11 @@ impl Registry {
                 .add(&t.resources);
         }
         for o in self.data.offers.values() {
-            agents.entry(o.agent_id.clone()).or_default().offered.add(&o.resources);
+            agents
+                .entry(o.agent_id.clone())
+                .or_default()
+                .offered
+                .add(&o.resources);
             frameworks
                 .entry(o.framework_id.clone())
                 .or_default()

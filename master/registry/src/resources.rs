@@ -425,29 +425,30 @@ impl Resources {
     /// Whether `self` holds at least `other`, entry by entry (a reservation for one role
     /// never counts for another, nor for unreserved).
     pub fn contains(&self, other: &Resources) -> bool {
-        other.0.iter().all(|need| {
-            match self.0.binary_search_by(|x| x.key().cmp(&need.key())) {
+        other.0.iter().all(
+            |need| match self.0.binary_search_by(|x| x.key().cmp(&need.key())) {
                 Err(_) => false,
                 Ok(i) => match (&self.0[i].value, &need.value) {
                     (Value::Scalar(have), Value::Scalar(want)) => have >= want,
                     (Value::Ranges(have), Value::Ranges(want)) => have.contains(want),
                     _ => false,
                 },
-            }
-        })
+            },
+        )
     }
 
     /// `self - other`, or `None` when `other` is not contained in `self`.
     pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
         let mut out = self.clone();
         for need in &other.0 {
-            let i = out
-                .0
-                .binary_search_by(|x| x.key().cmp(&need.key()))
-                .ok()?;
+            let i = out.0.binary_search_by(|x| x.key().cmp(&need.key())).ok()?;
             let left = match (&out.0[i].value, &need.value) {
-                (Value::Scalar(have), Value::Scalar(want)) => Value::Scalar(have.checked_sub(*want)?),
-                (Value::Ranges(have), Value::Ranges(want)) => Value::Ranges(have.checked_sub(want)?),
+                (Value::Scalar(have), Value::Scalar(want)) => {
+                    Value::Scalar(have.checked_sub(*want)?)
+                }
+                (Value::Ranges(have), Value::Ranges(want)) => {
+                    Value::Ranges(have.checked_sub(want)?)
+                }
                 _ => return None,
             };
             if left.is_empty() {
@@ -469,16 +470,12 @@ impl Resources {
                         Value::Scalar(have.checked_sub(*want).unwrap_or(Scalar::ZERO))
                     }
                     (Value::Ranges(have), Value::Ranges(want)) => {
-                        let common = Ranges::new(
-                            want.pairs()
-                                .iter()
-                                .flat_map(|&(b, e)| {
-                                    have.pairs().iter().filter_map(move |&(hb, he)| {
-                                        let (lo, hi) = (b.max(hb), e.min(he));
-                                        (lo <= hi).then_some((lo, hi))
-                                    })
-                                }),
-                        )
+                        let common = Ranges::new(want.pairs().iter().flat_map(|&(b, e)| {
+                            have.pairs().iter().filter_map(move |&(hb, he)| {
+                                let (lo, hi) = (b.max(hb), e.min(he));
+                                (lo <= hi).then_some((lo, hi))
+                            })
+                        }))
                         .expect("intersections are ordered");
                         Value::Ranges(have.checked_sub(&common).expect("subset by construction"))
                     }
@@ -529,8 +526,7 @@ impl Resources {
                         .entry(r.name.clone())
                         .or_insert(SummaryValue::Number(0.0));
                     if let SummaryValue::Number(n) = e {
-                        *n = (Scalar::from_f64(*n).unwrap_or_default().saturating_add(*s))
-                            .as_f64();
+                        *n = (Scalar::from_f64(*n).unwrap_or_default().saturating_add(*s)).as_f64();
                     }
                 }
                 Value::Ranges(ranges) => {
@@ -599,8 +595,14 @@ fn parse_token(token: &str) -> Result<Resource, ResourceError> {
             let (b, e) = part
                 .split_once('-')
                 .ok_or_else(|| fail("expected ranges like [31000-32000]"))?;
-            let b: u64 = b.trim().parse().map_err(|_| fail("range bound is not a whole number"))?;
-            let e: u64 = e.trim().parse().map_err(|_| fail("range bound is not a whole number"))?;
+            let b: u64 = b
+                .trim()
+                .parse()
+                .map_err(|_| fail("range bound is not a whole number"))?;
+            let e: u64 = e
+                .trim()
+                .parse()
+                .map_err(|_| fail("range bound is not a whole number"))?;
             pairs.push((b, e));
         }
         Value::Ranges(Ranges::new(pairs).map_err(|source| ResourceError::Amount {
@@ -637,7 +639,10 @@ mod tests {
         let res = r("cpus:4;mem:8192;disk:20000;ports:[31000-32000]");
         assert_eq!(res.scalar_total("cpus"), Scalar::from_millis(4000));
         assert_eq!(res.scalar_total("mem"), Scalar::from_millis(8_192_000));
-        assert_eq!(res.to_string(), "cpus:4;disk:20000;mem:8192;ports:[31000-32000]");
+        assert_eq!(
+            res.to_string(),
+            "cpus:4;disk:20000;mem:8192;ports:[31000-32000]"
+        );
         let reserved = r("cpus(web):2;cpus:1.5;cpus(*):0.5");
         assert_eq!(reserved.scalar_total("cpus"), Scalar::from_millis(4000));
         assert_eq!(reserved.to_string(), "cpus:2;cpus(web):2");
@@ -662,23 +667,44 @@ mod tests {
         }
         assert!(matches!(
             Resources::parse("cpus:-1"),
-            Err(ResourceError::Amount { source: AmountError::Negative, .. })
+            Err(ResourceError::Amount {
+                source: AmountError::Negative,
+                ..
+            })
         ));
         assert!(matches!(
             Resources::parse("cpus:NaN"),
-            Err(ResourceError::Amount { source: AmountError::NotANumber, .. })
+            Err(ResourceError::Amount {
+                source: AmountError::NotANumber,
+                ..
+            })
         ));
         assert!(matches!(
             Resources::parse("cpus:inf"),
-            Err(ResourceError::Amount { source: AmountError::Infinite, .. })
+            Err(ResourceError::Amount {
+                source: AmountError::Infinite,
+                ..
+            })
         ));
         assert!(matches!(
             Resources::parse("ports:[9-3]"),
-            Err(ResourceError::Amount { source: AmountError::InvertedRange(9, 3), .. })
+            Err(ResourceError::Amount {
+                source: AmountError::InvertedRange(9, 3),
+                ..
+            })
         ));
-        assert!(matches!(Resources::parse("cpus(-x):1"), Err(ResourceError::Role { .. })));
-        assert!(matches!(Resources::parse("cpus(a//b):1"), Err(ResourceError::Role { .. })));
-        assert!(matches!(Resources::parse("c pus:1"), Err(ResourceError::Name { .. })));
+        assert!(matches!(
+            Resources::parse("cpus(-x):1"),
+            Err(ResourceError::Role { .. })
+        ));
+        assert!(matches!(
+            Resources::parse("cpus(a//b):1"),
+            Err(ResourceError::Role { .. })
+        ));
+        assert!(matches!(
+            Resources::parse("c pus:1"),
+            Err(ResourceError::Name { .. })
+        ));
     }
 
     #[test]
@@ -700,16 +726,28 @@ mod tests {
         assert!(!agent.contains(&r("cpus:3")));
         assert_eq!(agent.allocatable_to("db"), r("cpus:2;mem:100"));
         assert_eq!(agent.allocatable_to("web"), agent);
-        assert_eq!(agent.checked_sub(&r("cpus(web):2")), Some(r("cpus:2;mem:100")));
+        assert_eq!(
+            agent.checked_sub(&r("cpus(web):2")),
+            Some(r("cpus:2;mem:100"))
+        );
         assert_eq!(agent.checked_sub(&r("cpus:2.001")), None);
-        assert_eq!(agent.saturating_sub(&r("cpus:5;disk:3")), r("cpus(web):2;mem:100"));
+        assert_eq!(
+            agent.saturating_sub(&r("cpus:5;disk:3")),
+            r("cpus(web):2;mem:100")
+        );
     }
 
     #[test]
     fn ranges_subtract_and_merge() {
         let ports = r("ports:[10-20,30-40]");
-        assert_eq!(ports.checked_sub(&r("ports:[12-13]")), Some(r("ports:[10-11,14-20,30-40]")));
-        assert_eq!(ports.checked_sub(&r("ports:[10-20]")), Some(r("ports:[30-40]")));
+        assert_eq!(
+            ports.checked_sub(&r("ports:[12-13]")),
+            Some(r("ports:[10-11,14-20,30-40]"))
+        );
+        assert_eq!(
+            ports.checked_sub(&r("ports:[10-20]")),
+            Some(r("ports:[30-40]"))
+        );
         assert_eq!(ports.checked_sub(&r("ports:[19-31]")), None);
         assert_eq!(r("ports:[1-2,3-4]"), r("ports:[1-4]"));
         assert_eq!(
@@ -717,7 +755,10 @@ mod tests {
             r("ports:[10-14,36-40]")
         );
         let edge = Ranges::new([(0, u64::MAX)]).unwrap();
-        assert_eq!(edge.checked_sub(&Ranges::new([(0, 0)]).unwrap()), Ranges::new([(1, u64::MAX)]).ok());
+        assert_eq!(
+            edge.checked_sub(&Ranges::new([(0, 0)]).unwrap()),
+            Ranges::new([(1, u64::MAX)]).ok()
+        );
         assert_eq!(
             edge.checked_sub(&Ranges::new([(u64::MAX, u64::MAX)]).unwrap()),
             Ranges::new([(0, u64::MAX - 1)]).ok()
@@ -737,7 +778,11 @@ mod tests {
     }
 
     fn arb_resources() -> impl Strategy<Value = Resources> {
-        let role = prop_oneof![Just(None), Just(Some("a".to_string())), Just(Some("b".to_string()))];
+        let role = prop_oneof![
+            Just(None),
+            Just(Some("a".to_string())),
+            Just(Some("b".to_string()))
+        ];
         let value = prop_oneof![
             (0u64..10_000).prop_map(|m| Value::Scalar(Scalar::from_millis(m))),
             arb_ranges().prop_map(Value::Ranges),
@@ -747,7 +792,11 @@ mod tests {
             Resources::from(
                 items
                     .into_iter()
-                    .map(|(name, role, value)| Resource { name: name.to_string(), role, value })
+                    .map(|(name, role, value)| Resource {
+                        name: name.to_string(),
+                        role,
+                        value,
+                    })
                     .collect::<Vec<_>>(),
             )
         })

@@ -127,7 +127,10 @@ fn offers_respect_free_resources_and_reservations() {
     apply(
         &mut reg,
         &Command::AddOffers {
-            offers: vec![offer("o1", "f1", "a1", "cpus:3"), offer("o2", "f2", "a1", "cpus:1")],
+            offers: vec![
+                offer("o1", "f1", "a1", "cpus:3"),
+                offer("o2", "f2", "a1", "cpus:1"),
+            ],
         },
     )
     .unwrap();
@@ -136,18 +139,31 @@ fn offers_respect_free_resources_and_reservations() {
     let err = apply(
         &mut reg,
         &Command::AddOffers {
-            offers: vec![offer("o3", "f2", "a2", "cpus:1"), offer("o4", "f2", "a1", "cpus:0.1")],
+            offers: vec![
+                offer("o3", "f2", "a2", "cpus:1"),
+                offer("o4", "f2", "a1", "cpus:0.1"),
+            ],
         },
     );
     assert!(matches!(err, Err(Rejection::OfferExceedsAgent { .. })));
     assert!(reg.offer(&oid("o3")).is_none());
     // A reservation for `web` is offered only to a `web` framework.
     assert!(matches!(
-        apply(&mut reg, &Command::AddOffers { offers: vec![offer("o5", "f2", "a2", "cpus(web):1")] }),
+        apply(
+            &mut reg,
+            &Command::AddOffers {
+                offers: vec![offer("o5", "f2", "a2", "cpus(web):1")]
+            }
+        ),
         Err(Rejection::OfferWrongRole { .. })
     ));
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o5", "f1", "a2", "cpus(web):2;cpus:1")] })
-        .unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o5", "f1", "a2", "cpus(web):2;cpus:1")],
+        },
+    )
+    .unwrap();
     // Duplicate ids, empty offers, unknown parties.
     for bad in [
         offer("o5", "f1", "a2", "cpus:1"),
@@ -162,12 +178,24 @@ fn offers_respect_free_resources_and_reservations() {
 #[test]
 fn launch_consumes_offers_and_returns_the_rest() {
     let mut reg = cluster();
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o1", "f2", "a1", "cpus:4;mem:1024")] })
-        .unwrap();
-    apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1;mem:100"), ("t2", "cpus:1")])).unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o1", "f2", "a1", "cpus:4;mem:1024")],
+        },
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &launch("f2", &["o1"], &[("t1", "cpus:1;mem:100"), ("t2", "cpus:1")]),
+    )
+    .unwrap();
     assert!(reg.offer(&oid("o1")).is_none(), "offer consumed");
     assert_eq!(reg.agent_allocation(&aid("a1")).used, res("cpus:2;mem:100"));
-    assert_eq!(reg.agent_free(&aid("a1")), res("cpus:2;mem:924;ports:[100-199]"));
+    assert_eq!(
+        reg.agent_free(&aid("a1")),
+        res("cpus:2;mem:924;ports:[100-199]")
+    );
     let t1 = reg.task(&fid("f2"), &tid("t1")).unwrap();
     assert_eq!(t1.state, TaskState::TaskStaging);
     assert_eq!(t1.agent_id, aid("a1"));
@@ -205,14 +233,20 @@ fn launch_rejections_change_nothing() {
         Err(Rejection::OffersOnDifferentAgents(..))
     ));
     assert!(matches!(
-        apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1"), ("t1", "cpus:1")])),
+        apply(
+            &mut reg,
+            &launch("f2", &["o1"], &[("t1", "cpus:1"), ("t1", "cpus:1")])
+        ),
         Err(Rejection::DuplicateTask(_))
     ));
     assert!(matches!(
         apply(&mut reg, &launch("f2", &["o1"], &[("t1", "")])),
         Err(Rejection::TaskWithoutResources(_))
     ));
-    assert_eq!(apply(&mut reg, &launch("f2", &[], &[("t1", "cpus:1")])), Err(Rejection::NoOffers));
+    assert_eq!(
+        apply(&mut reg, &launch("f2", &[], &[("t1", "cpus:1")])),
+        Err(Rejection::NoOffers)
+    );
     // A finished task's id is never reused within its framework (at-most-once).
     apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1")])).unwrap();
     apply(&mut reg, &update("f2", "t1", TaskState::TaskFinished)).unwrap();
@@ -225,7 +259,13 @@ fn launch_rejections_change_nothing() {
 #[test]
 fn task_updates_release_resources_once_and_terminal_is_final() {
     let mut reg = cluster();
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o1", "f2", "a1", "cpus:1")] }).unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o1", "f2", "a1", "cpus:1")],
+        },
+    )
+    .unwrap();
     apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1")])).unwrap();
     apply(&mut reg, &update("f2", "t1", TaskState::TaskRunning)).unwrap();
     assert_eq!(reg.agent_allocation(&aid("a1")).used, res("cpus:1"));
@@ -249,19 +289,34 @@ fn unreachable_agent_leaves_the_pool_and_comes_back() {
     apply(
         &mut reg,
         &Command::AddOffers {
-            offers: vec![offer("o1", "f2", "a1", "cpus:2"), offer("o2", "f1", "a1", "cpus:1")],
+            offers: vec![
+                offer("o1", "f2", "a1", "cpus:2"),
+                offer("o2", "f1", "a1", "cpus:1"),
+            ],
         },
     )
     .unwrap();
     apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1")])).unwrap();
-    apply(&mut reg, &Command::MarkAgentUnreachable { id: aid("a1"), now_ms: 9 }).unwrap();
+    apply(
+        &mut reg,
+        &Command::MarkAgentUnreachable {
+            id: aid("a1"),
+            now_ms: 9,
+        },
+    )
+    .unwrap();
     assert_eq!(reg.offers().count(), 0);
     assert_eq!(
         reg.task(&fid("f2"), &tid("t1")).unwrap().state,
         TaskState::TaskUnreachable
     );
     assert!(matches!(
-        apply(&mut reg, &Command::AddOffers { offers: vec![offer("o3", "f1", "a1", "cpus:1")] }),
+        apply(
+            &mut reg,
+            &Command::AddOffers {
+                offers: vec![offer("o3", "f1", "a1", "cpus:1")]
+            }
+        ),
         Err(Rejection::AgentNotActive(_))
     ));
     // The task still holds its resources: it may be running out there.
@@ -269,50 +324,114 @@ fn unreachable_agent_leaves_the_pool_and_comes_back() {
     apply(&mut reg, &agent("a1", "cpus:4;mem:1024;ports:[100-199]")).unwrap();
     assert_eq!(reg.agent(&aid("a1")).unwrap().status, AgentStatus::Active);
     apply(&mut reg, &update("f2", "t1", TaskState::TaskRunning)).unwrap();
-    apply(&mut reg, &Command::RemoveAgent { id: aid("a1"), now_ms: 10 }).unwrap();
-    assert_eq!(reg.task(&fid("f2"), &tid("t1")).unwrap().state, TaskState::TaskGone);
+    apply(
+        &mut reg,
+        &Command::RemoveAgent {
+            id: aid("a1"),
+            now_ms: 10,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        reg.task(&fid("f2"), &tid("t1")).unwrap().state,
+        TaskState::TaskGone
+    );
 }
 
 #[test]
 fn frameworks_disconnect_and_are_removed() {
     let mut reg = cluster();
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o1", "f1", "a2", "cpus(web):2")] })
-        .unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o1", "f1", "a2", "cpus(web):2")],
+        },
+    )
+    .unwrap();
     apply(&mut reg, &launch("f1", &["o1"], &[("t1", "cpus(web):1")])).unwrap();
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o2", "f1", "a2", "cpus:1")] }).unwrap();
-    apply(&mut reg, &Command::DisconnectFramework { id: fid("f1"), now_ms: 7 }).unwrap();
-    assert_eq!(reg.offers().count(), 0, "a disconnected framework holds no offers");
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o2", "f1", "a2", "cpus:1")],
+        },
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &Command::DisconnectFramework {
+            id: fid("f1"),
+            now_ms: 7,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        reg.offers().count(),
+        0,
+        "a disconnected framework holds no offers"
+    );
     assert!(matches!(
         reg.framework(&fid("f1")).unwrap().status,
         FrameworkStatus::Disconnected { since_ms: 7 }
     ));
     // Failover: the same id re-registers in time and keeps its task.
     apply(&mut reg, &framework("f1", "web")).unwrap();
-    assert_eq!(reg.task(&fid("f1"), &tid("t1")).unwrap().state, TaskState::TaskStaging);
+    assert_eq!(
+        reg.task(&fid("f1"), &tid("t1")).unwrap().state,
+        TaskState::TaskStaging
+    );
     assert!(matches!(
         apply(&mut reg, &framework("f1", "other")),
         Err(Rejection::FrameworkRoleMismatch { .. })
     ));
-    apply(&mut reg, &Command::RemoveFramework { id: fid("f1"), now_ms: 8 }).unwrap();
+    apply(
+        &mut reg,
+        &Command::RemoveFramework {
+            id: fid("f1"),
+            now_ms: 8,
+        },
+    )
+    .unwrap();
     assert!(reg.framework(&fid("f1")).is_none());
-    assert_eq!(reg.task(&fid("f1"), &tid("t1")).unwrap().state, TaskState::TaskKilled);
+    assert_eq!(
+        reg.task(&fid("f1"), &tid("t1")).unwrap().state,
+        TaskState::TaskKilled
+    );
     assert!(reg.agent_allocation(&aid("a2")).used.is_empty());
 }
 
 #[test]
 fn weights_are_validated() {
     let mut reg = Registry::new();
-    apply(&mut reg, &Command::SetWeight { role: "web".into(), weight: 2.0 }).unwrap();
+    apply(
+        &mut reg,
+        &Command::SetWeight {
+            role: "web".into(),
+            weight: 2.0,
+        },
+    )
+    .unwrap();
     assert_eq!(reg.weight("web"), 2.0);
     assert_eq!(reg.weight("other"), 1.0);
     for w in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
-            apply(&mut reg, &Command::SetWeight { role: "web".into(), weight: w }),
+            apply(
+                &mut reg,
+                &Command::SetWeight {
+                    role: "web".into(),
+                    weight: w
+                }
+            ),
             Err(Rejection::BadWeight(_))
         ));
     }
     assert!(matches!(
-        apply(&mut reg, &Command::SetWeight { role: "-x".into(), weight: 1.0 }),
+        apply(
+            &mut reg,
+            &Command::SetWeight {
+                role: "-x".into(),
+                weight: 1.0
+            }
+        ),
         Err(Rejection::BadRole(_))
     ));
 }
@@ -320,14 +439,28 @@ fn weights_are_validated() {
 #[test]
 fn snapshot_round_trip_rebuilds_indexes() {
     let mut reg = cluster();
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o1", "f2", "a1", "cpus:2;mem:10")] })
-        .unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o1", "f2", "a1", "cpus:2;mem:10")],
+        },
+    )
+    .unwrap();
     apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1")])).unwrap();
-    apply(&mut reg, &Command::AddOffers { offers: vec![offer("o2", "f2", "a1", "cpus:1")] }).unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o2", "f2", "a1", "cpus:1")],
+        },
+    )
+    .unwrap();
     let bytes = serde_json::to_vec(&reg).unwrap();
     let back: Registry = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(back, reg);
-    assert_eq!(back.agent_allocation(&aid("a1")), reg.agent_allocation(&aid("a1")));
+    assert_eq!(
+        back.agent_allocation(&aid("a1")),
+        reg.agent_allocation(&aid("a1"))
+    );
 }
 
 // ----- property test: random command sequences -----
@@ -337,23 +470,59 @@ fn arb_command() -> impl Strategy<Value = Command> {
     let fw_ids = prop_oneof![Just("f1"), Just("f2")];
     let offer_ids = (0u8..12).prop_map(|i| format!("o{i}"));
     let task_ids = (0u8..12).prop_map(|i| format!("t{i}"));
-    let amounts = prop_oneof![Just("cpus:1"), Just("cpus:2;mem:64"), Just("mem:128"), Just("cpus(web):1")];
+    let amounts = prop_oneof![
+        Just("cpus:1"),
+        Just("cpus:2;mem:64"),
+        Just("mem:128"),
+        Just("cpus(web):1")
+    ];
     let states = proptest::sample::select(TaskState::ALL.to_vec());
     prop_oneof![
-        (agent_ids.clone(), prop_oneof![Just("cpus:4;mem:256;cpus(web):1"), Just("cpus:1")])
+        (
+            agent_ids.clone(),
+            prop_oneof![Just("cpus:4;mem:256;cpus(web):1"), Just("cpus:1")]
+        )
             .prop_map(|(a, r)| agent(a, r)),
-        (fw_ids.clone(), prop_oneof![Just("web"), Just("batch")]).prop_map(|(f, r)| framework(f, r)),
-        agent_ids.clone().prop_map(|a| Command::MarkAgentUnreachable { id: aid(a), now_ms: 1 }),
-        agent_ids.clone().prop_map(|a| Command::RemoveAgent { id: aid(a), now_ms: 1 }),
-        fw_ids.clone().prop_map(|f| Command::DisconnectFramework { id: fid(f), now_ms: 1 }),
-        fw_ids.clone().prop_map(|f| Command::RemoveFramework { id: fid(f), now_ms: 1 }),
-        proptest::collection::vec((offer_ids.clone(), fw_ids.clone(), agent_ids.clone(), amounts.clone()), 1..4)
-            .prop_map(|v| Command::AddOffers {
-                offers: v.iter().map(|(o, f, a, r)| offer(o, f, a, r)).collect()
+        (fw_ids.clone(), prop_oneof![Just("web"), Just("batch")])
+            .prop_map(|(f, r)| framework(f, r)),
+        agent_ids
+            .clone()
+            .prop_map(|a| Command::MarkAgentUnreachable {
+                id: aid(a),
+                now_ms: 1
             }),
-        proptest::collection::vec(offer_ids.clone(), 1..3)
-            .prop_map(|v| Command::RemoveOffers { ids: v.iter().map(|o| oid(o)).collect() }),
-        (fw_ids.clone(), proptest::collection::vec(offer_ids, 1..3), proptest::collection::vec((task_ids.clone(), amounts), 0..3))
+        agent_ids.clone().prop_map(|a| Command::RemoveAgent {
+            id: aid(a),
+            now_ms: 1
+        }),
+        fw_ids.clone().prop_map(|f| Command::DisconnectFramework {
+            id: fid(f),
+            now_ms: 1
+        }),
+        fw_ids.clone().prop_map(|f| Command::RemoveFramework {
+            id: fid(f),
+            now_ms: 1
+        }),
+        proptest::collection::vec(
+            (
+                offer_ids.clone(),
+                fw_ids.clone(),
+                agent_ids.clone(),
+                amounts.clone()
+            ),
+            1..4
+        )
+        .prop_map(|v| Command::AddOffers {
+            offers: v.iter().map(|(o, f, a, r)| offer(o, f, a, r)).collect()
+        }),
+        proptest::collection::vec(offer_ids.clone(), 1..3).prop_map(|v| Command::RemoveOffers {
+            ids: v.iter().map(|o| oid(o)).collect()
+        }),
+        (
+            fw_ids.clone(),
+            proptest::collection::vec(offer_ids, 1..3),
+            proptest::collection::vec((task_ids.clone(), amounts), 0..3)
+        )
             .prop_map(|(f, os, ts)| {
                 let os: Vec<&str> = os.iter().map(String::as_str).collect();
                 let ts: Vec<(&str, &str)> = ts.iter().map(|(t, r)| (t.as_str(), *r)).collect();
