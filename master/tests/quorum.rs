@@ -266,3 +266,35 @@ async fn membership_change_replaces_a_replica() {
         status.message()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_replica_loses_nothing_it_acknowledged_on_sigkill() {
+    // With one replica an acknowledgement means the entry was flushed locally, so a SIGKILL
+    // right after the last acknowledged write must lose none of them.
+    let mut cluster = Cluster::start(1);
+    cluster.wait_leader(1, 10 * SECOND).await;
+    let client = cluster.client();
+    let mut handles = Vec::new();
+    let client = std::sync::Arc::new(client);
+    for t in 0..8 {
+        let c = client.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..50 {
+                register(&c, t * 1000 + i).await.expect("committed");
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    cluster.node(1).kill();
+    cluster.node(1).start();
+    // (A lone replica whose committed vote is its own may resume leading in the same term.)
+    cluster.wait_leader(1, 10 * SECOND).await;
+    let st = common::state(&cluster.client()).await;
+    assert_eq!(
+        st.agents.len(),
+        400,
+        "acknowledged writes lost across SIGKILL"
+    );
+}

@@ -1,0 +1,182 @@
+//! Quorum benchmark with real `agora-master` processes (release build) on loopback, fsync on:
+//! committed registry writes/s and commit latency at 1 and 64 concurrent clients, the work
+//! dir's size after 100,000 writes with compaction, and leader failover time (SIGKILL to a
+//! new leader) over 20 trials.
+//!
+//! Run: `cargo bench -p agora-master --bench quorum` (AGORA_BENCH_QUICK=1 for a short run).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_proto::v1 as pb;
+use agora_proto::v1::master_client::MasterClient as MasterRpc;
+use common::*;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                total += dir_size(&p);
+            } else if let Ok(m) = e.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+struct Phase {
+    clients: usize,
+    writes: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// `clients` concurrent writers on one HTTP/2 connection to the leader, until `writes`
+/// writes are committed in total.
+async fn write_phase(leader_addr: &str, clients: usize, writes: usize, id_base: usize) -> Phase {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader_addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let ch = ch.clone();
+        let next = next.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rpc = MasterRpc::new(ch);
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= writes {
+                    return lat;
+                }
+                let t = Instant::now();
+                rpc.register_agent(pb::RegisterAgentRequest {
+                    agent: Some(agent_info(id_base + i)),
+                })
+                .await
+                .expect("write committed");
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    Phase {
+        clients,
+        writes,
+        elapsed,
+        latencies,
+    }
+}
+
+fn main() {
+    let quick = std::env::var("AGORA_BENCH_QUICK").is_ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut report = String::new();
+        let mut cluster = Cluster::start(3);
+        let (leader, _, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+        let leader_addr = cluster.node(leader).addr.clone();
+
+        // Throughput and latency.
+        let single = write_phase(&leader_addr, 1, if quick { 500 } else { 3_000 }, 0).await;
+        let big = if quick { 10_000 } else { 100_000 };
+        let many = write_phase(&leader_addr, 64, big, 1_000_000).await;
+        report.push_str("### Committed registry writes through a 3-replica quorum (loopback, fsync on)\n\n");
+        report.push_str("| clients | writes | writes/s | p50 commit | p99 commit |\n|---|---|---|---|---|\n");
+        for p in [&single, &many] {
+            report.push_str(&format!(
+                "| {} | {} | {:.0} | {} | {} |\n",
+                p.clients,
+                p.writes,
+                p.writes as f64 / p.elapsed.as_secs_f64(),
+                ms(percentile(&p.latencies, 0.5)),
+                ms(percentile(&p.latencies, 0.99)),
+            ));
+        }
+
+        // Storage after the writes (snapshots every 10,000 entries, 1,000 kept after).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let total_writes = single.writes + many.writes;
+        report.push_str(&format!(
+            "\n### Work dir size after {total_writes} writes (registry holds {total_writes} agents)\n\n| replica | work dir |\n|---|---|\n"
+        ));
+        for n in &cluster.nodes {
+            report.push_str(&format!(
+                "| {} | {:.1} MiB |\n",
+                n.id,
+                dir_size(&n.work_dir) as f64 / (1024.0 * 1024.0)
+            ));
+        }
+
+        // Failover: SIGKILL the leader, time until another replica leads.
+        let trials = if quick { 5 } else { 20 };
+        let mut failovers = Vec::new();
+        for _ in 0..trials {
+            let (leader, term, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+            // Let the followers settle on this leader (a fresh one just sent its first heartbeat).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let killed = Instant::now();
+            cluster.node(leader).kill();
+            let (_, _, _) = cluster.wait_leader(term + 1, Duration::from_secs(10)).await;
+            failovers.push(killed.elapsed());
+            cluster.node(leader).start();
+            // Wait for the restarted replica to be back in the quorum.
+            let (_, t2, _) = cluster.wait_leader(term + 1, Duration::from_secs(10)).await;
+            let applied = cluster
+                .statuses()
+                .await
+                .into_iter()
+                .find(|s| s.role == "leader" && s.term == t2)
+                .map(|s| s.last_applied)
+                .unwrap_or(0);
+            cluster.wait_applied(leader, applied, Duration::from_secs(30)).await;
+        }
+        let raw: Vec<String> = failovers.iter().map(|d| format!("{}", d.as_millis())).collect();
+        failovers.sort();
+        report.push_str(&format!(
+            "\n### Leader failover, SIGKILL to a new leader ({trials} trials)\n\n| p50 | p99 | min | max |\n|---|---|---|---|\n| {} | {} | {} | {} |\n\nTrials (ms, in order): {}\n",
+            ms(percentile(&failovers, 0.5)),
+            ms(percentile(&failovers, 0.99)),
+            ms(failovers[0]),
+            ms(*failovers.last().unwrap()),
+            raw.join(", "),
+        ));
+        println!("{report}");
+        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-quorum.md");
+        let _ = std::fs::write(&out, &report);
+        eprintln!("report written to {}", out.display());
+    });
+}
