@@ -1,13 +1,120 @@
 //! Who leads, and the one write path: a command goes through the Raft log and is answered
-//! only once committed and applied.
+//! only once committed and applied. Concurrent commands are coalesced into one log entry
+//! (a [`CommandBatch`]), because openraft 0.9 pays its per-entry cost once per client write.
 
 use agora_proto::LEADER_METADATA_KEY;
-use agora_registry::{Command, Rejection};
+use std::sync::Arc;
+
+use agora_raft_store::Raft;
+use agora_registry::{Command, CommandBatch, Rejection};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::Status;
 
+use crate::metrics::Metrics;
 use crate::Master;
+
+/// Most commands in one log entry.
+const MAX_BATCH: usize = 1024;
+/// Most entries proposed and not yet committed at once; while they are in flight, new
+/// commands queue up and form the next, larger batch.
+const MAX_IN_FLIGHT: usize = 4;
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<u64, WriteError>>,
+}
+
+/// The single path from handlers to the Raft log: coalesces concurrent commands into
+/// batches and proposes each batch as one entry.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Writer {
+    /// Starts the batching task for `raft`.
+    pub fn start(raft: Raft, metrics: Metrics) -> Writer {
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        tokio::spawn(batch_loop(raft, metrics, rx));
+        Writer { tx }
+    }
+
+    pub async fn write(&self, command: Command) -> Result<u64, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| WriteError::Unavailable("replica is shutting down".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(WriteError::Unavailable("replica is shutting down".into())))
+    }
+}
+
+async fn batch_loop(raft: Raft, metrics: Metrics, mut rx: mpsc::Receiver<Pending>) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            propose(&raft, &metrics, batch).await;
+        });
+    }
+}
+
+/// Proposes one batch and answers each of its callers.
+async fn propose(raft: &Raft, metrics: &Metrics, batch: Vec<Pending>) {
+    let (commands, replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let kinds: Vec<&'static str> = commands.iter().map(Command::kind).collect();
+    metrics.batch_size.observe(commands.len() as f64);
+    let timer = metrics.write_seconds.start_timer();
+    let result = raft.client_write(CommandBatch { commands }).await;
+    timer.observe_duration();
+    let outcomes: Vec<Result<u64, WriteError>> = match result {
+        Ok(resp) => {
+            let index = resp.log_id.index;
+            resp.data
+                .into_iter()
+                .map(|r| r.map(|()| index).map_err(WriteError::Rejected))
+                .collect()
+        }
+        Err(e) => {
+            let err = match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                    WriteError::NotLeader(f.leader_node.map(|n| n.addr))
+                }
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                    WriteError::Unavailable(e.to_string())
+                }
+                RaftError::Fatal(e) => WriteError::Unavailable(e.to_string()),
+            };
+            replies.iter().map(|_| Err(err.clone())).collect()
+        }
+    };
+    for ((reply, outcome), kind) in replies.into_iter().zip(outcomes).zip(kinds) {
+        let label = match &outcome {
+            Ok(_) => "committed",
+            Err(WriteError::Rejected(_)) => "rejected",
+            Err(WriteError::NotLeader(_)) => "not_leader",
+            Err(WriteError::Unavailable(_)) => "unavailable",
+        };
+        metrics.commands.with_label_values(&[kind, label]).inc();
+        let _ = reply.send(outcome);
+    }
+}
 
 /// This replica's view of the quorum.
 #[derive(Clone, Debug)]
@@ -57,42 +164,15 @@ impl Master {
     }
 
     /// Proposes `command` and waits until it is committed and applied. Returns its log
-    /// index; a command the registry rejects is answered FAILED_PRECONDITION with the
-    /// reason, and changed nothing.
+    /// index; a command the registry rejects is answered with the reason, and changed
+    /// nothing. Concurrent writes share log entries (see [`Writer`]).
     pub async fn write(&self, command: Command) -> Result<u64, WriteError> {
-        let kind = command.kind();
-        let timer = self.metrics.write_seconds.start_timer();
-        let result = self.raft.client_write(command).await;
-        timer.observe_duration();
-        let outcome = match result {
-            Ok(resp) => match resp.data {
-                Ok(()) => Ok(resp.log_id.index),
-                Err(rejection) => Err(WriteError::Rejected(rejection)),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader(f.leader_node.map(|n| n.addr)))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(WriteError::Unavailable(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(WriteError::Unavailable(e.to_string())),
-        };
-        let label = match &outcome {
-            Ok(_) => "committed",
-            Err(WriteError::Rejected(_)) => "rejected",
-            Err(WriteError::NotLeader(_)) => "not_leader",
-            Err(WriteError::Unavailable(_)) => "unavailable",
-        };
-        self.metrics
-            .commands
-            .with_label_values(&[kind, label])
-            .inc();
-        outcome
+        self.writer.write(command).await
     }
 }
 
 /// Why a write did not commit.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("rejected: {0}")]
     Rejected(Rejection),

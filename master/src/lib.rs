@@ -59,6 +59,8 @@ pub struct Master {
     pub raft: Raft,
     pub registry: RegistryHandle,
     pub metrics: metrics::Metrics,
+    /// The one path to the Raft log for registry commands.
+    pub writer: leader::Writer,
     /// Set while this replica must not vote (see [`bootstrap`]).
     pub quarantined: Arc<AtomicBool>,
 }
@@ -123,11 +125,13 @@ async fn run_replica(
     .await
     .map_err(|e| MasterError::Raft(e.to_string()))?;
 
+    let metrics = metrics::Metrics::new();
     let master = Master {
         config: Arc::new(config),
         raft: raft.clone(),
         registry,
-        metrics: metrics::Metrics::new(),
+        writer: leader::Writer::start(raft.clone(), metrics.clone()),
+        metrics,
         // A replica that starts with an empty store may have voted before it lost that
         // store; it does not vote until bootstrap decides it is safe.
         quarantined: Arc::new(AtomicBool::new(pristine && !config_join)),

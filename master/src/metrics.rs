@@ -10,6 +10,7 @@ pub struct Metrics {
     registry: Registry,
     pub commands: IntCounterVec,
     pub write_seconds: Histogram,
+    pub batch_size: Histogram,
     term: IntGauge,
     is_leader: IntGauge,
     last_log_index: IntGauge,
@@ -49,7 +50,7 @@ impl Metrics {
         let write_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "agora_raft_commit_seconds",
-                "Time from proposing a command to its commit and apply",
+                "Time from proposing a log entry to its commit and apply",
             )
             .buckets(vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -59,9 +60,23 @@ impl Metrics {
         registry
             .register(Box::new(write_seconds.clone()))
             .expect("unique metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "agora_raft_batch_commands",
+                "Commands per proposed log entry",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_size.clone()))
+            .expect("unique metric");
         Metrics {
             commands,
             write_seconds,
+            batch_size,
             term: gauge("agora_raft_term", "Current Raft term of this replica"),
             is_leader: gauge("agora_raft_is_leader", "1 if this replica is the leader"),
             last_log_index: gauge(

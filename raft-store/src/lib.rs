@@ -28,13 +28,14 @@ use std::sync::Arc;
 pub use log_store::LogStore;
 pub use state_machine::{RegistryHandle, StateMachineStore};
 
-use agora_registry::{Command, CommandResult};
+use agora_registry::{CommandBatch, CommandResult};
 
 openraft::declare_raft_types!(
-    /// Agora's openraft type configuration: registry commands in, command results out.
+    /// Agora's openraft type configuration: a batch of registry commands per log entry in,
+    /// one result per command out.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = CommandBatch,
+        R = Vec<CommandResult>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -159,7 +159,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((s.last_applied, s.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<agora_registry::CommandResult>>
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Vec<agora_registry::CommandResult>>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -169,17 +169,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             s.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => Ok(()),
-                EntryPayload::Normal(command) => {
-                    let r = s.registry.apply(&command);
-                    if let Err(reason) = &r {
-                        tracing::debug!(index = entry.log_id.index, kind = command.kind(), %reason, "command rejected");
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => {
+                    let results = s.registry.apply_batch(&batch);
+                    for (command, r) in batch.commands.iter().zip(&results) {
+                        if let Err(reason) = r {
+                            tracing::debug!(index = entry.log_id.index, kind = command.kind(), %reason, "command rejected");
+                        }
                     }
-                    r
+                    results
                 }
                 EntryPayload::Membership(m) => {
                     s.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Ok(())
+                    Vec::new()
                 }
             };
             results.push(result);

@@ -62,6 +62,22 @@ pub enum Command {
     SetWeight { role: String, weight: f64 },
 }
 
+/// The payload of one Raft log entry: commands applied in order, each on its own (one
+/// command's rejection neither undoes nor blocks the others). Batching many clients'
+/// commands into one entry is how the master amortizes the log's per-entry cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandBatch {
+    pub commands: Vec<Command>,
+}
+
+impl CommandBatch {
+    pub fn one(command: Command) -> Self {
+        CommandBatch {
+            commands: vec![command],
+        }
+    }
+}
+
 /// Why a command was not applied. A rejected command changes nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]

@@ -14,7 +14,7 @@ pub mod model;
 pub mod registry;
 pub mod resources;
 
-pub use command::{Command, CommandResult, Rejection};
+pub use command::{Command, CommandBatch, CommandResult, Rejection};
 pub use ids::{AgentId, FrameworkId, IdError, OfferId, TaskId};
 pub use model::{
     Agent, AgentInfo, AgentStatus, Framework, FrameworkInfo, FrameworkStatus, Offer, Task,

@@ -3,7 +3,7 @@
 //! `apply` validates a whole command before it changes anything, so a rejected command
 //! leaves the registry exactly as it was, on every replica alike.
 
-use crate::command::{offered_total, Command, CommandResult, Rejection};
+use crate::command::{offered_total, Command, CommandBatch, CommandResult, Rejection};
 use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
 use crate::model::{
     Agent, AgentInfo, AgentStatus, Framework, FrameworkInfo, FrameworkStatus, Offer, Task,
@@ -143,6 +143,11 @@ impl Registry {
     }
 
     // ----- apply -----
+
+    /// Applies a log entry's commands in order; one result per command.
+    pub fn apply_batch(&mut self, batch: &CommandBatch) -> Vec<CommandResult> {
+        batch.commands.iter().map(|c| self.apply(c)).collect()
+    }
 
     /// Applies one command. On `Err` nothing changed.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
