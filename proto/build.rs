@@ -1,7 +1,11 @@
 //! Compiles the .proto files with protox (pure Rust), so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["agora/v1/raft.proto", "agora/v1/master.proto"];
+    let files = [
+        "agora/v1/raft.proto",
+        "agora/v1/master.proto",
+        "agora/v1/agent.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -138,6 +138,23 @@ impl MasterClient {
         endpoint(addr, &self.policy)
     }
 
+    /// A channel for a long-lived stream to `addr`: no per-call timeout, and HTTP/2
+    /// keepalive so a master that dies, pauses or is cut off ends the stream within
+    /// about three seconds.
+    pub fn session_channel(&self, addr: &str) -> Result<Channel, DriverError> {
+        if !is_host_port(addr) {
+            return Err(DriverError::BadAddress(addr.to_string()));
+        }
+        Ok(Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|_| DriverError::BadAddress(addr.to_string()))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true)
+            .connect_lazy())
+    }
+
     /// Calls `f` on the leader's channel, following redirects and skipping dead masters
     /// until the leader answers or the policy's deadline passes.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, DriverError>

@@ -5,16 +5,13 @@
 //!
 //! Run: `cargo bench -p agora-master --bench quorum` (AGORA_BENCH_QUICK=1 for a short run).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::master_client::MasterClient as MasterRpc;
-use common::*;
+use jepsen_tests::cluster::*;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -75,6 +72,7 @@ async fn write_phase(leader_addr: &str, clients: usize, writes: usize, id_base: 
                 }
                 let t = Instant::now();
                 rpc.register_agent(pb::RegisterAgentRequest {
+                    tasks: vec![],
                     agent: Some(agent_info(id_base + i)),
                 })
                 .await

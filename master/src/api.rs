@@ -15,7 +15,8 @@ use crate::convert::{self, invalid};
 use crate::leader::not_leader;
 use crate::Master;
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch, stamped on commands by the leader.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -39,7 +40,9 @@ impl MasterService for MasterApi {
         &self,
         req: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentReply>, Status> {
-        let info = convert::agent_info_from_proto(req.into_inner().agent, || {
+        let req = req.into_inner();
+        let reported = req.tasks;
+        let info = convert::agent_info_from_proto(req.agent, || {
             AgentId::new(format!("{}-S", uuid::Uuid::new_v4())).expect("uuid ids are valid")
         })?;
         let span =
@@ -47,7 +50,7 @@ impl MasterService for MasterApi {
         async {
             let view = self.master.require_leader()?;
             tracing::Span::current().record("term", view.term);
-            let agent_id = info.id.to_string();
+            let id = info.id.clone();
             let log_index = self
                 .master
                 .write(Command::RegisterAgent {
@@ -55,7 +58,9 @@ impl MasterService for MasterApi {
                     now_ms: now_ms(),
                 })
                 .await?;
-            tracing::debug!(log_index, "agent registered");
+            tracing::info!(log_index, "agent registered");
+            crate::agents::reconcile(&self.master, &id, &reported).await?;
+            let agent_id = id.to_string();
             Ok(Response::new(pb::RegisterAgentReply {
                 agent_id,
                 log_index,

@@ -144,6 +144,13 @@ pub fn task_to_proto(t: &Task) -> pb::TaskState {
     }
 }
 
+/// A task state from its Mesos name (`TASK_RUNNING`).
+pub fn task_state_from_name(name: &str) -> Option<agora_registry::TaskState> {
+    agora_registry::TaskState::ALL
+        .into_iter()
+        .find(|s| s.name() == name)
+}
+
 /// Resources as the JSON object of `/state`: `{"cpus":4.0,"mem":8192.0,"ports":"[31000-32000]"}`.
 pub fn resources_json(res: &Resources) -> serde_json::Value {
     let map = res

@@ -9,6 +9,7 @@
 //! touch sled (that is `agora-raft-store`'s), or let generated proto types past
 //! [`convert`], its one conversion layer.
 
+pub mod agents;
 pub mod api;
 pub mod bootstrap;
 pub mod config;
@@ -22,6 +23,7 @@ use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use agora_proto::v1::agent_gateway_server::AgentGatewayServer;
 use agora_proto::v1::master_server::MasterServer;
 use agora_proto::v1::operator_server::OperatorServer;
 use agora_proto::v1::raft_peer_server::RaftPeerServer;
@@ -59,6 +61,8 @@ pub struct Master {
     pub raft: Raft,
     pub registry: RegistryHandle,
     pub metrics: metrics::Metrics,
+    /// Agent sessions and health (acted on only while leading).
+    pub agents: agents::AgentSessions,
     /// The one path to the Raft log for registry commands.
     pub writer: leader::Writer,
     /// Set while this replica must not vote (see [`bootstrap`]).
@@ -131,6 +135,7 @@ async fn run_replica(
         raft: raft.clone(),
         registry,
         writer: leader::Writer::start(raft.clone(), metrics.clone()),
+        agents: agents::AgentSessions::default(),
         metrics,
         // A replica that starts with an empty store may have voted before it lost that
         // store; it does not vote until bootstrap decides it is safe.
@@ -162,15 +167,21 @@ async fn run_replica(
         .max_encoding_message_size(raft_network::MAX_PEER_MESSAGE),
     )
     .add_service(MasterServer::new(api::MasterApi::new(master.clone())))
+    .add_service(AgentGatewayServer::new(agents::AgentGatewayApi::new(
+        master.clone(),
+    )))
     .add_service(OperatorServer::new(api::OperatorApi::new(master.clone())))
     .into_axum_router();
     let app = http::router(master.clone()).merge(grpc);
 
+    let health =
+        tokio::spawn(agents::health_loop(master.clone()).instrument(tracing::Span::current()));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MasterError::Serve);
     bootstrap.abort();
+    health.abort();
     tracing::info!("master replica stopping");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

@@ -11,6 +11,7 @@ pub struct Metrics {
     pub commands: IntCounterVec,
     pub write_seconds: Histogram,
     pub batch_size: Histogram,
+    pub agent_sessions: IntGauge,
     term: IntGauge,
     is_leader: IntGauge,
     last_log_index: IntGauge,
@@ -77,6 +78,10 @@ impl Metrics {
             commands,
             write_seconds,
             batch_size,
+            agent_sessions: gauge(
+                "agora_agent_sessions",
+                "Agents with a live session to this replica",
+            ),
             term: gauge("agora_raft_term", "Current Raft term of this replica"),
             is_leader: gauge("agora_raft_is_leader", "1 if this replica is the leader"),
             last_log_index: gauge(

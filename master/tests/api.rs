@@ -37,7 +37,10 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
                 let agent = Some(info.clone());
                 async move {
                     MasterRpc::new(ch)
-                        .register_agent(pb::RegisterAgentRequest { agent })
+                        .register_agent(pb::RegisterAgentRequest {
+                            tasks: vec![],
+                            agent,
+                        })
                         .await
                 }
             })
@@ -66,7 +69,10 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
             let agent = Some(imposter.clone());
             async move {
                 MasterRpc::new(ch)
-                    .register_agent(pb::RegisterAgentRequest { agent })
+                    .register_agent(pb::RegisterAgentRequest {
+                        tasks: vec![],
+                        agent,
+                    })
                     .await
             }
         })

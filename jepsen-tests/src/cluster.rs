@@ -1,0 +1,464 @@
+//! A cluster of real `agora-master` and `agora-agent` processes on loopback, for
+//! integration tests and benchmarks: start, SIGKILL, SIGSTOP/SIGCONT, restart, wipe, and
+//! ask each replica for its view.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agora_driver::{MasterClient, RetryPolicy};
+use agora_proto::v1 as pb;
+use agora_proto::v1::master_client::MasterClient as MasterRpc;
+
+/// Cluster tests in one test binary run one at a time: timing assertions (failover within
+/// 2 s) must not depend on how many other clusters share the machine's two cores.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Path of a workspace binary (`agora-master`, `agora-agent`): next to the running test's
+/// `deps/` directory, built with cargo first if it is missing (e.g. `cargo test -p X`
+/// builds only X's own binaries).
+pub fn binary(name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let path = profile_dir.join(name);
+    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--bin", name]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub addr: String,
+    pub work_dir: PathBuf,
+    pub log: PathBuf,
+    pub peers: String,
+    pub join: bool,
+    /// Extra flags for every start.
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+    restarts: u32,
+}
+
+impl Node {
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(binary("agora-master"));
+        cmd.args([
+            "--id",
+            &self.id.to_string(),
+            "--listen",
+            &self.addr,
+            "--peers",
+            &self.peers,
+            "--work-dir",
+            self.work_dir.to_str().unwrap(),
+            "--log-level",
+            "info,openraft=warn",
+        ]);
+        if self.join {
+            cmd.arg("--join");
+        }
+        cmd.args(&self.extra_args);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn agora-master");
+        self.child = Some(child);
+        self.restarts += 1;
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none());
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+
+    pub async fn status(&self) -> Option<pb::StatusReply> {
+        self.child.as_ref()?;
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .ok()?
+            .connect_timeout(Duration::from_millis(200))
+            .timeout(Duration::from_millis(500))
+            .connect_lazy();
+        MasterRpc::new(ch)
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub dir: tempfile::TempDir,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// Starts `n` replicas with ids 1..=n forming one quorum.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` replicas, each with `extra_args` added to its flags.
+    pub fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        let serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let addrs: Vec<String> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Node> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Node {
+                id: i as u64 + 1,
+                addr: a.clone(),
+                work_dir: dir.path().join(format!("m{}", i + 1)),
+                log: dir.path().join(format!("m{}.log", i + 1)),
+                peers: peers.clone(),
+                join: false,
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                child: None,
+                restarts: 0,
+            })
+            .collect();
+        for n in nodes.iter_mut() {
+            n.start();
+        }
+        Cluster {
+            nodes,
+            dir,
+            _serial: serial,
+        }
+    }
+
+    /// Adds (does not start) a replica that will join through a membership change.
+    pub fn add_joiner(&mut self, id: u64) -> &mut Node {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.nodes.push(Node {
+            id,
+            addr: addr.clone(),
+            work_dir: self.dir.path().join(format!("m{id}")),
+            log: self.dir.path().join(format!("m{id}.log")),
+            peers: format!("{id}={addr}"),
+            join: true,
+            extra_args: Vec::new(),
+            child: None,
+            restarts: 0,
+        });
+        self.nodes.last_mut().unwrap()
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    pub fn client(&self) -> MasterClient {
+        MasterClient::with_policy(
+            self.addrs(),
+            RetryPolicy {
+                deadline: Duration::from_secs(10),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// A client that gives up quickly (to show that a minority accepts nothing).
+    pub fn impatient_client(&self) -> MasterClient {
+        MasterClient::with_policy(
+            self.addrs(),
+            RetryPolicy {
+                deadline: Duration::from_secs(3),
+                call_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// Statuses of every running replica that answers.
+    pub async fn statuses(&self) -> Vec<pb::StatusReply> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            if let Some(s) = n.status().await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Waits until one running replica is leader with term >= `min_term`, and returns
+    /// (leader id, term, time waited). Panics after `timeout`.
+    pub async fn wait_leader(&self, min_term: u64, timeout: Duration) -> (u64, u64, Duration) {
+        let start = Instant::now();
+        loop {
+            let leaders: Vec<_> = self
+                .statuses()
+                .await
+                .into_iter()
+                .filter(|s| s.role == "leader" && s.term >= min_term)
+                .collect();
+            if let Some(l) = leaders.iter().max_by_key(|s| s.term) {
+                return (l.id, l.term, start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                self.dump_logs();
+                panic!("no leader with term >= {min_term} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until replica `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> pb::StatusReply {
+        let start = Instant::now();
+        loop {
+            let node = self.nodes.iter().find(|n| n.id == id).unwrap();
+            if let Some(s) = node.status().await {
+                if s.last_applied >= index {
+                    return s;
+                }
+            }
+            if start.elapsed() > timeout {
+                self.dump_logs();
+                panic!("replica {id} did not apply index {index} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            if let Ok(text) = std::fs::read_to_string(&n.log) {
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("----- replica {} log (last 40 lines) -----", n.id);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+pub fn agent_info(i: usize) -> pb::AgentInfo {
+    pb::AgentInfo {
+        id: format!("agent-{i}"),
+        hostname: format!("host-{i}"),
+        address: format!("10.0.{}.{}:5051", i / 250, i % 250 + 1),
+        resources: vec![pb::Resource {
+            name: "cpus".into(),
+            role: String::new(),
+            value: Some(pb::resource::Value::Scalar(4.0)),
+        }],
+        attributes: vec![],
+    }
+}
+
+/// Registers agent `i` through the leader; returns the commit's log index.
+pub async fn register(client: &MasterClient, i: usize) -> Result<u64, agora_driver::DriverError> {
+    client
+        .call(|ch| async move {
+            MasterRpc::new(ch)
+                .register_agent(pb::RegisterAgentRequest {
+                    tasks: vec![],
+                    agent: Some(agent_info(i)),
+                })
+                .await
+        })
+        .await
+        .map(|r| r.log_index)
+}
+
+pub async fn state(client: &MasterClient) -> pb::ClusterState {
+    client
+        .call(|ch| async move { MasterRpc::new(ch).get_state(pb::GetStateRequest {}).await })
+        .await
+        .unwrap()
+}
+
+/// Sends `signal` to a process (SIGSTOP/SIGCONT for pauses).
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a pid we started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// A real `agora-agent` process.
+pub struct AgentNode {
+    pub addr: String,
+    pub work_dir: PathBuf,
+    pub log: PathBuf,
+    pub masters: String,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl AgentNode {
+    /// An agent of `cluster` (not started), with `args` added to its flags.
+    pub fn new(cluster: &Cluster, name: &str, args: &[&str]) -> AgentNode {
+        AgentNode {
+            addr: format!("127.0.0.1:{}", free_port()),
+            work_dir: cluster.dir.path().join(name),
+            log: cluster.dir.path().join(format!("{name}.log")),
+            masters: cluster.addrs().join(","),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary("agora-agent"))
+            .args([
+                "--masters",
+                &self.masters,
+                "--listen",
+                &self.addr,
+                "--work-dir",
+            ])
+            .arg(&self.work_dir)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn agora-agent");
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The agent's id, once it has registered.
+    pub fn agent_id(&self) -> Option<String> {
+        std::fs::read_to_string(self.work_dir.join("agent_id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The agent's `/health` JSON.
+    pub fn health(&self) -> Option<serde_json::Value> {
+        let (code, body) = http_get(&self.addr, "/health")?;
+        (code == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    pub fn dump_log(&self) {
+        if let Ok(text) = std::fs::read_to_string(&self.log) {
+            eprintln!("----- agent {} log -----\n{text}", self.addr);
+        }
+    }
+}
+
+impl Drop for AgentNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+impl Cluster {
+    /// The leader's `/state`, following a redirect from a follower.
+    pub fn http_state(&self) -> Option<serde_json::Value> {
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            if let Some((200, body)) = http_get(&n.addr, "/state") {
+                return serde_json::from_str(&body).ok();
+            }
+        }
+        None
+    }
+}
