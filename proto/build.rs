@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "agora/v1/raft.proto",
         "agora/v1/master.proto",
         "agora/v1/agent.proto",
+        "agora/v1/executor.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

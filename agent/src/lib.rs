@@ -1,6 +1,36 @@
 //! # agora-agent
 //!
-//! Will own the agent (Mesos "slave"): advertising a host's resources to the leading master,
-//! running tasks in cgroups, and delivering their status updates reliably. Nothing is built
-//! here yet; the agent arrives with its own issue. The master already accepts agent
-//! registrations (`agora.v1.Master/RegisterAgent`).
+//! Owns the agent (Mesos "slave"): advertising a host's resources to the leading master,
+//! following the leader across failovers, and (being built) running tasks in cgroups and
+//! delivering their status updates reliably.
+//!
+//! - [`config`], [`detect`]: flags validated into an [`config::AgentConfig`]; resources
+//!   detected from the host for whatever `--resources` does not name.
+//! - [`master_link`]: register (committed before the reply), keep the id in the work dir,
+//!   hold one session with the leader, answer its health checks, and find the leader again
+//!   with capped, jittered backoff when the session ends.
+//! - [`checkpoint`]: the work dir's task records and fsynced status-update journals.
+//! - [`convert`]: the crate's one conversion layer to the proto types.
+//!
+//! - [`isolation`]: finding the host's cgroups (v2, or v1 `cpu` + `memory` hierarchies) and
+//!   managing one cgroup per task under the agent's parent cgroup: limits, membership, OOM
+//!   detection, teardown.
+//! - [`supervisor`]: running one task's command (`/bin/sh -c`) in its own process group and
+//!   cgroup, with output in its sandbox, killing it with a grace period, and reporting how it
+//!   ended. This is the library half of the agent's built-in command executor.
+//!
+//! What they must not do: the isolation layer never talks to the network, spawns processes
+//! or knows about frameworks and tasks beyond an opaque task key; the supervisor never speaks
+//! gRPC/protobuf or depends on other workspace crates (status updates are the executor's
+//! job, built on top). Nothing here persists state outside cgroupfs and the task's sandbox.
+
+mod agent;
+pub mod checkpoint;
+pub mod config;
+pub mod convert;
+pub mod detect;
+pub mod isolation;
+pub mod master_link;
+pub mod supervisor;
+
+pub use agent::run;

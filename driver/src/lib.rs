@@ -1,12 +1,15 @@
 //! # agora-driver
 //!
 //! Owns the client side of Agora's API for Rust programs: [`MasterClient`] finds the
-//! leading master among any list of masters and follows it across failovers. (The
-//! scheduler driver for frameworks and the executor driver build on it.)
+//! leading master among any list of masters and follows it across failovers;
+//! [`ExecutorDriver`] connects an executor to its agent and delivers its status updates
+//! reliably. (The scheduler driver for frameworks comes with the frameworks issue.)
 //!
 //! What it must not do: depend on any master internals (openraft, sled, the registry); it
 //! speaks only the public `.proto` API, as a client in any other language would.
 
+pub mod executor_driver;
 mod master_client;
 
+pub use executor_driver::{Executor, ExecutorDriver, ExecutorHandle};
 pub use master_client::{DriverError, MasterClient, RetryPolicy};

@@ -17,11 +17,12 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Path of a workspace binary (`agora-master`, `agora-agent`): next to the running test's
-/// `deps/` directory, built with cargo first if it is missing (e.g. `cargo test -p X`
-/// builds only X's own binaries).
+/// Path of a workspace binary (`agora-master`, `agora-agent`) next to the running test's
+/// `deps/` directory. The first call per binary and test process runs `cargo build` for it
+/// (a no-op when fresh), because `cargo test -p X` rebuilds only X's own binaries and a
+/// stale binary would test old code.
 pub fn binary(name: &str) -> PathBuf {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("current exe");
     let profile_dir = exe
         .parent()
@@ -29,16 +30,17 @@ pub fn binary(name: &str) -> PathBuf {
         .expect("target/<profile>/deps")
         .to_path_buf();
     let path = profile_dir.join(name);
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bin", name]);
+        cmd.args(["build", "--workspace", "--bin", name]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("running cargo build");
         assert!(status.success(), "building {name} failed");
+        built.push(name.to_string());
     }
     path
 }
@@ -83,7 +85,7 @@ impl Node {
             "--work-dir",
             self.work_dir.to_str().unwrap(),
             "--log-level",
-            "info,openraft=warn",
+            "info,openraft=error",
         ]);
         if self.join {
             cmd.arg("--join");

@@ -398,8 +398,14 @@ pub async fn health_loop(master: Master) {
                 .await
             {
                 Ok(_) => {
+                    // End its session explicitly (its reader task holds another sender), so
+                    // the agent, if it is alive after all, registers again.
                     let mut inner = master.agents.lock();
-                    inner.sessions.remove(&id);
+                    if let Some(s) = inner.sessions.remove(&id) {
+                        let _ = s.tx.try_send(Err(Status::failed_precondition(
+                            "agent marked unreachable; register again",
+                        )));
+                    }
                     inner.last_seen.remove(&id);
                 }
                 Err(e) => {

@@ -1,0 +1,275 @@
+//! The agent's checkpoints in its work dir: for every task, what it is (its TaskInfo) and a
+//! journal of its status updates and their acknowledgements.
+//!
+//! Layout: `<work_dir>/meta/frameworks/<framework>/tasks/<task>/{task.json,updates.jsonl}`.
+//! Every update is appended and fsynced before anyone is told it is checkpointed, and an
+//! acknowledgement is appended the same way, so after a crash the unacknowledged updates
+//! of each task are exactly the ones to send again, in order.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A status update as checkpointed (the wire message minus transport).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub uuid: String,
+    pub framework_id: String,
+    pub task_id: String,
+    pub state: String,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub timestamp_ms: u64,
+}
+
+/// A task as checkpointed at launch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub framework_id: String,
+    pub task_id: String,
+    pub name: String,
+    /// Mesos text of its resources.
+    pub resources: String,
+    pub command: String,
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum JournalLine {
+    Update(Update),
+    Ack { uuid: String },
+}
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint {path}: {reason}")]
+pub struct CheckpointError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn err(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// What the journal of one task says.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskJournal {
+    /// Every update, in order.
+    pub updates: Vec<Update>,
+    /// Updates not yet acknowledged, in order.
+    pub unacknowledged: Vec<Update>,
+}
+
+impl TaskJournal {
+    /// The state of the last update, if any.
+    pub fn last_state(&self) -> Option<&str> {
+        self.updates.last().map(|u| u.state.as_str())
+    }
+}
+
+/// The checkpoint store of one agent.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    root: PathBuf,
+}
+
+impl Checkpoints {
+    pub fn new(work_dir: &Path) -> Self {
+        Checkpoints {
+            root: work_dir.join("meta").join("frameworks"),
+        }
+    }
+
+    fn task_dir(&self, framework: &str, task: &str) -> PathBuf {
+        self.root.join(framework).join("tasks").join(task)
+    }
+
+    /// Records a task at launch (before anything runs).
+    pub fn save_task(&self, task: &TaskRecord) -> Result<(), CheckpointError> {
+        let dir = self.task_dir(&task.framework_id, &task.task_id);
+        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        let path = dir.join("task.json");
+        let tmp = dir.join("task.json.tmp");
+        let bytes = serde_json::to_vec(task).map_err(|e| err(&path, e))?;
+        let mut f = File::create(&tmp).map_err(|e| err(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
+        f.sync_all().map_err(|e| err(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(&dir, e))?;
+        Ok(())
+    }
+
+    fn append(
+        &self,
+        framework: &str,
+        task: &str,
+        line: &JournalLine,
+    ) -> Result<(), CheckpointError> {
+        let dir = self.task_dir(framework, task);
+        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        let path = dir.join("updates.jsonl");
+        let mut bytes = serde_json::to_vec(line).map_err(|e| err(&path, e))?;
+        bytes.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| err(&path, e))?;
+        f.write_all(&bytes).map_err(|e| err(&path, e))?;
+        f.sync_data().map_err(|e| err(&path, e))?;
+        Ok(())
+    }
+
+    /// Appends an update and fsyncs it.
+    pub fn record_update(&self, update: &Update) -> Result<(), CheckpointError> {
+        self.append(
+            &update.framework_id,
+            &update.task_id,
+            &JournalLine::Update(update.clone()),
+        )
+    }
+
+    /// Appends an acknowledgement and fsyncs it.
+    pub fn record_ack(
+        &self,
+        framework: &str,
+        task: &str,
+        uuid: &str,
+    ) -> Result<(), CheckpointError> {
+        self.append(
+            framework,
+            task,
+            &JournalLine::Ack {
+                uuid: uuid.to_string(),
+            },
+        )
+    }
+
+    /// Reads one task's journal. A torn last line (crash mid-append) is ignored: it was
+    /// never reported as checkpointed.
+    pub fn journal(&self, framework: &str, task: &str) -> Result<TaskJournal, CheckpointError> {
+        let path = self.task_dir(framework, task).join("updates.jsonl");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TaskJournal::default()),
+            Err(e) => return Err(err(&path, e)),
+        };
+        let mut journal = TaskJournal::default();
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| err(&path, e))?;
+            match serde_json::from_str::<JournalLine>(&line) {
+                Ok(JournalLine::Update(u)) => {
+                    journal.updates.push(u.clone());
+                    journal.unacknowledged.push(u);
+                }
+                Ok(JournalLine::Ack { uuid }) => journal.unacknowledged.retain(|u| u.uuid != uuid),
+                Err(_) => break,
+            }
+        }
+        Ok(journal)
+    }
+
+    /// Every checkpointed task with its journal.
+    pub fn tasks(&self) -> Result<Vec<(TaskRecord, TaskJournal)>, CheckpointError> {
+        let mut out = Vec::new();
+        let Ok(frameworks) = std::fs::read_dir(&self.root) else {
+            return Ok(out);
+        };
+        for fw in frameworks.flatten() {
+            let Ok(tasks) = std::fs::read_dir(fw.path().join("tasks")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let path = t.path().join("task.json");
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                let record: TaskRecord =
+                    serde_json::from_slice(&bytes).map_err(|e| err(&path, e))?;
+                let journal = self.journal(&record.framework_id, &record.task_id)?;
+                out.push((record, journal));
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.0.framework_id, &a.0.task_id).cmp(&(&b.0.framework_id, &b.0.task_id))
+        });
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(task: &str, uuid: &str, state: &str) -> Update {
+        Update {
+            uuid: uuid.into(),
+            framework_id: "f1".into(),
+            task_id: task.into(),
+            state: state.into(),
+            message: String::new(),
+            exit_code: None,
+            timestamp_ms: 1,
+        }
+    }
+
+    #[test]
+    fn journal_keeps_order_and_drops_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(dir.path());
+        c.save_task(&TaskRecord {
+            framework_id: "f1".into(),
+            task_id: "t1".into(),
+            name: "t1".into(),
+            resources: "cpus:1".into(),
+            command: "true".into(),
+            env: vec![],
+        })
+        .unwrap();
+        c.record_update(&update("t1", "u1", "TASK_STARTING"))
+            .unwrap();
+        c.record_update(&update("t1", "u2", "TASK_RUNNING"))
+            .unwrap();
+        c.record_ack("f1", "t1", "u1").unwrap();
+        c.record_update(&update("t1", "u3", "TASK_FINISHED"))
+            .unwrap();
+        // A reopened store (agent restart) sees the same.
+        let c = Checkpoints::new(dir.path());
+        let j = c.journal("f1", "t1").unwrap();
+        assert_eq!(j.updates.len(), 3);
+        assert_eq!(
+            j.unacknowledged
+                .iter()
+                .map(|u| u.uuid.as_str())
+                .collect::<Vec<_>>(),
+            ["u2", "u3"]
+        );
+        assert_eq!(j.last_state(), Some("TASK_FINISHED"));
+        let tasks = c.tasks().unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].0.command, "true");
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(dir.path());
+        c.record_update(&update("t1", "u1", "TASK_RUNNING"))
+            .unwrap();
+        let path = dir.path().join("meta/frameworks/f1/tasks/t1/updates.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"update\":{\"uuid\":\"u2\",\"fram").unwrap();
+        let j = c.journal("f1", "t1").unwrap();
+        assert_eq!(j.updates.len(), 1);
+        assert!(c.journal("f1", "nope").unwrap().updates.is_empty());
+    }
+}

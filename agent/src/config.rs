@@ -1,0 +1,177 @@
+//! The agent's configuration: flags validated into domain values, resources detected from
+//! the host for whatever `--resources` does not name.
+
+use std::path::PathBuf;
+
+use agora_registry::{Resource, Resources, Value};
+
+/// A validated agent configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Masters to find the leader among (HOST:PORT each).
+    pub masters: Vec<String>,
+    /// HOST:PORT the master and executors use to reach this agent.
+    pub advertise: String,
+    /// The agent's host name, as registered.
+    pub hostname: String,
+    /// Checkpoints, sandboxes and the agent id live here.
+    pub work_dir: PathBuf,
+    /// What the agent offers to the cluster.
+    pub resources: Resources,
+    /// Free-form attributes, in order.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Why a flag was refused; each message is one line naming the flag and the bad token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--resources: {0}")]
+    Resources(String),
+    #[error("--attributes: bad attribute {0:?} (expected KEY:VALUE)")]
+    Attribute(String),
+    #[error("--masters: {0:?} is not HOST:PORT")]
+    Master(String),
+    #[error("--masters: no master given")]
+    NoMasters,
+    #[error("--advertise: {0:?} is not HOST:PORT")]
+    Advertise(String),
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// Parses `HOST:PORT,HOST:PORT,...`.
+pub fn parse_masters(text: &str) -> Result<Vec<String>, ConfigError> {
+    let masters: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if masters.is_empty() {
+        return Err(ConfigError::NoMasters);
+    }
+    if let Some(bad) = masters.iter().find(|m| !is_host_port(m)) {
+        return Err(ConfigError::Master(bad.clone()));
+    }
+    Ok(masters)
+}
+
+/// Parses `rack:r1;zone:a`.
+pub fn parse_attributes(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(ConfigError::Attribute(t.to_string())),
+        })
+        .collect()
+}
+
+/// What this host has, as detected.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostResources {
+    pub cpus: f64,
+    pub mem_mb: f64,
+    pub disk_mb: f64,
+}
+
+/// The agent's resources: those given in Mesos syntax, completed with detected cpus, mem,
+/// disk and the default port range for any of them the text does not name (as Mesos does).
+pub fn resources(given: Option<&str>, host: &HostResources) -> Result<Resources, ConfigError> {
+    let mut res = match given {
+        Some(text) => Resources::parse(text).map_err(|e| ConfigError::Resources(e.to_string()))?,
+        None => Resources::new(),
+    };
+    let named = |name: &str| res.iter().any(|r| r.name == name);
+    let mut add = Vec::new();
+    for (name, amount) in [
+        ("cpus", host.cpus),
+        ("mem", host.mem_mb),
+        ("disk", host.disk_mb),
+    ] {
+        if !named(name) && amount > 0.0 {
+            add.push(
+                Resources::scalar(name, amount)
+                    .map_err(|e| ConfigError::Resources(e.to_string()))?,
+            );
+        }
+    }
+    if !named("ports") {
+        add.push(Resources::from(vec![Resource {
+            name: "ports".into(),
+            role: None,
+            value: Value::Ranges(
+                agora_registry::resources::Ranges::new([(31000, 32000)]).expect("ordered range"),
+            ),
+        }]));
+    }
+    for a in add {
+        res.add(&a);
+    }
+    Ok(res)
+}
+
+impl AgentConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.masters.is_empty() {
+            return Err(ConfigError::NoMasters);
+        }
+        if !is_host_port(&self.advertise) {
+            return Err(ConfigError::Advertise(self.advertise.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: HostResources = HostResources {
+        cpus: 2.0,
+        mem_mb: 1000.0,
+        disk_mb: 5000.0,
+    };
+
+    #[test]
+    fn given_resources_are_completed_by_detection() {
+        let r = resources(Some("cpus:4;gpus:1"), &HOST).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "cpus:4;disk:5000;gpus:1;mem:1000;ports:[31000-32000]"
+        );
+        let r = resources(Some("cpus(web):1;ports:[5-6]"), &HOST).unwrap();
+        assert_eq!(r.to_string(), "cpus(web):1;disk:5000;mem:1000;ports:[5-6]");
+        let r = resources(None, &HOST).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "cpus:2;disk:5000;mem:1000;ports:[31000-32000]"
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_token() {
+        let e = resources(Some("cpus:4;mem:lots"), &HOST)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mem:lots"), "{e}");
+        let e = resources(Some("cpus:-1"), &HOST).unwrap_err().to_string();
+        assert!(e.contains("negative"), "{e}");
+        assert_eq!(
+            parse_attributes("rack:r1;zone"),
+            Err(ConfigError::Attribute("zone".into()))
+        );
+        assert_eq!(
+            parse_attributes(" rack : r1 ;zone:a").unwrap(),
+            vec![("rack".into(), "r1".into()), ("zone".into(), "a".into())]
+        );
+        assert_eq!(parse_masters("a:1,b"), Err(ConfigError::Master("b".into())));
+        assert_eq!(parse_masters(" , "), Err(ConfigError::NoMasters));
+    }
+}

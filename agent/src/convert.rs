@@ -1,0 +1,43 @@
+//! The agent's one conversion layer between domain values and generated proto types.
+
+use agora_proto::v1 as pb;
+use agora_registry::{Resources, Value};
+
+use crate::config::AgentConfig;
+
+pub fn resources_to_proto(res: &Resources) -> Vec<pb::Resource> {
+    res.iter()
+        .map(|r| pb::Resource {
+            name: r.name.clone(),
+            role: r.role.clone().unwrap_or_default(),
+            value: Some(match &r.value {
+                Value::Scalar(s) => pb::resource::Value::Scalar(s.as_f64()),
+                Value::Ranges(rs) => pb::resource::Value::Ranges(pb::Ranges {
+                    range: rs
+                        .pairs()
+                        .iter()
+                        .map(|&(begin, end)| pb::Range { begin, end })
+                        .collect(),
+                }),
+            }),
+        })
+        .collect()
+}
+
+/// The registration this agent sends.
+pub fn agent_info(config: &AgentConfig, agent_id: Option<&str>) -> pb::AgentInfo {
+    pb::AgentInfo {
+        id: agent_id.unwrap_or_default().to_string(),
+        hostname: config.hostname.clone(),
+        address: config.advertise.clone(),
+        resources: resources_to_proto(&config.resources),
+        attributes: config
+            .attributes
+            .iter()
+            .map(|(k, v)| pb::Attribute {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,167 @@
+//! `agora-agent`: runs on every machine of the cluster. Flags per the interface spec; every
+//! flag may also come from `AGORA_<FLAG>`. Bad flags exit 2 with one line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agora_agent::config::{self, AgentConfig};
+use agora_agent::isolation::{Isolation, IsolationMode};
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "agora-agent", version, about = "Agora agent")]
+struct Args {
+    /// Any or all masters: HOST:PORT,HOST:PORT,... (the agent finds the leader).
+    #[arg(long, env = "AGORA_MASTERS")]
+    masters: String,
+    /// Address to bind (executor API and HTTP).
+    #[arg(long, env = "AGORA_LISTEN", default_value = "0.0.0.0:5051")]
+    listen: String,
+    /// Address masters and executors use to reach this agent (default: --listen).
+    #[arg(long, env = "AGORA_ADVERTISE")]
+    advertise: Option<String>,
+    /// Checkpoints, sandboxes and the agent id.
+    #[arg(long, env = "AGORA_WORK_DIR")]
+    work_dir: PathBuf,
+    /// Mesos syntax, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]"; what it does
+    /// not name is detected from the host.
+    #[arg(long, env = "AGORA_RESOURCES")]
+    resources: Option<String>,
+    /// Free-form attributes, e.g. "rack:r1;zone:a".
+    #[arg(long, env = "AGORA_ATTRIBUTES", default_value = "")]
+    attributes: String,
+    /// cgroups (default where the host allows it) or none.
+    #[arg(long, env = "AGORA_ISOLATION", value_parser = ["cgroups", "none"])]
+    isolation: Option<String>,
+    /// Host name to register (default: the system's).
+    #[arg(long, env = "AGORA_HOSTNAME")]
+    hostname: Option<String>,
+    /// tracing filter (RUST_LOG also works).
+    #[arg(long, env = "AGORA_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("agora-agent: {msg}");
+    ExitCode::from(code)
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            return fail(2, first.trim_start_matches("error: "));
+        }
+    };
+    init_tracing(args.log_level.as_deref());
+    if let Err(e) = std::fs::create_dir_all(&args.work_dir) {
+        return fail(2, format!("--work-dir {}: {e}", args.work_dir.display()));
+    }
+    let masters = match config::parse_masters(&args.masters) {
+        Ok(m) => m,
+        Err(e) => return fail(2, e),
+    };
+    let attributes = match config::parse_attributes(&args.attributes) {
+        Ok(a) => a,
+        Err(e) => return fail(2, e),
+    };
+    let host = agora_agent::detect::host_resources(&args.work_dir);
+    let resources = match config::resources(args.resources.as_deref(), &host) {
+        Ok(r) => r,
+        Err(e) => return fail(2, e),
+    };
+    let isolation = match args.isolation.as_deref() {
+        Some("none") => Isolation::detect(IsolationMode::None, "agora"),
+        Some(_) => Isolation::detect(IsolationMode::Cgroups, "agora"),
+        None => Isolation::detect(IsolationMode::Cgroups, "agora")
+            .or_else(|_| Isolation::detect(IsolationMode::None, "agora")),
+    };
+    let isolation = match isolation {
+        Ok(i) => i,
+        Err(e) => return fail(2, format!("--isolation: {e}")),
+    };
+    if isolation.kind() == "none" {
+        tracing::warn!("isolation: none (tasks run without cgroup limits)");
+    } else {
+        tracing::info!(isolation = isolation.kind(), "isolation");
+    }
+    let config = AgentConfig {
+        masters,
+        advertise: args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| args.listen.clone()),
+        hostname: args.hostname.clone().unwrap_or_else(system_hostname),
+        work_dir: args.work_dir.clone(),
+        resources,
+        attributes,
+    };
+    if let Err(e) = config.validate() {
+        return fail(2, e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(2, format!("cannot listen on {}: {e}", args.listen)),
+        };
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = shutdown_tx.send(true);
+        });
+        match agora_agent::run(Arc::new(config), listener, shutdown_rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(1, e),
+        }
+    })
+}
+
+fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,547 @@
+//! # Supervising one task command
+//!
+//! Owns: running one task's shell command (`/bin/sh -c`) as a supervised child in its own
+//! process group and its own cgroup (joined between fork and exec, so the task never runs
+//! outside its limits), sending its output to `<sandbox>/stdout` and `<sandbox>/stderr`,
+//! recording its pid in `<sandbox>/.task.pid`, killing it (SIGTERM, then SIGKILL after a
+//! grace period), and turning its end into a [`TaskOutcome`] (exit code, signal, OOM kill, or
+//! killed on request) before removing its cgroup.
+//!
+//! This is the library half of the agent's built-in command executor (a separate process
+//! the agent starts in its own session so it outlives the agent). It must stay usable on its
+//! own: no gRPC, no protobuf, no other workspace crate, no network.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use std::os::unix::process::ExitStatusExt;
+
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::isolation::{join_cgroups_from_child, Isolation, IsolationError, Limits, TaskCgroup};
+
+/// File in the sandbox receiving the task's standard output (appended to).
+pub const STDOUT_FILE: &str = "stdout";
+/// File in the sandbox receiving the task's standard error (appended to).
+pub const STDERR_FILE: &str = "stderr";
+/// File in the sandbox holding the task's pid (decimal, newline), for recovery tooling.
+pub const PID_FILE: &str = ".task.pid";
+
+const MIB: u64 = 1024 * 1024;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Shell command, run as `/bin/sh -c <command>`.
+    pub command: String,
+    /// Added to the supervisor's own environment (which the task inherits).
+    pub env: Vec<(String, String)>,
+    /// Working directory (created if missing); holds `stdout`, `stderr` and `.task.pid`.
+    pub sandbox: PathBuf,
+    /// CPU and memory limits of the task's cgroup.
+    pub limits: Limits,
+}
+
+/// Why a task could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
+    #[error("invalid task spec: {0}")]
+    InvalidSpec(String),
+    #[error("cannot prepare sandbox {path}: {source}")]
+    Sandbox { path: PathBuf, source: io::Error },
+    #[error("cannot open task output file {path}: {source}")]
+    Output { path: PathBuf, source: io::Error },
+    #[error("cannot start `/bin/sh -c {command:?}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("cannot write pid file {path}: {source}")]
+    PidFile { path: PathBuf, source: io::Error },
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// The command exited by itself with this status.
+    Exited { code: i32 },
+    /// The command was killed by a signal we did not send.
+    Signaled { signal: i32 },
+    /// The kernel OOM-killed a process of the task (takes precedence over any failure it
+    /// caused: a SIGKILL, a shell's status 137, or a kill we sent afterwards).
+    OomKilled { mem_limit_bytes: u64 },
+    /// The task ended after [`RunningTask::kill`] or [`KillHandle::kill`].
+    Killed,
+    /// Waiting for the process failed (it was reaped by someone else): its end is unknown.
+    WaitFailed { error: String },
+}
+
+impl TaskOutcome {
+    /// Exited with status 0.
+    pub fn is_success(&self) -> bool {
+        matches!(self, TaskOutcome::Exited { code: 0 })
+    }
+
+    /// One line for a status update, e.g. "exited with status 3", "killed by signal 15",
+    /// "memory limit exceeded (32 MiB)".
+    pub fn message(&self) -> String {
+        match self {
+            TaskOutcome::Exited { code } => format!("exited with status {code}"),
+            TaskOutcome::Signaled { signal } => format!("killed by signal {signal}"),
+            TaskOutcome::OomKilled { mem_limit_bytes } => {
+                format!("memory limit exceeded ({})", Bytes(*mem_limit_bytes))
+            }
+            TaskOutcome::Killed => "killed on request".to_owned(),
+            TaskOutcome::WaitFailed { error } => format!("lost track of the task: {error}"),
+        }
+    }
+}
+
+impl fmt::Display for TaskOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// Human-readable byte count: whole MiB as "32 MiB", other sizes of at least 1 MiB with one
+/// decimal, small ones in bytes.
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b >= MIB && b.is_multiple_of(MIB) {
+            write!(f, "{} MiB", b / MIB)
+        } else if b >= MIB {
+            write!(f, "{:.1} MiB", b as f64 / MIB as f64)
+        } else {
+            write!(f, "{b} bytes")
+        }
+    }
+}
+
+/// Start `spec.command` in the cgroup `task_key` of `isolation`.
+///
+/// The cgroup is created first (and removed again if anything below fails); the child joins
+/// it itself in a `pre_exec` hook, puts itself in a new process group, gets `stdin` from
+/// `/dev/null` and appends its output to the sandbox files.
+pub async fn start(
+    spec: &TaskSpec,
+    isolation: &Isolation,
+    task_key: &str,
+) -> Result<RunningTask, SupervisorError> {
+    validate_spec(spec)?;
+    let sandbox = &spec.sandbox;
+    fs::create_dir_all(sandbox).map_err(|source| SupervisorError::Sandbox {
+        path: sandbox.clone(),
+        source,
+    })?;
+    let stdout = open_append(&sandbox.join(STDOUT_FILE))?;
+    let stderr = open_append(&sandbox.join(STDERR_FILE))?;
+
+    let cgroup = isolation.create(task_key, &spec.limits)?;
+    let procs_paths = cgroup.procs_paths();
+
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .current_dir(sandbox)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // `join_cgroups_from_child`, which is async-signal-safe (getpid/open/write/close, no
+    // allocation, no locks); the paths were allocated before the fork.
+    unsafe {
+        command.pre_exec(move || join_cgroups_from_child(&procs_paths));
+    }
+
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            destroy_cgroup(cgroup).await;
+            return Err(SupervisorError::Spawn {
+                command: spec.command.clone(),
+                source,
+            });
+        }
+    };
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .unwrap_or(0);
+
+    let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+    let mut task = RunningTask {
+        child,
+        pid,
+        cgroup: Some(cgroup),
+        mem_limit_bytes: spec.limits.mem_bytes,
+        kill_tx,
+        kill_rx,
+        kill_requested: false,
+        exit: None,
+        reaped: false,
+    };
+
+    let pid_file = sandbox.join(PID_FILE);
+    if let Err(source) = write_pid_file(&pid_file, pid) {
+        task.kill(Duration::ZERO).await;
+        let _ = task.wait().await;
+        return Err(SupervisorError::PidFile {
+            path: pid_file,
+            source,
+        });
+    }
+    tracing::info!(task_key, pid, isolation = isolation.kind(), "task started");
+    Ok(task)
+}
+
+/// A started task. Call [`RunningTask::wait`] to learn how it ended (and to remove its
+/// cgroup). Dropping it unfinished SIGKILLs the task and removes its cgroup in the
+/// background.
+#[derive(Debug)]
+pub struct RunningTask {
+    child: Child,
+    pid: i32,
+    cgroup: Option<TaskCgroup>,
+    mem_limit_bytes: u64,
+    kill_tx: mpsc::UnboundedSender<Duration>,
+    kill_rx: mpsc::UnboundedReceiver<Duration>,
+    kill_requested: bool,
+    /// Set by `kill` when it already reaped the process.
+    exit: Option<io::Result<ExitStatus>>,
+    /// The process has been waited for: its pid (and group id) may be reused.
+    reaped: bool,
+}
+
+/// Asks a [`RunningTask`] that is being waited for (possibly in another tokio task) to kill
+/// itself: SIGTERM at once, SIGKILL after the grace period.
+#[derive(Debug, Clone)]
+pub struct KillHandle {
+    tx: mpsc::UnboundedSender<Duration>,
+}
+
+impl KillHandle {
+    /// Request the kill; the escalation is carried out by the pending or next
+    /// [`RunningTask::wait`]. A no-op once the task has finished.
+    pub fn kill(&self, grace: Duration) {
+        let _ = self.tx.send(grace);
+    }
+}
+
+impl RunningTask {
+    /// The pid of the task's shell (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The task's cgroup (e.g. for [`TaskCgroup::memory_usage`]).
+    pub fn cgroup(&self) -> Option<&TaskCgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// A handle to kill the task while another tokio task is in [`RunningTask::wait`].
+    pub fn kill_handle(&self) -> KillHandle {
+        KillHandle {
+            tx: self.kill_tx.clone(),
+        }
+    }
+
+    /// SIGTERM the task's process group; if it has not exited after `grace`, SIGKILL the
+    /// group and everything in the cgroup. Returns once the main process has exited; then
+    /// [`RunningTask::wait`] reports [`TaskOutcome::Killed`] (or the OOM kill).
+    pub async fn kill(&mut self, grace: Duration) {
+        if self.exit.is_none() && !self.reaped {
+            let status = self.escalate(grace).await;
+            self.exit = Some(status);
+        }
+    }
+
+    async fn escalate(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        self.kill_requested = true;
+        tracing::info!(pid = self.pid, ?grace, "killing task");
+        // The child is not reaped yet, so its pid is still our process group.
+        signal_group(self.pid, libc::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                tracing::info!(pid = self.pid, "grace period over, sending SIGKILL");
+                signal_group(self.pid, libc::SIGKILL);
+                if let Some(cgroup) = &self.cgroup {
+                    cgroup.kill_all();
+                }
+                self.child.wait().await
+            }
+        }
+    }
+
+    /// Wait for the task to end (carrying out kill requests from [`KillHandle`]s meanwhile),
+    /// SIGKILL what is left of its process group, classify the end, and destroy its cgroup.
+    pub async fn wait(mut self) -> TaskOutcome {
+        let status = match self.exit.take() {
+            Some(status) => status,
+            None => {
+                let grace = tokio::select! {
+                    biased;
+                    status = self.child.wait() => Err(status),
+                    Some(grace) = self.kill_rx.recv() => Ok(grace),
+                };
+                match grace {
+                    Err(status) => status,
+                    Ok(grace) => self.escalate(grace).await,
+                }
+            }
+        };
+        self.reaped = true;
+        // Leftovers (background jobs) of the task's process group. The group id cannot have
+        // been handed to anyone else while members are alive.
+        signal_group(self.pid, libc::SIGKILL);
+
+        let oom = self.cgroup.as_ref().is_some_and(TaskCgroup::oom_killed);
+        let outcome = classify(status, oom, self.kill_requested, self.mem_limit_bytes);
+        if let Some(cgroup) = self.cgroup.take() {
+            destroy_cgroup(cgroup).await;
+        }
+        tracing::info!(pid = self.pid, outcome = %outcome, "task ended");
+        outcome
+    }
+}
+
+impl Drop for RunningTask {
+    fn drop(&mut self) {
+        if !self.reaped && self.exit.is_none() {
+            // Unreaped, so the group id is still ours. tokio reaps the dropped child.
+            signal_group(self.pid, libc::SIGKILL);
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.kill_all();
+            let spawned = std::thread::Builder::new()
+                .name("agora-cgroup-destroy".to_owned())
+                .spawn(move || {
+                    if let Err(err) = cgroup.destroy() {
+                        tracing::warn!(%err, "cannot destroy cgroup of dropped task");
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::warn!(%err, "cannot start cgroup cleanup thread");
+            }
+        }
+    }
+}
+
+fn classify(
+    status: io::Result<ExitStatus>,
+    oom: bool,
+    kill_requested: bool,
+    mem_limit_bytes: u64,
+) -> TaskOutcome {
+    let status = match status {
+        Ok(status) => status,
+        Err(err) => {
+            return if oom {
+                TaskOutcome::OomKilled { mem_limit_bytes }
+            } else {
+                TaskOutcome::WaitFailed {
+                    error: err.to_string(),
+                }
+            }
+        }
+    };
+    if oom && !status.success() {
+        return TaskOutcome::OomKilled { mem_limit_bytes };
+    }
+    if kill_requested {
+        return TaskOutcome::Killed;
+    }
+    match (status.code(), status.signal()) {
+        (Some(code), _) => TaskOutcome::Exited { code },
+        (None, Some(signal)) => TaskOutcome::Signaled { signal },
+        (None, None) => TaskOutcome::WaitFailed {
+            error: format!("unrecognised wait status {status:?}"),
+        },
+    }
+}
+
+/// Send `signal` to process group `pgid`. Never to group 0 or 1 (our own group / init), and
+/// never as kill(-1).
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 1 {
+        // SAFETY: plain syscall; `-pgid` is a specific group (< -1), not a broadcast.
+        let rc = unsafe { libc::kill(-pgid, signal) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                tracing::warn!(pgid, signal, %err, "cannot signal task process group");
+            }
+        }
+    }
+}
+
+async fn destroy_cgroup(cgroup: TaskCgroup) {
+    let key = cgroup.key().to_owned();
+    match tokio::task::spawn_blocking(move || cgroup.destroy()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(task_key = %key, %err, "cannot destroy task cgroup"),
+        Err(err) => tracing::warn!(task_key = %key, %err, "cgroup destroy panicked"),
+    }
+}
+
+fn validate_spec(spec: &TaskSpec) -> Result<(), SupervisorError> {
+    if spec.command.contains('\0') {
+        return Err(SupervisorError::InvalidSpec(
+            "command contains a NUL byte".to_owned(),
+        ));
+    }
+    for (key, value) in &spec.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+            return Err(SupervisorError::InvalidSpec(format!(
+                "bad environment variable {key:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn open_append(path: &Path) -> Result<fs::File, SupervisorError> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| SupervisorError::Output {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Write the pid atomically (temporary file, then rename).
+fn write_pid_file(path: &Path, pid: i32) -> io::Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    fs::write(&tmp, format!("{pid}\n"))?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: i32) -> io::Result<ExitStatus> {
+        Ok(ExitStatus::from_raw(code << 8))
+    }
+    fn signaled(signal: i32) -> io::Result<ExitStatus> {
+        Ok(ExitStatus::from_raw(signal))
+    }
+
+    #[test]
+    fn classification() {
+        let m = 32 * MIB;
+        assert_eq!(
+            classify(exit(0), false, false, m),
+            TaskOutcome::Exited { code: 0 }
+        );
+        assert_eq!(
+            classify(exit(3), false, false, m),
+            TaskOutcome::Exited { code: 3 }
+        );
+        assert_eq!(
+            classify(signaled(15), false, false, m),
+            TaskOutcome::Signaled { signal: 15 }
+        );
+        assert_eq!(
+            classify(signaled(9), true, false, m),
+            TaskOutcome::OomKilled { mem_limit_bytes: m }
+        );
+        assert_eq!(
+            classify(exit(137), true, false, m),
+            TaskOutcome::OomKilled { mem_limit_bytes: m }
+        );
+        assert_eq!(
+            classify(signaled(9), true, true, m),
+            TaskOutcome::OomKilled { mem_limit_bytes: m }
+        );
+        assert_eq!(
+            classify(exit(0), true, false, m),
+            TaskOutcome::Exited { code: 0 }
+        );
+        assert_eq!(classify(signaled(15), false, true, m), TaskOutcome::Killed);
+        assert_eq!(classify(exit(0), false, true, m), TaskOutcome::Killed);
+        assert!(matches!(
+            classify(
+                Err(io::Error::from_raw_os_error(libc::ECHILD)),
+                false,
+                false,
+                m
+            ),
+            TaskOutcome::WaitFailed { .. }
+        ));
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(
+            TaskOutcome::Exited { code: 3 }.message(),
+            "exited with status 3"
+        );
+        assert_eq!(
+            TaskOutcome::Signaled { signal: 15 }.message(),
+            "killed by signal 15"
+        );
+        assert_eq!(
+            TaskOutcome::OomKilled {
+                mem_limit_bytes: 32 * MIB
+            }
+            .message(),
+            "memory limit exceeded (32 MiB)"
+        );
+        assert_eq!(
+            TaskOutcome::OomKilled {
+                mem_limit_bytes: 3 * MIB / 2
+            }
+            .message(),
+            "memory limit exceeded (1.5 MiB)"
+        );
+        assert_eq!(
+            TaskOutcome::OomKilled {
+                mem_limit_bytes: 4096
+            }
+            .message(),
+            "memory limit exceeded (4096 bytes)"
+        );
+        assert!(TaskOutcome::Exited { code: 0 }.is_success());
+        assert!(!TaskOutcome::Exited { code: 1 }.is_success());
+        assert!(!TaskOutcome::Killed.is_success());
+    }
+
+    #[test]
+    fn specs_are_validated() {
+        let spec = TaskSpec {
+            command: "true".to_owned(),
+            env: vec![("A".to_owned(), "1".to_owned())],
+            sandbox: PathBuf::from("/nonexistent"),
+            limits: Limits {
+                cpus: 1.0,
+                mem_bytes: MIB,
+            },
+        };
+        assert!(validate_spec(&spec).is_ok());
+        for env in [("", "x"), ("A=B", "x"), ("A", "x\0")] {
+            let bad = TaskSpec {
+                env: vec![(env.0.to_owned(), env.1.to_owned())],
+                ..spec.clone()
+            };
+            assert!(validate_spec(&bad).is_err(), "{env:?}");
+        }
+        let bad = TaskSpec {
+            command: "a\0b".to_owned(),
+            ..spec
+        };
+        assert!(validate_spec(&bad).is_err());
+    }
+}
