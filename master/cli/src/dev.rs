@@ -1,4 +1,5 @@
-//! `agora dev`: a local quorum of real `agora-master` processes on 127.0.0.1.
+//! `agora dev`: a local quorum of real `agora-master` processes and two `agora-agent`s on
+//! 127.0.0.1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -86,6 +87,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let master_bin = sibling_binary("agora-master")?;
+    let agent_bin = sibling_binary("agora-agent")?;
     let (work_dir, temporary) = match args.work_dir {
         Some(d) => (d, false),
         None => (
@@ -125,6 +127,32 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         )?);
     }
 
+    let agent_addrs: Vec<String> = (0..2)
+        .map(|i| format!("127.0.0.1:{}", base + 10 + i))
+        .collect();
+    for (i, addr) in agent_addrs.iter().enumerate() {
+        let name = format!("agent-{}", i + 1);
+        let args = vec![
+            "--masters".into(),
+            addrs.join(","),
+            "--listen".into(),
+            addr.clone(),
+            "--work-dir".into(),
+            work_dir.join(&name).display().to_string(),
+            // Small, equal agents so a laptop can run the dev cluster.
+            "--resources".into(),
+            "cpus:2;mem:2048;disk:4096;ports:[31000-31999]".into(),
+            "--attributes".into(),
+            format!("dev:{name}"),
+        ];
+        children.push(spawn(
+            &agent_bin,
+            &name,
+            &args,
+            &work_dir.join(format!("{name}.log")),
+        )?);
+    }
+
     let client = MasterClient::from_list(&addrs.join(","))?;
     let leader = client
         .call(|ch| async move {
@@ -144,6 +172,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             "  master {}  {a}  (log {})",
             i + 1,
             work_dir.join(format!("master-{}.log", i + 1)).display()
+        );
+    }
+    for (i, a) in agent_addrs.iter().enumerate() {
+        println!(
+            "  agent  {}  {a}  (log {})",
+            i + 1,
+            work_dir.join(format!("agent-{}.log", i + 1)).display()
         );
     }
     match leader {

@@ -6,20 +6,18 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `agora dev` runs `agora-master` from its own directory; build it if this test run has
-/// not (e.g. `cargo test -p agora-cli`).
-fn ensure_master_binary() -> PathBuf {
+/// `agora dev` runs `agora-master` and `agora-agent` from its own directory; the harness
+/// builds them (a no-op when fresh) so they are never stale.
+fn ensure_binaries() {
     let agora = PathBuf::from(env!("CARGO_BIN_EXE_agora"));
-    let master = agora.with_file_name("agora-master");
-    if !master.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "agora-master", "--bin", "agora-master"])
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building agora-master failed");
+    for name in ["agora-master", "agora-agent"] {
+        let built = jepsen_tests::cluster::binary(name);
+        assert_eq!(
+            built.parent(),
+            agora.parent(),
+            "{name} is not next to agora"
+        );
     }
-    master
 }
 
 fn free_base_port() -> u16 {
@@ -44,7 +42,7 @@ fn process_alive(pid: u32) -> bool {
 
 #[test]
 fn dev_cluster_starts_answers_and_stops() {
-    ensure_master_binary();
+    ensure_binaries();
     let base = free_base_port();
     let work = tempfile::tempdir().unwrap();
     let mut dev = Command::new(env!("CARGO_BIN_EXE_agora"))
@@ -101,6 +99,61 @@ fn dev_cluster_starts_answers_and_stops() {
         })
         .collect();
     assert_eq!(pids.len(), 3, "expected 3 master processes");
+
+    // Two agents register and /state shows them with resources, used and offered.
+    let start = Instant::now();
+    let agents = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args([
+                "--masters",
+                &format!("127.0.0.1:{base}"),
+                "agents",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v.as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|x| x["active"] == true))
+        {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "agents did not register: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let addrs: Vec<&str> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap())
+        .collect();
+    assert!(
+        addrs.contains(&format!("127.0.0.1:{}", base + 10).as_str()),
+        "{agents}"
+    );
+    assert!(
+        addrs.contains(&format!("127.0.0.1:{}", base + 11).as_str()),
+        "{agents}"
+    );
+    assert!(
+        agents[0]["resources"].as_str().unwrap().contains("cpus:2"),
+        "{agents}"
+    );
+    let agent_pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.contains("agora-agent") && c.contains(work.path().to_str().unwrap()))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(agent_pids.len(), 2, "expected 2 agent processes");
+    let pids: Vec<u32> = pids.into_iter().chain(agent_pids).collect();
 
     unsafe {
         libc::kill(dev.id() as libc::pid_t, libc::SIGTERM);
