@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub resources: Resources,
     /// Free-form attributes, in order.
     pub attributes: Vec<(String, String)>,
+    /// The built-in command executor binary (`agora-executor`, next to `agora-agent`).
+    pub executor_binary: PathBuf,
 }
 
 /// Why a flag was refused; each message is one line naming the flag and the bad token.

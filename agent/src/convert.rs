@@ -1,7 +1,8 @@
 //! The agent's one conversion layer between domain values and generated proto types.
 
 use agora_proto::v1 as pb;
-use agora_registry::{Resources, Value};
+use agora_registry::resources::Ranges;
+use agora_registry::{Resource, Resources, Scalar, Value};
 
 use crate::config::AgentConfig;
 
@@ -40,4 +41,28 @@ pub fn agent_info(config: &AgentConfig, agent_id: Option<&str>) -> pb::AgentInfo
             })
             .collect(),
     }
+}
+
+/// Resources of a task to launch; refuses negative, NaN and infinite amounts and bad
+/// names or roles, naming the problem.
+pub fn resources_from_proto(items: &[pb::Resource]) -> Result<Resources, String> {
+    let mut out = Vec::with_capacity(items.len());
+    for r in items {
+        let value = match &r.value {
+            Some(pb::resource::Value::Scalar(x)) => Value::Scalar(
+                Scalar::from_f64(*x).map_err(|e| format!("resource {}: {e}", r.name))?,
+            ),
+            Some(pb::resource::Value::Ranges(rs)) => Value::Ranges(
+                Ranges::new(rs.range.iter().map(|r| (r.begin, r.end)))
+                    .map_err(|e| format!("resource {}: {e}", r.name))?,
+            ),
+            None => return Err(format!("resource {}: no amount", r.name)),
+        };
+        out.push(Resource {
+            name: r.name.clone(),
+            role: (!r.role.is_empty() && r.role != "*").then(|| r.role.clone()),
+            value,
+        });
+    }
+    Resources::from_checked(out).map_err(|e| e.to_string())
 }

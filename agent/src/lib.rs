@@ -10,6 +10,9 @@
 //!   hold one session with the leader, answer its health checks, and find the leader again
 //!   with capped, jittered backoff when the session ends.
 //! - [`checkpoint`]: the work dir's task records and fsynced status-update journals.
+//! - [`tasks`]: launching each task through its own command executor (`agora-executor`,
+//!   in its own session so it outlives the agent), the executor API, reliable in-order
+//!   delivery of status updates to the leader, and recovery after an agent restart.
 //! - [`convert`]: the crate's one conversion layer to the proto types.
 //!
 //! - [`isolation`]: finding the host's cgroups (v2, or v1 `cpu` + `memory` hierarchies) and
@@ -32,5 +35,6 @@ pub mod detect;
 pub mod isolation;
 pub mod master_link;
 pub mod supervisor;
+pub mod tasks;
 
 pub use agent::run;

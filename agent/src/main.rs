@@ -116,6 +116,9 @@ fn main() -> ExitCode {
         work_dir: args.work_dir.clone(),
         resources,
         attributes,
+        executor_binary: std::env::current_exe()
+            .map(|p| p.with_file_name("agora-executor"))
+            .unwrap_or_else(|_| PathBuf::from("agora-executor")),
     };
     if let Err(e) = config.validate() {
         return fail(2, e);
@@ -137,7 +140,12 @@ fn main() -> ExitCode {
             shutdown_signal().await;
             let _ = shutdown_tx.send(true);
         });
-        match agora_agent::run(Arc::new(config), listener, shutdown_rx).await {
+        let isolation_mode = if isolation.kind() == "none" {
+            "none"
+        } else {
+            "cgroups"
+        };
+        match agora_agent::run(Arc::new(config), isolation_mode, listener, shutdown_rx).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(1, e),
         }

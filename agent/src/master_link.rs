@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::AgentConfig;
 use crate::convert;
+use crate::tasks::Tasks;
 
 /// Why the link stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,7 @@ fn jittered(d: Duration) -> Duration {
 /// refuses this agent outright (e.g. its id is registered from another address).
 pub async fn run(
     config: Arc<AgentConfig>,
+    tasks: Tasks,
     status: watch::Sender<LinkStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
@@ -99,6 +101,9 @@ pub async fn run(
         },
     )?;
     let mut agent_id = load_agent_id(&config.work_dir)?;
+    if let Some(id) = &agent_id {
+        tasks.set_agent_id(id);
+    }
     status.send_modify(|s| s.agent_id = agent_id.clone());
     let mut backoff = Duration::from_millis(100);
     const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -106,10 +111,11 @@ pub async fn run(
         if *shutdown.borrow() {
             return Ok(());
         }
-        match register(&client, &config, agent_id.as_deref()).await {
+        match register(&client, &config, agent_id.as_deref(), tasks.report()).await {
             Ok(id) => {
                 if agent_id.as_deref() != Some(id.as_str()) {
                     save_agent_id(&config.work_dir, &id)?;
+                    tasks.set_agent_id(&id);
                     tracing::info!(agent = %id, "registered; agent id saved");
                     agent_id = Some(id.clone());
                     status.send_modify(|s| s.agent_id = Some(id.clone()));
@@ -119,9 +125,10 @@ pub async fn run(
                 status.send_modify(|s| s.leader = Some(leader.clone()));
                 let span = tracing::info_span!("session", agent = %id, leader = %leader);
                 let ended = tokio::select! {
-                    r = tracing::Instrument::instrument(session(&client, &config, &id, &leader), span) => r,
+                    r = tracing::Instrument::instrument(session(&client, &config, &tasks, &id, &leader), span) => r,
                     _ = shutdown.changed() => return Ok(()),
                 };
+                tasks.session_closed();
                 status.send_modify(|s| s.leader = None);
                 match ended {
                     Ok(()) => {
@@ -151,17 +158,16 @@ async fn register(
     client: &MasterClient,
     config: &AgentConfig,
     agent_id: Option<&str>,
+    report: Vec<pb::TaskReport>,
 ) -> Result<String, DriverError> {
     let info = convert::agent_info(config, agent_id);
     let reply = client
         .call(|ch| {
             let agent = Some(info.clone());
+            let tasks = report.clone();
             async move {
                 MasterRpc::new(ch)
-                    .register_agent(pb::RegisterAgentRequest {
-                        agent,
-                        tasks: Vec::new(),
-                    })
+                    .register_agent(pb::RegisterAgentRequest { agent, tasks })
                     .await
             }
         })
@@ -173,6 +179,7 @@ async fn register(
 async fn session(
     client: &MasterClient,
     config: &AgentConfig,
+    tasks: &Tasks,
     agent_id: &str,
     leader: &str,
 ) -> Result<(), tonic::Status> {
@@ -193,6 +200,7 @@ async fn session(
         .await?
         .into_inner();
     tracing::info!("session open");
+    tasks.session_opened(tx.clone());
     while let Some(msg) = inbound.message().await? {
         match msg.kind {
             Some(pb::master_message::Kind::Ping(p)) => {
@@ -203,11 +211,9 @@ async fn session(
                     break;
                 }
             }
-            Some(other) => {
-                // Task launch, kill and update acknowledgement arrive with the executor;
-                // no master sends them yet (nothing launches tasks before frameworks).
-                tracing::warn!(message = ?other, "message not handled by this agent version");
-            }
+            Some(pb::master_message::Kind::Launch(l)) => tasks.launch(l),
+            Some(pb::master_message::Kind::Kill(k)) => tasks.kill(&k),
+            Some(pb::master_message::Kind::Ack(a)) => tasks.acknowledged(&a),
             None => {}
         }
     }

@@ -1,0 +1,675 @@
+//! The agent's tasks: launching each one through its own command-executor process, the
+//! executor API (`agora.v1.Executor`) those processes talk to, and reliable delivery of
+//! status updates to the leader.
+//!
+//! Reliability: an executor's update is appended to the task's journal and fsynced before
+//! the executor hears it is checkpointed. Per task, updates go to the master strictly in
+//! order, one at a time: the oldest unacknowledged update is (re)sent until the master
+//! acknowledges it (after committing it), then the next. Executors run in their own session
+//! (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
+//! and unacknowledged updates from its checkpoints and waits for its executors to subscribe
+//! again. An executor that is gone without having reported a terminal state gets one from
+//! the agent (TASK_FAILED), so every task ends.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_proto::v1 as pb;
+use agora_proto::v1::executor_server::Executor as ExecutorService;
+use agora_registry::{Resources, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::checkpoint::{Checkpoints, TaskRecord, Update};
+use crate::config::AgentConfig;
+
+/// Default grace period between SIGTERM and SIGKILL.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+type Key = (String, String);
+type EventTx = mpsc::Sender<Result<pb::ExecutorEvent, Status>>;
+
+fn is_terminal(state: &str) -> bool {
+    matches!(
+        state,
+        "TASK_FINISHED"
+            | "TASK_FAILED"
+            | "TASK_KILLED"
+            | "TASK_ERROR"
+            | "TASK_LOST"
+            | "TASK_DROPPED"
+            | "TASK_GONE"
+    )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct TaskEntry {
+    record: TaskRecord,
+    resources: Resources,
+    /// Last state reported by its executor (or decided by the agent).
+    state: String,
+    /// The executor's event stream, while it is subscribed.
+    executor: Option<EventTx>,
+    /// The executor process.
+    executor_pid: Option<u32>,
+    /// Whether the executor has been given the task (a restarted executor has it).
+    launched: bool,
+    /// A kill asked for before the executor subscribed.
+    pending_kill: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tasks: BTreeMap<Key, TaskEntry>,
+    /// Unacknowledged updates per task, oldest first; the head is in flight.
+    outbox: BTreeMap<Key, VecDeque<Update>>,
+    /// The current session's outbound channel to the leader.
+    session: Option<mpsc::Sender<pb::AgentMessage>>,
+}
+
+/// The agent's tasks. Cheap to clone.
+#[derive(Clone)]
+pub struct Tasks {
+    inner: Arc<Mutex<Inner>>,
+    checkpoints: Checkpoints,
+    config: Arc<AgentConfig>,
+    agent_id: Arc<Mutex<Option<String>>>,
+    executor_binary: PathBuf,
+    isolation: &'static str,
+}
+
+fn update_to_proto(u: &Update) -> pb::StatusUpdate {
+    pb::StatusUpdate {
+        uuid: u.uuid.clone(),
+        framework_id: u.framework_id.clone(),
+        task_id: u.task_id.clone(),
+        state: u.state.clone(),
+        message: u.message.clone(),
+        exit_code: u.exit_code,
+        timestamp_ms: u.timestamp_ms,
+    }
+}
+
+fn update_msg(u: &Update) -> pb::AgentMessage {
+    pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Update(update_to_proto(u))),
+    }
+}
+
+/// Whether a process is alive and not a zombie.
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+        .flatten()
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+impl Tasks {
+    /// Loads the checkpoints of a (re)started agent. `isolation` is "cgroups" or "none",
+    /// passed on to executors.
+    pub fn recover(
+        config: Arc<AgentConfig>,
+        isolation: &'static str,
+    ) -> Result<Tasks, crate::checkpoint::CheckpointError> {
+        let checkpoints = Checkpoints::new(&config.work_dir);
+        let executor_binary = config.executor_binary.clone();
+        let tasks = Tasks {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            checkpoints: checkpoints.clone(),
+            config,
+            agent_id: Arc::new(Mutex::new(None)),
+            executor_binary,
+            isolation,
+        };
+        let mut inner = tasks.lock();
+        for (record, journal) in checkpoints.tasks()? {
+            let key = (record.framework_id.clone(), record.task_id.clone());
+            let state = journal.last_state().unwrap_or("TASK_STAGING").to_string();
+            let executor_pid = std::fs::read_to_string(tasks.meta_dir(&key).join("executor.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            if !journal.unacknowledged.is_empty() {
+                inner
+                    .outbox
+                    .insert(key.clone(), journal.unacknowledged.into_iter().collect());
+            }
+            inner.tasks.insert(
+                key,
+                TaskEntry {
+                    resources: Resources::parse(&record.resources).unwrap_or_default(),
+                    record,
+                    state,
+                    executor: None,
+                    executor_pid,
+                    launched: true,
+                    pending_kill: None,
+                },
+            );
+        }
+        let live = inner
+            .tasks
+            .values()
+            .filter(|t| !is_terminal(&t.state))
+            .count();
+        drop(inner);
+        if live > 0 {
+            tracing::info!(live, "recovered tasks from checkpoints");
+        }
+        Ok(tasks)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn meta_dir(&self, key: &Key) -> PathBuf {
+        self.config
+            .work_dir
+            .join("meta/frameworks")
+            .join(&key.0)
+            .join("tasks")
+            .join(&key.1)
+    }
+
+    fn sandbox(&self, key: &Key) -> PathBuf {
+        self.config
+            .work_dir
+            .join("sandboxes")
+            .join(&key.0)
+            .join(&key.1)
+    }
+
+    pub fn set_agent_id(&self, id: &str) {
+        *self.agent_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
+    }
+
+    /// Every task with its last state, for re-registration.
+    pub fn report(&self) -> Vec<pb::TaskReport> {
+        self.lock()
+            .tasks
+            .iter()
+            .map(|((f, t), e)| pb::TaskReport {
+                framework_id: f.clone(),
+                task_id: t.clone(),
+                state: e.state.clone(),
+            })
+            .collect()
+    }
+
+    /// A new session with the leader: every task's oldest unacknowledged update goes out
+    /// on it.
+    pub fn session_opened(&self, tx: mpsc::Sender<pb::AgentMessage>) {
+        let mut inner = self.lock();
+        for q in inner.outbox.values() {
+            if let Some(head) = q.front() {
+                let _ = tx.try_send(update_msg(head));
+            }
+        }
+        inner.session = Some(tx);
+    }
+
+    pub fn session_closed(&self) {
+        self.lock().session = None;
+    }
+
+    /// Checkpoints `update` and queues it for the master. Returns once it is on disk.
+    fn record(&self, update: Update) -> Result<(), Status> {
+        self.checkpoints
+            .record_update(&update)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let key = (update.framework_id.clone(), update.task_id.clone());
+        let mut inner = self.lock();
+        if let Some(t) = inner.tasks.get_mut(&key) {
+            t.state = update.state.clone();
+        }
+        let q = inner.outbox.entry(key).or_default();
+        q.push_back(update);
+        if q.len() == 1 {
+            let head = update_msg(q.front().expect("just pushed"));
+            if let Some(tx) = &inner.session {
+                let _ = tx.try_send(head);
+            }
+        }
+        Ok(())
+    }
+
+    /// An update decided by the agent itself (dropped launch, executor gone).
+    fn agent_update(&self, key: &Key, state: &str, message: String) {
+        let update = Update {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            framework_id: key.0.clone(),
+            task_id: key.1.clone(),
+            state: state.to_string(),
+            message,
+            exit_code: None,
+            timestamp_ms: now_ms(),
+        };
+        if let Err(e) = self.record(update) {
+            tracing::error!(framework = %key.0, task = %key.1, error = %e, "cannot checkpoint an update");
+        }
+    }
+
+    /// The master recorded an update: drop it and send the task's next one.
+    pub fn acknowledged(&self, ack: &pb::StatusAck) {
+        let key = (ack.framework_id.clone(), ack.task_id.clone());
+        let mut inner = self.lock();
+        let Some(q) = inner.outbox.get_mut(&key) else {
+            return;
+        };
+        if q.front().map(|u| u.uuid.as_str()) != Some(ack.uuid.as_str()) {
+            return; // a duplicate acknowledgement
+        }
+        if let Err(e) = self.checkpoints.record_ack(&key.0, &key.1, &ack.uuid) {
+            tracing::error!(task = %key.1, error = %e, "cannot checkpoint an acknowledgement");
+            return;
+        }
+        q.pop_front();
+        let next = q.front().map(update_msg);
+        if q.is_empty() {
+            inner.outbox.remove(&key);
+        }
+        if let (Some(next), Some(tx)) = (next, &inner.session) {
+            let _ = tx.try_send(next);
+        }
+        if let Some(exec) = inner.tasks.get(&key).and_then(|t| t.executor.clone()) {
+            let _ = exec.try_send(Ok(pb::ExecutorEvent {
+                kind: Some(pb::executor_event::Kind::Acknowledged(ack.clone())),
+            }));
+        }
+    }
+
+    /// Re-sends every task's oldest unacknowledged update (called periodically: the
+    /// leader may have lost one in a failover).
+    pub fn resend_unacknowledged(&self) {
+        let inner = self.lock();
+        let Some(tx) = &inner.session else { return };
+        for q in inner.outbox.values() {
+            if let Some(head) = q.front() {
+                let _ = tx.try_send(update_msg(head));
+            }
+        }
+    }
+
+    /// Unacknowledged updates in total.
+    pub fn unacknowledged(&self) -> usize {
+        self.lock().outbox.values().map(VecDeque::len).sum()
+    }
+
+    fn free(&self, inner: &Inner) -> Resources {
+        let mut used = Resources::new();
+        for t in inner.tasks.values().filter(|t| !is_terminal(&t.state)) {
+            used.add(&t.resources);
+        }
+        self.config.resources.saturating_sub(&used)
+    }
+
+    /// Launches the tasks of one framework. A task whose resources the agent does not
+    /// have free is never run: it gets TASK_DROPPED with the reason.
+    pub fn launch(&self, launch: pb::LaunchTasks) {
+        for task in launch.tasks {
+            let key = (launch.framework_id.clone(), task.task_id.clone());
+            if let Err(reason) = self.launch_one(&key, &task) {
+                tracing::warn!(framework = %key.0, task = %key.1, %reason, "launch refused");
+                self.agent_update(&key, "TASK_DROPPED", reason);
+            }
+        }
+    }
+
+    fn launch_one(&self, key: &Key, task: &pb::TaskInfo) -> Result<(), String> {
+        for (what, id) in [("framework id", &key.0), ("task id", &key.1)] {
+            agora_registry::ids::validate_id(id).map_err(|e| format!("bad {what}: {e}"))?;
+        }
+        let resources = crate::convert::resources_from_proto(&task.resources)?;
+        let record = TaskRecord {
+            framework_id: key.0.clone(),
+            task_id: key.1.clone(),
+            name: task.name.clone(),
+            resources: resources.to_string(),
+            command: task.command.clone(),
+            env: task
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        {
+            let mut inner = self.lock();
+            if inner.tasks.contains_key(key) {
+                // Delivered again (e.g. after a failover): already running or done.
+                return Ok(());
+            }
+            let free = self.free(&inner);
+            if !free.contains(&resources) {
+                return Err(format!(
+                    "insufficient resources on this agent: the task needs {resources}, free is {free}"
+                ));
+            }
+            inner.tasks.insert(
+                key.clone(),
+                TaskEntry {
+                    record: record.clone(),
+                    resources,
+                    state: "TASK_STAGING".into(),
+                    executor: None,
+                    executor_pid: None,
+                    launched: false,
+                    pending_kill: None,
+                },
+            );
+        }
+        let started = self
+            .checkpoints
+            .save_task(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.spawn_executor(key));
+        match started {
+            Ok(pid) => {
+                if let Some(t) = self.lock().tasks.get_mut(key) {
+                    t.executor_pid = Some(pid);
+                }
+                tracing::info!(framework = %key.0, task = %key.1, executor_pid = pid, "task launched");
+                Ok(())
+            }
+            Err(e) => {
+                // Checkpointed as known, so the failure is reported like any other end.
+                self.agent_update(
+                    key,
+                    "TASK_FAILED",
+                    format!("cannot start the executor: {e}"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the command executor for one task, in its own session so that it survives
+    /// the agent, and watches it.
+    fn spawn_executor(&self, key: &Key) -> Result<u32, String> {
+        use std::os::unix::process::CommandExt;
+        let sandbox = self.sandbox(key);
+        std::fs::create_dir_all(&sandbox)
+            .map_err(|e| format!("sandbox {}: {e}", sandbox.display()))?;
+        let log = std::fs::File::create(sandbox.join("executor.log")).map_err(|e| e.to_string())?;
+        let agent_id = self
+            .agent_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let mut cmd = std::process::Command::new(&self.executor_binary);
+        cmd.env(
+            agora_driver::executor_driver::ENV_AGENT_ENDPOINT,
+            &self.config.advertise,
+        )
+        .env(agora_driver::executor_driver::ENV_FRAMEWORK_ID, &key.0)
+        .env(agora_driver::executor_driver::ENV_EXECUTOR_ID, &key.1)
+        .env(agora_driver::executor_driver::ENV_SANDBOX, &sandbox)
+        .env("AGORA_AGENT_ID", agent_id)
+        .env("AGORA_ISOLATION", self.isolation)
+        .current_dir(&sandbox)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+        // SAFETY: setsid is async-signal-safe; it detaches the executor from the agent's
+        // session and process group so that signals to the agent do not reach it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.executor_binary.display()))?;
+        let pid = child.id();
+        let _ = std::fs::write(self.meta_dir(key).join("executor.pid"), pid.to_string());
+        // Reap it when it exits, so it never lingers as a zombie of ours.
+        let this = self.clone();
+        let key = key.clone();
+        std::thread::spawn(move || {
+            let status = child.wait();
+            this.executor_exited(&key, status.ok().map(|s| s.to_string()));
+        });
+        Ok(pid)
+    }
+
+    /// An executor process is gone. If its task never reached a terminal state, the agent
+    /// reports TASK_FAILED, so the task still ends.
+    fn executor_exited(&self, key: &Key, how: Option<String>) {
+        let unfinished = {
+            let mut inner = self.lock();
+            match inner.tasks.get_mut(key) {
+                Some(t) => {
+                    t.executor = None;
+                    t.executor_pid = None;
+                    !is_terminal(&t.state)
+                }
+                None => false,
+            }
+        };
+        if unfinished {
+            let how = how.unwrap_or_else(|| "gone".into());
+            tracing::warn!(framework = %key.0, task = %key.1, %how, "executor exited before its task ended");
+            self.agent_update(
+                key,
+                "TASK_FAILED",
+                format!("executor exited ({how}) before the task ended"),
+            );
+        }
+    }
+
+    /// After a restart: executors of unfinished tasks that are no longer running will
+    /// never report; their tasks fail. Those still running are watched until they exit.
+    pub fn check_recovered_executors(&self) {
+        let keys: Vec<(Key, Option<u32>)> = self
+            .lock()
+            .tasks
+            .iter()
+            .filter(|(_, t)| !is_terminal(&t.state))
+            .map(|(k, t)| (k.clone(), t.executor_pid))
+            .collect();
+        for (key, pid) in keys {
+            match pid {
+                Some(pid) if process_alive(pid) => {
+                    let this = self.clone();
+                    std::thread::spawn(move || {
+                        while process_alive(pid) {
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        // Give a final update in flight a moment to be checkpointed.
+                        std::thread::sleep(Duration::from_millis(500));
+                        this.executor_exited(&key, Some(format!("pid {pid} exited")));
+                    });
+                }
+                _ => {
+                    self.executor_exited(&key, Some("not running after the agent restarted".into()))
+                }
+            }
+        }
+    }
+
+    /// Kills a task through its executor. An unknown task is reported TASK_LOST.
+    pub fn kill(&self, kill: &pb::KillTask) {
+        let key = (kill.framework_id.clone(), kill.task_id.clone());
+        let grace = if kill.grace_period_ms > 0 {
+            Duration::from_millis(kill.grace_period_ms)
+        } else {
+            DEFAULT_KILL_GRACE
+        };
+        let mut inner = self.lock();
+        let Some(t) = inner.tasks.get_mut(&key) else {
+            drop(inner);
+            if agora_registry::ids::validate_id(&key.0).is_ok()
+                && agora_registry::ids::validate_id(&key.1).is_ok()
+            {
+                self.agent_update(
+                    &key,
+                    "TASK_LOST",
+                    "kill of a task this agent does not know".into(),
+                );
+            }
+            return;
+        };
+        if is_terminal(&t.state) {
+            return;
+        }
+        match &t.executor {
+            Some(exec) => {
+                let _ = exec.try_send(Ok(pb::ExecutorEvent {
+                    kind: Some(pb::executor_event::Kind::Kill(pb::KillTask {
+                        framework_id: key.0.clone(),
+                        task_id: key.1.clone(),
+                        grace_period_ms: grace.as_millis() as u64,
+                    })),
+                }));
+            }
+            None => t.pending_kill = Some(grace),
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ExecutorEvent, Status>> + Send>>;
+
+/// Serves `agora.v1.Executor` for this agent's executors.
+pub struct ExecutorApi {
+    pub tasks: Tasks,
+}
+
+#[tonic::async_trait]
+impl ExecutorService for ExecutorApi {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::ExecutorSubscribe>,
+    ) -> Result<Response<EventStream>, Status> {
+        let req = req.into_inner();
+        // The command executor runs exactly one task, named by its executor id.
+        let key = (req.framework_id.clone(), req.executor_id.clone());
+        let (tx, rx) = mpsc::channel(64);
+        let agent_id = self
+            .tasks
+            .agent_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        {
+            let mut inner = self.tasks.lock();
+            let Some(t) = inner.tasks.get_mut(&key) else {
+                return Err(Status::not_found(format!(
+                    "executor_id: no task {} of framework {} on this agent",
+                    key.1, key.0
+                )));
+            };
+            let _ = tx.try_send(Ok(pb::ExecutorEvent {
+                kind: Some(pb::executor_event::Kind::Subscribed(
+                    pb::ExecutorSubscribed { agent_id },
+                )),
+            }));
+            let resubscribed = req.task_ids.contains(&key.1);
+            if !t.launched && !resubscribed {
+                let task = pb::TaskInfo {
+                    task_id: t.record.task_id.clone(),
+                    name: t.record.name.clone(),
+                    resources: crate::convert::resources_to_proto(&t.resources),
+                    command: t.record.command.clone(),
+                    env: t.record.env.iter().cloned().collect::<HashMap<_, _>>(),
+                };
+                let _ = tx.try_send(Ok(pb::ExecutorEvent {
+                    kind: Some(pb::executor_event::Kind::Launch(task)),
+                }));
+                t.launched = true;
+            }
+            if let Some(grace) = t.pending_kill.take() {
+                let _ = tx.try_send(Ok(pb::ExecutorEvent {
+                    kind: Some(pb::executor_event::Kind::Kill(pb::KillTask {
+                        framework_id: key.0.clone(),
+                        task_id: key.1.clone(),
+                        grace_period_ms: grace.as_millis() as u64,
+                    })),
+                }));
+            }
+            t.executor = Some(tx);
+        }
+        tracing::info!(framework = %key.0, task = %key.1, "executor subscribed");
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update(
+        &self,
+        req: Request<pb::ExecutorUpdate>,
+    ) -> Result<Response<pb::ExecutorUpdateReply>, Status> {
+        let req = req.into_inner();
+        let u = req
+            .update
+            .ok_or_else(|| Status::invalid_argument("update: missing"))?;
+        if u.uuid.is_empty() {
+            return Err(Status::invalid_argument("update.uuid: empty"));
+        }
+        if !agora_registry::TaskState::ALL
+            .iter()
+            .any(|s| s.name() == u.state)
+        {
+            return Err(Status::invalid_argument(format!(
+                "update.state: unknown state {:?}",
+                u.state
+            )));
+        }
+        let key = (req.framework_id.clone(), u.task_id.clone());
+        {
+            let inner = self.tasks.lock();
+            if !inner.tasks.contains_key(&key) {
+                return Err(Status::not_found(format!(
+                    "update.task_id: no task {} of framework {}",
+                    key.1, key.0
+                )));
+            }
+            // A re-sent update already checkpointed is acknowledged again.
+            if inner
+                .outbox
+                .get(&key)
+                .is_some_and(|q| q.iter().any(|x| x.uuid == u.uuid))
+            {
+                return Ok(Response::new(pb::ExecutorUpdateReply {}));
+            }
+        }
+        let update = Update {
+            uuid: u.uuid,
+            framework_id: req.framework_id,
+            task_id: u.task_id,
+            state: u.state,
+            message: u.message,
+            exit_code: u.exit_code,
+            timestamp_ms: u.timestamp_ms,
+        };
+        tracing::info!(framework = %update.framework_id, task = %update.task_id, state = %update.state, "status update");
+        self.tasks.record(update)?;
+        Ok(Response::new(pb::ExecutorUpdateReply {}))
+    }
+}
+
+/// Scalar amount of `name` in `res` (for cgroup limits).
+pub fn scalar(res: &Resources, name: &str) -> f64 {
+    res.iter()
+        .filter(|r| r.name == name)
+        .filter_map(|r| match &r.value {
+            Value::Scalar(s) => Some(s.as_f64()),
+            Value::Ranges(_) => None,
+        })
+        .sum()
+}
