@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "agora/v1/master.proto",
         "agora/v1/agent.proto",
         "agora/v1/executor.proto",
+        "agora/v1/scheduler.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -3,13 +3,16 @@
 //! Owns the client side of Agora's API for Rust programs: [`MasterClient`] finds the
 //! leading master among any list of masters and follows it across failovers;
 //! [`ExecutorDriver`] connects an executor to its agent and delivers its status updates
-//! reliably. (The scheduler driver for frameworks comes with the frameworks issue.)
+//! reliably; [`SchedulerDriver`] subscribes a framework, dispatches its offers and status
+//! updates to a [`Scheduler`], and re-subscribes across leader failovers.
 //!
 //! What it must not do: depend on any master internals (openraft, sled, the registry); it
 //! speaks only the public `.proto` API, as a client in any other language would.
 
 pub mod executor_driver;
 mod master_client;
+pub mod scheduler_driver;
 
 pub use executor_driver::{Executor, ExecutorDriver, ExecutorHandle};
 pub use master_client::{DriverError, MasterClient, RetryPolicy};
+pub use scheduler_driver::{Scheduler, SchedulerDriver, SchedulerHandle};

@@ -124,6 +124,11 @@ impl MasterClient {
         )
     }
 
+    /// The masters this client knows.
+    pub fn masters(&self) -> &[String] {
+        &self.masters
+    }
+
     /// The master currently believed to lead, if any.
     pub fn leader(&self) -> Option<String> {
         self.current
@@ -157,11 +162,36 @@ impl MasterClient {
 
     /// Calls `f` on the leader's channel, following redirects and skipping dead masters
     /// until the leader answers or the policy's deadline passes.
-    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, DriverError>
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, DriverError>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.call_on(f, false).await
+    }
+
+    /// Like [`MasterClient::call`] for a call whose response is a long-lived stream: its
+    /// channel has no per-call timeout, and HTTP/2 keepalive notices a dead leader.
+    pub async fn stream<T, F, Fut>(&self, f: F) -> Result<T, DriverError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_on(f, true).await
+    }
+
+    async fn call_on<T, F, Fut>(&self, mut f: F, streaming: bool) -> Result<T, DriverError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let open = |addr: &str| {
+            if streaming {
+                self.session_channel(addr)
+            } else {
+                endpoint(addr, &self.policy)
+            }
+        };
         let start = Instant::now();
         let mut backoff = self.policy.initial_backoff;
         let mut next = 0usize;
@@ -170,17 +200,26 @@ impl MasterClient {
             // Prefer the believed leader, else walk the list.
             let target = self.current.lock().expect("lock").clone();
             let (addr, channel) = match target {
-                Some(t) => t,
+                Some((addr, ch)) if !streaming => (addr, ch),
+                Some((addr, _)) => {
+                    let ch = open(&addr)?;
+                    (addr, ch)
+                }
                 None => {
                     let addr = self.masters[next % self.masters.len()].clone();
                     next += 1;
-                    let ch = endpoint(&addr, &self.policy)?;
+                    let ch = open(&addr)?;
                     (addr, ch)
                 }
             };
             match f(channel.clone()).await {
                 Ok(resp) => {
-                    *self.current.lock().expect("lock") = Some((addr, channel));
+                    if !streaming {
+                        *self.current.lock().expect("lock") = Some((addr, channel));
+                    } else {
+                        let ch = endpoint(&addr, &self.policy)?;
+                        *self.current.lock().expect("lock") = Some((addr, ch));
+                    }
                     return Ok(resp.into_inner());
                 }
                 Err(status) if is_retryable(&status) => {
@@ -193,7 +232,7 @@ impl MasterClient {
                     match leader {
                         Some(l) if l != addr => {
                             tracing::debug!(from = %addr, to = %l, "following the leader");
-                            let ch = endpoint(&l, &self.policy)?;
+                            let ch = open(&l)?;
                             *self.current.lock().expect("lock") = Some((l, ch));
                             continue;
                         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent_gateway_server::AgentGateway;
-use agora_registry::{AgentId, AgentStatus, Command, FrameworkId, Rejection, TaskId, TaskState};
+use agora_registry::{AgentId, AgentStatus, Command, FrameworkId, TaskId, TaskState};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -218,10 +218,17 @@ async fn handle_update(
         .instrument(span)
         .await;
     match result {
-        Ok(_) => {}
-        Err(WriteError::Rejected(
-            r @ (Rejection::UnknownTask(_) | Rejection::TaskAlreadyTerminal { .. }),
-        )) => {
+        Ok(_) => {
+            if state.is_terminal() {
+                master.frameworks.wake.notify_one();
+            }
+            // The framework acknowledges it (its ACKNOWLEDGE goes to the agent); only when
+            // no framework will does the master acknowledge it itself.
+            if !crate::frameworks::forward_update(master, &framework_id, &u, agent) {
+                return Ok(());
+            }
+        }
+        Err(WriteError::Rejected(r)) if crate::frameworks::ack_anyway(&r) => {
             tracing::warn!(agent = %agent, task = %task_id, reason = %r, "status update cannot apply; acknowledged");
         }
         Err(WriteError::Rejected(r)) => return Err(Status::failed_precondition(r.to_string())),
@@ -284,28 +291,34 @@ pub async fn reconcile(
     let now = crate::api::now_ms();
     for (framework_id, task_id) in lost {
         tracing::info!(agent = %agent, task = %task_id, "task unknown to the agent after it registered again: TASK_LOST");
-        let _ = master
+        let written = master
             .write(Command::UpdateTask {
-                framework_id,
-                task_id,
+                framework_id: framework_id.clone(),
+                task_id: task_id.clone(),
                 state: TaskState::TaskLost,
                 message: Some(format!("agent {agent} registered again without this task")),
                 exit_code: None,
                 now_ms: now,
             })
             .await;
+        if written.is_ok() {
+            crate::frameworks::announce(master, &framework_id, &task_id);
+        }
     }
     for (framework_id, task_id, state) in to_update {
-        let _ = master
+        let written = master
             .write(Command::UpdateTask {
-                framework_id,
-                task_id,
+                framework_id: framework_id.clone(),
+                task_id: task_id.clone(),
                 state,
                 message: Some("reported by the agent when it registered again".into()),
                 exit_code: None,
                 now_ms: now,
             })
             .await;
+        if written.is_ok() {
+            crate::frameworks::announce(master, &framework_id, &task_id);
+        }
     }
     for (framework_id, task_id) in to_kill {
         tracing::info!(agent = %agent, task = %task_id, "task unknown to the registry: killing it");
@@ -398,6 +411,15 @@ pub async fn health_loop(master: Master) {
                 .await
             {
                 Ok(_) => {
+                    let affected: Vec<(FrameworkId, TaskId)> = master.registry.read(|reg| {
+                        reg.tasks()
+                            .filter(|t| t.agent_id == id && t.state == TaskState::TaskUnreachable)
+                            .map(|t| (t.framework_id.clone(), t.id.clone()))
+                            .collect()
+                    });
+                    for (f, t) in affected {
+                        crate::frameworks::announce(&master, &f, &t);
+                    }
                     // End its session explicitly (its reader task holds another sender), so
                     // the agent, if it is alive after all, registers again.
                     let mut inner = master.agents.lock();

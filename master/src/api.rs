@@ -60,6 +60,7 @@ impl MasterService for MasterApi {
                 .await?;
             tracing::info!(log_index, "agent registered");
             crate::agents::reconcile(&self.master, &id, &reported).await?;
+            self.master.frameworks.wake.notify_one();
             let agent_id = id.to_string();
             Ok(Response::new(pb::RegisterAgentReply {
                 agent_id,
@@ -160,8 +161,54 @@ fn membership_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Stat
     }
 }
 
+fn weights_reply(master: &Master) -> pb::WeightsReply {
+    pb::WeightsReply {
+        weights: master.registry.read(|reg| {
+            reg.weights()
+                .iter()
+                .map(|(role, weight)| pb::RoleWeight {
+                    role: role.clone(),
+                    weight: *weight,
+                })
+                .collect()
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn set_weight(
+        &self,
+        req: Request<pb::SetWeightRequest>,
+    ) -> Result<Response<pb::WeightsReply>, Status> {
+        let req = req.into_inner();
+        agora_registry::resources::validate_framework_role(&req.role)
+            .map_err(|e| invalid("role", e))?;
+        if !(req.weight.is_finite() && req.weight > 0.0) {
+            return Err(invalid(
+                "weight",
+                format!("{} is not a positive, finite number", req.weight),
+            ));
+        }
+        self.master.require_leader()?;
+        self.master
+            .write(Command::SetWeight {
+                role: req.role,
+                weight: req.weight,
+            })
+            .await?;
+        self.master.frameworks.wake.notify_one();
+        Ok(Response::new(weights_reply(&self.master)))
+    }
+
+    async fn get_weights(
+        &self,
+        _req: Request<pb::GetWeightsRequest>,
+    ) -> Result<Response<pb::WeightsReply>, Status> {
+        self.master.require_leader()?;
+        Ok(Response::new(weights_reply(&self.master)))
+    }
+
     async fn add_learner(
         &self,
         req: Request<pb::AddLearnerRequest>,

@@ -14,6 +14,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod config;
 pub mod convert;
+pub mod frameworks;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -27,6 +28,7 @@ use agora_proto::v1::agent_gateway_server::AgentGatewayServer;
 use agora_proto::v1::master_server::MasterServer;
 use agora_proto::v1::operator_server::OperatorServer;
 use agora_proto::v1::raft_peer_server::RaftPeerServer;
+use agora_proto::v1::scheduler_server::SchedulerServer;
 use agora_raft_store::{Raft, RegistryHandle};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -63,6 +65,8 @@ pub struct Master {
     pub metrics: metrics::Metrics,
     /// Agent sessions and health (acted on only while leading).
     pub agents: agents::AgentSessions,
+    /// Framework subscriptions and allocation soft state (only while leading).
+    pub frameworks: frameworks::Frameworks,
     /// The one path to the Raft log for registry commands.
     pub writer: leader::Writer,
     /// Set while this replica must not vote (see [`bootstrap`]).
@@ -136,6 +140,7 @@ async fn run_replica(
         registry,
         writer: leader::Writer::start(raft.clone(), metrics.clone()),
         agents: agents::AgentSessions::default(),
+        frameworks: frameworks::Frameworks::default(),
         metrics,
         // A replica that starts with an empty store may have voted before it lost that
         // store; it does not vote until bootstrap decides it is safe.
@@ -170,18 +175,25 @@ async fn run_replica(
     .add_service(AgentGatewayServer::new(agents::AgentGatewayApi::new(
         master.clone(),
     )))
+    .add_service(SchedulerServer::new(frameworks::SchedulerApi::new(
+        master.clone(),
+    )))
     .add_service(OperatorServer::new(api::OperatorApi::new(master.clone())))
     .into_axum_router();
     let app = http::router(master.clone()).merge(grpc);
 
     let health =
         tokio::spawn(agents::health_loop(master.clone()).instrument(tracing::Span::current()));
+    let allocation = tokio::spawn(
+        frameworks::allocation_loop(master.clone()).instrument(tracing::Span::current()),
+    );
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MasterError::Serve);
     bootstrap.abort();
     health.abort();
+    allocation.abort();
     tracing::info!("master replica stopping");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

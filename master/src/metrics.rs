@@ -12,6 +12,9 @@ pub struct Metrics {
     pub write_seconds: Histogram,
     pub batch_size: Histogram,
     pub agent_sessions: IntGauge,
+    pub tasks_launched: prometheus::IntCounter,
+    pub offers_made: prometheus::IntCounter,
+    pub allocation_seconds: Histogram,
     term: IntGauge,
     is_leader: IntGauge,
     last_log_index: IntGauge,
@@ -74,7 +77,33 @@ impl Metrics {
         registry
             .register(Box::new(batch_size.clone()))
             .expect("unique metric");
+        let counter = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let allocation_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "agora_allocation_cycle_seconds",
+                "Time of one allocation cycle (rebuild and allocate)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(allocation_seconds.clone()))
+            .expect("unique metric");
         Metrics {
+            tasks_launched: counter(
+                "agora_tasks_launched_total",
+                "Tasks launched (accepted and committed)",
+            ),
+            offers_made: counter("agora_offers_total", "Offers made by the allocator"),
+            allocation_seconds,
             commands,
             write_seconds,
             batch_size,

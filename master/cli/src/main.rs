@@ -5,6 +5,7 @@
 //! one line; a cluster that cannot be reached exits 1.
 
 mod dev;
+mod run;
 mod table;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Start a local 3-master quorum on 127.0.0.1 and stay in the foreground until Ctrl-C.
     Dev(dev::DevArgs),
+    /// Run one command as a task; prints each state; exits with the task's exit status.
+    Run(run::RunArgs),
     /// Leader, term, members and their roles, counts of agents, frameworks, tasks.
     Status,
     /// Registered agents.
@@ -52,11 +55,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Role weights for DRF: list them, or `agora weights set ROLE WEIGHT`.
+    Weights {
+        #[command(subcommand)]
+        action: Option<WeightsAction>,
+    },
     /// Quorum membership: list, add a learner, set the voters.
     Members {
         #[command(subcommand)]
         action: Option<MembersAction>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum WeightsAction {
+    /// Set a role's weight (positive).
+    Set { role: String, weight: f64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,15 +129,20 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Dev(args) = cli.command {
-        return dev::run(args).await;
-    }
+    let cli = match cli.command {
+        Command::Dev(args) => return dev::run(args).await,
+        Command::Run(args) => return run::run(&cli.masters, args).await,
+        other => Cli {
+            masters: cli.masters,
+            command: other,
+        },
+    };
     let client = match MasterClient::from_list(&cli.masters) {
         Ok(c) => c,
         Err(e) => return usage(format!("--masters: {e}")),
     };
     match cli.command {
-        Command::Dev(_) => unreachable!("handled above"),
+        Command::Dev(_) | Command::Run(_) => unreachable!("handled above"),
         Command::Status => status(&client).await,
         Command::Agents { json } => {
             let state = get_state(&client).await?;
@@ -213,6 +232,54 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Members { action } => members(&client, action).await,
+        Command::Weights { action } => {
+            let reply = match action {
+                None => {
+                    client
+                        .call(|ch| async move {
+                            OperatorClient::new(ch)
+                                .get_weights(pb::GetWeightsRequest {})
+                                .await
+                        })
+                        .await?
+                }
+                Some(WeightsAction::Set { role, weight }) => {
+                    if !(weight.is_finite() && weight > 0.0) {
+                        return usage(format!(
+                            "weights set: weight must be positive, not {weight}"
+                        ));
+                    }
+                    match client
+                        .call(|ch| {
+                            let role = role.clone();
+                            async move {
+                                OperatorClient::new(ch)
+                                    .set_weight(pb::SetWeightRequest { role, weight })
+                                    .await
+                            }
+                        })
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e)
+                            if e.status()
+                                .is_some_and(|s| s.code() == tonic::Code::InvalidArgument) =>
+                        {
+                            return usage(format!("weights set: {e}"));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            table::print(
+                &["ROLE", "WEIGHT"],
+                reply
+                    .weights
+                    .iter()
+                    .map(|w| vec![w.role.clone(), w.weight.to_string()]),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::model::{
     Agent, AgentInfo, AgentStatus, Framework, FrameworkInfo, FrameworkStatus, Offer, Task,
     TaskSpec, TaskState, TimestampMs,
 };
-use crate::resources::{validate_role, Resources};
+use crate::resources::{validate_framework_role, Resources};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -253,7 +253,7 @@ impl Registry {
                 Ok(())
             }
             Command::SetWeight { role, weight } => {
-                validate_role(role).map_err(|e| Rejection::BadRole(e.to_string()))?;
+                validate_framework_role(role).map_err(|e| Rejection::BadRole(e.to_string()))?;
                 if !(weight.is_finite() && *weight > 0.0) {
                     return Err(Rejection::BadWeight(weight.to_string()));
                 }
@@ -313,7 +313,7 @@ impl Registry {
     }
 
     fn register_framework(&mut self, info: &FrameworkInfo, now_ms: TimestampMs) -> CommandResult {
-        validate_role(&info.role).map_err(|e| Rejection::BadRole(e.to_string()))?;
+        validate_framework_role(&info.role).map_err(|e| Rejection::BadRole(e.to_string()))?;
         let registered_at_ms = match self.data.frameworks.get(&info.id) {
             Some(existing) if existing.info.role != info.role => {
                 return Err(Rejection::FrameworkRoleMismatch {

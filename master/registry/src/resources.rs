@@ -303,6 +303,16 @@ pub fn validate_role(role: &str) -> Result<(), ResourceError> {
     Ok(())
 }
 
+/// A framework's role: a valid role, or `*` (no role: offered unreserved resources only,
+/// Mesos' default).
+pub fn validate_framework_role(role: &str) -> Result<(), ResourceError> {
+    if role == "*" {
+        Ok(())
+    } else {
+        validate_role(role)
+    }
+}
+
 fn validate_name(name: &str) -> Result<(), ResourceError> {
     let bad = |reason| {
         Err(ResourceError::Name {

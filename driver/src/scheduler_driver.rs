@@ -1,0 +1,373 @@
+//! The scheduler driver: how a Rust framework talks to Agora.
+//!
+//! [`SchedulerDriver::run`] subscribes the framework to the leading master, dispatches its
+//! events to a [`Scheduler`], and when the connection drops (leader failover, network),
+//! finds the leader again and subscribes again with the same framework id, so its tasks
+//! survive within the framework's failover timeout. Calls go through a cloneable
+//! [`SchedulerHandle`], each to the current leader.
+//!
+//! ```no_run
+//! use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+//! use agora_proto::v1 as pb;
+//!
+//! struct Once;
+//! impl Scheduler for Once {
+//!     fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
+//!         let offer = &offers[0];
+//!         let task = pb::TaskInfo {
+//!             task_id: "hello".into(),
+//!             name: "hello".into(),
+//!             resources: offer.resources.clone(),
+//!             command: "echo hello".into(),
+//!             env: Default::default(),
+//!         };
+//!         h.accept(vec![offer.id.clone()], vec![task], None);
+//!     }
+//!     fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+//!         println!("{} {}", status.task_id, status.state);
+//!         if status.state == "TASK_FINISHED" {
+//!             h.stop();
+//!         }
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), agora_driver::DriverError> {
+//! let framework = pb::FrameworkInfo {
+//!     name: "hello".into(),
+//!     roles: vec!["*".into()],
+//!     ..Default::default()
+//! };
+//! SchedulerDriver::new("127.0.0.1:5050", framework)?.run(Once).await
+//! # }
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_proto::v1 as pb;
+use agora_proto::v1::scheduler_client::SchedulerClient;
+use tokio::sync::watch;
+
+use crate::master_client::{DriverError, MasterClient, RetryPolicy};
+
+/// What a framework does with its events. Callbacks run on the driver's task and must not
+/// block; calls on the handle are sent in the background.
+pub trait Scheduler: Send + 'static {
+    /// First subscription accepted: the framework's id.
+    fn registered(&mut self, _handle: &SchedulerHandle, _framework_id: &str) {}
+    /// Subscribed again (after a failover or reconnection).
+    fn reregistered(&mut self, _handle: &SchedulerHandle) {}
+    /// Resources offered.
+    fn resource_offers(&mut self, handle: &SchedulerHandle, offers: Vec<pb::Offer>);
+    /// An offer is no longer valid.
+    fn offer_rescinded(&mut self, _handle: &SchedulerHandle, _offer_id: &str) {}
+    /// A task's state changed.
+    fn status_update(&mut self, handle: &SchedulerHandle, status: pb::TaskStatus);
+    /// An agent was lost.
+    fn agent_lost(&mut self, _handle: &SchedulerHandle, _agent_id: &str) {}
+    /// The subscription dropped; the driver is reconnecting.
+    fn disconnected(&mut self, _handle: &SchedulerHandle) {}
+    /// The master reported an error about this framework.
+    fn error(&mut self, _handle: &SchedulerHandle, _message: &str) {}
+}
+
+struct Shared {
+    client: MasterClient,
+    framework_id: Mutex<Option<String>>,
+    stop: watch::Sender<bool>,
+}
+
+/// Cloneable handle for a framework's calls.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    shared: Arc<Shared>,
+}
+
+impl SchedulerHandle {
+    /// The framework's id, once subscribed.
+    pub fn framework_id(&self) -> Option<String> {
+        self.shared
+            .framework_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn id(&self) -> String {
+        self.framework_id().unwrap_or_default()
+    }
+
+    fn spawn<F, Fut>(
+        &self,
+        what: &'static str,
+        f: F,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>>
+    where
+        F: FnMut(tonic::transport::Channel) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<tonic::Response<pb::CallReply>, tonic::Status>>
+            + Send,
+    {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let r = shared.client.call(f).await.map(|_| ());
+            if let Err(e) = &r {
+                tracing::warn!(call = what, error = %e, "scheduler call failed");
+            }
+            r
+        })
+    }
+
+    /// Accepts offers (all on one agent) and launches `tasks` on them.
+    pub fn accept(
+        &self,
+        offer_ids: Vec<String>,
+        tasks: Vec<pb::TaskInfo>,
+        refuse_seconds: Option<f64>,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::AcceptRequest {
+            framework_id: self.id(),
+            offer_ids,
+            tasks,
+            filters: Some(pb::Filters { refuse_seconds }),
+        };
+        self.spawn("accept", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).accept(req).await }
+        })
+    }
+
+    /// Declines offers for `refuse_seconds` (default 5).
+    pub fn decline(
+        &self,
+        offer_ids: Vec<String>,
+        refuse_seconds: Option<f64>,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::DeclineRequest {
+            framework_id: self.id(),
+            offer_ids,
+            filters: Some(pb::Filters { refuse_seconds }),
+        };
+        self.spawn("decline", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).decline(req).await }
+        })
+    }
+
+    pub fn kill(
+        &self,
+        task_id: &str,
+        grace: Option<Duration>,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::KillRequest {
+            framework_id: self.id(),
+            task_id: task_id.to_string(),
+            grace_period_ms: grace.map(|g| g.as_millis() as u64).unwrap_or(0),
+        };
+        self.spawn("kill", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).kill(req).await }
+        })
+    }
+
+    /// Acknowledges a status update.
+    pub fn acknowledge(
+        &self,
+        status: &pb::TaskStatus,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::AcknowledgeRequest {
+            framework_id: self.id(),
+            task_id: status.task_id.clone(),
+            uuid: status.uuid.clone(),
+        };
+        self.spawn("acknowledge", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).acknowledge(req).await }
+        })
+    }
+
+    /// Asks for the state of `task_ids` (all tasks when empty).
+    pub fn reconcile(
+        &self,
+        task_ids: Vec<String>,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::ReconcileRequest {
+            framework_id: self.id(),
+            task_ids,
+        };
+        self.spawn("reconcile", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).reconcile(req).await }
+        })
+    }
+
+    pub fn revive(&self) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::FrameworkCall {
+            framework_id: self.id(),
+        };
+        self.spawn("revive", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).revive(req).await }
+        })
+    }
+
+    pub fn suppress(&self) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::FrameworkCall {
+            framework_id: self.id(),
+        };
+        self.spawn("suppress", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).suppress(req).await }
+        })
+    }
+
+    /// Tears the framework down (kills its tasks, removes it).
+    pub fn teardown(&self) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::FrameworkCall {
+            framework_id: self.id(),
+        };
+        self.spawn("teardown", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).teardown(req).await }
+        })
+    }
+
+    /// Stops the driver (the framework stays registered until its failover timeout).
+    pub fn stop(&self) {
+        let _ = self.shared.stop.send(true);
+    }
+}
+
+/// Connects a framework to the cluster.
+pub struct SchedulerDriver {
+    framework: pb::FrameworkInfo,
+    implicit_acknowledgements: bool,
+    handle: SchedulerHandle,
+}
+
+impl SchedulerDriver {
+    /// A driver for `framework` over `masters` (HOST:PORT,...; any or all of the quorum).
+    pub fn new(
+        masters: &str,
+        framework: pb::FrameworkInfo,
+    ) -> Result<SchedulerDriver, DriverError> {
+        let client = MasterClient::from_list(masters)?;
+        let client = MasterClient::with_policy(
+            client.masters().to_vec(),
+            RetryPolicy {
+                deadline: Duration::from_secs(30),
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                call_timeout: Duration::from_secs(10),
+            },
+        )?;
+        let (stop, _) = watch::channel(false);
+        let framework_id = (!framework.id.is_empty()).then(|| framework.id.clone());
+        Ok(SchedulerDriver {
+            framework,
+            implicit_acknowledgements: true,
+            handle: SchedulerHandle {
+                shared: Arc::new(Shared {
+                    client,
+                    framework_id: Mutex::new(framework_id),
+                    stop,
+                }),
+            },
+        })
+    }
+
+    /// Whether the driver acknowledges each status update after the `status_update`
+    /// callback returns (default true). With false, the scheduler calls
+    /// [`SchedulerHandle::acknowledge`] itself.
+    pub fn implicit_acknowledgements(mut self, on: bool) -> Self {
+        self.implicit_acknowledgements = on;
+        self
+    }
+
+    pub fn handle(&self) -> SchedulerHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until [`SchedulerHandle::stop`], or until the master refuses the framework
+    /// (returned as an error).
+    pub async fn run<S: Scheduler>(self, mut scheduler: S) -> Result<(), DriverError> {
+        let h = self.handle.clone();
+        let mut stop = h.shared.stop.subscribe();
+        let mut subscribed_before = false;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let mut framework = self.framework.clone();
+            framework.id = h.framework_id().unwrap_or_default();
+            let req = pb::SubscribeRequest {
+                framework: Some(framework),
+            };
+            let stream = tokio::select! {
+                r = h.shared.client.stream(|ch| {
+                    let req = req.clone();
+                    async move { SchedulerClient::new(ch).subscribe(req).await }
+                }) => r,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let mut events = match stream {
+                Ok(s) => s,
+                Err(DriverError::Rejected(status)) => {
+                    scheduler.error(&h, status.message());
+                    return Err(DriverError::Rejected(status));
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "no leader yet; retrying");
+                    continue;
+                }
+            };
+            loop {
+                let event = tokio::select! {
+                    e = events.message() => e,
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                };
+                let kind = match event {
+                    Ok(Some(pb::Event { kind: Some(k) })) => k,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(status) => {
+                        if status.code() == tonic::Code::FailedPrecondition {
+                            scheduler.error(&h, status.message());
+                            return Err(DriverError::Rejected(status));
+                        }
+                        tracing::info!(%status, "subscription lost; subscribing again");
+                        break;
+                    }
+                };
+                match kind {
+                    pb::event::Kind::Subscribed(s) => {
+                        *h.shared
+                            .framework_id
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(s.framework_id.clone());
+                        if subscribed_before {
+                            scheduler.reregistered(&h);
+                        } else {
+                            subscribed_before = true;
+                            scheduler.registered(&h, &s.framework_id);
+                        }
+                    }
+                    pb::event::Kind::Offers(o) => scheduler.resource_offers(&h, o.offers),
+                    pb::event::Kind::Rescind(r) => scheduler.offer_rescinded(&h, &r.offer_id),
+                    pb::event::Kind::Update(status) => {
+                        let needs_ack = !status.uuid.is_empty();
+                        scheduler.status_update(&h, status.clone());
+                        if self.implicit_acknowledgements && needs_ack {
+                            h.acknowledge(&status);
+                        }
+                    }
+                    pb::event::Kind::Failure(f) => scheduler.agent_lost(&h, &f.agent_id),
+                    pb::event::Kind::Error(e) => scheduler.error(&h, &e.message),
+                    pb::event::Kind::Heartbeat(_) => {}
+                }
+            }
+            scheduler.disconnected(&h);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! `agora run`: run one command as a task (like mesos-execute). Subscribes a framework,
+//! accepts the first offer with enough resources, prints each state as it arrives, tears
+//! the framework down, and exits with the task's exit status.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_proto::v1 as pb;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// CPUs for the task.
+    #[arg(long, default_value_t = 0.1)]
+    cpus: f64,
+    /// Memory for the task, in MB (also its hard limit).
+    #[arg(long, default_value_t = 32.0)]
+    mem: f64,
+    /// Task name (also the framework's).
+    #[arg(long, default_value = "agora-run")]
+    name: String,
+    /// The framework's role ("*": unreserved resources only).
+    #[arg(long, default_value = "*")]
+    role: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+fn scalar(offer: &pb::Offer, name: &str) -> f64 {
+    offer
+        .resources
+        .iter()
+        .filter(|r| r.name == name)
+        .filter_map(|r| match &r.value {
+            Some(pb::resource::Value::Scalar(x)) => Some(*x),
+            _ => None,
+        })
+        .sum()
+}
+
+struct Run {
+    task_id: String,
+    command: String,
+    cpus: f64,
+    mem: f64,
+    launched: bool,
+    last_state: Option<String>,
+    /// The terminal status, once it arrives.
+    result: Arc<Mutex<Option<pb::TaskStatus>>>,
+}
+
+impl Scheduler for Run {
+    fn registered(&mut self, _h: &SchedulerHandle, framework_id: &str) {
+        eprintln!("framework {framework_id} subscribed; waiting for an offer");
+    }
+
+    fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
+        let mut decline = Vec::new();
+        for offer in offers {
+            if self.launched
+                || scalar(&offer, "cpus") < self.cpus
+                || scalar(&offer, "mem") < self.mem
+            {
+                decline.push(offer.id);
+                continue;
+            }
+            self.launched = true;
+            let resources = vec![
+                pb::Resource {
+                    name: "cpus".into(),
+                    role: String::new(),
+                    value: Some(pb::resource::Value::Scalar(self.cpus)),
+                },
+                pb::Resource {
+                    name: "mem".into(),
+                    role: String::new(),
+                    value: Some(pb::resource::Value::Scalar(self.mem)),
+                },
+            ];
+            eprintln!(
+                "launching task {} on agent {} ({})",
+                self.task_id, offer.agent_id, offer.hostname
+            );
+            h.accept(
+                vec![offer.id],
+                vec![pb::TaskInfo {
+                    task_id: self.task_id.clone(),
+                    name: self.task_id.clone(),
+                    resources,
+                    command: self.command.clone(),
+                    env: Default::default(),
+                }],
+                Some(60.0),
+            );
+        }
+        if !decline.is_empty() {
+            h.decline(decline, Some(60.0));
+        }
+    }
+
+    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+        // Updates are delivered at least once: print each state once.
+        if status.task_id != self.task_id
+            || self.last_state.as_deref() == Some(status.state.as_str())
+        {
+            return;
+        }
+        self.last_state = Some(status.state.clone());
+        if status.message.is_empty() {
+            println!("{} {}", status.task_id, status.state);
+        } else {
+            println!("{} {}: {}", status.task_id, status.state, status.message);
+        }
+        let terminal = matches!(
+            status.state.as_str(),
+            "TASK_FINISHED"
+                | "TASK_FAILED"
+                | "TASK_KILLED"
+                | "TASK_ERROR"
+                | "TASK_LOST"
+                | "TASK_DROPPED"
+                | "TASK_GONE"
+        );
+        if terminal {
+            *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+            h.stop();
+        }
+    }
+
+    fn error(&mut self, _h: &SchedulerHandle, message: &str) {
+        eprintln!("agora: {message}");
+    }
+}
+
+pub async fn run(masters: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
+    for (flag, v) in [("--cpus", args.cpus), ("--mem", args.mem)] {
+        if !v.is_finite() || v <= 0.0 {
+            eprintln!("agora: {flag} must be a positive number, not {v}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let framework = pb::FrameworkInfo {
+        id: String::new(),
+        name: args.name.clone(),
+        roles: vec![args.role.clone()],
+        principal: String::new(),
+        failover_timeout_seconds: 0.0,
+        capabilities: vec![],
+    };
+    let driver = match SchedulerDriver::new(masters, framework) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("agora: --masters: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let handle = driver.handle();
+    let result = Arc::new(Mutex::new(None));
+    let task_id = format!("{}-{}", args.name, &uuid_suffix());
+    let command = args
+        .command
+        .iter()
+        .map(|a| quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let outcome = driver
+        .run(Run {
+            task_id,
+            command,
+            cpus: args.cpus,
+            mem: args.mem,
+            launched: false,
+            last_state: None,
+            result: result.clone(),
+        })
+        .await;
+    let status = result.lock().unwrap_or_else(|p| p.into_inner()).take();
+    // The framework is done: remove it (its task is already terminal).
+    if handle.framework_id().is_some() {
+        let _ = handle.teardown().await;
+    }
+    if let Err(e) = outcome {
+        return Err(e.into());
+    }
+    let code = match status {
+        Some(s) if s.state == "TASK_FINISHED" => 0,
+        Some(s) => s.exit_code.filter(|c| *c > 0 && *c < 256).unwrap_or(1),
+        None => 1,
+    };
+    Ok(ExitCode::from(code as u8))
+}
+
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:08x}{:04x}", nanos, std::process::id() & 0xffff)
+}

@@ -1,0 +1,249 @@
+//! `agora run` against a real cluster (3 masters, an agent with cgroups): exit codes, the
+//! memory limit, and tasks that outlive an agent crash or a leader crash.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jepsen_tests::cluster::*;
+
+fn agora(cluster: &Cluster, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    cmd.args(["--masters", &cluster.addrs().join(",")])
+        .args(args);
+    cmd
+}
+
+fn run(cluster: &Cluster, args: &[&str]) -> (i32, String) {
+    let out = agora(cluster, args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn start(agents: usize) -> (Cluster, Vec<AgentNode>) {
+    let cluster = Cluster::start_with(3, &["--allocation-interval", "100ms"]);
+    let mut nodes = Vec::new();
+    for i in 0..agents {
+        let mut a = AgentNode::new(
+            &cluster,
+            &format!("agent-{i}"),
+            &["--resources", "cpus:2;mem:1024;disk:1000"],
+        );
+        a.start();
+        nodes.push(a);
+    }
+    (cluster, nodes)
+}
+
+async fn wait_agents(cluster: &Cluster, n: usize) {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = cluster.http_state() {
+            let active = s["agents"]
+                .as_array()
+                .map(|a| a.iter().filter(|x| x["active"] == true).count());
+            if active == Some(n) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "agents did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reports_exit_codes_and_the_memory_limit() {
+    let (cluster, _agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+
+    let (code, out) = run(&cluster, &["run", "--", "true"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("TASK_RUNNING") && out.contains("TASK_FINISHED"),
+        "{out}"
+    );
+
+    let (code, out) = run(&cluster, &["run", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("TASK_FAILED"), "{out}");
+
+    let (code, out) = run(
+        &cluster,
+        &[
+            "run",
+            "--mem",
+            "32",
+            "--",
+            "python3",
+            "-c",
+            "x = bytearray(256*1024*1024)",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TASK_FAILED") && out.contains("memory limit"),
+        "{out}"
+    );
+    // The agent lives on.
+    let (code, out) = run(&cluster, &["run", "--", "true"]);
+    assert_eq!(code, 0, "{out}");
+
+    // Bad input: exit 2 with one line.
+    let (code, out) = run(&cluster, &["run", "--cpus", "-1", "--", "true"]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+}
+
+/// Starts `agora run` in the background; returns the child and a channel of its lines.
+fn spawn_run(
+    cluster: &Cluster,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = agora(cluster, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, rx)
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(l.clone());
+            if l.contains(needle) {
+                return;
+            }
+        }
+    }
+    panic!("no line with {needle:?}; saw {seen:?}");
+}
+
+fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("agora run did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_survives_an_agent_crash_and_finishes_once() {
+    let (cluster, mut agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let (mut child, rx) = spawn_run(&cluster, &["run", "--", "sh", "-c", "sleep 3; echo done"]);
+    let mut seen = Vec::new();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+    // SIGKILL the agent while the task runs, then restart it on the same work dir.
+    agents[0].kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agents[0].start();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)),
+        0,
+        "{seen:?}"
+    );
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        seen.push(l);
+    }
+    let finished = seen.iter().filter(|l| l.contains("TASK_FINISHED")).count();
+    assert_eq!(finished, 1, "TASK_FINISHED must be reported once: {seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("TASK_KILLED") || l.contains("TASK_LOST")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_finishes_across_a_leader_crash() {
+    let (mut cluster, _agents) = start(1);
+    let (leader, term, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let (mut child, rx) = spawn_run(&cluster, &["run", "--", "sh", "-c", "sleep 3"]);
+    let mut seen = Vec::new();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+    cluster.node(leader).kill();
+    cluster.wait_leader(term + 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)),
+        0,
+        "{seen:?}"
+    );
+    // The registry (on the new leader) has the task finished.
+    let state = cluster.http_state().unwrap();
+    let tasks = state["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{state}");
+    assert_eq!(tasks[0]["state"], "TASK_FINISHED", "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_agent_goes_unreachable_and_reconciles_when_it_returns() {
+    let cluster = Cluster::start_with(
+        3,
+        &[
+            "--allocation-interval",
+            "100ms",
+            "--agent-ping-timeout",
+            "300ms",
+            "--max-agent-ping-timeouts",
+            "3",
+        ],
+    );
+    let mut agent = AgentNode::new(
+        &cluster,
+        "agent-0",
+        &["--resources", "cpus:2;mem:1024;disk:1000"],
+    );
+    agent.start();
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let (mut child, rx) = spawn_run(&cluster, &["run", "--", "sh", "-c", "sleep 4"]);
+    let mut seen = Vec::new();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+    let pid = agent.pid().unwrap();
+    signal(pid, libc::SIGSTOP);
+    // Past 3 x 300 ms without a word, its task goes TASK_UNREACHABLE in the registry and
+    // the framework hears it.
+    wait_line(&rx, "TASK_UNREACHABLE", &mut seen);
+    let state = cluster.http_state().unwrap();
+    assert_eq!(state["agents"][0]["active"], false, "{state}");
+    assert_eq!(state["tasks"][0]["state"], "TASK_UNREACHABLE", "{state}");
+    signal(pid, libc::SIGCONT);
+    // It registers again, reports its task, and the task ends normally.
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)),
+        0,
+        "{seen:?}"
+    );
+    let state = cluster.http_state().unwrap();
+    assert_eq!(state["agents"][0]["active"], true, "{state}");
+    assert_eq!(state["tasks"][0]["state"], "TASK_FINISHED", "{state}");
+}
