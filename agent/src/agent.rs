@@ -20,7 +20,7 @@ use crate::tasks::{ExecutorApi, Tasks};
 /// Runs the agent on `listener` until `shutdown` flips to true.
 pub async fn run(
     config: Arc<AgentConfig>,
-    isolation: &'static str,
+    isolation: Arc<crate::isolation::Isolation>,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), LinkError> {

@@ -34,6 +34,9 @@ pub struct TaskRecord {
     pub resources: String,
     pub command: String,
     pub env: Vec<(String, String)>,
+    /// The framework's own executor command, when it brings one.
+    #[serde(default)]
+    pub executor_command: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -233,6 +236,7 @@ mod tests {
             resources: "cpus:1".into(),
             command: "true".into(),
             env: vec![],
+            executor_command: None,
         })
         .unwrap();
         c.record_update(&update("t1", "u1", "TASK_STARTING"))

@@ -140,12 +140,7 @@ fn main() -> ExitCode {
             shutdown_signal().await;
             let _ = shutdown_tx.send(true);
         });
-        let isolation_mode = if isolation.kind() == "none" {
-            "none"
-        } else {
-            "cgroups"
-        };
-        match agora_agent::run(Arc::new(config), isolation_mode, listener, shutdown_rx).await {
+        match agora_agent::run(Arc::new(config), Arc::new(isolation), listener, shutdown_rx).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(1, e),
         }

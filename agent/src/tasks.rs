@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::checkpoint::{Checkpoints, TaskRecord, Update};
 use crate::config::AgentConfig;
+use crate::isolation::{Isolation, Limits};
 
 /// Default grace period between SIGTERM and SIGKILL.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
@@ -86,7 +87,7 @@ pub struct Tasks {
     config: Arc<AgentConfig>,
     agent_id: Arc<Mutex<Option<String>>>,
     executor_binary: PathBuf,
-    isolation: &'static str,
+    isolation: Arc<Isolation>,
 }
 
 fn update_to_proto(u: &Update) -> pb::StatusUpdate {
@@ -121,7 +122,7 @@ impl Tasks {
     /// passed on to executors.
     pub fn recover(
         config: Arc<AgentConfig>,
-        isolation: &'static str,
+        isolation: Arc<Isolation>,
     ) -> Result<Tasks, crate::checkpoint::CheckpointError> {
         let checkpoints = Checkpoints::new(&config.work_dir);
         let executor_binary = config.executor_binary.clone();
@@ -343,6 +344,11 @@ impl Tasks {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            executor_command: task
+                .executor
+                .as_ref()
+                .map(|e| e.command.clone())
+                .filter(|c| !c.trim().is_empty()),
         };
         {
             let mut inner = self.lock();
@@ -394,10 +400,16 @@ impl Tasks {
         }
     }
 
-    /// Starts the command executor for one task, in its own session so that it survives
+    /// Starts the executor for one task (the built-in command executor, or the
+    /// framework's own, then in the task's cgroup), in its own session so that it survives
     /// the agent, and watches it.
     fn spawn_executor(&self, key: &Key) -> Result<u32, String> {
         use std::os::unix::process::CommandExt;
+        let (custom, resources) = {
+            let inner = self.lock();
+            let t = inner.tasks.get(key).ok_or("task vanished")?;
+            (t.record.executor_command.clone(), t.resources.clone())
+        };
         let sandbox = self.sandbox(key);
         std::fs::create_dir_all(&sandbox)
             .map_err(|e| format!("sandbox {}: {e}", sandbox.display()))?;
@@ -408,7 +420,38 @@ impl Tasks {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .unwrap_or_default();
-        let mut cmd = std::process::Command::new(&self.executor_binary);
+        let isolation_mode = if self.isolation.kind() == "none" {
+            "none"
+        } else {
+            "cgroups"
+        };
+        // A custom executor runs, with everything it starts, in the task's cgroup.
+        let cgroup_procs = match &custom {
+            Some(_) => {
+                let mem = match scalar(&resources, "mem") {
+                    m if m > 0.0 => m,
+                    _ => 32.0,
+                };
+                let limits = Limits {
+                    cpus: scalar(&resources, "cpus").max(0.01),
+                    mem_bytes: (mem * 1024.0 * 1024.0) as u64,
+                };
+                let cg = self
+                    .isolation
+                    .create(&key.1, &limits)
+                    .map_err(|e| e.to_string())?;
+                cg.procs_paths()
+            }
+            None => Vec::new(),
+        };
+        let mut cmd = match &custom {
+            Some(command) => {
+                let mut c = std::process::Command::new("/bin/sh");
+                c.arg("-c").arg(command);
+                c
+            }
+            None => std::process::Command::new(&self.executor_binary),
+        };
         cmd.env(
             agora_driver::executor_driver::ENV_AGENT_ENDPOINT,
             &self.config.advertise,
@@ -417,19 +460,20 @@ impl Tasks {
         .env(agora_driver::executor_driver::ENV_EXECUTOR_ID, &key.1)
         .env(agora_driver::executor_driver::ENV_SANDBOX, &sandbox)
         .env("AGORA_AGENT_ID", agent_id)
-        .env("AGORA_ISOLATION", self.isolation)
+        .env("AGORA_ISOLATION", isolation_mode)
         .current_dir(&sandbox)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
         // SAFETY: setsid is async-signal-safe; it detaches the executor from the agent's
         // session and process group so that signals to the agent do not reach it.
+        // joining the cgroup uses only open/write/close, as the isolation layer provides.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                crate::isolation::join_cgroups_from_child(&cgroup_procs)
             });
         }
         let mut child = cmd
@@ -450,6 +494,12 @@ impl Tasks {
     /// An executor process is gone. If its task never reached a terminal state, the agent
     /// reports TASK_FAILED, so the task still ends.
     fn executor_exited(&self, key: &Key, how: Option<String>) {
+        // A custom executor's cgroup (the built-in one removes its task's itself).
+        if let Some(cg) = self.isolation.recover(&key.1) {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");
+            }
+        }
         let unfinished = {
             let mut inner = self.lock();
             match inner.tasks.get_mut(key) {
@@ -589,6 +639,11 @@ impl ExecutorService for ExecutorApi {
                     resources: crate::convert::resources_to_proto(&t.resources),
                     command: t.record.command.clone(),
                     env: t.record.env.iter().cloned().collect::<HashMap<_, _>>(),
+                    executor: t
+                        .record
+                        .executor_command
+                        .clone()
+                        .map(|command| pb::ExecutorInfo { command }),
                 };
                 let _ = tx.try_send(Ok(pb::ExecutorEvent {
                     kind: Some(pb::executor_event::Kind::Launch(task)),

@@ -52,7 +52,12 @@ impl AgentInstance {
             attributes: vec![],
             executor_binary: jepsen_tests::cluster::binary("agora-executor"),
         });
-        let tasks = Tasks::recover(config, "cgroups").unwrap();
+        let isolation = agora_agent::isolation::Isolation::detect(
+            agora_agent::isolation::IsolationMode::Cgroups,
+            "agora",
+        )
+        .unwrap();
+        let tasks = Tasks::recover(config, Arc::new(isolation)).unwrap();
         tasks.set_agent_id("test-agent");
         let app = tonic::service::Routes::new(ExecutorServer::new(ExecutorApi {
             tasks: tasks.clone(),
@@ -160,6 +165,7 @@ fn task(id: &str, command: &str, cpus: f64, mem: f64) -> pb::TaskInfo {
         ],
         command: command.into(),
         env: Default::default(),
+        executor: None,
     }
 }
 
@@ -269,6 +275,33 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     let u = leader.follow(&tasks, "sleeper").await;
     assert_eq!(states(&u), ["TASK_KILLED"]);
     assert_eq!(tasks.unacknowledged(), 0);
+
+    // A framework's own executor (built on ExecutorDriver) runs the task instead.
+    let mut custom = task(
+        "custom",
+        "echo \"$AGORA_CUSTOM_EXECUTOR\" > by.txt; cat /proc/self/cgroup > cg.txt",
+        0.5,
+        64.0,
+    );
+    custom.executor = Some(pb::ExecutorInfo {
+        command: jepsen_tests::cluster::example("agora-driver", "shell_executor")
+            .display()
+            .to_string(),
+    });
+    launch(&tasks, custom);
+    let u = leader.follow(&tasks, "custom").await;
+    assert_eq!(states(&u), ["TASK_RUNNING", "TASK_FINISHED"], "{u:?}");
+    assert!(u[0].message.contains("shell_executor"), "{:?}", u[0]);
+    let sandbox = dir.path().join("sandboxes/fw-1/custom");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("by.txt"))
+            .unwrap()
+            .trim(),
+        "shell_executor"
+    );
+    // It ran inside the task's cgroup.
+    let cg = std::fs::read_to_string(sandbox.join("cg.txt")).unwrap();
+    assert!(cg.contains("/agora/custom"), "{cg}");
     agent.crash();
 }
 

@@ -20,6 +20,7 @@
 //!             resources: offer.resources.clone(),
 //!             command: "echo hello".into(),
 //!             env: Default::default(),
+//!             executor: None,
 //!         };
 //!         h.accept(vec![offer.id.clone()], vec![task], None);
 //!     }

@@ -45,6 +45,25 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Path of an example binary of a workspace package, built first (once per test process).
+pub fn example(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", package, "--example", name]);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("running cargo build");
+    assert!(status.success(), "building example {name} failed");
+    profile_dir.join("examples").join(name)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -102,6 +102,7 @@ impl Scheduler for Run {
                     resources,
                     command: self.command.clone(),
                     env: Default::default(),
+                    executor: None,
                 }],
                 Some(60.0),
             );

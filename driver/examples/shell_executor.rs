@@ -1,0 +1,78 @@
+//! A custom executor built on `ExecutorDriver`: runs each task's command with `/bin/sh -c`
+//! and reports TASK_RUNNING and the terminal state. A framework uses it by setting
+//! `TaskInfo.executor.command` to this binary's path; the agent starts it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_driver::{Executor, ExecutorDriver, ExecutorHandle};
+use agora_proto::v1 as pb;
+
+#[derive(Default)]
+struct ShellExecutor {
+    children: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Executor for ShellExecutor {
+    fn launch_task(&mut self, handle: &ExecutorHandle, task: pb::TaskInfo) {
+        let handle = handle.clone();
+        let children = self.children.clone();
+        tokio::spawn(async move {
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(&task.command).envs(task.env.iter());
+            cmd.env("AGORA_CUSTOM_EXECUTOR", "shell_executor");
+            match cmd.spawn() {
+                Ok(mut child) => {
+                    if let Some(pid) = child.id() {
+                        children.lock().unwrap().push(pid);
+                    }
+                    handle.send_status_update(
+                        &task.task_id,
+                        "TASK_RUNNING",
+                        "run by shell_executor",
+                        None,
+                    );
+                    let (state, code) = match child.wait().await {
+                        Ok(s) if s.success() => ("TASK_FINISHED", Some(0)),
+                        Ok(s) => ("TASK_FAILED", s.code()),
+                        Err(_) => ("TASK_FAILED", None),
+                    };
+                    handle.send_status_update(&task.task_id, state, "run by shell_executor", code);
+                }
+                Err(e) => {
+                    handle.send_status_update(&task.task_id, "TASK_FAILED", &e.to_string(), None);
+                }
+            }
+            handle.stop();
+        });
+    }
+
+    fn kill_task(&mut self, handle: &ExecutorHandle, task_id: &str, _grace: Duration) {
+        for pid in self.children.lock().unwrap().iter() {
+            // SAFETY: kill(2) on a child this executor started.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        handle.send_status_update(task_id, "TASK_KILLED", "killed by shell_executor", None);
+    }
+
+    fn shutdown(&mut self, handle: &ExecutorHandle, grace: Duration) {
+        self.kill_task(handle, "", grace);
+    }
+}
+
+fn main() {
+    let driver = match ExecutorDriver::from_env() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("shell_executor: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(driver.run(ShellExecutor::default()));
+}
