@@ -14,6 +14,7 @@
 //!   in its own session so it outlives the agent), the executor API, reliable in-order
 //!   delivery of status updates to the leader, and recovery after an agent restart.
 //! - [`convert`]: the crate's one conversion layer to the proto types.
+//! - [`simulator`]: many simulated agents in one process, for load tests of the master.
 //!
 //! - [`isolation`]: finding the host's cgroups (v2, or v1 `cpu` + `memory` hierarchies) and
 //!   managing one cgroup per task under the agent's parent cgroup: limits, membership, OOM
@@ -34,6 +35,7 @@ pub mod convert;
 pub mod detect;
 pub mod isolation;
 pub mod master_link;
+pub mod simulator;
 pub mod supervisor;
 pub mod tasks;
 

@@ -38,6 +38,10 @@ struct Args {
     /// Host name to register (default: the system's).
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
+    /// Run N simulated agents in this process instead of a real agent (load tests of the
+    /// master: they register, hold sessions and answer health checks, and run no tasks).
+    #[arg(long, env = "AGORA_SIMULATE")]
+    simulate: Option<usize>,
     /// tracing filter (RUST_LOG also works).
     #[arg(long, env = "AGORA_LOG_LEVEL")]
     log_level: Option<String>,
@@ -91,6 +95,29 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(2, e),
     };
+    if let Some(n) = args.simulate {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+        };
+        return runtime.block_on(async move {
+            let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = shutdown_tx.send(true);
+            });
+            tracing::info!(agents = n, "simulating agents");
+            let stats = agora_agent::simulator::run(masters, n, resources, shutdown_rx).await;
+            tracing::info!(
+                registered = stats.registered.load(std::sync::atomic::Ordering::Relaxed),
+                "simulation stopped"
+            );
+            ExitCode::SUCCESS
+        });
+    }
     let isolation = match args.isolation.as_deref() {
         Some("none") => Isolation::detect(IsolationMode::None, "agora"),
         Some(_) => Isolation::detect(IsolationMode::Cgroups, "agora"),

@@ -222,6 +222,13 @@ async fn handle_update(
             if state.is_terminal() {
                 master.frameworks.wake.notify_one();
             }
+            if state == TaskState::TaskRunning || state.is_terminal() {
+                if let Some(d) = master.frameworks.running(&framework_id, &task_id) {
+                    if state == TaskState::TaskRunning {
+                        master.metrics.launch_to_running.observe(d.as_secs_f64());
+                    }
+                }
+            }
             // The framework acknowledges it (its ACKNOWLEDGE goes to the agent); only when
             // no framework will does the master acknowledge it itself.
             if !crate::frameworks::forward_update(master, &framework_id, &u, agent) {

@@ -55,6 +55,8 @@ struct Inner {
     suppressed: std::collections::HashSet<FrameworkId>,
     /// Registered-as-active frameworks this leader has not seen subscribe, since when (ms).
     unsubscribed_since: HashMap<FrameworkId, u64>,
+    /// When this leader committed each task's launch, until its TASK_RUNNING is committed.
+    launched_at: HashMap<(FrameworkId, TaskId), Instant>,
 }
 
 /// The leader's framework subscriptions and allocation soft state.
@@ -66,6 +68,15 @@ pub struct Frameworks {
 }
 
 impl Frameworks {
+    /// A task's TASK_RUNNING was committed: the time since its launch was committed, if
+    /// this leader launched it.
+    pub fn running(&self, framework: &FrameworkId, task: &TaskId) -> Option<Duration> {
+        self.lock()
+            .launched_at
+            .remove(&(framework.clone(), task.clone()))
+            .map(|t| t.elapsed())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -92,6 +103,7 @@ impl Frameworks {
         inner.filters.clear();
         inner.suppressed.clear();
         inner.unsubscribed_since.clear();
+        inner.launched_at.clear();
     }
 }
 
@@ -362,9 +374,28 @@ impl Scheduler for SchedulerApi {
                 let agent = offers[0].agent_id.clone();
                 {
                     let mut inner = self.master.frameworks.lock();
-                    inner
+                    // The unused part of the offers: filtered only when the framework asks
+                    // (filters are per agent here, so a default filter would also hold back
+                    // resources it still wants there).
+                    if req
                         .filters
-                        .insert((framework.clone(), agent.clone()), until);
+                        .as_ref()
+                        .and_then(|f| f.refuse_seconds)
+                        .is_some()
+                    {
+                        inner
+                            .filters
+                            .insert((framework.clone(), agent.clone()), until);
+                    }
+                    let now = Instant::now();
+                    // Bounded: entries of tasks that never run go with the leadership.
+                    if inner.launched_at.len() < 100_000 {
+                        for t in &specs {
+                            inner
+                                .launched_at
+                                .insert((framework.clone(), t.id.clone()), now);
+                        }
+                    }
                 }
                 self.master.agents.send(
                     &agent,

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub tasks_launched: prometheus::IntCounter,
     pub offers_made: prometheus::IntCounter,
     pub allocation_seconds: Histogram,
+    pub launch_to_running: Histogram,
     term: IntGauge,
     is_leader: IntGauge,
     last_log_index: IntGauge,
@@ -97,7 +98,21 @@ impl Metrics {
         registry
             .register(Box::new(allocation_seconds.clone()))
             .expect("unique metric");
+        let launch_to_running = Histogram::with_opts(
+            HistogramOpts::new(
+                "agora_task_launch_to_running_seconds",
+                "From committing a task's launch to committing its TASK_RUNNING",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(launch_to_running.clone()))
+            .expect("unique metric");
         Metrics {
+            launch_to_running,
             tasks_launched: counter(
                 "agora_tasks_launched_total",
                 "Tasks launched (accepted and committed)",

@@ -1,0 +1,266 @@
+//! Cluster benchmarks with real release processes on loopback:
+//! 1. 5,000 simulated agents (`agora-agent --simulate`) registering and heartbeating
+//!    against a 3-master quorum: time to register all, and the leader's CPU.
+//! 2. Task launch latency: a framework launches `true` tasks one at a time on a real agent
+//!    (cgroups); from the accept call to TASK_RUNNING at the framework, plus the master's
+//!    own launch-commit-to-RUNNING-commit histogram.
+//!
+//! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run).
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_proto::v1 as pb;
+use jepsen_tests::cluster::*;
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn simulation(report: &mut String, quick: bool) {
+    let n = if quick { 1000 } else { 5000 };
+    let cluster = Cluster::start(3);
+    let (leader, _, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let leader_pid = cluster.nodes[(leader - 1) as usize].pid().unwrap();
+    let work = cluster.dir.path().join("sim");
+    let started = Instant::now();
+    let mut sim = Command::new(binary("agora-agent"))
+        .args([
+            "--simulate",
+            &n.to_string(),
+            "--masters",
+            &cluster.addrs().join(","),
+            "--listen",
+            "127.0.0.1:0",
+            "--work-dir",
+        ])
+        .arg(&work)
+        .args([
+            "--resources",
+            "cpus:8;mem:16384;disk:100000",
+            "--log-level",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let registered_in = loop {
+        let active = cluster
+            .http_state()
+            .and_then(|s| {
+                s["agents"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|x| x["active"] == true).count())
+            })
+            .unwrap_or(0);
+        if active >= n {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {active} of {n} agents registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Steady state: sessions held, pings every 15 s (the default), allocation every 1 s.
+    let window = Duration::from_secs(if quick { 10 } else { 30 });
+    let t0 = cpu_ticks(leader_pid);
+    tokio::time::sleep(window).await;
+    let ticks = cpu_ticks(leader_pid) - t0;
+    let cores = ticks as f64 / 100.0 / window.as_secs_f64();
+    let connected = cluster
+        .nodes
+        .iter()
+        .find(|x| x.id == leader)
+        .and_then(|x| http_get(&x.addr, "/metrics"))
+        .and_then(|(_, body)| {
+            body.lines()
+                .find(|l| l.starts_with("agora_agent_sessions "))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    report.push_str(&format!(
+        "### {n} simulated agents against a 3-master quorum\n\n| agents | all registered after | sessions on the leader | leader CPU (steady state, {}s window) |\n|---|---|---|---|\n| {n} | {:.1} s | {connected} | {:.3} cores |\n\n",
+        window.as_secs(),
+        registered_in.as_secs_f64(),
+        cores
+    ));
+}
+
+struct Launcher {
+    total: usize,
+    launched: usize,
+    in_flight: Option<(String, Instant)>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Scheduler for Launcher {
+    fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
+        let mut decline = Vec::new();
+        for o in offers {
+            if self.in_flight.is_some() || self.launched >= self.total {
+                decline.push(o.id);
+                continue;
+            }
+            let id = format!("bench-{}", self.launched);
+            self.launched += 1;
+            let task = pb::TaskInfo {
+                task_id: id.clone(),
+                name: id.clone(),
+                resources: vec![
+                    pb::Resource {
+                        name: "cpus".into(),
+                        role: String::new(),
+                        value: Some(pb::resource::Value::Scalar(0.1)),
+                    },
+                    pb::Resource {
+                        name: "mem".into(),
+                        role: String::new(),
+                        value: Some(pb::resource::Value::Scalar(32.0)),
+                    },
+                ],
+                command: "true".into(),
+                env: Default::default(),
+                executor: None,
+            };
+            self.in_flight = Some((id, Instant::now()));
+            h.accept(vec![o.id], vec![task], Some(0.0));
+        }
+        if !decline.is_empty() {
+            h.decline(decline, Some(0.0));
+        }
+    }
+
+    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+        if status.state == "TASK_RUNNING" {
+            if let Some((id, t)) = &self.in_flight {
+                if *id == status.task_id {
+                    self.latencies.lock().unwrap().push(t.elapsed());
+                }
+            }
+        }
+        if status.state == "TASK_FINISHED"
+            && self
+                .in_flight
+                .as_ref()
+                .is_some_and(|(id, _)| *id == status.task_id)
+        {
+            self.in_flight = None;
+            if self.launched >= self.total {
+                h.stop();
+            }
+        }
+    }
+}
+
+async fn launch_latency(report: &mut String, quick: bool) {
+    let n = if quick { 20 } else { 200 };
+    let cluster = Cluster::start_with(3, &["--allocation-interval", "50ms"]);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let mut agent = AgentNode::new(
+        &cluster,
+        "agent",
+        &[
+            "--resources",
+            "cpus:2;mem:2048;disk:1000",
+            "--log-level",
+            "warn",
+        ],
+    );
+    agent.start();
+    let start = Instant::now();
+    while cluster
+        .http_state()
+        .and_then(|s| s["agents"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let framework = pb::FrameworkInfo {
+        name: "bench".into(),
+        roles: vec!["*".into()],
+        ..Default::default()
+    };
+    let driver = SchedulerDriver::new(&cluster.addrs().join(","), framework).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        driver.run(Launcher {
+            total: n,
+            launched: 0,
+            in_flight: None,
+            latencies: latencies.clone(),
+        }),
+    )
+    .await
+    .expect("launches finished")
+    .unwrap();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let metrics = cluster
+        .nodes
+        .iter()
+        .filter_map(|x| http_get(&x.addr, "/metrics"))
+        .map(|(_, b)| b)
+        .find(|b| b.contains("agora_raft_is_leader 1"))
+        .unwrap_or_default();
+    let get = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let (sum, count) = (
+        get("agora_task_launch_to_running_seconds_sum"),
+        get("agora_task_launch_to_running_seconds_count"),
+    );
+    report.push_str(&format!(
+        "### Task launch latency ({n} tasks `true`, one at a time, real agent with cgroups)\n\n| measured at | p50 | p99 | mean |\n|---|---|---|---|\n| framework: accept call -> TASK_RUNNING received | {:.1} ms | {:.1} ms | {:.1} ms |\n| master: launch committed -> TASK_RUNNING committed ({count} tasks) | | | {:.1} ms |\n\n",
+        percentile(&l, 0.5).as_secs_f64() * 1000.0,
+        percentile(&l, 0.99).as_secs_f64() * 1000.0,
+        l.iter().map(|d| d.as_secs_f64()).sum::<f64>() / l.len().max(1) as f64 * 1000.0,
+        if count > 0.0 { sum / count * 1000.0 } else { 0.0 },
+    ));
+}
+
+fn main() {
+    let quick = std::env::var("AGORA_BENCH_QUICK").is_ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut report = String::new();
+    rt.block_on(async {
+        launch_latency(&mut report, quick).await;
+        simulation(&mut report, quick).await;
+    });
+    println!("{report}");
+    let out =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-cluster.md");
+    let _ = std::fs::write(&out, &report);
+}
