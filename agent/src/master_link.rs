@@ -214,6 +214,8 @@ async fn session(
             Some(pb::master_message::Kind::Launch(l)) => tasks.launch(l),
             Some(pb::master_message::Kind::Kill(k)) => tasks.kill(&k),
             Some(pb::master_message::Kind::Ack(a)) => tasks.acknowledged(&a),
+            Some(pb::master_message::Kind::FrameworkMessage(m)) => tasks.framework_message(m),
+            Some(pb::master_message::Kind::ShutdownExecutor(s)) => tasks.shutdown_executor(&s),
             None => {}
         }
     }

@@ -436,9 +436,14 @@ impl Tasks {
                     cpus: scalar(&resources, "cpus").max(0.01),
                     mem_bytes: (mem * 1024.0 * 1024.0) as u64,
                 };
+                let cg_key = cgroup_key(&key.0, &key.1);
+                // Left over by an agent that crashed while this task's executor started.
+                if let Some(stale) = self.isolation.recover(&cg_key) {
+                    let _ = stale.destroy();
+                }
                 let cg = self
                     .isolation
-                    .create(&key.1, &limits)
+                    .create(&cg_key, &limits)
                     .map_err(|e| e.to_string())?;
                 cg.procs_paths()
             }
@@ -495,7 +500,7 @@ impl Tasks {
     /// reports TASK_FAILED, so the task still ends.
     fn executor_exited(&self, key: &Key, how: Option<String>) {
         // A custom executor's cgroup (the built-in one removes its task's itself).
-        if let Some(cg) = self.isolation.recover(&key.1) {
+        if let Some(cg) = self.isolation.recover(&cgroup_key(&key.0, &key.1)) {
             if let Err(e) = cg.destroy() {
                 tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");
             }
@@ -549,6 +554,50 @@ impl Tasks {
                     self.executor_exited(&key, Some("not running after the agent restarted".into()))
                 }
             }
+        }
+    }
+
+    /// A scheduler's message for an executor (best effort: dropped when the executor is
+    /// not subscribed).
+    pub fn framework_message(&self, m: pb::FrameworkMessage) {
+        let key = (m.framework_id.clone(), m.executor_id.clone());
+        let exec = self.lock().tasks.get(&key).and_then(|t| t.executor.clone());
+        match exec {
+            Some(exec) => {
+                let _ = exec.try_send(Ok(pb::ExecutorEvent {
+                    kind: Some(pb::executor_event::Kind::Message(m)),
+                }));
+            }
+            None => {
+                tracing::info!(framework = %key.0, executor = %key.1, "framework message for an executor not subscribed: dropped")
+            }
+        }
+    }
+
+    /// Shuts an executor down: it kills its tasks within the grace period and exits.
+    pub fn shutdown_executor(&self, s: &pb::ShutdownExecutor) {
+        let key = (s.framework_id.clone(), s.executor_id.clone());
+        let grace = if s.grace_period_ms > 0 {
+            Duration::from_millis(s.grace_period_ms)
+        } else {
+            DEFAULT_KILL_GRACE
+        };
+        let mut inner = self.lock();
+        let Some(t) = inner.tasks.get_mut(&key) else {
+            return;
+        };
+        if is_terminal(&t.state) {
+            return;
+        }
+        match &t.executor {
+            Some(exec) => {
+                let _ = exec.try_send(Ok(pb::ExecutorEvent {
+                    kind: Some(pb::executor_event::Kind::Shutdown(pb::ExecutorShutdown {
+                        grace_period_ms: grace.as_millis() as u64,
+                    })),
+                }));
+            }
+            None => t.pending_kill = Some(grace),
         }
     }
 
@@ -665,6 +714,35 @@ impl ExecutorService for ExecutorApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn send_message(
+        &self,
+        req: Request<pb::FrameworkMessage>,
+    ) -> Result<Response<pb::ExecutorUpdateReply>, Status> {
+        let mut m = req.into_inner();
+        let key = (m.framework_id.clone(), m.executor_id.clone());
+        let inner = self.tasks.lock();
+        if !inner.tasks.contains_key(&key) {
+            return Err(Status::not_found(format!(
+                "executor_id: no executor {} of framework {} on this agent",
+                key.1, key.0
+            )));
+        }
+        m.agent_id = self
+            .tasks
+            .agent_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        // Best effort, as in Mesos: dropped while there is no session with the leader.
+        if let Some(tx) = &inner.session {
+            let _ = tx.try_send(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::ExecutorMessage(m)),
+            });
+        }
+        Ok(Response::new(pb::ExecutorUpdateReply {}))
+    }
+
     async fn update(
         &self,
         req: Request<pb::ExecutorUpdate>,
@@ -716,6 +794,21 @@ impl ExecutorService for ExecutorApi {
         self.tasks.record(update)?;
         Ok(Response::new(pb::ExecutorUpdateReply {}))
     }
+}
+
+/// The cgroup name of a task: unique per framework and task, in the characters cgroup
+/// names allow here (ids may also hold ':').
+pub fn cgroup_key(framework_id: &str, task_id: &str) -> String {
+    format!("{framework_id}.{task_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Scalar amount of `name` in `res` (for cgroup limits).

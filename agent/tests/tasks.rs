@@ -301,7 +301,53 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     );
     // It ran inside the task's cgroup.
     let cg = std::fs::read_to_string(sandbox.join("cg.txt")).unwrap();
-    assert!(cg.contains("/agora/custom"), "{cg}");
+    assert!(cg.contains("/agora/fw-1.custom"), "{cg}");
+
+    // Framework messages reach the executor, and its messages reach the session with the
+    // leader; a shutdown ends its task.
+    let mut chatty = task("chatty", "sleep 30", 0.5, 64.0);
+    chatty.executor = Some(pb::ExecutorInfo {
+        command: jepsen_tests::cluster::example("agora-driver", "shell_executor")
+            .display()
+            .to_string(),
+    });
+    launch(&tasks, chatty);
+    let running = leader.next_update(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(running.state, "TASK_RUNNING");
+    tasks.acknowledged(&pb::StatusAck {
+        framework_id: running.framework_id,
+        task_id: running.task_id,
+        uuid: running.uuid,
+    });
+    tasks.framework_message(pb::FrameworkMessage {
+        framework_id: "fw-1".into(),
+        agent_id: "test-agent".into(),
+        executor_id: "chatty".into(),
+        data: b"ping".to_vec(),
+    });
+    let echoed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), leader.rx.recv()).await {
+            Ok(Some(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::ExecutorMessage(m)),
+            })) => break m,
+            Ok(Some(_)) => continue,
+            other => panic!("no executor message: {other:?}"),
+        }
+    };
+    assert_eq!(echoed.data, b"echo:ping");
+    assert_eq!(echoed.executor_id, "chatty");
+    assert_eq!(echoed.agent_id, "test-agent");
+    tasks.shutdown_executor(&pb::ShutdownExecutor {
+        framework_id: "fw-1".into(),
+        executor_id: "chatty".into(),
+        grace_period_ms: 100,
+    });
+    let u = leader.follow(&tasks, "chatty").await;
+    assert_eq!(u.last().unwrap().state, "TASK_FAILED", "{u:?}");
+    assert!(
+        u.last().unwrap().exit_code.is_none(),
+        "killed by a signal: {u:?}"
+    );
     agent.crash();
 }
 

@@ -1,5 +1,5 @@
-//! A custom executor built on `ExecutorDriver`: runs each task's command with `/bin/sh -c`
-//! and reports TASK_RUNNING and the terminal state. A framework uses it by setting
+//! A custom executor built on `ExecutorDriver`: runs each task's command with `/bin/sh -c`,
+//! reports TASK_RUNNING and the terminal state, and echoes framework messages back. A framework uses it by setting
 //! `TaskInfo.executor.command` to this binary's path; the agent starts it.
 
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,8 @@ use agora_proto::v1 as pb;
 
 #[derive(Default)]
 struct ShellExecutor {
-    children: Arc<Mutex<Vec<u32>>>,
+    /// (task id, pid) of every task started.
+    children: Arc<Mutex<Vec<(String, u32)>>>,
 }
 
 impl Executor for ShellExecutor {
@@ -24,7 +25,7 @@ impl Executor for ShellExecutor {
             match cmd.spawn() {
                 Ok(mut child) => {
                     if let Some(pid) = child.id() {
-                        children.lock().unwrap().push(pid);
+                        children.lock().unwrap().push((task.task_id.clone(), pid));
                     }
                     handle.send_status_update(
                         &task.task_id,
@@ -47,18 +48,37 @@ impl Executor for ShellExecutor {
         });
     }
 
-    fn kill_task(&mut self, handle: &ExecutorHandle, task_id: &str, _grace: Duration) {
-        for pid in self.children.lock().unwrap().iter() {
-            // SAFETY: kill(2) on a child this executor started.
-            unsafe {
-                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+    /// SIGKILLs the task's shell; its waiter then reports TASK_FAILED (killed by a
+    /// signal), so the task's end is reported exactly once.
+    fn kill_task(&mut self, _handle: &ExecutorHandle, task_id: &str, _grace: Duration) {
+        for (id, pid) in self.children.lock().unwrap().iter() {
+            if id == task_id {
+                // SAFETY: kill(2) on a child this executor started.
+                unsafe {
+                    libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+                }
             }
         }
-        handle.send_status_update(task_id, "TASK_KILLED", "killed by shell_executor", None);
     }
 
     fn shutdown(&mut self, handle: &ExecutorHandle, grace: Duration) {
-        self.kill_task(handle, "", grace);
+        let ids: Vec<String> = self
+            .children
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.kill_task(handle, &id, grace);
+        }
+    }
+
+    /// Echoes every message back to the scheduler, prefixed with "echo:".
+    fn framework_message(&mut self, handle: &ExecutorHandle, data: Vec<u8>) {
+        let mut reply = b"echo:".to_vec();
+        reply.extend(data);
+        handle.send_framework_message(reply);
     }
 }
 

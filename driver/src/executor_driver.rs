@@ -44,9 +44,12 @@ pub trait Executor: Send + 'static {
     fn shutdown(&mut self, handle: &ExecutorHandle, grace: Duration);
     /// The master has recorded the update `uuid` of `task_id`.
     fn acknowledged(&mut self, _handle: &ExecutorHandle, _task_id: &str, _uuid: &str) {}
+    /// Data from the framework's scheduler.
+    fn framework_message(&mut self, _handle: &ExecutorHandle, _data: Vec<u8>) {}
 }
 
 struct Shared {
+    endpoint: String,
     framework_id: String,
     executor_id: String,
     /// Updates not yet checkpointed by the agent, oldest first.
@@ -119,6 +122,24 @@ impl ExecutorHandle {
         uuid
     }
 
+    /// Sends data to the framework's scheduler (best effort: not retried, may be lost).
+    pub fn send_framework_message(&self, data: Vec<u8>) {
+        let m = pb::FrameworkMessage {
+            framework_id: self.shared.framework_id.clone(),
+            agent_id: String::new(),
+            executor_id: self.shared.executor_id.clone(),
+            data,
+        };
+        let endpoint = self.shared.endpoint.clone();
+        tokio::spawn(async move {
+            if let Ok(ch) = Endpoint::from_shared(format!("http://{endpoint}")) {
+                if let Err(status) = ExecutorClient::new(ch.connect_lazy()).send_message(m).await {
+                    tracing::debug!(%status, "framework message not delivered");
+                }
+            }
+        });
+    }
+
     /// Updates not yet checkpointed by the agent.
     pub fn pending_updates(&self) -> usize {
         self.shared
@@ -175,6 +196,7 @@ impl ExecutorDriver {
             endpoint: agent_endpoint.to_string(),
             handle: ExecutorHandle {
                 shared: Arc::new(Shared {
+                    endpoint: agent_endpoint.to_string(),
                     framework_id: framework_id.to_string(),
                     executor_id: executor_id.to_string(),
                     outbox: Mutex::new(VecDeque::new()),
@@ -278,6 +300,7 @@ impl ExecutorDriver {
             Some(pb::executor_event::Kind::Acknowledged(a)) => {
                 executor.acknowledged(h, &a.task_id, &a.uuid)
             }
+            Some(pb::executor_event::Kind::Message(m)) => executor.framework_message(h, m.data),
             None => {}
         }
     }

@@ -66,6 +66,15 @@ pub trait Scheduler: Send + 'static {
     fn status_update(&mut self, handle: &SchedulerHandle, status: pb::TaskStatus);
     /// An agent was lost.
     fn agent_lost(&mut self, _handle: &SchedulerHandle, _agent_id: &str) {}
+    /// Data from one of the framework's executors.
+    fn framework_message(
+        &mut self,
+        _handle: &SchedulerHandle,
+        _agent_id: &str,
+        _executor_id: &str,
+        _data: Vec<u8>,
+    ) {
+    }
     /// The subscription dropped; the driver is reconnecting.
     fn disconnected(&mut self, _handle: &SchedulerHandle) {}
     /// The master reported an error about this framework.
@@ -221,6 +230,42 @@ impl SchedulerHandle {
         })
     }
 
+    /// Sends data to one of the framework's executors (best effort: not retried).
+    pub fn send_framework_message(
+        &self,
+        agent_id: &str,
+        executor_id: &str,
+        data: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::FrameworkMessage {
+            framework_id: self.id(),
+            agent_id: agent_id.to_string(),
+            executor_id: executor_id.to_string(),
+            data,
+        };
+        self.spawn("message", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).message(req).await }
+        })
+    }
+
+    /// Shuts one of the framework's executors down (its tasks are killed).
+    pub fn shutdown_executor(
+        &self,
+        agent_id: &str,
+        executor_id: &str,
+    ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
+        let req = pb::ShutdownRequest {
+            framework_id: self.id(),
+            agent_id: agent_id.to_string(),
+            executor_id: executor_id.to_string(),
+        };
+        self.spawn("shutdown", move |ch| {
+            let req = req.clone();
+            async move { SchedulerClient::new(ch).shutdown(req).await }
+        })
+    }
+
     /// Tears the framework down (kills its tasks, removes it).
     pub fn teardown(&self) -> tokio::task::JoinHandle<Result<(), DriverError>> {
         let req = pb::FrameworkCall {
@@ -364,6 +409,9 @@ impl SchedulerDriver {
                     pb::event::Kind::Failure(f) => scheduler.agent_lost(&h, &f.agent_id),
                     pb::event::Kind::Error(e) => scheduler.error(&h, &e.message),
                     pb::event::Kind::Heartbeat(_) => {}
+                    pb::event::Kind::Message(m) => {
+                        scheduler.framework_message(&h, &m.agent_id, &m.executor_id, m.data)
+                    }
                 }
             }
             scheduler.disconnected(&h);

@@ -170,6 +170,13 @@ impl AgentGateway for AgentGatewayApi {
                                 break;
                             }
                         }
+                        Some(pb::agent_message::Kind::ExecutorMessage(mut m)) => {
+                            // Best effort, as in Mesos: dropped if the framework is not subscribed.
+                            if let Ok(f) = FrameworkId::new(m.framework_id.clone()) {
+                                m.agent_id = agent_id.to_string();
+                                master.frameworks.send(&f, pb::event::Kind::Message(m));
+                            }
+                        }
                         Some(pb::agent_message::Kind::Hello(_)) | None => {}
                     }
                 }

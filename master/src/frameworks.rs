@@ -121,6 +121,16 @@ impl SchedulerApi {
         SchedulerApi { master }
     }
 
+    /// The agent named for an executor call: a valid, registered agent and executor id.
+    fn executor_agent(&self, agent_id: &str, executor_id: &str) -> Result<AgentId, Status> {
+        let agent = AgentId::new(agent_id).map_err(|e| invalid("agent_id", e))?;
+        agora_registry::ids::validate_id(executor_id).map_err(|e| invalid("executor_id", e))?;
+        if self.master.registry.read(|reg| reg.agent(&agent).is_none()) {
+            return Err(invalid("agent_id", format!("unknown agent {agent}")));
+        }
+        Ok(agent)
+    }
+
     /// The framework named by a call: valid id, registered, with a live subscription.
     fn caller(&self, id: &str) -> Result<FrameworkId, Status> {
         self.master.require_leader()?;
@@ -589,6 +599,45 @@ impl Scheduler for SchedulerApi {
         for e in events {
             self.master.frameworks.send(&framework, e);
         }
+        Ok(Response::new(pb::CallReply {}))
+    }
+
+    async fn message(
+        &self,
+        req: Request<pb::FrameworkMessage>,
+    ) -> Result<Response<pb::CallReply>, Status> {
+        let mut m = req.into_inner();
+        let framework = self.caller(&m.framework_id)?;
+        let agent = self.executor_agent(&m.agent_id, &m.executor_id)?;
+        m.framework_id = framework.to_string();
+        self.master.agents.send(
+            &agent,
+            pb::MasterMessage {
+                kind: Some(pb::master_message::Kind::FrameworkMessage(m)),
+            },
+        );
+        Ok(Response::new(pb::CallReply {}))
+    }
+
+    async fn shutdown(
+        &self,
+        req: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::CallReply>, Status> {
+        let req = req.into_inner();
+        let framework = self.caller(&req.framework_id)?;
+        let agent = self.executor_agent(&req.agent_id, &req.executor_id)?;
+        self.master.agents.send(
+            &agent,
+            pb::MasterMessage {
+                kind: Some(pb::master_message::Kind::ShutdownExecutor(
+                    pb::ShutdownExecutor {
+                        framework_id: framework.to_string(),
+                        executor_id: req.executor_id,
+                        grace_period_ms: 0,
+                    },
+                )),
+            },
+        );
         Ok(Response::new(pb::CallReply {}))
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agora_agent::isolation::{Isolation, IsolationMode, Limits};
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
-use agora_agent::tasks::scalar;
+use agora_agent::tasks::{cgroup_key, scalar};
 use agora_driver::executor_driver::ENV_SANDBOX;
 use agora_driver::{Executor, ExecutorDriver, ExecutorHandle};
 use agora_proto::v1 as pb;
@@ -79,7 +79,8 @@ impl Executor for CommandExecutor {
                 handle.stop();
                 return;
             }
-            let running = match supervisor::start(&spec, &isolation, &id).await {
+            let key = cgroup_key(handle.framework_id(), &id);
+            let running = match supervisor::start(&spec, &isolation, &key).await {
                 Ok(r) => r,
                 Err(e) => {
                     handle.send_status_update(

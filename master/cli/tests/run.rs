@@ -247,3 +247,122 @@ async fn a_paused_agent_goes_unreachable_and_reconciles_when_it_returns() {
     assert_eq!(state["agents"][0]["active"], true, "{state}");
     assert_eq!(state["tasks"][0]["state"], "TASK_FINISHED", "{state}");
 }
+
+/// A framework with its own executor: messages go both ways through the master and the
+/// agent, and a shutdown ends the executor's task.
+struct Chatty {
+    executor: String,
+    launched: bool,
+    events: std::sync::mpsc::Sender<String>,
+}
+
+impl agora_driver::Scheduler for Chatty {
+    fn resource_offers(
+        &mut self,
+        h: &agora_driver::SchedulerHandle,
+        offers: Vec<agora_proto::v1::Offer>,
+    ) {
+        use agora_proto::v1 as pb;
+        for o in offers {
+            if self.launched {
+                h.decline(vec![o.id], None);
+                continue;
+            }
+            self.launched = true;
+            let task = pb::TaskInfo {
+                task_id: "chatty".into(),
+                name: "chatty".into(),
+                resources: vec![
+                    pb::Resource {
+                        name: "cpus".into(),
+                        role: String::new(),
+                        value: Some(pb::resource::Value::Scalar(0.1)),
+                    },
+                    pb::Resource {
+                        name: "mem".into(),
+                        role: String::new(),
+                        value: Some(pb::resource::Value::Scalar(32.0)),
+                    },
+                ],
+                command: "sleep 30".into(),
+                env: Default::default(),
+                executor: Some(pb::ExecutorInfo {
+                    command: self.executor.clone(),
+                }),
+            };
+            h.accept(vec![o.id], vec![task], None);
+        }
+    }
+
+    fn status_update(
+        &mut self,
+        h: &agora_driver::SchedulerHandle,
+        status: agora_proto::v1::TaskStatus,
+    ) {
+        if status.state == "TASK_RUNNING" {
+            h.send_framework_message(&status.agent_id, "chatty", b"ping".to_vec());
+        }
+        let _ = self.events.send(format!(
+            "{} {} {}",
+            status.state, status.agent_id, status.message
+        ));
+        if status.state == "TASK_FAILED" || status.state == "TASK_KILLED" {
+            h.stop();
+        }
+    }
+
+    fn framework_message(
+        &mut self,
+        h: &agora_driver::SchedulerHandle,
+        agent_id: &str,
+        executor_id: &str,
+        data: Vec<u8>,
+    ) {
+        let _ = self.events.send(format!(
+            "MESSAGE {} {executor_id}",
+            String::from_utf8_lossy(&data)
+        ));
+        h.shutdown_executor(agent_id, executor_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_messages_reach_a_custom_executor_and_back() {
+    let (cluster, _agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let executor = example("agora-driver", "shell_executor")
+        .display()
+        .to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let framework = agora_proto::v1::FrameworkInfo {
+        name: "chatty".into(),
+        roles: vec!["*".into()],
+        ..Default::default()
+    };
+    let driver = agora_driver::SchedulerDriver::new(&cluster.addrs().join(","), framework).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        driver.run(Chatty {
+            executor,
+            launched: false,
+            events: tx,
+        }),
+    )
+    .await
+    .expect("the framework finished")
+    .unwrap();
+    let events: Vec<String> = rx.try_iter().collect();
+    assert!(
+        events.iter().any(|e| e.starts_with("TASK_RUNNING")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "MESSAGE echo:ping chatty"),
+        "{events:?}"
+    );
+    assert!(
+        events.last().unwrap().starts_with("TASK_FAILED"),
+        "shutdown ends the task: {events:?}"
+    );
+}
