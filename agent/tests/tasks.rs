@@ -273,7 +273,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         grace_period_ms: 200,
     });
     let u = leader.follow(&tasks, "sleeper").await;
-    assert_eq!(states(&u), ["TASK_KILLED"]);
+    assert_eq!(states(&u), ["TASK_KILLING", "TASK_KILLED"]);
     assert_eq!(tasks.unacknowledged(), 0);
 
     // A framework's own executor (built on ExecutorDriver) runs the task instead.

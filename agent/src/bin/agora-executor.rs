@@ -20,6 +20,8 @@ const DEFAULT_MEM_MB: f64 = 32.0;
 
 #[derive(Default)]
 struct State {
+    /// The task this executor runs, once launched.
+    task_id: Option<String>,
     kill: Option<KillHandle>,
     /// Asked to kill before the task started.
     killed_early: bool,
@@ -37,6 +39,7 @@ impl Executor for CommandExecutor {
         let isolation = self.isolation.clone();
         let sandbox = self.sandbox.clone();
         let state = self.state.clone();
+        state.lock().unwrap_or_else(|p| p.into_inner()).task_id = Some(task.task_id.clone());
         tokio::spawn(async move {
             let id = task.task_id.clone();
             handle.send_status_update(&id, "TASK_STARTING", "", None);
@@ -107,10 +110,21 @@ impl Executor for CommandExecutor {
         });
     }
 
-    fn kill_task(&mut self, _handle: &ExecutorHandle, _task_id: &str, grace: Duration) {
+    /// SIGTERM now, SIGKILL after `grace`; TASK_KILLING is reported meanwhile.
+    fn kill_task(&mut self, handle: &ExecutorHandle, _task_id: &str, grace: Duration) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &s.kill {
-            Some(k) => k.kill(grace),
+            Some(k) => {
+                if let Some(id) = &s.task_id {
+                    handle.send_status_update(
+                        id,
+                        "TASK_KILLING",
+                        &format!("SIGTERM, then SIGKILL after {grace:?}"),
+                        None,
+                    );
+                }
+                k.kill(grace)
+            }
             None => s.killed_early = true,
         }
     }
