@@ -35,17 +35,21 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 type Key = (String, String);
 type EventTx = mpsc::Sender<Result<pb::ExecutorEvent, Status>>;
 
+/// Whether a state named as on the wire (`TASK_FINISHED`) is terminal, per the registry's
+/// one definition.
 fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_ERROR"
-            | "TASK_LOST"
-            | "TASK_DROPPED"
-            | "TASK_GONE"
-    )
+    agora_registry::TaskState::ALL
+        .iter()
+        .any(|s| s.name() == state && s.is_terminal())
+}
+
+/// A grace period from the wire: 0 means the agent's default.
+fn grace_period(ms: u64) -> Duration {
+    if ms > 0 {
+        Duration::from_millis(ms)
+    } else {
+        DEFAULT_KILL_GRACE
+    }
 }
 
 fn now_ms() -> u64 {
@@ -577,11 +581,7 @@ impl Tasks {
     /// Shuts an executor down: it kills its tasks within the grace period and exits.
     pub fn shutdown_executor(&self, s: &pb::ShutdownExecutor) {
         let key = (s.framework_id.clone(), s.executor_id.clone());
-        let grace = if s.grace_period_ms > 0 {
-            Duration::from_millis(s.grace_period_ms)
-        } else {
-            DEFAULT_KILL_GRACE
-        };
+        let grace = grace_period(s.grace_period_ms);
         let mut inner = self.lock();
         let Some(t) = inner.tasks.get_mut(&key) else {
             return;
@@ -604,11 +604,7 @@ impl Tasks {
     /// Kills a task through its executor. An unknown task is reported TASK_LOST.
     pub fn kill(&self, kill: &pb::KillTask) {
         let key = (kill.framework_id.clone(), kill.task_id.clone());
-        let grace = if kill.grace_period_ms > 0 {
-            Duration::from_millis(kill.grace_period_ms)
-        } else {
-            DEFAULT_KILL_GRACE
-        };
+        let grace = grace_period(kill.grace_period_ms);
         let mut inner = self.lock();
         let Some(t) = inner.tasks.get_mut(&key) else {
             drop(inner);

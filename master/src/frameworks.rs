@@ -461,18 +461,13 @@ impl Scheduler for SchedulerApi {
         for (i, o) in req.offer_ids.iter().enumerate() {
             ids.push(OfferId::new(o.clone()).map_err(|e| invalid(&format!("offer_ids[{i}]"), e))?);
         }
-        let agents: Vec<AgentId> = self.master.registry.read(|reg| {
+        // This framework's offers among those named, and their agents, in one read.
+        let (mine, agents): (Vec<OfferId>, Vec<AgentId>) = self.master.registry.read(|reg| {
             ids.iter()
                 .filter_map(|id| reg.offer(id))
                 .filter(|o| o.framework_id == framework)
-                .map(|o| o.agent_id.clone())
-                .collect()
-        });
-        let mine: Vec<OfferId> = self.master.registry.read(|reg| {
-            ids.iter()
-                .filter(|id| reg.offer(id).is_some_and(|o| o.framework_id == framework))
-                .cloned()
-                .collect()
+                .map(|o| (o.id.clone(), o.agent_id.clone()))
+                .unzip()
         });
         self.master
             .write(Command::RemoveOffers { ids: mine })
