@@ -22,6 +22,8 @@ pub struct AgentConfig {
     pub attributes: Vec<(String, String)>,
     /// The built-in command executor binary (`agora-executor`, next to `agora-agent`).
     pub executor_binary: PathBuf,
+    /// How long executors wait for this agent to come back before they shut down.
+    pub executor_recovery_timeout: std::time::Duration,
 }
 
 /// Why a flag was refused; each message is one line naming the flag and the bad token.

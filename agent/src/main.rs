@@ -35,6 +35,10 @@ struct Args {
     /// cgroups (default where the host allows it) or none.
     #[arg(long, env = "AGORA_ISOLATION", value_parser = ["cgroups", "none"])]
     isolation: Option<String>,
+    /// How long executors wait for a restarted agent before they shut down and their
+    /// tasks are killed (Mesos' --recovery_timeout).
+    #[arg(long, env = "AGORA_EXECUTOR_RECOVERY_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    executor_recovery_timeout: std::time::Duration,
     /// Host name to register (default: the system's).
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         executor_binary: std::env::current_exe()
             .map(|p| p.with_file_name("agora-executor"))
             .unwrap_or_else(|_| PathBuf::from("agora-executor")),
+        executor_recovery_timeout: args.executor_recovery_timeout,
     };
     if let Err(e) = config.validate() {
         return fail(2, e);

@@ -168,6 +168,7 @@ async fn session(
                                 message: "simulated agent: runs no tasks".into(),
                                 exit_code: None,
                                 timestamp_ms: 0,
+                                latest_state: String::new(),
                             })),
                         })
                         .await;

@@ -94,7 +94,7 @@ pub struct Tasks {
     isolation: Arc<Isolation>,
 }
 
-fn update_to_proto(u: &Update) -> pb::StatusUpdate {
+fn update_to_proto(u: &Update, latest_state: &str) -> pb::StatusUpdate {
     pb::StatusUpdate {
         uuid: u.uuid.clone(),
         framework_id: u.framework_id.clone(),
@@ -103,13 +103,24 @@ fn update_to_proto(u: &Update) -> pb::StatusUpdate {
         message: u.message.clone(),
         exit_code: u.exit_code,
         timestamp_ms: u.timestamp_ms,
+        latest_state: if latest_state == u.state {
+            String::new()
+        } else {
+            latest_state.to_string()
+        },
     }
 }
 
-fn update_msg(u: &Update) -> pb::AgentMessage {
-    pb::AgentMessage {
-        kind: Some(pb::agent_message::Kind::Update(update_to_proto(u))),
-    }
+/// The message for a task's oldest unacknowledged update (the one in flight), carrying
+/// the newest state queued behind it.
+fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
+    let head = q.front()?;
+    let latest = q.back().map_or(head.state.as_str(), |u| u.state.as_str());
+    Some(pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Update(update_to_proto(
+            head, latest,
+        ))),
+    })
 }
 
 /// Whether a process is alive and not a zombie.
@@ -218,8 +229,8 @@ impl Tasks {
     pub fn session_opened(&self, tx: mpsc::Sender<pb::AgentMessage>) {
         let mut inner = self.lock();
         for q in inner.outbox.values() {
-            if let Some(head) = q.front() {
-                let _ = tx.try_send(update_msg(head));
+            if let Some(head) = head_msg(q) {
+                let _ = tx.try_send(head);
             }
         }
         inner.session = Some(tx);
@@ -239,10 +250,14 @@ impl Tasks {
         if let Some(t) = inner.tasks.get_mut(&key) {
             t.state = update.state.clone();
         }
+        let terminal = is_terminal(&update.state);
         let q = inner.outbox.entry(key).or_default();
         q.push_back(update);
-        if q.len() == 1 {
-            let head = update_msg(q.front().expect("just pushed"));
+        // The first update goes out now; a terminal one queued behind an unacknowledged
+        // update goes out as that update's `latest_state` at once, so the master frees the
+        // task's resources without waiting for the framework's acknowledgements.
+        if q.len() == 1 || terminal {
+            let head = head_msg(q).expect("just pushed");
             if let Some(tx) = &inner.session {
                 let _ = tx.try_send(head);
             }
@@ -281,7 +296,7 @@ impl Tasks {
             return;
         }
         q.pop_front();
-        let next = q.front().map(update_msg);
+        let next = head_msg(q);
         if q.is_empty() {
             inner.outbox.remove(&key);
         }
@@ -301,8 +316,8 @@ impl Tasks {
         let inner = self.lock();
         let Some(tx) = &inner.session else { return };
         for q in inner.outbox.values() {
-            if let Some(head) = q.front() {
-                let _ = tx.try_send(update_msg(head));
+            if let Some(head) = head_msg(q) {
+                let _ = tx.try_send(head);
             }
         }
     }
@@ -464,6 +479,13 @@ impl Tasks {
         cmd.env(
             agora_driver::executor_driver::ENV_AGENT_ENDPOINT,
             &self.config.advertise,
+        )
+        .env(
+            agora_driver::executor_driver::ENV_RECOVERY_TIMEOUT_MS,
+            self.config
+                .executor_recovery_timeout
+                .as_millis()
+                .to_string(),
         )
         .env(agora_driver::executor_driver::ENV_FRAMEWORK_ID, &key.0)
         .env(agora_driver::executor_driver::ENV_EXECUTOR_ID, &key.1)

@@ -51,6 +51,7 @@ impl AgentInstance {
             resources: Resources::parse("cpus:2;mem:512").unwrap(),
             attributes: vec![],
             executor_binary: jepsen_tests::cluster::binary("agora-executor"),
+            executor_recovery_timeout: std::time::Duration::from_secs(60),
         });
         let isolation = agora_agent::isolation::Isolation::detect(
             agora_agent::isolation::IsolationMode::Cgroups,

@@ -21,6 +21,11 @@ pub const ENV_AGENT_ENDPOINT: &str = "AGORA_AGENT_ENDPOINT";
 pub const ENV_FRAMEWORK_ID: &str = "AGORA_FRAMEWORK_ID";
 pub const ENV_EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
 pub const ENV_SANDBOX: &str = "AGORA_SANDBOX";
+/// How long an executor waits for its agent to come back, in milliseconds, before it
+/// shuts down (Mesos' `MESOS_RECOVERY_TIMEOUT`).
+pub const ENV_RECOVERY_TIMEOUT_MS: &str = "AGORA_RECOVERY_TIMEOUT_MS";
+/// The default recovery timeout (15 minutes, as Mesos).
+pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Why the executor driver cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,8 @@ pub enum ExecutorDriverError {
     MissingEnv(&'static str),
     #[error("bad agent endpoint {0:?}")]
     BadEndpoint(String),
+    #[error("AGORA_RECOVERY_TIMEOUT_MS: {0:?} is not a number of milliseconds")]
+    BadRecoveryTimeout(String),
 }
 
 /// What an executor does with the agent's events. Callbacks run on the driver's task and
@@ -117,6 +124,7 @@ impl ExecutorHandle {
                 message: message.to_string(),
                 exit_code,
                 timestamp_ms: now_ms(),
+                latest_state: String::new(),
             });
         self.shared.outbox_changed.notify_one();
         uuid
@@ -168,6 +176,7 @@ impl ExecutorHandle {
 pub struct ExecutorDriver {
     endpoint: String,
     handle: ExecutorHandle,
+    recovery_timeout: Duration,
 }
 
 impl ExecutorDriver {
@@ -177,11 +186,25 @@ impl ExecutorDriver {
         let var = |name: &'static str| {
             std::env::var(name).map_err(|_| ExecutorDriverError::MissingEnv(name))
         };
-        Self::new(
+        let driver = Self::new(
             &var(ENV_AGENT_ENDPOINT)?,
             &var(ENV_FRAMEWORK_ID)?,
             &var(ENV_EXECUTOR_ID)?,
-        )
+        )?;
+        Ok(match std::env::var(ENV_RECOVERY_TIMEOUT_MS) {
+            Ok(ms) => driver.recovery_timeout(Duration::from_millis(
+                ms.parse()
+                    .map_err(|_| ExecutorDriverError::BadRecoveryTimeout(ms))?,
+            )),
+            Err(_) => driver,
+        })
+    }
+
+    /// How long to wait for the agent to come back before shutting the executor down
+    /// (its tasks are killed): the agent is gone for good, or its work dir was lost.
+    pub fn recovery_timeout(mut self, timeout: Duration) -> Self {
+        self.recovery_timeout = timeout;
+        self
     }
 
     pub fn new(
@@ -193,6 +216,7 @@ impl ExecutorDriver {
             .map_err(|_| ExecutorDriverError::BadEndpoint(agent_endpoint.to_string()))?;
         let (stop, _) = watch::channel(false);
         Ok(ExecutorDriver {
+            recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
             endpoint: agent_endpoint.to_string(),
             handle: ExecutorHandle {
                 shared: Arc::new(Shared {
@@ -228,9 +252,20 @@ impl ExecutorDriver {
         let sender = tokio::spawn(deliver_updates(self.channel(), self.handle.clone()));
         let mut stop = self.handle.shared.stop.subscribe();
         let mut backoff = Duration::from_millis(100);
+        let mut last_connected = std::time::Instant::now();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if last_connected.elapsed() > self.recovery_timeout {
+                tracing::warn!(
+                    timeout = ?self.recovery_timeout,
+                    "agent unreachable past the recovery timeout: shutting down"
+                );
+                executor.shutdown(&self.handle, Duration::ZERO);
+                // Its updates can reach no one now.
+                sender.abort();
+                return;
             }
             let task_ids: Vec<String> = self
                 .handle
@@ -264,6 +299,8 @@ impl ExecutorDriver {
                             }
                         }
                     }
+                    // Connected until now: the recovery timeout counts from here.
+                    last_connected = std::time::Instant::now();
                 }
                 Err(status) => tracing::debug!(%status, "agent not reachable yet"),
             }

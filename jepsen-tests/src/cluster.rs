@@ -408,6 +408,8 @@ impl AgentNode {
                 "--work-dir",
             ])
             .arg(&self.work_dir)
+            // Executors of an agent a test ends with outlive it only briefly.
+            .args(["--executor-recovery-timeout", "30s"])
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -482,4 +484,89 @@ impl Cluster {
         }
         None
     }
+}
+
+impl Cluster {
+    /// Waits until the leader's `/state` lists exactly `n` active agents.
+    pub async fn wait_active_agents(&self, n: usize, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.http_state() {
+                let active = s["agents"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|x| x["active"] == true).count());
+                if active == Some(n) {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{n} agents did not become active within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The scalar resources of a `/state` resources object (`{"cpus":4.0,...}`).
+fn scalars(v: &serde_json::Value) -> Vec<(String, f64)> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const TERMINAL: [&str; 7] = [
+    "TASK_FINISHED",
+    "TASK_FAILED",
+    "TASK_KILLED",
+    "TASK_LOST",
+    "TASK_ERROR",
+    "TASK_DROPPED",
+    "TASK_GONE",
+];
+
+/// The over-commit check on one `/state` document: for every agent, the resources of its
+/// non-terminal tasks (summed from the task list, not the master's own `used`) plus its
+/// outstanding offers must fit in its total. Returns one line per violation.
+pub fn overcommitted(state: &serde_json::Value) -> Vec<String> {
+    use std::collections::HashMap;
+    let mut held: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for t in state["tasks"].as_array().into_iter().flatten() {
+        let s = t["state"].as_str().unwrap_or("");
+        if TERMINAL.contains(&s) {
+            continue;
+        }
+        let agent = held
+            .entry(t["agent_id"].as_str().unwrap_or("").to_string())
+            .or_default();
+        for (k, x) in scalars(&t["resources"]) {
+            *agent.entry(k).or_default() += x;
+        }
+    }
+    let mut out = Vec::new();
+    for a in state["agents"].as_array().into_iter().flatten() {
+        let id = a["id"].as_str().unwrap_or("").to_string();
+        let mut sum = held.remove(&id).unwrap_or_default();
+        for (k, x) in scalars(&a["offered"]) {
+            *sum.entry(k).or_default() += x;
+        }
+        let total: HashMap<String, f64> = scalars(&a["resources"]).into_iter().collect();
+        for (k, x) in sum {
+            let cap = total.get(&k).copied().unwrap_or(0.0);
+            if x > cap + 1e-6 {
+                out.push(format!(
+                    "agent {id}: {k} tasks+offers {x} > total {cap} (term {})",
+                    state["term"]
+                ));
+            }
+        }
+    }
+    for (id, _) in held {
+        out.push(format!("tasks on agent {id}, which /state does not list"));
+    }
+    out
 }

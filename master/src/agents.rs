@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent_gateway_server::AgentGateway;
 use agora_registry::{AgentId, AgentStatus, Command, FrameworkId, TaskId, TaskState};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -212,21 +213,41 @@ async fn handle_update(
     let task_id = TaskId::new(u.task_id.clone()).map_err(|e| invalid("update.task_id", e))?;
     let state = task_state_from_name(&u.state)
         .ok_or_else(|| invalid("update.state", format!("unknown state {:?}", u.state)))?;
+    let latest = match u.latest_state.as_str() {
+        "" => state,
+        name => task_state_from_name(name).ok_or_else(|| {
+            invalid(
+                "update.latest_state",
+                format!("unknown state {:?}", u.latest_state),
+            )
+        })?,
+    };
     let span = tracing::debug_span!("status_update", framework = %framework_id, task = %task_id, state = %state);
+    // The registry records the task's end as soon as the agent reports it (so its resources
+    // are free), while the framework still gets every update in order.
+    let (recorded, message, exit_code) = if latest != state && latest.is_terminal() {
+        (latest, None, None)
+    } else {
+        (
+            state,
+            (!u.message.is_empty()).then(|| u.message.clone()),
+            u.exit_code,
+        )
+    };
     let result = master
         .write(Command::UpdateTask {
             framework_id: framework_id.clone(),
             task_id: task_id.clone(),
-            state,
-            message: (!u.message.is_empty()).then(|| u.message.clone()),
-            exit_code: u.exit_code,
+            state: recorded,
+            message,
+            exit_code,
             now_ms: crate::api::now_ms(),
         })
         .instrument(span)
         .await;
     match result {
         Ok(_) => {
-            if state.is_terminal() {
+            if recorded.is_terminal() {
                 master.frameworks.wake.notify_one();
             }
             if state == TaskState::TaskRunning || state.is_terminal() {
@@ -261,7 +282,8 @@ async fn handle_update(
 }
 
 /// Reconciles an agent's report with the registry after it registered (again): registry
-/// tasks on it that it does not report become TASK_LOST; tasks it reports that the
+/// tasks still TASK_STAGING that it does not report are launched again (the launch never
+/// reached it); other registry tasks on it that it does not report become TASK_LOST; tasks it reports that the
 /// registry does not hold as live are killed; tasks the registry marked unreachable take
 /// the state the agent reports.
 pub async fn reconcile(
@@ -279,14 +301,27 @@ pub async fn reconcile(
         })?;
         report.insert((t.framework_id.clone(), t.task_id.clone()), state);
     }
-    let (lost, to_update, to_kill) = master.registry.read(|reg| {
+    let (lost, to_relaunch, to_update, to_kill) = master.registry.read(|reg| {
         let mut lost = Vec::new();
+        let mut to_relaunch: Vec<pb::LaunchTasks> = Vec::new();
         let mut to_update = Vec::new();
         for t in reg
             .tasks()
             .filter(|t| &t.agent_id == agent && !t.state.is_terminal())
         {
             match report.remove(&(t.framework_id.to_string(), t.id.to_string())) {
+                // Committed but never delivered (the session or the leader went down in
+                // between): the agent reports every task it ever received, so it never
+                // ran, and the launch recorded in the registry is sent again.
+                None if t.state == TaskState::TaskStaging => {
+                    match pb::TaskInfo::decode(t.launch.as_slice()) {
+                        Ok(info) => to_relaunch.push(pb::LaunchTasks {
+                            framework_id: t.framework_id.to_string(),
+                            tasks: vec![info],
+                        }),
+                        Err(_) => lost.push((t.framework_id.clone(), t.id.clone())),
+                    }
+                }
                 None => lost.push((t.framework_id.clone(), t.id.clone())),
                 Some(s) if s != t.state => {
                     to_update.push((t.framework_id.clone(), t.id.clone(), s))
@@ -300,8 +335,17 @@ pub async fn reconcile(
             .filter(|(_, s)| !s.is_terminal())
             .map(|(k, _)| k)
             .collect();
-        (lost, to_update, to_kill)
+        (lost, to_relaunch, to_update, to_kill)
     });
+    for launch in to_relaunch {
+        tracing::info!(agent = %agent, framework = %launch.framework_id, task = %launch.tasks[0].task_id, "launch never reached the agent: sending it again");
+        master.agents.send(
+            agent,
+            pb::MasterMessage {
+                kind: Some(pb::master_message::Kind::Launch(launch)),
+            },
+        );
+    }
     let now = crate::api::now_ms();
     for (framework_id, task_id) in lost {
         tracing::info!(agent = %agent, task = %task_id, "task unknown to the agent after it registered again: TASK_LOST");
@@ -417,6 +461,12 @@ pub async fn health_loop(master: Master) {
         };
         for id in overdue {
             tracing::warn!(agent = %id, term = view.term, "agent missed its health checks: marking it unreachable");
+            let offers: Vec<(FrameworkId, String)> = master.registry.read(|reg| {
+                reg.offers()
+                    .filter(|o| o.agent_id == id)
+                    .map(|o| (o.framework_id.clone(), o.id.to_string()))
+                    .collect()
+            });
             match master
                 .write(Command::MarkAgentUnreachable {
                     id: id.clone(),
@@ -431,9 +481,20 @@ pub async fn health_loop(master: Master) {
                             .map(|t| (t.framework_id.clone(), t.id.clone()))
                             .collect()
                     });
+                    for (f, offer_id) in offers {
+                        master
+                            .frameworks
+                            .send(&f, pb::event::Kind::Rescind(pb::Rescind { offer_id }));
+                    }
                     for (f, t) in affected {
                         crate::frameworks::announce(&master, &f, &t);
                     }
+                    // Every framework hears of the loss (as Mesos' slaveLost).
+                    master
+                        .frameworks
+                        .broadcast(pb::event::Kind::Failure(pb::Failure {
+                            agent_id: id.to_string(),
+                        }));
                     // End its session explicitly (its reader task holds another sender), so
                     // the agent, if it is alive after all, registers again.
                     let mut inner = master.agents.lock();

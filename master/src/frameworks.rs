@@ -33,6 +33,8 @@ use crate::Master;
 
 /// Seconds between heartbeats on a subscription.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The longest decline filter (longer `refuse_seconds` are capped to it).
+pub const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Default `refuse_seconds` of a decline.
 pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 /// How long a new leader waits for a registered framework to subscribe again before it
@@ -50,8 +52,9 @@ struct Session {
 struct Inner {
     sessions: HashMap<FrameworkId, Session>,
     next_serial: u64,
-    /// Decline filters: (framework, agent) -> refuse until (ms since epoch).
-    filters: HashMap<(FrameworkId, AgentId), u64>,
+    /// Decline filters: (framework, agent) -> (refuse until (ms since epoch), the
+    /// resources refused). Expired ones are dropped each allocation cycle.
+    filters: HashMap<(FrameworkId, AgentId), Vec<(u64, agora_registry::Resources)>>,
     suppressed: std::collections::HashSet<FrameworkId>,
     /// Registered-as-active frameworks this leader has not seen subscribe, since when (ms).
     unsubscribed_since: HashMap<FrameworkId, u64>,
@@ -88,6 +91,16 @@ impl Frameworks {
             .sessions
             .get(framework)
             .is_some_and(|s| s.tx.try_send(Ok(pb::Event { kind: Some(event) })).is_ok())
+    }
+
+    /// Sends an event to every subscribed framework.
+    pub fn broadcast(&self, event: pb::event::Kind) {
+        let inner = self.lock();
+        for s in inner.sessions.values() {
+            let _ = s.tx.try_send(Ok(pb::Event {
+                kind: Some(event.clone()),
+            }));
+        }
     }
 
     pub fn is_subscribed(&self, framework: &FrameworkId) -> bool {
@@ -156,7 +169,9 @@ fn refuse_until(filters: Option<&pb::Filters>) -> Result<u64, Status> {
             format!("{secs} is not a finite, non-negative number"),
         ));
     }
-    Ok(now_ms() + (secs * 1000.0) as u64)
+    // Capped at a year, as Mesos does; a filter that long is a "never" in practice.
+    let ms = (secs.min(MAX_REFUSE.as_secs_f64()) * 1000.0) as u64;
+    Ok(now_ms().saturating_add(ms))
 }
 
 fn offer_to_proto(master: &Master, o: &Offer) -> pb::Offer {
@@ -333,6 +348,14 @@ impl Scheduler for SchedulerApi {
                 OfferId::new(o.clone()).map_err(|e| invalid(&format!("offer_ids[{i}]"), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, o) in offer_ids.iter().enumerate() {
+            if offer_ids[..i].contains(o) {
+                return Err(invalid(
+                    &format!("offer_ids[{i}]"),
+                    format!("{o} is listed twice"),
+                ));
+            }
+        }
         let until = refuse_until(req.filters.as_ref())?;
         let mut specs = Vec::with_capacity(req.tasks.len());
         let mut seen = std::collections::HashSet::new();
@@ -384,18 +407,22 @@ impl Scheduler for SchedulerApi {
                 let agent = offers[0].agent_id.clone();
                 {
                     let mut inner = self.master.frameworks.lock();
-                    // The unused part of the offers: filtered only when the framework asks
-                    // (filters are per agent here, so a default filter would also hold back
-                    // resources it still wants there).
-                    if req
-                        .filters
-                        .as_ref()
-                        .and_then(|f| f.refuse_seconds)
-                        .is_some()
-                    {
+                    // The unused part of the offers is declined (with the default 5 s
+                    // unless the framework says otherwise), as in Mesos: it comes back to
+                    // this framework only with more resources freed beside it.
+                    let mut unused = agora_registry::Resources::new();
+                    for o in &offers {
+                        unused.add(&o.resources);
+                    }
+                    for t in &specs {
+                        unused = unused.saturating_sub(&t.resources);
+                    }
+                    if until > now_ms() && !unused.is_empty() {
                         inner
                             .filters
-                            .insert((framework.clone(), agent.clone()), until);
+                            .entry((framework.clone(), agent.clone()))
+                            .or_default()
+                            .push((until, unused));
                     }
                     let now = Instant::now();
                     // Bounded: entries of tasks that never run go with the leadership.
@@ -461,21 +488,27 @@ impl Scheduler for SchedulerApi {
         for (i, o) in req.offer_ids.iter().enumerate() {
             ids.push(OfferId::new(o.clone()).map_err(|e| invalid(&format!("offer_ids[{i}]"), e))?);
         }
-        // This framework's offers among those named, and their agents, in one read.
-        let (mine, agents): (Vec<OfferId>, Vec<AgentId>) = self.master.registry.read(|reg| {
+        // This framework's offers among those named, in one read.
+        let mine: Vec<Offer> = self.master.registry.read(|reg| {
             ids.iter()
                 .filter_map(|id| reg.offer(id))
                 .filter(|o| o.framework_id == framework)
-                .map(|o| (o.id.clone(), o.agent_id.clone()))
-                .unzip()
+                .cloned()
+                .collect()
         });
         self.master
-            .write(Command::RemoveOffers { ids: mine })
+            .write(Command::RemoveOffers {
+                ids: mine.iter().map(|o| o.id.clone()).collect(),
+            })
             .await?;
-        {
+        if until > now_ms() {
             let mut inner = self.master.frameworks.lock();
-            for a in agents {
-                inner.filters.insert((framework.clone(), a), until);
+            for o in mine {
+                inner
+                    .filters
+                    .entry((framework.clone(), o.agent_id))
+                    .or_default()
+                    .push((until, o.resources));
             }
         }
         self.master.frameworks.wake.notify_one();
@@ -491,6 +524,7 @@ impl Scheduler for SchedulerApi {
             let mut inner = self.master.frameworks.lock();
             inner.suppressed.remove(&framework);
             inner.filters.retain(|(f, _), _| f != &framework);
+            // (the allocator is rebuilt each cycle, so this clears its filters too)
         }
         self.master.frameworks.wake.notify_one();
         Ok(Response::new(pb::CallReply {}))
@@ -845,7 +879,11 @@ pub async fn allocation_loop(master: Master) {
 fn rebuild(master: &Master, now: u64) -> Allocator {
     let mut alloc = Allocator::new(AllocatorConfig::default());
     let (filters, suppressed) = {
-        let inner = master.frameworks.lock();
+        let mut inner = master.frameworks.lock();
+        inner.filters.retain(|_, list| {
+            list.retain(|(until, _)| *until > now);
+            !list.is_empty()
+        });
         (inner.filters.clone(), inner.suppressed.clone())
     };
     master.registry.read(|reg| {
@@ -895,9 +933,9 @@ fn rebuild(master: &Master, now: u64) -> Allocator {
             }
         }
     });
-    for ((f, a), until) in filters {
-        if until > now {
-            alloc.decline(&f, &a, until);
+    for ((f, a), list) in filters {
+        for (until, refused) in list {
+            alloc.decline_resources(&f, &a, refused, until);
         }
     }
     alloc

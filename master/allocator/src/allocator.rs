@@ -101,8 +101,24 @@ struct AgentState {
     active: bool,
     /// What each framework holds here (never empty entries).
     held: BTreeMap<FwIdx, Resources>,
-    /// Decline filters: the framework gets nothing here while `now_ms < until`.
-    filters: BTreeMap<FwIdx, u64>,
+    /// Decline filters per framework (never empty entries).
+    filters: BTreeMap<FwIdx, Vec<Filter>>,
+}
+
+/// A decline filter: until `until` (ms), the framework is not offered anything on the
+/// agent that `refused` contains (everything, when `refused` is None), as Mesos' refused
+/// offer filters: resources that come free later, which the declined offer did not hold,
+/// are still offered.
+#[derive(Clone, Debug)]
+struct Filter {
+    until: u64,
+    refused: Option<Resources>,
+}
+
+impl Filter {
+    fn blocks(&self, offer: &Resources) -> bool {
+        self.refused.as_ref().is_none_or(|r| r.contains(offer))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -507,17 +523,44 @@ impl Allocator {
         }
     }
 
-    /// Records that `framework` declined resources on `agent` with a filter: it is offered
-    /// nothing on that agent while `now_ms < refuse_until_ms` (the filter expires at
-    /// `refuse_until_ms`). A longer existing filter is kept. Does not release anything:
-    /// call [`release`](Self::release) for the declined resources too.
+    /// Records that `framework` refused everything on `agent`: it is offered nothing there
+    /// while `now_ms < refuse_until_ms` (the filter expires at `refuse_until_ms`). Does not
+    /// release anything: call [`release`](Self::release) for the declined resources too.
     pub fn decline(&mut self, framework: &FrameworkId, agent: &AgentId, refuse_until_ms: u64) {
+        self.add_filter(framework, agent, None, refuse_until_ms);
+    }
+
+    /// Records that `framework` declined `refused` on `agent` (Mesos' filter): while
+    /// `now_ms < refuse_until_ms` it is not offered anything there that `refused` contains;
+    /// an offer holding more (resources freed since) still goes to it. Does not release
+    /// anything: call [`release`](Self::release) for the declined resources too.
+    pub fn decline_resources(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        refused: Resources,
+        refuse_until_ms: u64,
+    ) {
+        self.add_filter(framework, agent, Some(refused), refuse_until_ms);
+    }
+
+    fn add_filter(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        refused: Option<Resources>,
+        until: u64,
+    ) {
         let (Some(&f), Some(&a)) = (self.framework_ids.get(framework), self.agent_ids.get(agent))
         else {
             return;
         };
-        let until = self.agents.get_mut(a).filters.entry(f).or_insert(0);
-        *until = (*until).max(refuse_until_ms);
+        self.agents
+            .get_mut(a)
+            .filters
+            .entry(f)
+            .or_default()
+            .push(Filter { until, refused });
         self.frameworks.get_mut(f).filtered.insert(a);
     }
 
@@ -547,7 +590,7 @@ impl Allocator {
     /// returns the offers to make, already recorded as held by their frameworks.
     ///
     /// For each agent, repeatedly: among roles with a framework that is active, not
-    /// suppressed and not filtered on this agent, and to which the agent's available
+    /// suppressed and without a filter here refusing what the role would be offered, and to which the agent's available
     /// resources are allocatable in at least the minimum size, take the role with the
     /// lowest weighted dominant share, then its framework with the lowest dominant share
     /// (ties by role name, then framework id), and offer it everything on the agent
@@ -588,11 +631,15 @@ impl Allocator {
             let agents = &mut self.agents;
             fw.filtered.retain(|&a| {
                 let filters = &mut agents.get_mut(a).filters;
-                if filters.get(&f).is_some_and(|&until| now_ms < until) {
-                    true
-                } else {
+                let Some(list) = filters.get_mut(&f) else {
+                    return false;
+                };
+                list.retain(|flt| now_ms < flt.until);
+                if list.is_empty() {
                     filters.remove(&f);
                     false
+                } else {
+                    true
                 }
             });
         }
@@ -756,7 +803,10 @@ impl Allocator {
     /// has not expired).
     pub fn is_filtered(&self, framework: &FrameworkId, agent: &AgentId, now_ms: u64) -> bool {
         match (self.framework_ids.get(framework), self.agent(agent)) {
-            (Some(f), Some(a)) => a.filters.get(f).is_some_and(|&until| now_ms < until),
+            (Some(f), Some(a)) => a
+                .filters
+                .get(f)
+                .is_some_and(|list| list.iter().any(|flt| now_ms < flt.until)),
             _ => false,
         }
     }
@@ -893,23 +943,26 @@ fn pick(
         if agent.filters.is_empty() {
             return queue.first().map(|&(_, _, f)| (r, f));
         }
-        // Skip the role without walking its queue when every queued framework is filtered
-        // here (filters are few per agent; queues can be long).
-        let blocked = agent
+        // What the role would be offered here, and the queued frameworks whose filters
+        // refuse it (filters are few per agent; queues can be long).
+        let mut candidate = agent.available.clone();
+        let candidate = take_allocatable(&mut candidate, &roles[r].name);
+        let blocked: BTreeSet<FwIdx> = agent
             .filters
-            .keys()
-            .filter(|&&f| {
+            .iter()
+            .filter(|(&f, list)| {
                 let fw = frameworks.get(f);
-                fw.role == r && fw.active && !fw.suppressed
+                fw.role == r
+                    && fw.active
+                    && !fw.suppressed
+                    && list.iter().any(|flt| flt.blocks(&candidate))
             })
-            .count();
-        if blocked >= queue.len() {
+            .map(|(&f, _)| f)
+            .collect();
+        if blocked.len() >= queue.len() {
             continue;
         }
-        if let Some(&(_, _, f)) = queue
-            .iter()
-            .find(|(_, _, f)| !agent.filters.contains_key(f))
-        {
+        if let Some(&(_, _, f)) = queue.iter().find(|(_, _, f)| !blocked.contains(f)) {
             return Some((r, f));
         }
     }

@@ -221,6 +221,32 @@ fn a_longer_filter_wins() {
 }
 
 #[test]
+fn a_resource_filter_refuses_only_what_it_holds() {
+    let mut al = alloc();
+    al.add_agent(ag("a1"), r("cpus:4;mem:1024"), r(""));
+    add_fw(&mut al, "f1", "r");
+    add_fw(&mut al, "f2", "r");
+    // f1 used 4 cpus and 1000 mem of an offer and declined the rest for 5 s.
+    al.allocate_to(&fw("f1"), &ag("a1"), &r("cpus:4;mem:900"));
+    al.decline_resources(&fw("f1"), &ag("a1"), r("mem:124"), 5_000);
+    // The rest goes to f2 (it has the lower share anyway) ...
+    assert_eq!(summary(&checked(&mut al, 0)), [s3("f2", "a1", "mem:124")]);
+    al.release(&fw("f2"), &ag("a1"), &r("mem:124"));
+    al.decline(&fw("f2"), &ag("a1"), 5_000);
+    // ... and with both filtered, the same rest goes to nobody.
+    assert!(checked(&mut al, 1_000).is_empty());
+    // A cpu f1 frees is more than f1 refused: offered to f1 (the only one not refusing
+    // it: f2 refused everything here).
+    al.release(&fw("f1"), &ag("a1"), &r("cpus:1;mem:100"));
+    assert_eq!(
+        summary(&checked(&mut al, 2_000)),
+        [s3("f1", "a1", "cpus:1;mem:224")]
+    );
+    assert!(al.is_filtered(&fw("f1"), &ag("a1"), 2_000));
+    assert!(!al.is_filtered(&fw("f1"), &ag("a1"), 5_000));
+}
+
+#[test]
 fn revive_clears_filters_and_unsuppresses() {
     let mut al = alloc();
     al.add_agent(ag("a1"), r("cpus:1;mem:128"), r(""));

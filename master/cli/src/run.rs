@@ -141,6 +141,10 @@ impl Scheduler for Run {
         }
     }
 
+    fn agent_lost(&mut self, _h: &SchedulerHandle, agent_id: &str) {
+        eprintln!("agent {agent_id} lost");
+    }
+
     fn error(&mut self, _h: &SchedulerHandle, message: &str) {
         eprintln!("agora: {message}");
     }

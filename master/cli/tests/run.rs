@@ -233,6 +233,10 @@ async fn a_paused_agent_goes_unreachable_and_reconciles_when_it_returns() {
     // Past 3 x 300 ms without a word, its task goes TASK_UNREACHABLE in the registry and
     // the framework hears it.
     wait_line(&rx, "TASK_UNREACHABLE", &mut seen);
+    // ... and a FAILURE event names the lost agent (stdout and stderr interleave freely).
+    if !seen.iter().any(|l| l.contains(" lost")) {
+        wait_line(&rx, " lost", &mut seen);
+    }
     let state = cluster.http_state().unwrap();
     assert_eq!(state["agents"][0]["active"], false, "{state}");
     assert_eq!(state["tasks"][0]["state"], "TASK_UNREACHABLE", "{state}");

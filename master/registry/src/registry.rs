@@ -233,8 +233,28 @@ impl Registry {
                     .task(framework_id, task_id)
                     .ok_or_else(|| Rejection::UnknownTask(task_id.clone()))?;
                 if task.state.is_terminal() {
-                    // A retried delivery of the same terminal update is acknowledged again.
+                    // A retried delivery of the same terminal update is acknowledged again;
+                    // the first to carry a message or exit code completes the record (a
+                    // terminal state learnt early, as an update's latest state, has none).
                     if task.state == *state {
+                        let (fill_message, fill_code) = (
+                            task.message.is_none() && message.is_some(),
+                            task.exit_code.is_none() && exit_code.is_some(),
+                        );
+                        if fill_message || fill_code {
+                            let t = self
+                                .data
+                                .tasks
+                                .get_mut(framework_id)
+                                .and_then(|m| m.get_mut(task_id))
+                                .expect("checked");
+                            if fill_message {
+                                t.message = message.clone();
+                            }
+                            if fill_code {
+                                t.exit_code = *exit_code;
+                            }
+                        }
                         return Ok(());
                     }
                     return Err(Rejection::TaskAlreadyTerminal {
