@@ -1,9 +1,12 @@
 //! Many simulated agents in one process (as the Mesos paper emulated 50,000), for load
 //! tests of the master: each registers (committed in the registry), holds a session with
-//! the leader, answers its health checks, and follows failovers. They run no tasks: a
-//! launch is answered with TASK_DROPPED, so a framework offered their resources learns
-//! they are simulated.
+//! the leader, answers its health checks, and follows failovers. A task launched on one
+//! ends at once: it reports TASK_STARTING, TASK_RUNNING and TASK_FINISHED in order, each
+//! sent after the previous one is acknowledged, the first already carrying TASK_FINISHED as
+//! its latest state (as a real agent reports a task that exits at once), so the control
+//! plane's task throughput can be measured without the cost of processes.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,7 +132,7 @@ async fn session(
     let channel = client
         .session_channel(leader)
         .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
     let _ = tx
         .send(pb::AgentMessage {
             kind: Some(pb::agent_message::Kind::Hello(pb::AgentHello {
@@ -142,6 +145,20 @@ async fn session(
         .connect(ReceiverStream::new(rx))
         .await?
         .into_inner();
+    // Unacknowledged updates per (framework, task), oldest first; the head is in flight.
+    let mut outbox: HashMap<(String, String), VecDeque<pb::StatusUpdate>> = HashMap::new();
+    let head = |q: &VecDeque<pb::StatusUpdate>| {
+        q.front().map(|u| {
+            let mut u = u.clone();
+            let latest = q.back().map(|l| l.state.clone()).unwrap_or_default();
+            if latest != u.state {
+                u.latest_state = latest;
+            }
+            pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Update(u)),
+            }
+        })
+    };
     loop {
         let msg = tokio::select! {
             m = inbound.message() => m?,
@@ -158,20 +175,51 @@ async fn session(
             }
             Some(pb::master_message::Kind::Launch(l)) => {
                 for t in l.tasks {
-                    let _ = tx
-                        .send(pb::AgentMessage {
-                            kind: Some(pb::agent_message::Kind::Update(pb::StatusUpdate {
-                                uuid: uuid::Uuid::new_v4().to_string(),
-                                framework_id: l.framework_id.clone(),
-                                task_id: t.task_id,
-                                state: "TASK_DROPPED".into(),
-                                message: "simulated agent: runs no tasks".into(),
-                                exit_code: None,
-                                timestamp_ms: 0,
-                                latest_state: String::new(),
-                            })),
-                        })
-                        .await;
+                    let key = (l.framework_id.clone(), t.task_id.clone());
+                    if outbox.contains_key(&key) {
+                        continue; // delivered again
+                    }
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    let update = |state: &str, exit_code: Option<i32>| pb::StatusUpdate {
+                        uuid: uuid::Uuid::new_v4().to_string(),
+                        framework_id: l.framework_id.clone(),
+                        task_id: t.task_id.clone(),
+                        state: state.into(),
+                        message: "simulated".into(),
+                        exit_code,
+                        timestamp_ms: now,
+                        latest_state: String::new(),
+                    };
+                    let q: VecDeque<pb::StatusUpdate> = [
+                        update("TASK_STARTING", None),
+                        update("TASK_RUNNING", None),
+                        update("TASK_FINISHED", Some(0)),
+                    ]
+                    .into();
+                    if let Some(m) = head(&q) {
+                        let _ = tx.send(m).await;
+                    }
+                    outbox.insert(key, q);
+                }
+            }
+            Some(pb::master_message::Kind::Ack(a)) => {
+                let key = (a.framework_id, a.task_id);
+                let Some(q) = outbox.get_mut(&key) else {
+                    continue;
+                };
+                if q.front().is_some_and(|u| u.uuid == a.uuid) {
+                    q.pop_front();
+                }
+                match head(q) {
+                    Some(m) => {
+                        let _ = tx.send(m).await;
+                    }
+                    None => {
+                        outbox.remove(&key);
+                    }
                 }
             }
             _ => {}

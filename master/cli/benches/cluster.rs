@@ -5,7 +5,10 @@
 //!    (cgroups); from the accept call to TASK_RUNNING at the framework, plus the master's
 //!    own launch-commit-to-RUNNING-commit histogram.
 //!
-//! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run).
+//! 3. End-to-end throughput: the `batch` example runs 2,000 `true` tasks on 10 real agents.
+//!
+//! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
+//! AGORA_BENCH_ONLY=throughput for the third alone).
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -247,6 +250,108 @@ async fn launch_latency(report: &mut String, quick: bool) {
     ));
 }
 
+/// End-to-end throughput: the `batch` example runs `n` `true` tasks (0.5 cpu each) on 10
+/// real agents (cgroups) under a 3-master quorum; tasks launched and finished per second,
+/// from subscription to the last TASK_FINISHED.
+async fn throughput(report: &mut String, quick: bool, simulated: bool) {
+    let n = match (quick, simulated) {
+        (true, _) => 300,
+        (false, false) => 2000,
+        (false, true) => 20000,
+    };
+    let agents = 10;
+    let cluster = Cluster::start_with(3, &["--allocation-interval", "50ms"]);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let mut nodes = Vec::new();
+    if simulated {
+        let mut a = AgentNode::new(
+            &cluster,
+            "simulated",
+            &[
+                "--simulate",
+                &agents.to_string(),
+                "--resources",
+                "cpus:8;mem:8192;disk:1000",
+                "--log-level",
+                "warn",
+            ],
+        );
+        a.start();
+        nodes.push(a);
+    }
+    for i in 0..if simulated { 0 } else { agents } {
+        let mut a = AgentNode::new(
+            &cluster,
+            &format!("agent-{i}"),
+            &[
+                "--resources",
+                "cpus:8;mem:8192;disk:1000",
+                "--log-level",
+                "warn",
+            ],
+        );
+        a.start();
+        nodes.push(a);
+    }
+    cluster
+        .wait_active_agents(agents, Duration::from_secs(30))
+        .await;
+    let pids: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .filter_map(|m| m.pid())
+        .chain(nodes.iter().filter_map(|a| a.pid()))
+        .collect();
+    let ticks_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+    let batch = example("agora-driver", "batch");
+    let started = Instant::now();
+    let out = Command::new(batch)
+        .args([
+            "--masters",
+            &cluster.addrs().join(","),
+            "--name",
+            "throughput",
+            "--tasks",
+            &n.to_string(),
+            "--cpus",
+            "0.5",
+            "--mem",
+            "16",
+        ])
+        .output()
+        .unwrap();
+    let wall = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("tasks finished in"))
+        .unwrap_or("")
+        .to_string();
+    let ticks: Vec<u64> = pids
+        .iter()
+        .zip(&ticks_before)
+        .map(|(p, b)| cpu_ticks(*p).saturating_sub(*b))
+        .collect();
+    let hz = 100.0;
+    let masters: f64 = ticks[..3].iter().sum::<u64>() as f64 / hz;
+    let agent_cpu: f64 = ticks[3..].iter().sum::<u64>() as f64 / hz;
+    let what = if simulated {
+        "simulated agents (one `agora-agent --simulate 10` process; each task ends at once)"
+    } else {
+        "real agents with cgroups, a process per task"
+    };
+    report.push_str(&format!(
+        "### End-to-end throughput ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, `batch` example)\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+    ));
+}
+
 fn main() {
     let quick = std::env::var("AGORA_BENCH_QUICK").is_ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -255,7 +360,15 @@ fn main() {
         .build()
         .unwrap();
     let mut report = String::new();
+    let only = std::env::var("AGORA_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
+        if only == "throughput" {
+            throughput(&mut report, quick, true).await;
+            throughput(&mut report, quick, false).await;
+            return;
+        }
+        throughput(&mut report, quick, true).await;
+        throughput(&mut report, quick, false).await;
         launch_latency(&mut report, quick).await;
         simulation(&mut report, quick).await;
     });

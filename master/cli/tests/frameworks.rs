@@ -513,3 +513,90 @@ async fn a_framework_restarted_with_its_id_keeps_its_running_tasks() {
     let state = cluster.http_state().unwrap();
     assert_eq!(state["tasks"].as_array().unwrap().len(), 4, "{state}");
 }
+
+/// (task id, state) of every task in the leader's `/state`, sorted.
+fn task_states(cluster: &Cluster) -> Vec<(String, String)> {
+    let state = cluster.http_state().unwrap_or_default();
+    let mut v: Vec<(String, String)> = state["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or("").to_string(),
+                t["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn wait_tasks(cluster: &Cluster, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = task_states(cluster);
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "want {want:?}, have {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_example_relaunches_a_failed_instance() {
+    let (cluster, _agents) = start_cluster(1, "cpus:2;mem:1024;disk:1000");
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    cluster.wait_active_agents(1, Duration::from_secs(20)).await;
+    let pids = tempfile::tempdir().unwrap();
+    let command = format!(
+        "echo $$ > {}/$AGORA_TASK_ID; exec sleep 600",
+        pids.path().display()
+    );
+    let mut service = Command::new(example("agora-driver", "service"))
+        .args(["--masters", &cluster.addrs().join(",")])
+        .args([
+            "--name",
+            "svc",
+            "--instances",
+            "2",
+            "--cpus",
+            "0.5",
+            "--mem",
+            "32",
+            "--",
+        ])
+        .arg(&command)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_tasks(
+        &cluster,
+        &[("svc-0.0", "TASK_RUNNING"), ("svc-1.0", "TASK_RUNNING")],
+    )
+    .await;
+    // Instance 0's process dies: it is launched again as its next generation.
+    let pid: u32 = std::fs::read_to_string(pids.path().join("svc-0.0"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(pid, libc::SIGKILL);
+    wait_tasks(
+        &cluster,
+        &[
+            ("svc-0.0", "TASK_FAILED"),
+            ("svc-0.1", "TASK_RUNNING"),
+            ("svc-1.0", "TASK_RUNNING"),
+        ],
+    )
+    .await;
+    let _ = service.kill();
+    let _ = service.wait();
+}
