@@ -38,22 +38,7 @@ fn start(agents: usize) -> (Cluster, Vec<AgentNode>) {
 }
 
 async fn wait_agents(cluster: &Cluster, n: usize) {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = cluster.http_state() {
-            let active = s["agents"]
-                .as_array()
-                .map(|a| a.iter().filter(|x| x["active"] == true).count());
-            if active == Some(n) {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "agents did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.wait_active_agents(n, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
