@@ -204,7 +204,18 @@ impl Scheduler for Batch {
             if tasks.is_empty() {
                 h.decline(vec![offer.id.clone()], None);
             } else {
-                h.accept(vec![offer.id.clone()], tasks, None);
+                let ids: Vec<String> = tasks.iter().map(|t| t.task_id.clone()).collect();
+                let accepted = h.accept(vec![offer.id.clone()], tasks, None);
+                let h = h.clone();
+                tokio::spawn(async move {
+                    if !matches!(accepted.await, Ok(Ok(()))) {
+                        // The leader may have gone down with the accept in flight, applied
+                        // or not: ask. Tasks it never recorded come back "unknown task"
+                        // and are launched again under the same id, which the master
+                        // never accepts twice.
+                        h.reconcile(ids);
+                    }
+                });
             }
         }
         if self.pending.is_empty() && !self.suppressed {
@@ -241,6 +252,17 @@ impl Scheduler for Batch {
             }
         }
         if self.done.contains(&task) || status.task_id != self.attempt_id(task) {
+            return;
+        }
+        if status.uuid.is_empty() && status.message == "unknown task" {
+            // The answer to reconciling a launch whose accept failed: it never happened.
+            if !self.pending.contains(&task) {
+                self.pending.push_back(task);
+                if self.suppressed {
+                    self.suppressed = false;
+                    h.revive();
+                }
+            }
             return;
         }
         match status.state.as_str() {
@@ -281,6 +303,13 @@ impl Scheduler for Batch {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => {

@@ -87,16 +87,25 @@ fn endpoint(addr: &str, policy: &RetryPolicy) -> Result<Channel, DriverError> {
 
 /// Whether a status means "ask another master" rather than a real answer.
 fn is_retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
-    )
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
+        // The connection broke mid-call (e.g. the leader was killed): tonic reports the
+        // transport failure as Unknown, with the error as its source. A status the
+        // server sent has no source.
+        Code::Unknown => std::error::Error::source(status).is_some(),
+        _ => false,
+    }
 }
 
 impl MasterClient {
     /// A client over `masters` (HOST:PORT each), any or all of the quorum.
     pub fn new(masters: Vec<String>) -> Result<Self, DriverError> {
         Self::with_policy(masters, RetryPolicy::default())
+    }
+
+    /// How this client retries.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
     pub fn with_policy(masters: Vec<String>, policy: RetryPolicy) -> Result<Self, DriverError> {
@@ -256,5 +265,29 @@ impl MasterClient {
                 backoff = (backoff * 2).min(self.policy.max_backoff);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Broken;
+    impl std::fmt::Display for Broken {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection reset mid-call")
+        }
+    }
+    impl std::error::Error for Broken {}
+
+    #[test]
+    fn a_call_cut_by_a_broken_connection_is_retried_but_a_server_error_is_not() {
+        let local = Status::from_error(Box::new(Broken));
+        assert_eq!(local.code(), Code::Unknown);
+        assert!(is_retryable(&local), "{local:?}");
+        assert!(!is_retryable(&Status::unknown("the server said so")));
+        assert!(!is_retryable(&Status::invalid_argument("tasks[0]")));
+        assert!(is_retryable(&Status::unavailable("not the leader")));
     }
 }

@@ -85,6 +85,9 @@ struct Shared {
     client: MasterClient,
     framework_id: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
+    /// Counts subscriptions; odd while one is live. Calls wait for a live one: after a
+    /// failover the new leader refuses calls of a framework until it subscribes again.
+    subscription: watch::Sender<u64>,
 }
 
 /// Cloneable handle for a framework's calls.
@@ -118,8 +121,32 @@ impl SchedulerHandle {
             + Send,
     {
         let shared = self.shared.clone();
+        let mut f = f;
         tokio::spawn(async move {
-            let r = shared.client.call(f).await.map(|_| ());
+            let mut subscription = shared.subscription.subscribe();
+            let mut refused_as_unsubscribed = 0;
+            let r = loop {
+                // Wait (a while) for a live subscription; then call anyway, so that a
+                // framework that cannot subscribe gets the master's reason.
+                let deadline = shared.client.policy().deadline;
+                let live = subscription.wait_for(|n| n % 2 == 1);
+                let _ = tokio::time::timeout(deadline, live).await;
+                let seen = *subscription.borrow();
+                match shared.client.call(&mut f).await {
+                    // The master dropped the subscription before the driver noticed
+                    // (a failover): retry once the driver has subscribed again.
+                    Err(DriverError::Rejected(status))
+                        if status.code() == tonic::Code::FailedPrecondition
+                            && status.message().contains("not subscribed")
+                            && refused_as_unsubscribed < 3 =>
+                    {
+                        refused_as_unsubscribed += 1;
+                        let next = subscription.wait_for(|n| *n > seen && n % 2 == 1);
+                        let _ = tokio::time::timeout(shared.client.policy().deadline, next).await;
+                    }
+                    r => break r.map(|_| ()),
+                }
+            };
             if let Err(e) = &r {
                 tracing::warn!(call = what, error = %e, "scheduler call failed");
             }
@@ -307,6 +334,7 @@ impl SchedulerDriver {
             },
         )?;
         let (stop, _) = watch::channel(false);
+        let (subscription, _) = watch::channel(0);
         let framework_id = (!framework.id.is_empty()).then(|| framework.id.clone());
         Ok(SchedulerDriver {
             framework,
@@ -316,6 +344,7 @@ impl SchedulerDriver {
                     client,
                     framework_id: Mutex::new(framework_id),
                     stop,
+                    subscription,
                 }),
             },
         })
@@ -390,6 +419,11 @@ impl SchedulerDriver {
                             .framework_id
                             .lock()
                             .unwrap_or_else(|p| p.into_inner()) = Some(s.framework_id.clone());
+                        h.shared.subscription.send_modify(|n| {
+                            if *n % 2 == 0 {
+                                *n += 1
+                            }
+                        });
                         if subscribed_before {
                             scheduler.reregistered(&h);
                         } else {
@@ -414,6 +448,11 @@ impl SchedulerDriver {
                     }
                 }
             }
+            h.shared.subscription.send_modify(|n| {
+                if *n % 2 == 1 {
+                    *n += 1
+                }
+            });
             scheduler.disconnected(&h);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -168,6 +168,35 @@ pub struct Cluster {
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
+impl Drop for Cluster {
+    /// A failing test with `AGORA_KEEP_LOGS=DIR` set leaves every node's log in DIR.
+    fn drop(&mut self) {
+        let Some(keep) = std::env::var_os("AGORA_KEEP_LOGS") else {
+            return;
+        };
+        if !std::thread::panicking() {
+            return;
+        }
+        let dest = PathBuf::from(keep).join(format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
+        let _ = std::fs::create_dir_all(&dest);
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let _ = std::fs::copy(e.path(), dest.join(e.file_name()));
+                }
+            }
+        }
+        eprintln!("logs kept in {}", dest.display());
+    }
+}
+
 impl Cluster {
     /// Starts `n` replicas with ids 1..=n forming one quorum.
     pub fn start(n: usize) -> Cluster {

@@ -30,6 +30,7 @@ use crate::api::now_ms;
 use crate::convert::{self, invalid};
 use crate::leader::WriteError;
 use crate::Master;
+use tracing::Instrument;
 
 /// Seconds between heartbeats on a subscription.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -40,6 +41,9 @@ pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 /// How long a new leader waits for a registered framework to subscribe again before it
 /// counts it as disconnected (and its failover timeout starts).
 pub const RESUBSCRIBE_GRACE: Duration = Duration::from_secs(10);
+/// Status updates kept for a framework that is not subscribed, until it is (oldest
+/// dropped beyond this).
+const MAX_UNDELIVERED: usize = 10_000;
 
 type EventTx = mpsc::Sender<Result<pb::Event, Status>>;
 
@@ -58,6 +62,10 @@ struct Inner {
     suppressed: std::collections::HashSet<FrameworkId>,
     /// Registered-as-active frameworks this leader has not seen subscribe, since when (ms).
     unsubscribed_since: HashMap<FrameworkId, u64>,
+    /// Status updates the master generated (TASK_DROPPED, reconciliation answers) while
+    /// the framework had no subscription, e.g. between a failover and its re-subscribing:
+    /// nobody retries those, so they wait here and go out when it subscribes.
+    undelivered: HashMap<FrameworkId, std::collections::VecDeque<pb::Event>>,
     /// When this leader committed each task's launch, until its TASK_RUNNING is committed.
     launched_at: HashMap<(FrameworkId, TaskId), Instant>,
 }
@@ -85,12 +93,28 @@ impl Frameworks {
     }
 
     /// Sends an event to a subscribed framework; false if it has no live subscription.
+    /// A status update the master generated itself (no uuid: the agent will not resend
+    /// it) is kept for the framework's next subscription instead.
     pub fn send(&self, framework: &FrameworkId, event: pb::event::Kind) -> bool {
-        let inner = self.lock();
-        inner
-            .sessions
-            .get(framework)
-            .is_some_and(|s| s.tx.try_send(Ok(pb::Event { kind: Some(event) })).is_ok())
+        let mut inner = self.lock();
+        let event = pb::Event { kind: Some(event) };
+        let sent = match inner.sessions.get(framework) {
+            Some(s) => match s.tx.try_send(Ok(event)) {
+                Ok(()) => return true,
+                Err(e) => e.into_inner().ok(),
+            },
+            None => Some(event),
+        };
+        if let Some(event) = sent {
+            if matches!(&event.kind, Some(pb::event::Kind::Update(u)) if u.uuid.is_empty()) {
+                let queue = inner.undelivered.entry(framework.clone()).or_default();
+                if queue.len() >= MAX_UNDELIVERED {
+                    queue.pop_front();
+                }
+                queue.push_back(event);
+            }
+        }
+        false
     }
 
     /// Sends an event to every subscribed framework.
@@ -116,6 +140,7 @@ impl Frameworks {
         inner.filters.clear();
         inner.suppressed.clear();
         inner.unsubscribed_since.clear();
+        inner.undelivered.clear();
         inner.launched_at.clear();
     }
 }
@@ -237,8 +262,9 @@ impl Scheduler for SchedulerApi {
             }
             id
         };
+        // Never hold a span's enter guard across an await: the task may resume on another
+        // thread, and a span left entered on the first one crashed tracing in a failover.
         let span = tracing::info_span!("subscribe", framework = %id, term = view.term);
-        let _e = span.enter();
         self.master
             .write(Command::RegisterFramework {
                 info: FrameworkInfo {
@@ -250,13 +276,24 @@ impl Scheduler for SchedulerApi {
                 },
                 now_ms: now_ms(),
             })
+            .instrument(span.clone())
             .await?;
+        let _e = span.enter();
         let (tx, rx) = mpsc::channel(4096);
         let serial = {
             let mut inner = self.master.frameworks.lock();
             inner.next_serial += 1;
             let serial = inner.next_serial;
             inner.unsubscribed_since.remove(&id);
+            let _ = tx.try_send(Ok(pb::Event {
+                kind: Some(pb::event::Kind::Subscribed(pb::Subscribed {
+                    framework_id: id.to_string(),
+                    heartbeat_interval_seconds: HEARTBEAT.as_secs_f64(),
+                })),
+            }));
+            for event in inner.undelivered.remove(&id).unwrap_or_default() {
+                let _ = tx.try_send(Ok(event));
+            }
             if let Some(old) = inner.sessions.insert(
                 id.clone(),
                 Session {
@@ -270,12 +307,6 @@ impl Scheduler for SchedulerApi {
             }
             serial
         };
-        let _ = tx.try_send(Ok(pb::Event {
-            kind: Some(pb::event::Kind::Subscribed(pb::Subscribed {
-                framework_id: id.to_string(),
-                heartbeat_interval_seconds: HEARTBEAT.as_secs_f64(),
-            })),
-        }));
         // Offers still outstanding (e.g. made before a failover) remain valid.
         let outstanding: Vec<Offer> = self.master.registry.read(|reg| {
             reg.offers()
@@ -385,7 +416,6 @@ impl Scheduler for SchedulerApi {
             });
         }
         let span = tracing::info_span!("accept", framework = %framework, tasks = specs.len());
-        let _e = span.enter();
         // What the offers hold, to return the unused part to the allocator's pool.
         let offers: Vec<Offer> = self.master.registry.read(|reg| {
             offer_ids
@@ -401,7 +431,9 @@ impl Scheduler for SchedulerApi {
                 tasks: specs.clone(),
                 now_ms: now_ms(),
             })
+            .instrument(span.clone())
             .await;
+        let _e = span.enter();
         match result {
             Ok(_) => {
                 let agent = offers[0].agent_id.clone();
@@ -452,9 +484,28 @@ impl Scheduler for SchedulerApi {
                 Ok(Response::new(pb::CallReply {}))
             }
             Err(WriteError::Rejected(reason)) => {
-                // Never run: each task is dropped, with the reason.
+                // Never run: each task is dropped, with the reason. Except when the offer
+                // is gone because this very accept was applied already (the driver retried
+                // it after the leader died mid-call): those tasks exist and their state is
+                // the answer, not a TASK_DROPPED for a task that runs.
                 tracing::info!(%reason, "accept refused; tasks dropped");
-                for s in &specs {
+                let applied_before: Vec<Option<pb::event::Kind>> =
+                    self.master.registry.read(|reg| {
+                        specs
+                            .iter()
+                            .map(|s| match reason {
+                                Rejection::UnknownOffer(_) => reg
+                                    .task(&framework, &s.id)
+                                    .map(|t| status_of(t, String::new())),
+                                _ => None,
+                            })
+                            .collect()
+                    });
+                for (s, existing) in specs.iter().zip(applied_before) {
+                    if let Some(status) = existing {
+                        self.master.frameworks.send(&framework, status);
+                        continue;
+                    }
                     self.master.frameworks.send(
                         &framework,
                         pb::event::Kind::Update(pb::TaskStatus {
@@ -747,7 +798,9 @@ async fn remove_framework(
             now_ms: now_ms(),
         })
         .await?;
-    if let Some(s) = master.frameworks.lock().sessions.remove(framework) {
+    let mut inner = master.frameworks.lock();
+    inner.undelivered.remove(framework);
+    if let Some(s) = inner.sessions.remove(framework) {
         let _ = s.tx.try_send(Err(Status::failed_precondition(format!(
             "framework removed: {why}"
         ))));
@@ -901,28 +954,9 @@ fn rebuild(master: &Master, now: u64) -> Allocator {
                 alloc.set_agent_active(&a.info.id, false);
             }
         }
-        // What each framework holds on each agent (live tasks and outstanding offers),
-        // for its DRF share.
-        let mut holdings: HashMap<FrameworkId, BTreeMap<AgentId, agora_registry::Resources>> =
-            HashMap::new();
-        for t in reg.tasks().filter(|t| !t.state.is_terminal()) {
-            holdings
-                .entry(t.framework_id.clone())
-                .or_default()
-                .entry(t.agent_id.clone())
-                .or_default()
-                .add(&t.resources);
-        }
-        for o in reg.offers() {
-            holdings
-                .entry(o.framework_id.clone())
-                .or_default()
-                .entry(o.agent_id.clone())
-                .or_default()
-                .add(&o.resources);
-        }
         for f in reg.frameworks() {
-            let held = holdings.remove(&f.info.id).unwrap_or_default();
+            // What it holds on each agent (live tasks and outstanding offers), for DRF.
+            let held = reg.framework_holdings(&f.info.id);
             alloc.add_framework(f.info.id.clone(), f.info.role.clone(), held);
             let subscribed = master.frameworks.is_subscribed(&f.info.id);
             if f.status != FrameworkStatus::Active || !subscribed {

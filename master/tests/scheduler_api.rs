@@ -675,6 +675,40 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     let offers = a.offers().await;
     let offer_rest = offers[0].id.clone();
     assert_eq!(scalar_of(&offers[0].resources, "cpus"), Some(1.5));
+
+    // 6a': the same accept delivered again (a driver retrying after the leader died before
+    // replying): its offer is used up, but the task exists, so the answer is the task's
+    // state, not a TASK_DROPPED for a task that runs.
+    accept(
+        &client,
+        &a.id,
+        &[&offer_a],
+        vec![task("original", "original", 0.5, 64.0, "sleep 30")],
+        None,
+    )
+    .await
+    .unwrap();
+    let answer = loop {
+        let u = a.update("original").await;
+        if u.uuid.is_empty() {
+            break u;
+        }
+        // The task's own updates, acknowledged so the agent goes on sending them.
+        let req = pb::AcknowledgeRequest {
+            framework_id: a.id.clone(),
+            task_id: u.task_id.clone(),
+            uuid: u.uuid.clone(),
+        };
+        client
+            .call(|ch| {
+                let req = req.clone();
+                async move { SchedulerClient::new(ch).acknowledge(req).await }
+            })
+            .await
+            .unwrap();
+    };
+    assert_ne!(answer.state, "TASK_DROPPED", "{answer:?}");
+
     accept(
         &client,
         &a.id,

@@ -29,7 +29,12 @@ pub struct Registry {
     /// Derived from `data.tasks` and `data.offers`; never serialized, rebuilt on load.
     agent_alloc: BTreeMap<AgentId, Allocation>,
     framework_alloc: BTreeMap<FrameworkId, Allocation>,
+    /// Used plus offered, per framework per agent: what the allocator needs for DRF
+    /// without walking every task (finished ones included) each cycle.
+    holdings: Holdings,
 }
+
+type Holdings = BTreeMap<FrameworkId, BTreeMap<AgentId, Resources>>;
 
 /// What a snapshot holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,6 +129,13 @@ impl Registry {
         self.agent_alloc.get(id).cloned().unwrap_or_default()
     }
 
+    /// What a framework holds (live tasks and outstanding offers) on each agent.
+    pub fn framework_holdings(&self, id: &FrameworkId) -> BTreeMap<AgentId, Resources> {
+        let mut held = self.holdings.get(id).cloned().unwrap_or_default();
+        held.retain(|_, r| !r.is_empty());
+        held
+    }
+
     /// Used and offered resources of a framework.
     pub fn framework_allocation(&self, id: &FrameworkId) -> Allocation {
         self.framework_alloc.get(id).cloned().unwrap_or_default()
@@ -206,6 +218,7 @@ impl Registry {
                 }
                 self.data.frameworks.remove(id);
                 self.framework_alloc.remove(id);
+                self.holdings.remove(id);
                 Ok(())
             }
             Command::AddOffers { offers } => self.add_offers(offers),
@@ -413,6 +426,7 @@ impl Registry {
                 .or_default()
                 .offered
                 .add(&offer.resources);
+            self.hold(&offer.framework_id, &offer.agent_id, &offer.resources);
             self.data.offers.insert(offer.id.clone(), offer.clone());
         }
         Ok(())
@@ -509,6 +523,30 @@ impl Registry {
             if let Some(a) = self.framework_alloc.get_mut(&offer.framework_id) {
                 a.offered = a.offered.saturating_sub(&offer.resources);
             }
+            self.release(&offer.framework_id, &offer.agent_id, &offer.resources);
+        }
+    }
+
+    fn hold(&mut self, framework: &FrameworkId, agent: &AgentId, resources: &Resources) {
+        self.holdings
+            .entry(framework.clone())
+            .or_default()
+            .entry(agent.clone())
+            .or_default()
+            .add(resources);
+    }
+
+    fn release(&mut self, framework: &FrameworkId, agent: &AgentId, resources: &Resources) {
+        if let Some(by_agent) = self.holdings.get_mut(framework) {
+            if let Some(r) = by_agent.get_mut(agent) {
+                *r = r.saturating_sub(resources);
+                if r.is_empty() {
+                    by_agent.remove(agent);
+                }
+            }
+            if by_agent.is_empty() {
+                self.holdings.remove(framework);
+            }
         }
     }
 
@@ -596,6 +634,7 @@ impl Registry {
             .or_default()
             .used
             .add(&task.resources);
+        self.hold(&task.framework_id, &task.agent_id, &task.resources);
     }
 
     fn remove_used(&mut self, task: &Task) {
@@ -605,12 +644,39 @@ impl Registry {
         if let Some(a) = self.framework_alloc.get_mut(&task.framework_id) {
             a.used = a.used.saturating_sub(&task.resources);
         }
+        self.release(&task.framework_id, &task.agent_id, &task.resources);
     }
 
     fn rebuild_allocations(&mut self) {
         let (agents, frameworks) = self.computed_allocations();
         self.agent_alloc = agents;
         self.framework_alloc = frameworks;
+        self.holdings = self.computed_holdings();
+    }
+
+    /// Holdings recomputed from scratch from tasks and offers.
+    fn computed_holdings(&self) -> Holdings {
+        let mut holdings = Holdings::new();
+        let live = self.tasks().filter(|t| !t.state.is_terminal());
+        let held = live
+            .map(|t| (&t.framework_id, &t.agent_id, &t.resources))
+            .chain(
+                self.data
+                    .offers
+                    .values()
+                    .map(|o| (&o.framework_id, &o.agent_id, &o.resources)),
+            );
+        for (f, a, r) in held {
+            if !r.is_empty() {
+                holdings
+                    .entry(f.clone())
+                    .or_default()
+                    .entry(a.clone())
+                    .or_default()
+                    .add(r);
+            }
+        }
+        holdings
     }
 
     /// Allocations recomputed from scratch from tasks and offers.
@@ -659,6 +725,9 @@ impl Registry {
         }
         if nonempty(&frameworks) != nonempty(&self.framework_alloc) {
             return Err("framework allocation index differs from tasks and offers".into());
+        }
+        if self.computed_holdings() != self.holdings {
+            return Err("holdings index differs from tasks and offers".into());
         }
         for (id, agent) in &self.data.agents {
             let a = agents.get(id).cloned().unwrap_or_default();
