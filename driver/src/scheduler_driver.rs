@@ -128,9 +128,13 @@ impl SchedulerHandle {
             let r = loop {
                 // Wait (a while) for a live subscription; then call anyway, so that a
                 // framework that cannot subscribe gets the master's reason.
+                // (Not once the driver is stopped: then no subscription will come.)
+                let stopped = *shared.stop.borrow();
                 let deadline = shared.client.policy().deadline;
-                let live = subscription.wait_for(|n| n % 2 == 1);
-                let _ = tokio::time::timeout(deadline, live).await;
+                if !stopped {
+                    let live = subscription.wait_for(|n| n % 2 == 1);
+                    let _ = tokio::time::timeout(deadline, live).await;
+                }
                 let seen = *subscription.borrow();
                 match shared.client.call(&mut f).await {
                     // The master dropped the subscription before the driver noticed
@@ -138,7 +142,8 @@ impl SchedulerHandle {
                     Err(DriverError::Rejected(status))
                         if status.code() == tonic::Code::FailedPrecondition
                             && status.message().contains("not subscribed")
-                            && refused_as_unsubscribed < 3 =>
+                            && refused_as_unsubscribed < 3
+                            && !stopped =>
                     {
                         refused_as_unsubscribed += 1;
                         let next = subscription.wait_for(|n| *n > seen && n % 2 == 1);

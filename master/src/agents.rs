@@ -29,6 +29,9 @@ use crate::Master;
 
 type Outbound = mpsc::Sender<Result<pb::MasterMessage, Status>>;
 
+/// Status updates of one agent session being recorded at once (more wait in the stream).
+const MAX_UPDATES_IN_FLIGHT: usize = 256;
+
 struct Session {
     /// Distinguishes a replaced session from its successor.
     serial: u64,
@@ -160,25 +163,42 @@ impl AgentGateway for AgentGatewayApi {
         let master = self.master.clone();
         tokio::spawn(
             async move {
-                while let Some(msg) = inbound.next().await {
-                    let Ok(msg) = msg else { break };
-                    master.agents.seen(&agent_id);
-                    match msg.kind {
-                        Some(pb::agent_message::Kind::Pong(_)) => {}
-                        Some(pb::agent_message::Kind::Update(u)) => {
-                            if let Err(status) = handle_update(&master, &agent_id, u, &tx).await {
+                // Updates are recorded concurrently: each waits for its own commit, and
+                // the leader batches concurrent writes into shared log entries. The agent
+                // keeps at most one update per task in flight, so a task's updates still
+                // apply in order.
+                let mut updates = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        msg = inbound.next(), if updates.len() < MAX_UPDATES_IN_FLIGHT => {
+                            let Some(Ok(msg)) = msg else { break };
+                            master.agents.seen(&agent_id);
+                            match msg.kind {
+                                Some(pb::agent_message::Kind::Pong(_)) => {}
+                                Some(pb::agent_message::Kind::Update(u)) => {
+                                    let (master, agent_id, tx) =
+                                        (master.clone(), agent_id.clone(), tx.clone());
+                                    updates.spawn(
+                                        async move { handle_update(&master, &agent_id, u, &tx).await }
+                                            .in_current_span(),
+                                    );
+                                }
+                                Some(pb::agent_message::Kind::ExecutorMessage(mut m)) => {
+                                    // Best effort, as in Mesos: dropped if the framework is not subscribed.
+                                    if let Ok(f) = FrameworkId::new(m.framework_id.clone()) {
+                                        m.agent_id = agent_id.to_string();
+                                        master.frameworks.send(&f, pb::event::Kind::Message(m));
+                                    }
+                                }
+                                Some(pb::agent_message::Kind::Hello(_)) | None => {}
+                            }
+                        }
+                        Some(done) = updates.join_next(), if !updates.is_empty() => {
+                            if let Ok(Err(status)) = done {
                                 let _ = tx.send(Err(status)).await;
                                 break;
                             }
                         }
-                        Some(pb::agent_message::Kind::ExecutorMessage(mut m)) => {
-                            // Best effort, as in Mesos: dropped if the framework is not subscribed.
-                            if let Ok(f) = FrameworkId::new(m.framework_id.clone()) {
-                                m.agent_id = agent_id.to_string();
-                                master.frameworks.send(&f, pb::event::Kind::Message(m));
-                            }
-                        }
-                        Some(pb::agent_message::Kind::Hello(_)) | None => {}
                     }
                 }
                 let mut inner = master.agents.lock();
@@ -234,17 +254,31 @@ async fn handle_update(
             u.exit_code,
         )
     };
-    let result = master
-        .write(Command::UpdateTask {
-            framework_id: framework_id.clone(),
-            task_id: task_id.clone(),
-            state: recorded,
-            message,
-            exit_code,
-            now_ms: crate::api::now_ms(),
+    // Already recorded (a terminal state learnt early from `latest_state`, or an update
+    // sent again): nothing to commit, only to pass on.
+    let recorded_already = master.registry.read(|reg| {
+        reg.task(&framework_id, &task_id).is_some_and(|t| {
+            t.state.is_terminal()
+                && t.state == recorded
+                && (message.is_none() || t.message.is_some())
+                && (exit_code.is_none() || t.exit_code.is_some())
         })
-        .instrument(span)
-        .await;
+    });
+    let result = if recorded_already {
+        Ok(0)
+    } else {
+        master
+            .write(Command::UpdateTask {
+                framework_id: framework_id.clone(),
+                task_id: task_id.clone(),
+                state: recorded,
+                message,
+                exit_code,
+                now_ms: crate::api::now_ms(),
+            })
+            .instrument(span)
+            .await
+    };
     match result {
         Ok(_) => {
             if recorded.is_terminal() {

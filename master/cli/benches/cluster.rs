@@ -8,7 +8,8 @@
 //! 3. End-to-end throughput: the `batch` example runs 2,000 `true` tasks on 10 real agents.
 //!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
-//! AGORA_BENCH_ONLY=throughput for the third alone).
+//! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
+//! its simulated-agent half).
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -362,6 +363,10 @@ fn main() {
     let mut report = String::new();
     let only = std::env::var("AGORA_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
+        if only == "throughput-simulated" {
+            throughput(&mut report, quick, true).await;
+            return;
+        }
         if only == "throughput" {
             throughput(&mut report, quick, true).await;
             throughput(&mut report, quick, false).await;
