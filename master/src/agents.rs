@@ -8,7 +8,7 @@
 //! leave the pool). A newly elected leader counts every agent as heard from at the moment
 //! it became leader, so each gets a full timeout to find the new leader.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ use crate::leader::WriteError;
 use crate::Master;
 
 type Outbound = mpsc::Sender<Result<pb::MasterMessage, Status>>;
+
+/// A task's updates are handled one at a time: (framework id, task id).
+type UpdateKey = (String, String);
 
 /// Status updates of one agent session being recorded at once (more wait in the stream).
 const MAX_UPDATES_IN_FLIGHT: usize = 256;
@@ -163,11 +166,19 @@ impl AgentGateway for AgentGatewayApi {
         let master = self.master.clone();
         tokio::spawn(
             async move {
-                // Updates are recorded concurrently: each waits for its own commit, and
-                // the leader batches concurrent writes into shared log entries. The agent
-                // keeps at most one update per task in flight, so a task's updates still
-                // apply in order.
+                // Updates of different tasks are recorded concurrently: each waits for
+                // its own commit, and the leader batches concurrent writes into shared log
+                // entries. A task's own updates (a resent copy included) are handled one
+                // after the other, in arrival order, so the framework gets them in order.
                 let mut updates = tokio::task::JoinSet::new();
+                let mut queued: HashMap<UpdateKey, VecDeque<pb::StatusUpdate>> = HashMap::new();
+                let spawn = |updates: &mut tokio::task::JoinSet<_>, key: UpdateKey, u| {
+                    let (master, agent_id, tx) = (master.clone(), agent_id.clone(), tx.clone());
+                    updates.spawn(
+                        async move { (key, handle_update(&master, &agent_id, u, &tx).await) }
+                            .in_current_span(),
+                    );
+                };
                 loop {
                     tokio::select! {
                         msg = inbound.next(), if updates.len() < MAX_UPDATES_IN_FLIGHT => {
@@ -176,12 +187,14 @@ impl AgentGateway for AgentGatewayApi {
                             match msg.kind {
                                 Some(pb::agent_message::Kind::Pong(_)) => {}
                                 Some(pb::agent_message::Kind::Update(u)) => {
-                                    let (master, agent_id, tx) =
-                                        (master.clone(), agent_id.clone(), tx.clone());
-                                    updates.spawn(
-                                        async move { handle_update(&master, &agent_id, u, &tx).await }
-                                            .in_current_span(),
-                                    );
+                                    let key = (u.framework_id.clone(), u.task_id.clone());
+                                    match queued.get_mut(&key) {
+                                        Some(waiting) => waiting.push_back(u),
+                                        None => {
+                                            queued.insert(key.clone(), VecDeque::new());
+                                            spawn(&mut updates, key, u);
+                                        }
+                                    }
                                 }
                                 Some(pb::agent_message::Kind::ExecutorMessage(mut m)) => {
                                     // Best effort, as in Mesos: dropped if the framework is not subscribed.
@@ -194,9 +207,22 @@ impl AgentGateway for AgentGatewayApi {
                             }
                         }
                         Some(done) = updates.join_next(), if !updates.is_empty() => {
-                            if let Ok(Err(status)) = done {
-                                let _ = tx.send(Err(status)).await;
-                                break;
+                            match done {
+                                Ok((key, Ok(()))) => {
+                                    match queued.get_mut(&key).and_then(VecDeque::pop_front) {
+                                        Some(next) => spawn(&mut updates, key, next),
+                                        None => {
+                                            queued.remove(&key);
+                                        }
+                                    }
+                                }
+                                Ok((_, Err(status))) => {
+                                    let _ = tx.send(Err(status)).await;
+                                    break;
+                                }
+                                // A handler that panicked: end the session; the agent
+                                // connects again and resends what is unacknowledged.
+                                Err(_) => break,
                             }
                         }
                     }

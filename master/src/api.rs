@@ -42,9 +42,13 @@ impl MasterService for MasterApi {
     ) -> Result<Response<pb::RegisterAgentReply>, Status> {
         let req = req.into_inner();
         let reported = req.tasks;
-        let info = convert::agent_info_from_proto(req.agent, || {
+        let mut info = convert::agent_info_from_proto(req.agent, || {
             AgentId::new(format!("{}-S", uuid::Uuid::new_v4())).expect("uuid ids are valid")
         })?;
+        if self.master.config.faults.inflate_resources {
+            tracing::warn!(agent = %info.id, "FAULT inflate-resources: registering twice its resources");
+            info.resources = info.resources.plus(&info.resources);
+        }
         let span =
             tracing::info_span!("register_agent", agent = %info.id, term = tracing::field::Empty);
         async {

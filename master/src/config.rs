@@ -29,6 +29,8 @@ pub struct Config {
     /// This replica joins an existing quorum through a membership change (added as a
     /// learner by an operator): it never initializes a cluster, whatever `peers` says.
     pub join: bool,
+    /// Deliberate bugs for the harness's self-test; always none in `agora-master`.
+    pub faults: crate::faults::Faults,
 }
 
 /// Raft timing.
@@ -182,6 +184,7 @@ mod tests {
 
     fn config(id: NodeId, peers: &str, advertise: &str) -> Config {
         Config {
+            faults: Default::default(),
             id,
             advertise: advertise.into(),
             peers: parse_peers(peers).unwrap(),

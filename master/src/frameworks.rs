@@ -466,15 +466,31 @@ impl Scheduler for SchedulerApi {
                         }
                     }
                 }
-                self.master.agents.send(
-                    &agent,
-                    pb::MasterMessage {
-                        kind: Some(pb::master_message::Kind::Launch(pb::LaunchTasks {
-                            framework_id: framework.to_string(),
-                            tasks: req.tasks,
-                        })),
-                    },
-                );
+                let launch = pb::MasterMessage {
+                    kind: Some(pb::master_message::Kind::Launch(pb::LaunchTasks {
+                        framework_id: framework.to_string(),
+                        tasks: req.tasks,
+                    })),
+                };
+                if self.master.config.faults.launch_twice {
+                    let other = self.master.registry.read(|reg| {
+                        reg.agents()
+                            .map(|a| a.info.id.clone())
+                            .find(|a| *a != agent)
+                    });
+                    if let Some(other) = other {
+                        tracing::warn!(agent = %other, "FAULT launch-twice: sending the launch to a second agent");
+                        self.master.agents.send(&other, launch.clone());
+                    }
+                }
+                static ACCEPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                if self.master.config.faults.drop_launches
+                    && ACCEPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4 == 3
+                {
+                    tracing::warn!(agent = %agent, "FAULT drop-launches: the launch is never sent");
+                } else {
+                    self.master.agents.send(&agent, launch);
+                }
                 self.master
                     .metrics
                     .tasks_launched
@@ -863,6 +879,19 @@ pub async fn allocation_loop(master: Master) {
             }
             was_leader = false;
             continue;
+        }
+        if !was_leader && master.config.faults.slow_failover {
+            tracing::warn!("FAULT slow-failover: waiting 8 s before the first allocation");
+            tokio::time::sleep(Duration::from_secs(8)).await;
+        }
+        if !was_leader && master.config.faults.forget_frameworks {
+            let all: Vec<FrameworkId> = master
+                .registry
+                .read(|reg| reg.frameworks().map(|f| f.info.id.clone()).collect());
+            for f in all {
+                tracing::warn!(framework = %f, "FAULT forget-frameworks: removing a registered framework");
+                let _ = remove_framework(&master, &f, "FAULT forget-frameworks").await;
+            }
         }
         if !was_leader {
             prefix = format!(

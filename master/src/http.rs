@@ -30,12 +30,22 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 
 async fn health(axum::extract::State(master): axum::extract::State<Master>) -> Response {
     let v = master.leader_view();
+    let mut role = v.role;
+    if master.config.faults.stale_leader {
+        // Self-test only: one process runs one master, so a static will do.
+        static LED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if v.is_leader {
+            LED.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else if LED.load(std::sync::atomic::Ordering::Relaxed) {
+            role = "leader";
+        }
+    }
     json_response(
         StatusCode::OK,
         json!({
             "status": "ok",
             "id": v.id,
-            "role": v.role,
+            "role": role,
             "leader": v.leader_address,
             "term": v.term,
         }),

@@ -149,7 +149,14 @@ impl Master {
             term: m.current_term,
             leader_id: m.current_leader,
             leader_address,
-            is_leader: m.state == ServerState::Leader && m.current_leader == Some(self.config.id),
+            // A new leader serves nothing until it has applied an entry of its own term
+            // (the blank one it commits when elected): before that its registry may lack
+            // entries the previous leader committed, and a read (a reconciliation answering
+            // "unknown task" for a task that was launched) would be stale.
+            is_leader: m.state == ServerState::Leader
+                && m.current_leader == Some(self.config.id)
+                && m.last_applied
+                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
         }
     }
 

@@ -12,8 +12,10 @@
 pub mod agents;
 pub mod api;
 pub mod bootstrap;
+pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod faults;
 pub mod frameworks;
 pub mod http;
 pub mod leader;

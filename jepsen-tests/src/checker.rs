@@ -1,0 +1,1216 @@
+//! The invariants a fault-injection run must keep, checked after the run on its record
+//! ([`RunData`]): no overcommitted agent, no task executed twice, no accepted task lost
+//! and updates delivered in order, acknowledged registrations durable, one leader per
+//! term, and progress soon after the final heal. [`check_all`] runs them all.
+//!
+//! What it owns: the meaning of "passed" for each invariant, and the shape of a
+//! [`Verdict`] (at most [`MAX_OFFENDING`] human-readable offending lines, each with the
+//! time in seconds and the ids involved).
+//!
+//! What it must not do: I/O, clock reads or talking to a cluster. Everything it judges is
+//! passed in; the same data always gives the same verdicts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{is_terminal, op, Event, EventType, HealthSample, StateSample};
+
+/// How many offending lines a [`Verdict`] keeps; its summary gives the total count.
+pub const MAX_OFFENDING: usize = 20;
+
+/// Slack for floating-point sums of resources.
+const RESOURCE_TOLERANCE: f64 = 1e-6;
+
+/// A task still `TASK_STAGING` at the end is fine only if launched this recently.
+const STAGING_GRACE_MS: u64 = 10_000;
+
+/// How soon after the final heal a newly launched task must make progress.
+const RECOVERY_DEADLINE_MS: u64 = 5_000;
+
+/// Everything a run left behind, as the checkers read it.
+#[derive(Clone, Debug, Default)]
+pub struct RunData {
+    /// Every process's events, merged and sorted by `t_ms`.
+    pub history: Vec<Event>,
+    pub health: Vec<HealthSample>,
+    pub states: Vec<StateSample>,
+    /// Task id -> how many times it executed (marker lines collected from the agents).
+    pub markers: BTreeMap<String, usize>,
+    /// The leader's full `/state` after the final heal and a settle period.
+    pub final_state: serde_json::Value,
+    /// When every fault was healed for good; `None`: no faults were injected.
+    pub final_heal_ms: Option<u64>,
+    pub end_ms: u64,
+}
+
+/// One checker's judgement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub name: String,
+    pub passed: bool,
+    /// One line: what was checked, how many violations, or the measurement.
+    pub summary: String,
+    /// The first [`MAX_OFFENDING`] violations, by time.
+    pub offending: Vec<String>,
+}
+
+/// One violation found by a checker, before formatting.
+struct Violation {
+    t_ms: u64,
+    text: String,
+}
+
+impl Violation {
+    fn new(t_ms: u64, text: String) -> Self {
+        Violation { t_ms, text }
+    }
+}
+
+impl Verdict {
+    /// A verdict that passes iff there are no violations; keeps the earliest ones.
+    fn from_violations(name: &str, mut violations: Vec<Violation>, summary: String) -> Verdict {
+        violations.sort_by_key(|v| v.t_ms);
+        Verdict {
+            name: name.to_string(),
+            passed: violations.is_empty(),
+            summary,
+            offending: violations
+                .iter()
+                .take(MAX_OFFENDING)
+                .map(|v| format!("t={} {}", secs(v.t_ms), v.text))
+                .collect(),
+        }
+    }
+}
+
+/// `t_ms` as seconds with millisecond precision, e.g. `12.345s`.
+pub fn secs(t_ms: u64) -> String {
+    format!("{}.{:03}s", t_ms / 1000, t_ms % 1000)
+}
+
+/// Runs every checker, in a fixed order.
+pub fn check_all(data: &RunData) -> Vec<Verdict> {
+    vec![
+        no_overcommit(data),
+        at_most_once(data),
+        no_lost_tasks(data),
+        durability(data),
+        one_leader_per_term(data),
+        recovery(data),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. no_overcommit
+
+/// In every state sample, on every agent, for every resource: what its non-terminal
+/// tasks hold plus what is offered out of it is at most its total.
+pub fn no_overcommit(data: &RunData) -> Verdict {
+    let mut violations = Vec::new();
+    let mut agent_samples = 0;
+    for sample in &data.states {
+        for agent in &sample.agents {
+            agent_samples += 1;
+            violations.extend(overcommitted_resources(sample.t_ms, agent));
+        }
+    }
+    let summary = format!(
+        "{} violations in {} agent samples ({} state samples)",
+        violations.len(),
+        agent_samples,
+        data.states.len()
+    );
+    Verdict::from_violations("no_overcommit", violations, summary)
+}
+
+/// The resources of one agent sample where tasks + offered exceed the total.
+fn overcommitted_resources(t_ms: u64, agent: &crate::history::AgentSample) -> Vec<Violation> {
+    let names: BTreeSet<&String> = agent
+        .total
+        .keys()
+        .chain(agent.tasks.keys())
+        .chain(agent.offered.keys())
+        .collect();
+    let amount = |m: &BTreeMap<String, f64>, name: &String| m.get(name).copied().unwrap_or(0.0);
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (tasks, offered) = (amount(&agent.tasks, name), amount(&agent.offered, name));
+            let total = amount(&agent.total, name);
+            (tasks + offered > total + RESOURCE_TOLERANCE).then(|| {
+                Violation::new(
+                    t_ms,
+                    format!(
+                        "agent {}: {name} tasks {tasks} + offered {offered} > total {total}",
+                        agent.id
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. at_most_once
+
+/// Every task executed at most once, and only tasks some framework tried to launch ran.
+pub fn at_most_once(data: &RunData) -> Verdict {
+    let launches = first_launch_invokes(&data.history);
+    let mut violations = Vec::new();
+    for (task, &count) in &data.markers {
+        let launched_ms = launches.get(task.as_str()).map(|e| e.t_ms);
+        if count > 1 {
+            let t = launched_ms.unwrap_or(data.end_ms);
+            violations.push(Violation::new(
+                t,
+                format!("task {task} executed {count} times"),
+            ));
+        }
+        if count > 0 && launched_ms.is_none() {
+            let text = format!("task {task} ran but never launched");
+            violations.push(Violation::new(data.end_ms, text));
+        }
+    }
+    let ran = data.markers.values().filter(|&&c| c > 0).count();
+    let summary = format!(
+        "{} violations among {} tasks that ran ({} launches invoked)",
+        violations.len(),
+        ran,
+        launches.len()
+    );
+    Verdict::from_violations("at_most_once", violations, summary)
+}
+
+/// Task id -> its first `launch` invoke.
+fn first_launch_invokes(history: &[Event]) -> BTreeMap<&str, &Event> {
+    let mut first = BTreeMap::new();
+    for e in history
+        .iter()
+        .filter(|e| e.is(EventType::Invoke, op::LAUNCH))
+    {
+        if let Some(task) = e.task.as_deref() {
+            first.entry(task).or_insert(e);
+        }
+    }
+    first
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. no_lost_tasks
+
+/// The parts of the final `/state` the checkers read.
+#[derive(Default)]
+struct FinalView {
+    /// Whether `final_state` was a JSON object at all.
+    available: bool,
+    agents: BTreeSet<String>,
+    frameworks: BTreeSet<String>,
+    /// Task id -> state name (empty when the entry had none).
+    tasks: BTreeMap<String, String>,
+}
+
+impl FinalView {
+    fn parse(state: &serde_json::Value) -> FinalView {
+        if !state.is_object() {
+            return FinalView::default();
+        }
+        let entries = |key: &str| -> Vec<serde_json::Value> {
+            state
+                .get(key)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let id_of = |v: &serde_json::Value| v.get("id").and_then(|i| i.as_str()).map(String::from);
+        let tasks = entries("tasks")
+            .iter()
+            .filter_map(|t| {
+                let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("");
+                id_of(t).map(|id| (id, state.to_string()))
+            })
+            .collect();
+        FinalView {
+            available: true,
+            agents: entries("agents").iter().filter_map(id_of).collect(),
+            frameworks: entries("frameworks").iter().filter_map(id_of).collect(),
+            tasks,
+        }
+    }
+}
+
+/// A launch the master accepted (or probably accepted), as the checkers need it.
+struct AcceptedLaunch<'a> {
+    /// The launch invoke's time (the outcome's time if the invoke is missing).
+    t_ms: u64,
+    framework: Option<&'a str>,
+    agent: Option<&'a str>,
+}
+
+impl AcceptedLaunch<'_> {
+    /// `task t1 (framework f1, agent a1)`.
+    fn describe(&self, task: &str) -> String {
+        format!(
+            "task {task} (framework {}, agent {})",
+            self.framework.unwrap_or("?"),
+            self.agent.unwrap_or("?")
+        )
+    }
+}
+
+/// Every task accepted by the master: its launch ended ok, or its outcome is unknown
+/// (info, or no outcome recorded) and the task later shows up in an update or in the
+/// final state. A launch that failed is not accepted.
+fn accepted_launches<'a>(
+    history: &'a [Event],
+    final_view: &FinalView,
+) -> BTreeMap<&'a str, AcceptedLaunch<'a>> {
+    let invokes = first_launch_invokes(history);
+    let updated: BTreeSet<&str> = history
+        .iter()
+        .filter(|e| e.f == op::UPDATE)
+        .filter_map(|e| e.task.as_deref())
+        .collect();
+    let seen = |task: &str| updated.contains(task) || final_view.tasks.contains_key(task);
+    let mut accepted = BTreeMap::new();
+    for (task, outcome) in launch_outcomes(history, &invokes) {
+        let ok = outcome.is_some_and(|e| e.kind == EventType::Ok);
+        let unknown = outcome.is_none_or(|e| e.kind == EventType::Info);
+        if ok || (unknown && seen(task)) {
+            let first = invokes.get(task).copied().or(outcome);
+            accepted.insert(task, accepted_launch(first, outcome));
+        }
+    }
+    accepted
+}
+
+/// Task id -> the outcome event of its launch (ok, fail or info), `None` if only invoked.
+/// A definite outcome (ok or fail) wins over an earlier info.
+fn launch_outcomes<'a>(
+    history: &'a [Event],
+    invokes: &BTreeMap<&'a str, &'a Event>,
+) -> BTreeMap<&'a str, Option<&'a Event>> {
+    let mut outcomes: BTreeMap<&str, Option<&Event>> =
+        invokes.keys().map(|&task| (task, None)).collect();
+    for e in history
+        .iter()
+        .filter(|e| e.f == op::LAUNCH && e.kind != EventType::Invoke)
+    {
+        let Some(task) = e.task.as_deref() else {
+            continue;
+        };
+        let slot = outcomes.entry(task).or_insert(None);
+        if slot.is_none_or(|prev| prev.kind == EventType::Info) {
+            *slot = Some(e);
+        }
+    }
+    outcomes
+}
+
+fn accepted_launch<'a>(first: Option<&'a Event>, outcome: Option<&'a Event>) -> AcceptedLaunch<'a> {
+    let pick =
+        |f: fn(&'a Event) -> Option<&'a str>| first.and_then(f).or_else(|| outcome.and_then(f));
+    AcceptedLaunch {
+        t_ms: first.map_or(0, |e| e.t_ms),
+        framework: pick(|e| e.framework.as_deref()),
+        agent: pick(|e| e.agent.as_deref()),
+    }
+}
+
+/// Every accepted task ends terminal or live in the final state; no terminal state in
+/// the final state went unreported to its framework or disagrees with what it was told;
+/// and each task's in-order (non-reconcile) updates never go backwards.
+pub fn no_lost_tasks(data: &RunData) -> Verdict {
+    let final_view = FinalView::parse(&data.final_state);
+    if !final_view.available {
+        return final_state_unavailable("no_lost_tasks", data.end_ms);
+    }
+    let launches = accepted_launches(&data.history, &final_view);
+    let lost = lost_tasks(&launches, &final_view, data.end_ms);
+    let undelivered =
+        terminal_delivery_violations(&data.history, &launches, &final_view, data.end_ms);
+    let disordered = out_of_order_updates(&data.history);
+    let summary = format!(
+        "{} accepted launches: {} lost, {} terminal-state delivery violations, {} tasks with out-of-order updates",
+        launches.len(),
+        lost.len(),
+        undelivered.len(),
+        disordered.len()
+    );
+    let violations = lost
+        .into_iter()
+        .chain(undelivered)
+        .chain(disordered)
+        .collect();
+    Verdict::from_violations("no_lost_tasks", violations, summary)
+}
+
+/// A failing verdict for a checker that needs the final state when there is none.
+fn final_state_unavailable(name: &str, end_ms: u64) -> Verdict {
+    let text = "final state unavailable (not a JSON object)".to_string();
+    let summary = format!("cannot check: {text}");
+    Verdict::from_violations(name, vec![Violation::new(end_ms, text)], summary)
+}
+
+/// Whether a task in `state` is alive at the end, given when it was launched.
+fn is_live_at_end(state: &str, launched_ms: u64, end_ms: u64) -> bool {
+    match state {
+        "TASK_RUNNING" | "TASK_STARTING" | "TASK_KILLING" => true,
+        "TASK_STAGING" => end_ms.saturating_sub(launched_ms) < STAGING_GRACE_MS,
+        _ => false,
+    }
+}
+
+/// Accepted tasks that are neither terminal nor live in the final state.
+fn lost_tasks(
+    launches: &BTreeMap<&str, AcceptedLaunch>,
+    final_view: &FinalView,
+    end_ms: u64,
+) -> Vec<Violation> {
+    let mut lost = Vec::new();
+    for (&task, launch) in launches {
+        let why = match final_view.tasks.get(task) {
+            None => "missing from the final state".to_string(),
+            Some(state) if is_terminal(state) || is_live_at_end(state, launch.t_ms, end_ms) => {
+                continue
+            }
+            Some(state) if state.is_empty() => "in the final state without a state".to_string(),
+            Some(state) => format!("stuck in {state} in the final state"),
+        };
+        lost.push(Violation::new(
+            launch.t_ms,
+            format!("{} lost: {why}", launch.describe(task)),
+        ));
+    }
+    lost
+}
+
+/// Terminal states in the final state that no update carried to the framework, or that
+/// differ from the terminal state(s) the framework was told.
+fn terminal_delivery_violations(
+    history: &[Event],
+    launches: &BTreeMap<&str, AcceptedLaunch>,
+    final_view: &FinalView,
+    end_ms: u64,
+) -> Vec<Violation> {
+    let told = terminal_updates(history);
+    let mut violations = Vec::new();
+    for (task, final_state) in final_view.tasks.iter().filter(|(_, s)| is_terminal(s)) {
+        let launched_ms = launches.get(task.as_str()).map_or(end_ms, |l| l.t_ms);
+        let Some(updates) = told.get(task.as_str()) else {
+            let text =
+                format!("task {task}: terminal state {final_state} never reached the framework");
+            violations.push(Violation::new(launched_ms, text));
+            continue;
+        };
+        for &(t_ms, state) in updates.iter().filter(|(_, s)| s != final_state) {
+            let text = format!(
+                "task {task}: framework was told {state} but the final state says {final_state}"
+            );
+            violations.push(Violation::new(t_ms, text));
+        }
+    }
+    violations
+}
+
+/// Task id -> each distinct terminal state its updates (reconcile or not) carried, with
+/// the time of the first such update.
+fn terminal_updates(history: &[Event]) -> BTreeMap<&str, Vec<(u64, &str)>> {
+    let mut told: BTreeMap<&str, Vec<(u64, &str)>> = BTreeMap::new();
+    for e in history.iter().filter(|e| e.f == op::UPDATE) {
+        let (Some(task), Some(state)) = (e.task.as_deref(), e.state.as_deref()) else {
+            continue;
+        };
+        if !is_terminal(state) {
+            continue;
+        }
+        let states = told.entry(task).or_default();
+        if !states.iter().any(|&(_, s)| s == state) {
+            states.push((e.t_ms, state));
+        }
+    }
+    told
+}
+
+/// Where a state sits in a task's life, for ordering; `None`: ignored for ordering
+/// (`TASK_UNREACHABLE`, unknown names).
+fn state_rank(state: &str) -> Option<u8> {
+    match state {
+        "TASK_STAGING" => Some(0),
+        "TASK_STARTING" => Some(1),
+        "TASK_RUNNING" | "TASK_KILLING" => Some(2),
+        s if is_terminal(s) => Some(3),
+        _ => None,
+    }
+}
+
+/// Per task, the first place its non-reconcile updates go backwards or switch between
+/// two different terminal states (one violation per task).
+fn out_of_order_updates(history: &[Event]) -> Vec<Violation> {
+    let mut highest: BTreeMap<&str, (u8, &str)> = BTreeMap::new();
+    let mut flagged: BTreeSet<&str> = BTreeSet::new();
+    let mut violations = Vec::new();
+    for e in history.iter().filter(|e| e.f == op::UPDATE && !e.reconcile) {
+        let (Some(task), Some(state)) = (e.task.as_deref(), e.state.as_deref()) else {
+            continue;
+        };
+        let Some(rank) = state_rank(state) else {
+            continue;
+        };
+        if flagged.contains(task) {
+            continue;
+        }
+        let problem = match highest.get(task) {
+            Some(&(top, prev)) if rank < top => Some(format!("{state} after {prev}")),
+            Some(&(3, prev)) if rank == 3 && prev != state => Some(format!(
+                "two different terminal states, {prev} then {state}"
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            flagged.insert(task);
+            violations.push(Violation::new(
+                e.t_ms,
+                format!("task {task} updates out of order: {problem}"),
+            ));
+        } else if highest.get(task).is_none_or(|&(top, _)| rank > top) {
+            highest.insert(task, (rank, state));
+        }
+    }
+    violations
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. durability
+
+/// Every agent whose registration was acknowledged, and every framework whose
+/// subscription succeeded, is still known in the final state.
+pub fn durability(data: &RunData) -> Verdict {
+    let final_view = FinalView::parse(&data.final_state);
+    if !final_view.available {
+        return final_state_unavailable("durability", data.end_ms);
+    }
+    let agents = first_acknowledged(&data.history, op::REGISTER_AGENT, |e| e.agent.as_deref());
+    let frameworks = first_acknowledged(&data.history, op::SUBSCRIBE, |e| e.framework.as_deref());
+    let mut violations = missing(&agents, &final_view.agents, "agent", "registered");
+    violations.extend(missing(
+        &frameworks,
+        &final_view.frameworks,
+        "framework",
+        "subscribed",
+    ));
+    let summary = format!(
+        "{} of {} acknowledged agents and {} acknowledged frameworks missing from the final state",
+        violations.len(),
+        agents.len(),
+        frameworks.len()
+    );
+    Verdict::from_violations("durability", violations, summary)
+}
+
+/// Id -> time of the first ok event of operation `f`, the id taken by `id_of`.
+fn first_acknowledged<'a>(
+    history: &'a [Event],
+    f: &str,
+    id_of: impl Fn(&'a Event) -> Option<&'a str>,
+) -> BTreeMap<&'a str, u64> {
+    let mut first = BTreeMap::new();
+    for e in history.iter().filter(|e| e.is(EventType::Ok, f)) {
+        if let Some(id) = id_of(e) {
+            first.entry(id).or_insert(e.t_ms);
+        }
+    }
+    first
+}
+
+/// The acknowledged ids not in `known`.
+fn missing(
+    acknowledged: &BTreeMap<&str, u64>,
+    known: &BTreeSet<String>,
+    what: &str,
+    how: &str,
+) -> Vec<Violation> {
+    acknowledged
+        .iter()
+        .filter(|(id, _)| !known.contains(**id))
+        .map(|(id, &t)| {
+            Violation::new(
+                t,
+                format!("{what} {id} {how} but missing from the final state"),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. one_leader_per_term
+
+/// What the health samples of one term say.
+#[derive(Default)]
+struct TermView<'a> {
+    /// Node -> first time it reported itself leader in this term.
+    leaders: BTreeMap<u64, u64>,
+    /// Leader address -> first time a node reported it in this term.
+    addresses: BTreeMap<&'a str, u64>,
+}
+
+/// At most one node reports itself leader per term, and all nodes that name a leader
+/// within one term name the same address.
+pub fn one_leader_per_term(data: &RunData) -> Verdict {
+    let terms = term_views(&data.health);
+    let mut violations = Vec::new();
+    for (term, view) in &terms {
+        if let Some((t_ms, nodes)) = conflict(&view.leaders) {
+            let text = format!("term {term}: nodes {nodes} reported themselves leader");
+            violations.push(Violation::new(t_ms, text));
+        }
+        if let Some((t_ms, addresses)) = conflict(&view.addresses) {
+            let text = format!("term {term}: nodes named different leaders: {addresses}");
+            violations.push(Violation::new(t_ms, text));
+        }
+    }
+    let summary = format!(
+        "{} violations across {} terms ({} health samples)",
+        violations.len(),
+        terms.len(),
+        data.health.len()
+    );
+    Verdict::from_violations("one_leader_per_term", violations, summary)
+}
+
+/// Groups the answered health samples that carry a term by term.
+fn term_views(health: &[HealthSample]) -> BTreeMap<u64, TermView<'_>> {
+    let mut terms: BTreeMap<u64, TermView> = BTreeMap::new();
+    for s in health {
+        let Some(term) = s.term else { continue };
+        let view = terms.entry(term).or_default();
+        if s.role.as_deref() == Some("leader") {
+            let first = view.leaders.entry(s.node).or_insert(s.t_ms);
+            *first = (*first).min(s.t_ms);
+        }
+        if let Some(addr) = s.leader.as_deref() {
+            let first = view.addresses.entry(addr).or_insert(s.t_ms);
+            *first = (*first).min(s.t_ms);
+        }
+    }
+    terms
+}
+
+/// If more than one distinct value was seen: when the second one first appeared, and all
+/// of them joined by commas.
+fn conflict<K: std::fmt::Display>(seen: &BTreeMap<K, u64>) -> Option<(u64, String)> {
+    if seen.len() < 2 {
+        return None;
+    }
+    let mut times: Vec<u64> = seen.values().copied().collect();
+    times.sort_unstable();
+    let ids: Vec<String> = seen.keys().map(|k| k.to_string()).collect();
+    Some((times[1], ids.join(", ")))
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. recovery
+
+/// After the final heal, a task launched at or after it reaches `TASK_RUNNING` or
+/// `TASK_FINISHED` within [`RECOVERY_DEADLINE_MS`].
+pub fn recovery(data: &RunData) -> Verdict {
+    let name = "recovery";
+    let Some(heal) = data.final_heal_ms else {
+        let summary =
+            "passed trivially: no faults were injected, nothing to recover from".to_string();
+        return Verdict::from_violations(name, Vec::new(), summary);
+    };
+    let Some((t_ms, task)) = first_progress_after(&data.history, heal) else {
+        let text = format!(
+            "final heal at {}: no task launched after it reached TASK_RUNNING or TASK_FINISHED by the end ({})",
+            secs(heal),
+            secs(data.end_ms)
+        );
+        let summary = "no progress after the final heal".to_string();
+        return Verdict::from_violations(name, vec![Violation::new(heal, text)], summary);
+    };
+    let delay = t_ms.saturating_sub(heal);
+    let summary = format!(
+        "first progress {delay} ms after the final heal (task {task}; limit {RECOVERY_DEADLINE_MS} ms)"
+    );
+    let mut violations = Vec::new();
+    if delay > RECOVERY_DEADLINE_MS {
+        let text = format!(
+            "task {task} reached progress {delay} ms after the final heal at {}",
+            secs(heal)
+        );
+        violations.push(Violation::new(t_ms, text));
+    }
+    Verdict::from_violations(name, violations, summary)
+}
+
+/// The first `TASK_RUNNING` or `TASK_FINISHED` update (time, task) of a task whose launch
+/// was invoked at or after `heal_ms`.
+fn first_progress_after(history: &[Event], heal_ms: u64) -> Option<(u64, &str)> {
+    let launched_after: BTreeSet<&str> = history
+        .iter()
+        .filter(|e| e.is(EventType::Invoke, op::LAUNCH) && e.t_ms >= heal_ms)
+        .filter_map(|e| e.task.as_deref())
+        .collect();
+    history
+        .iter()
+        .filter(|e| e.f == op::UPDATE)
+        .filter(|e| matches!(e.state.as_deref(), Some("TASK_RUNNING" | "TASK_FINISHED")))
+        .filter_map(|e| Some((e.t_ms, e.task.as_deref()?)))
+        .filter(|(_, task)| launched_after.contains(task))
+        .min_by_key(|&(t, _)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::AgentSample;
+    use serde_json::json;
+
+    fn ev(t: u64, process: &str, kind: EventType, f: &str) -> Event {
+        Event::new(t, process, kind, f)
+    }
+
+    fn launch(t: u64, kind: EventType, task: &str) -> Event {
+        ev(t, "fw-a", kind, op::LAUNCH)
+            .task(task)
+            .framework("f1")
+            .agent("a1")
+    }
+
+    fn update(t: u64, task: &str, state: &str) -> Event {
+        ev(t, "fw-a", EventType::Info, op::UPDATE)
+            .task(task)
+            .framework("f1")
+            .agent("a1")
+            .state(state)
+    }
+
+    fn reconciled(t: u64, task: &str, state: &str) -> Event {
+        update(t, task, state).reconcile(true)
+    }
+
+    fn final_with_tasks(tasks: &[(&str, &str)]) -> serde_json::Value {
+        let tasks: Vec<_> = tasks
+            .iter()
+            .map(|(id, state)| json!({"id": id, "framework_id": "f1", "agent_id": "a1", "state": state}))
+            .collect();
+        json!({"leader": "m1:5050", "term": 3, "agents": [{"id": "a1"}], "frameworks": [{"id": "f1"}], "tasks": tasks})
+    }
+
+    fn data(history: Vec<Event>, final_state: serde_json::Value) -> RunData {
+        RunData {
+            history,
+            final_state,
+            end_ms: 100_000,
+            ..RunData::default()
+        }
+    }
+
+    fn with_states(states: Vec<StateSample>) -> RunData {
+        RunData {
+            states,
+            ..RunData::default()
+        }
+    }
+
+    fn with_health(health: Vec<HealthSample>) -> RunData {
+        RunData {
+            health,
+            ..RunData::default()
+        }
+    }
+
+    fn mentions(v: &Verdict, needle: &str) -> bool {
+        v.offending.iter().any(|l| l.contains(needle))
+    }
+
+    // -- verdict shape ------------------------------------------------------------------
+
+    #[test]
+    fn secs_formats_milliseconds() {
+        assert_eq!(secs(0), "0.000s");
+        assert_eq!(secs(12_345), "12.345s");
+        assert_eq!(secs(7), "0.007s");
+    }
+
+    #[test]
+    fn offending_is_capped_and_sorted_by_time() {
+        let violations = (0..30u64)
+            .rev()
+            .map(|i| Violation::new(i * 1000, format!("v{i}")))
+            .collect();
+        let v = Verdict::from_violations("x", violations, "30 violations".into());
+        assert!(!v.passed);
+        assert_eq!(v.offending.len(), MAX_OFFENDING);
+        assert_eq!(v.offending[0], "t=0.000s v0");
+        assert_eq!(v.summary, "30 violations");
+    }
+
+    #[test]
+    fn empty_run_passes_what_it_can() {
+        let run = data(
+            Vec::new(),
+            json!({"agents": [], "frameworks": [], "tasks": []}),
+        );
+        let verdicts = check_all(&run);
+        let names: Vec<_> = verdicts.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "no_overcommit",
+                "at_most_once",
+                "no_lost_tasks",
+                "durability",
+                "one_leader_per_term",
+                "recovery"
+            ]
+        );
+        assert!(verdicts.iter().all(|v| v.passed), "{verdicts:#?}");
+        assert!(verdicts[5].summary.contains("trivially"));
+    }
+
+    #[test]
+    fn unavailable_final_state_fails_the_checks_that_need_it() {
+        let run = data(
+            vec![launch(0, EventType::Ok, "t1")],
+            serde_json::Value::Null,
+        );
+        assert!(!no_lost_tasks(&run).passed);
+        let d = durability(&run);
+        assert!(!d.passed && d.summary.contains("unavailable"));
+    }
+
+    // -- 1. no_overcommit ---------------------------------------------------------------
+
+    fn agent(id: &str, total: f64, tasks: f64, offered: f64) -> AgentSample {
+        let one = |x: f64| BTreeMap::from([("cpus".to_string(), x)]);
+        AgentSample {
+            id: id.into(),
+            total: one(total),
+            tasks: one(tasks),
+            offered: one(offered),
+        }
+    }
+
+    fn state_sample(t_ms: u64, agents: Vec<AgentSample>) -> StateSample {
+        StateSample {
+            t_ms,
+            leader: None,
+            term: None,
+            agents,
+        }
+    }
+
+    #[test]
+    fn no_overcommit_passes_at_exact_capacity() {
+        let run = with_states(vec![state_sample(
+            1000,
+            vec![agent("a1", 4.0, 2.5, 1.5), agent("a2", 1.0, 0.1 + 0.2, 0.7)],
+        )]);
+        let v = no_overcommit(&run);
+        assert!(v.passed, "{v:?}");
+        assert!(v.summary.contains("2 agent samples"));
+    }
+
+    #[test]
+    fn no_overcommit_names_the_agent_and_resource() {
+        let mut a2 = agent("a2", 1.0, 0.0, 0.0);
+        a2.offered.insert("mem".into(), 64.0); // no mem at all on the agent
+        let run = with_states(vec![state_sample(
+            2500,
+            vec![agent("a1", 4.0, 3.0, 1.5), a2],
+        )]);
+        let v = no_overcommit(&run);
+        assert!(!v.passed);
+        assert_eq!(v.offending.len(), 2);
+        assert!(
+            v.offending[0].starts_with("t=2.500s agent a1: cpus"),
+            "{:?}",
+            v.offending
+        );
+        assert!(mentions(&v, "agent a2: mem"));
+    }
+
+    // -- 2. at_most_once ----------------------------------------------------------------
+
+    #[test]
+    fn at_most_once_passes_for_single_executions() {
+        let mut run = data(
+            vec![
+                launch(0, EventType::Invoke, "t1"),
+                launch(5, EventType::Invoke, "t2"),
+            ],
+            json!({}),
+        );
+        run.markers = BTreeMap::from([("t1".into(), 1), ("t2".into(), 0)]);
+        assert!(at_most_once(&run).passed);
+    }
+
+    #[test]
+    fn at_most_once_flags_double_execution() {
+        let mut run = data(vec![launch(3000, EventType::Invoke, "t1")], json!({}));
+        run.markers = BTreeMap::from([("t1".into(), 2)]);
+        let v = at_most_once(&run);
+        assert!(!v.passed);
+        assert_eq!(v.offending, ["t=3.000s task t1 executed 2 times"]);
+    }
+
+    #[test]
+    fn at_most_once_flags_tasks_that_were_never_launched() {
+        let mut run = data(vec![launch(0, EventType::Ok, "t1")], json!({}));
+        run.markers = BTreeMap::from([("t1".into(), 1)]);
+        let v = at_most_once(&run);
+        assert!(!v.passed, "an ok without an invoke is not a launch invoke");
+        assert!(mentions(&v, "task t1 ran but never launched"));
+    }
+
+    // -- 3. no_lost_tasks ---------------------------------------------------------------
+
+    #[test]
+    fn no_lost_tasks_passes_for_finished_and_running_tasks() {
+        let history = vec![
+            launch(0, EventType::Invoke, "t1"),
+            launch(10, EventType::Ok, "t1"),
+            launch(20, EventType::Invoke, "t2"),
+            launch(30, EventType::Ok, "t2"),
+            update(40, "t1", "TASK_STAGING"),
+            update(50, "t1", "TASK_RUNNING"),
+            update(60, "t1", "TASK_RUNNING"), // at-least-once repeat
+            update(70, "t1", "TASK_FINISHED"),
+            update(80, "t2", "TASK_RUNNING"),
+            launch(90, EventType::Invoke, "t3"),
+            launch(95, EventType::Fail, "t3"),
+        ];
+        let run = data(
+            history,
+            final_with_tasks(&[("t1", "TASK_FINISHED"), ("t2", "TASK_RUNNING")]),
+        );
+        let v = no_lost_tasks(&run);
+        assert!(v.passed, "{v:?}");
+        assert!(
+            v.summary.starts_with("2 accepted launches"),
+            "{}",
+            v.summary
+        );
+    }
+
+    #[test]
+    fn no_lost_tasks_flags_a_task_missing_from_the_final_state() {
+        let history = vec![
+            launch(1000, EventType::Invoke, "t1"),
+            launch(1100, EventType::Ok, "t1"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[])));
+        assert!(!v.passed);
+        assert_eq!(
+            v.offending,
+            ["t=1.000s task t1 (framework f1, agent a1) lost: missing from the final state"]
+        );
+    }
+
+    #[test]
+    fn no_lost_tasks_treats_unknown_outcomes_by_what_was_seen() {
+        let history = vec![
+            launch(0, EventType::Invoke, "seen"),
+            launch(5, EventType::Info, "seen"),
+            update(10, "seen", "TASK_RUNNING"),
+            launch(20, EventType::Invoke, "unseen"),
+            launch(25, EventType::Info, "unseen"),
+            launch(30, EventType::Invoke, "no-outcome"),
+        ];
+        // "seen" showed up in an update, so it was accepted; it is missing: lost.
+        let v = no_lost_tasks(&data(history.clone(), final_with_tasks(&[])));
+        assert!(!v.passed);
+        assert_eq!(v.offending.len(), 1, "{:?}", v.offending);
+        assert!(mentions(&v, "task seen "));
+        // Showing up only in the final state also counts as accepted; there it is fine.
+        let fin = final_with_tasks(&[("seen", "TASK_RUNNING"), ("no-outcome", "TASK_UNREACHABLE")]);
+        let v = no_lost_tasks(&data(history, fin));
+        assert!(!v.passed);
+        assert!(mentions(
+            &v,
+            "task no-outcome (framework f1, agent a1) lost: stuck in TASK_UNREACHABLE"
+        ));
+    }
+
+    #[test]
+    fn no_lost_tasks_allows_recent_staging_only() {
+        let history = vec![
+            launch(85_000, EventType::Ok, "old"),
+            launch(95_000, EventType::Ok, "recent"),
+        ];
+        let fin = final_with_tasks(&[("old", "TASK_STAGING"), ("recent", "TASK_STAGING")]);
+        let v = no_lost_tasks(&data(history, fin));
+        assert_eq!(v.offending.len(), 1, "{:?}", v.offending);
+        assert!(mentions(
+            &v,
+            "task old (framework f1, agent a1) lost: stuck in TASK_STAGING"
+        ));
+    }
+
+    #[test]
+    fn no_lost_tasks_flags_terminal_state_never_delivered() {
+        let history = vec![
+            launch(0, EventType::Ok, "t1"),
+            update(10, "t1", "TASK_RUNNING"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_KILLED")])));
+        assert!(!v.passed);
+        assert!(mentions(
+            &v,
+            "task t1: terminal state TASK_KILLED never reached the framework"
+        ));
+    }
+
+    #[test]
+    fn no_lost_tasks_accepts_a_terminal_state_delivered_by_reconciliation() {
+        let history = vec![
+            launch(0, EventType::Ok, "t1"),
+            reconciled(10, "t1", "TASK_LOST"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_LOST")])));
+        assert!(v.passed, "{v:?}");
+    }
+
+    #[test]
+    fn no_lost_tasks_flags_terminal_state_mismatch() {
+        let history = vec![
+            launch(0, EventType::Ok, "t1"),
+            update(2000, "t1", "TASK_FAILED"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_FINISHED")])));
+        assert!(!v.passed);
+        assert_eq!(
+            v.offending,
+            ["t=2.000s task t1: framework was told TASK_FAILED but the final state says TASK_FINISHED"]
+        );
+    }
+
+    #[test]
+    fn out_of_order_update_is_detected() {
+        let history = vec![
+            launch(0, EventType::Ok, "t1"),
+            update(10, "t1", "TASK_RUNNING"),
+            update(20, "t1", "TASK_STARTING"),
+            update(30, "t1", "TASK_STAGING"), // same task: reported once
+            update(40, "t1", "TASK_FINISHED"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_FINISHED")])));
+        assert!(!v.passed);
+        assert_eq!(
+            v.offending,
+            ["t=0.020s task t1 updates out of order: TASK_STARTING after TASK_RUNNING"]
+        );
+    }
+
+    #[test]
+    fn update_after_terminal_is_out_of_order() {
+        let history = vec![
+            update(10, "t1", "TASK_FINISHED"),
+            update(20, "t1", "TASK_RUNNING"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_FINISHED")])));
+        assert!(mentions(&v, "TASK_RUNNING after TASK_FINISHED"), "{v:?}");
+    }
+
+    #[test]
+    fn reconcile_updates_and_unreachable_are_excluded_from_ordering() {
+        let history = vec![
+            launch(0, EventType::Ok, "t1"),
+            update(10, "t1", "TASK_RUNNING"),
+            reconciled(20, "t1", "TASK_STAGING"),
+            update(30, "t1", "TASK_UNREACHABLE"),
+            update(40, "t1", "TASK_KILLING"),
+            update(50, "t1", "TASK_RUNNING"), // same rank as KILLING
+            update(60, "t1", "TASK_FINISHED"),
+            update(70, "t1", "TASK_FINISHED"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_FINISHED")])));
+        assert!(v.passed, "{v:?}");
+    }
+
+    #[test]
+    fn two_different_terminal_states_are_flagged() {
+        let history = vec![
+            launch(0, EventType::Ok, "t1"),
+            update(10, "t1", "TASK_FINISHED"),
+            update(20, "t1", "TASK_LOST"),
+        ];
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_FINISHED")])));
+        assert!(!v.passed);
+        assert!(mentions(&v, "task t1 updates out of order: two different terminal states, TASK_FINISHED then TASK_LOST"));
+        assert!(mentions(
+            &v,
+            "framework was told TASK_LOST but the final state says TASK_FINISHED"
+        ));
+    }
+
+    // -- 4. durability ------------------------------------------------------------------
+
+    fn registered(t: u64, agent: &str) -> Event {
+        ev(t, "harness", EventType::Ok, op::REGISTER_AGENT).agent(agent)
+    }
+
+    fn subscribed(t: u64, framework: &str) -> Event {
+        ev(t, "fw-a", EventType::Ok, op::SUBSCRIBE).framework(framework)
+    }
+
+    #[test]
+    fn durability_passes_when_everything_acknowledged_is_known() {
+        let history = vec![
+            registered(0, "a1"),
+            subscribed(5, "f1"),
+            ev(6, "fw-b", EventType::Fail, op::SUBSCRIBE).error("no leader"),
+        ];
+        let v = durability(&data(history, final_with_tasks(&[])));
+        assert!(v.passed, "{v:?}");
+    }
+
+    #[test]
+    fn durability_names_missing_agents_and_frameworks() {
+        let history = vec![
+            registered(1000, "a1"),
+            registered(2000, "a9"),
+            subscribed(3000, "f7"),
+        ];
+        let v = durability(&data(history, final_with_tasks(&[])));
+        assert!(!v.passed);
+        assert_eq!(
+            v.offending,
+            [
+                "t=2.000s agent a9 registered but missing from the final state",
+                "t=3.000s framework f7 subscribed but missing from the final state"
+            ]
+        );
+    }
+
+    // -- 5. one_leader_per_term ---------------------------------------------------------
+
+    fn health(t_ms: u64, node: u64, role: &str, term: u64, leader: &str) -> HealthSample {
+        HealthSample {
+            t_ms,
+            node,
+            role: Some(role.into()),
+            term: Some(term),
+            leader: Some(leader.into()),
+        }
+    }
+
+    #[test]
+    fn one_leader_per_term_passes_across_failover() {
+        let run = with_health(vec![
+            health(0, 1, "leader", 1, "m1:5050"),
+            health(0, 2, "follower", 1, "m1:5050"),
+            HealthSample {
+                t_ms: 1000,
+                node: 1,
+                role: None,
+                term: None,
+                leader: None,
+            },
+            HealthSample {
+                t_ms: 1000,
+                node: 3,
+                role: Some("candidate".into()),
+                term: Some(2),
+                leader: None,
+            },
+            health(2000, 2, "leader", 2, "m2:5050"),
+            health(2000, 3, "follower", 2, "m2:5050"),
+        ]);
+        let v = one_leader_per_term(&run);
+        assert!(v.passed, "{v:?}");
+        assert!(v.summary.contains("2 terms"));
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_are_flagged() {
+        let run = with_health(vec![
+            health(1000, 1, "leader", 5, "m1:5050"),
+            health(1500, 2, "leader", 5, "m1:5050"),
+            health(1500, 1, "leader", 5, "m1:5050"),
+        ]);
+        let v = one_leader_per_term(&run);
+        assert!(!v.passed);
+        assert_eq!(
+            v.offending,
+            ["t=1.500s term 5: nodes 1, 2 reported themselves leader"]
+        );
+    }
+
+    #[test]
+    fn disagreeing_leader_addresses_in_one_term_are_flagged() {
+        let run = with_health(vec![
+            health(1000, 1, "leader", 7, "m1:5050"),
+            health(3000, 2, "follower", 7, "m3:5050"),
+        ]);
+        let v = one_leader_per_term(&run);
+        assert!(!v.passed);
+        assert_eq!(
+            v.offending,
+            ["t=3.000s term 7: nodes named different leaders: m1:5050, m3:5050"]
+        );
+    }
+
+    // -- 6. recovery --------------------------------------------------------------------
+
+    fn recovery_run(heal: Option<u64>, history: Vec<Event>) -> RunData {
+        RunData {
+            history,
+            final_heal_ms: heal,
+            end_ms: 60_000,
+            ..RunData::default()
+        }
+    }
+
+    #[test]
+    fn recovery_passes_trivially_without_faults() {
+        let v = recovery(&recovery_run(None, Vec::new()));
+        assert!(v.passed);
+        assert!(v.summary.contains("no faults"));
+    }
+
+    #[test]
+    fn recovery_measures_the_first_progress_of_a_new_launch() {
+        let history = vec![
+            launch(9_000, EventType::Invoke, "before"),
+            update(10_500, "before", "TASK_RUNNING"), // launched before the heal: ignored
+            launch(10_000, EventType::Invoke, "after"),
+            update(13_200, "after", "TASK_RUNNING"),
+        ];
+        let v = recovery(&recovery_run(Some(10_000), history));
+        assert!(v.passed, "{v:?}");
+        assert!(v.summary.contains("3200 ms"), "{}", v.summary);
+        assert!(v.summary.contains("task after"));
+    }
+
+    #[test]
+    fn recovery_fails_when_too_slow() {
+        let history = vec![
+            launch(10_000, EventType::Invoke, "t9"),
+            update(16_000, "t9", "TASK_FINISHED"),
+        ];
+        let v = recovery(&recovery_run(Some(10_000), history));
+        assert!(!v.passed);
+        assert!(v.summary.contains("6000 ms"));
+        assert_eq!(
+            v.offending,
+            ["t=16.000s task t9 reached progress 6000 ms after the final heal at 10.000s"]
+        );
+    }
+
+    #[test]
+    fn recovery_fails_without_progress() {
+        let history = vec![
+            launch(10_000, EventType::Invoke, "t9"),
+            update(11_000, "t9", "TASK_STAGING"),
+        ];
+        let v = recovery(&recovery_run(Some(10_000), history));
+        assert!(!v.passed);
+        assert!(mentions(
+            &v,
+            "final heal at 10.000s: no task launched after it"
+        ));
+    }
+}

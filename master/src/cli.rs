@@ -1,0 +1,163 @@
+//! The `agora-master` command line: flags per the interface spec (every flag may also come
+//! from `AGORA_<FLAG>`; bad flags exit 2 with one line), tracing, the runtime, and
+//! shutdown on SIGINT/SIGTERM. In the library so that the fault-injection harness's
+//! `agora-master-faulty` can run the very same master with deliberate bugs on
+//! ([`crate::faults`]); the `agora-master` binary always passes none.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::faults::Faults;
+use crate::{config::parse_peers, Config, MasterError, RaftTiming};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "agora-master", version, about = "Agora master replica")]
+struct Args {
+    /// This replica's Raft node id (> 0).
+    #[arg(long, env = "AGORA_ID")]
+    id: u64,
+    /// Address to bind.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "0.0.0.0:5050")]
+    listen: String,
+    /// Address peers and clients use to reach this replica (default: --listen).
+    #[arg(long, env = "AGORA_ADVERTISE")]
+    advertise: Option<String>,
+    /// Every voting replica, this one included: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
+    /// Default: this replica alone.
+    #[arg(long, env = "AGORA_PEERS")]
+    peers: Option<String>,
+    /// Where sled keeps the Raft log, vote and registry.
+    #[arg(long, env = "AGORA_WORK_DIR")]
+    work_dir: PathBuf,
+    /// Batch allocation period.
+    #[arg(long, env = "AGORA_ALLOCATION_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    allocation_interval: Duration,
+    /// Rescind offers held longer than this (default: never).
+    #[arg(long, env = "AGORA_OFFER_TIMEOUT", value_parser = humantime::parse_duration)]
+    offer_timeout: Option<Duration>,
+    /// Agent ping timeout.
+    #[arg(long, env = "AGORA_AGENT_PING_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    agent_ping_timeout: Duration,
+    /// Missed pings before an agent is unreachable.
+    #[arg(long, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
+    max_agent_ping_timeouts: u32,
+    /// Raft heartbeat period.
+    #[arg(long, env = "AGORA_RAFT_HEARTBEAT_INTERVAL", default_value = "50ms", value_parser = humantime::parse_duration)]
+    raft_heartbeat_interval: Duration,
+    /// Minimum Raft election timeout T (each replica draws its timeout in [T, 1.5T)).
+    #[arg(long, env = "AGORA_RAFT_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    raft_election_timeout: Duration,
+    /// Join an existing quorum (to be added by `agora members add`): never initialize.
+    #[arg(long, env = "AGORA_JOIN")]
+    join: bool,
+    /// tracing filter, e.g. info or agora_master=debug (RUST_LOG also works).
+    #[arg(long, env = "AGORA_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("agora-master: {msg}");
+    ExitCode::from(code)
+}
+
+/// Runs a master replica with `faults` (none, except in the harness's self-test) and
+/// returns the process's exit status.
+pub fn main(faults: Faults) -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            return fail(2, first.trim_start_matches("error: "));
+        }
+    };
+    init_tracing(args.log_level.as_deref());
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.clone());
+    let peers = match &args.peers {
+        Some(p) => match parse_peers(p) {
+            Ok(p) => p,
+            Err(e) => return fail(2, e),
+        },
+        None => [(args.id, advertise.clone())].into_iter().collect(),
+    };
+    let config = Config {
+        id: args.id,
+        advertise,
+        peers,
+        work_dir: args.work_dir,
+        allocation_interval: args.allocation_interval,
+        offer_timeout: args.offer_timeout,
+        agent_ping_timeout: args.agent_ping_timeout,
+        max_agent_ping_timeouts: args.max_agent_ping_timeouts,
+        raft: RaftTiming {
+            heartbeat_interval: args.raft_heartbeat_interval,
+            election_timeout_min: args.raft_election_timeout,
+        },
+        join: args.join,
+        faults,
+    };
+    if let Err(e) = config.validate() {
+        return fail(2, e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(2, format!("cannot listen on {}: {e}", args.listen)),
+        };
+        match crate::run(config, listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e @ (MasterError::WorkDirLocked { .. } | MasterError::Config(_))) => fail(2, e),
+            Err(e) => fail(1, e),
+        }
+    })
+}
+
+fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
