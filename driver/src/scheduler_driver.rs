@@ -459,7 +459,9 @@ impl SchedulerDriver {
                 }
             });
             scheduler.disconnected(&h);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A moment, not more: a new leader is usually elected by now, and a failing
+            // subscribe call backs off by itself.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
     }

@@ -172,6 +172,28 @@ pub fn at_most_once(data: &RunData) -> Verdict {
             violations.push(Violation::new(data.end_ms, text));
         }
     }
+    // A launch the master refused must not have run; a task it reports finished must
+    // have left its marker (or the markers prove nothing).
+    let final_view = FinalView::parse(&data.final_state);
+    for task in dropped_tasks(&data.history) {
+        let count = data.markers.get(task).copied().unwrap_or(0);
+        if count > 0 && !final_view.tasks.contains_key(task) {
+            let t = launches.get(task).map_or(data.end_ms, |e| e.t_ms);
+            violations.push(Violation::new(
+                t,
+                format!("task {task} was dropped (TASK_DROPPED) but ran {count} times"),
+            ));
+        }
+    }
+    for (task, state) in &final_view.tasks {
+        if state == "TASK_FINISHED" && data.markers.get(task).copied().unwrap_or(0) == 0 {
+            let t = launches.get(task.as_str()).map_or(data.end_ms, |e| e.t_ms);
+            violations.push(Violation::new(
+                t,
+                format!("task {task} finished but left no marker (did it run?)"),
+            ));
+        }
+    }
     let ran = data.markers.values().filter(|&&c| c > 0).count();
     let summary = format!(
         "{} violations among {} tasks that ran ({} launches invoked)",
@@ -180,6 +202,15 @@ pub fn at_most_once(data: &RunData) -> Verdict {
         launches.len()
     );
     Verdict::from_violations("at_most_once", violations, summary)
+}
+
+/// Tasks the framework was told TASK_DROPPED about: the master refused their launch.
+fn dropped_tasks(history: &[Event]) -> BTreeSet<&str> {
+    history
+        .iter()
+        .filter(|e| e.f == op::UPDATE && e.state.as_deref() == Some("TASK_DROPPED"))
+        .filter_map(|e| e.task.as_deref())
+        .collect()
 }
 
 /// Task id -> its first `launch` invoke.
@@ -260,7 +291,8 @@ impl AcceptedLaunch<'_> {
 
 /// Every task accepted by the master: its launch ended ok, or its outcome is unknown
 /// (info, or no outcome recorded) and the task later shows up in an update or in the
-/// final state. A launch that failed is not accepted.
+/// final state. A launch that failed is not accepted, nor one the master refused after
+/// the call (the framework was told TASK_DROPPED and the registry never held the task).
 fn accepted_launches<'a>(
     history: &'a [Event],
     final_view: &FinalView,
@@ -272,8 +304,12 @@ fn accepted_launches<'a>(
         .filter_map(|e| e.task.as_deref())
         .collect();
     let seen = |task: &str| updated.contains(task) || final_view.tasks.contains_key(task);
+    let dropped = dropped_tasks(history);
     let mut accepted = BTreeMap::new();
     for (task, outcome) in launch_outcomes(history, &invokes) {
+        if dropped.contains(task) && !final_view.tasks.contains_key(task) {
+            continue;
+        }
         let ok = outcome.is_some_and(|e| e.kind == EventType::Ok);
         let unknown = outcome.is_none_or(|e| e.kind == EventType::Info);
         if ok || (unknown && seen(task)) {
@@ -865,6 +901,29 @@ mod tests {
         assert!(mentions(&v, "task t1 ran but never launched"));
     }
 
+    #[test]
+    fn at_most_once_flags_a_dropped_task_that_ran_and_a_finished_one_without_marker() {
+        let history = vec![
+            launch(0, EventType::Invoke, "dropped"),
+            launch(5, EventType::Ok, "dropped"),
+            reconciled(6, "dropped", "TASK_DROPPED"),
+            launch(10, EventType::Invoke, "finished"),
+            launch(15, EventType::Ok, "finished"),
+        ];
+        let mut run = data(history, final_with_tasks(&[("finished", "TASK_FINISHED")]));
+        run.markers = BTreeMap::from([("dropped".into(), 1)]);
+        let v = at_most_once(&run);
+        assert!(!v.passed);
+        assert!(mentions(
+            &v,
+            "task dropped was dropped (TASK_DROPPED) but ran 1 times"
+        ));
+        assert!(mentions(&v, "task finished finished but left no marker"));
+        // With the markers right, it passes.
+        run.markers = BTreeMap::from([("finished".into(), 1)]);
+        assert!(at_most_once(&run).passed, "{:?}", at_most_once(&run));
+    }
+
     // -- 3. no_lost_tasks ---------------------------------------------------------------
 
     #[test]
@@ -932,6 +991,22 @@ mod tests {
             &v,
             "task no-outcome (framework f1, agent a1) lost: stuck in TASK_UNREACHABLE"
         ));
+    }
+
+    #[test]
+    fn no_lost_tasks_does_not_count_a_launch_the_master_refused_after_the_call() {
+        // The accept call returned ok, but the master refused the launch (its offer was
+        // rescinded) and said TASK_DROPPED: the registry never held the task.
+        let history = vec![
+            launch(0, EventType::Invoke, "t1"),
+            reconciled(5, "t1", "TASK_DROPPED"),
+            launch(6, EventType::Ok, "t1"),
+        ];
+        let v = no_lost_tasks(&data(history.clone(), final_with_tasks(&[])));
+        assert!(v.passed, "{v:?}");
+        // But a task the registry holds as running must not have been called dropped.
+        let v = no_lost_tasks(&data(history, final_with_tasks(&[("t1", "TASK_FINISHED")])));
+        assert!(!v.passed, "{v:?}");
     }
 
     #[test]

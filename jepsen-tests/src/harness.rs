@@ -984,9 +984,13 @@ pub async fn run(opts: Options, interrupted: Arc<AtomicBool>) -> Result<Outcome,
         ));
     }
     let start_unix_ms = unix_ms();
-    let dir = opts
+    // Absolute: tasks write their markers from their own sandboxes.
+    std::fs::create_dir_all(&opts.out).map_err(io(format!("creating {}", opts.out.display())))?;
+    let out = opts
         .out
-        .join(format!("{}-seed{}", start_unix_ms / 1000, opts.seed));
+        .canonicalize()
+        .map_err(io(format!("resolving {}", opts.out.display())))?;
+    let dir = out.join(format!("{}-seed{}", start_unix_ms / 1000, opts.seed));
     for sub in ["logs", "history", "nodes", "markers"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(io(format!("creating {}", dir.display())))?;

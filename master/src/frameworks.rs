@@ -864,6 +864,9 @@ pub async fn allocation_loop(master: Master) {
     let mut was_leader = false;
     let mut seq: u64 = 0;
     let mut prefix = String::new();
+    // Raft's view changes; while this replica does not lead, any change may be its
+    // election, and a new leader offers at once rather than an interval later.
+    let mut raft_view = master.raft.metrics();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {},
@@ -871,6 +874,7 @@ pub async fn allocation_loop(master: Master) {
                 // Coalesce a burst of wake-ups.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             },
+            Ok(()) = raft_view.changed(), if !was_leader => {},
         }
         let view = master.leader_view();
         if !view.is_leader {
