@@ -101,6 +101,12 @@ struct Workload {
     next_seq: u64,
     /// Tasks launched (or maybe launched) and not yet seen terminal.
     live: BTreeSet<String>,
+    /// Live tasks whose agent is unreachable: they may come back, but they do not hold
+    /// this framework's capacity (or one partitioned agent would stall it).
+    unreachable: BTreeSet<String>,
+    /// Tasks whose accept call has not returned: the master may not know them yet, so
+    /// asking about them would get "unknown task" for a launch still under way.
+    accepting: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Set by SIGTERM: launch nothing more.
     draining: Arc<AtomicBool>,
     /// `live.len()`, for main to see.
@@ -158,8 +164,14 @@ impl Scheduler for Workload {
     fn reregistered(&mut self, h: &SchedulerHandle) {
         let id = h.framework_id().unwrap_or_default();
         self.record(self.event(EventType::Ok, op::SUBSCRIBE).framework(&id));
-        // The live tasks' states, in case an update was lost with the old leader.
-        h.reconcile(self.live.iter().cloned().collect());
+        // The live tasks' states, in case an update was lost with the old leader (not
+        // those still being accepted: their call reports, or reconciles them if it fails).
+        let accepting = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        let settled: Vec<String> = self.live.difference(&accepting).cloned().collect();
+        drop(accepting);
+        if !settled.is_empty() {
+            h.reconcile(settled);
+        }
     }
 
     fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
@@ -184,7 +196,7 @@ impl Scheduler for Workload {
                 .unwrap_or_default();
             let mut tasks = Vec::new();
             while !self.draining()
-                && self.live.len() < self.args.max_live
+                && self.live.len() - self.unreachable.len() < self.args.max_live
                 && cpus + 1e-9 >= self.args.cpus
                 && mem + 1e-9 >= self.args.mem
             {
@@ -215,12 +227,23 @@ impl Scheduler for Workload {
                 continue;
             }
             let ids: Vec<String> = tasks.iter().map(|t| t.task_id.clone()).collect();
+            self.accepting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(ids.iter().cloned());
             let accepted = h.accept(vec![offer.id.clone()], tasks, Some(1.0));
+            let accepting = self.accepting.clone();
             let recorder = self.recorder.clone();
             let (agent, offer_id) = (offer.agent_id.clone(), offer.id.clone());
             let h = h.clone();
             tokio::spawn(async move {
                 let outcome = accepted.await;
+                {
+                    let mut a = accepting.lock().unwrap_or_else(|p| p.into_inner());
+                    for id in &ids {
+                        a.remove(id);
+                    }
+                }
                 let (kind, error) = match &outcome {
                     Ok(Ok(())) => (EventType::Ok, None),
                     // The master refused the call itself: nothing was launched.
@@ -261,6 +284,14 @@ impl Scheduler for Workload {
         self.record(e);
         let terminal = jepsen_tests::history::is_terminal(&status.state);
         // "unknown task" answers a reconciliation of a launch that never happened.
+        if status.state == "TASK_UNREACHABLE" && self.live.contains(&status.task_id) {
+            self.unreachable.insert(status.task_id.clone());
+            if !self.draining() {
+                h.revive();
+            }
+        } else {
+            self.unreachable.remove(&status.task_id);
+        }
         if terminal || (reconcile && status.message == "unknown task") {
             self.live.remove(&status.task_id);
             self.live_count.store(self.live.len(), Ordering::Relaxed);
@@ -329,6 +360,8 @@ async fn main() -> ExitCode {
         recorder: recorder.clone(),
         next_seq: 0,
         live: BTreeSet::new(),
+        unreachable: BTreeSet::new(),
+        accepting: Default::default(),
         draining: draining.clone(),
         live_count: live_count.clone(),
     };
