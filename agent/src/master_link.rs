@@ -94,10 +94,13 @@ pub async fn run(
     let client = MasterClient::with_policy(
         config.masters.clone(),
         RetryPolicy {
-            deadline: Duration::from_secs(5),
+            deadline: Duration::from_secs(6),
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(500),
-            call_timeout: Duration::from_secs(5),
+            // Short against the deadline: a master cut off by a partition swallows the
+            // call, and the next master must still get its turn (it took the agent 9 s to
+            // follow an isolated leader's successor with 5 s here).
+            call_timeout: Duration::from_secs(2),
         },
     )?;
     let mut agent_id = load_agent_id(&config.work_dir)?;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle};
 use agora_proto::v1 as pb;
 use clap::Parser;
 
@@ -59,17 +59,6 @@ struct Args {
     /// Most tasks launched per offer (0: as many as fit).
     #[arg(long, default_value_t = 0)]
     max_per_offer: usize,
-}
-
-fn scalar(resources: &[pb::Resource], name: &str) -> f64 {
-    resources
-        .iter()
-        .filter(|r| r.name == name)
-        .filter_map(|r| match &r.value {
-            Some(pb::resource::Value::Scalar(x)) => Some(*x),
-            _ => None,
-        })
-        .sum()
 }
 
 fn quote(s: &str) -> String {

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle};
 use agora_proto::v1 as pb;
 use clap::Parser;
 
@@ -52,17 +52,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 const ADOPT_WINDOW: Duration = Duration::from_secs(2);
-
-fn scalar(resources: &[pb::Resource], name: &str) -> f64 {
-    resources
-        .iter()
-        .filter(|r| r.name == name)
-        .filter_map(|r| match &r.value {
-            Some(pb::resource::Value::Scalar(x)) => Some(*x),
-            _ => None,
-        })
-        .sum()
-}
 
 #[derive(Debug)]
 enum Slot {

@@ -16,3 +16,18 @@ pub mod scheduler_driver;
 pub use executor_driver::{Executor, ExecutorDriver, ExecutorHandle};
 pub use master_client::{DriverError, MasterClient, RetryPolicy};
 pub use scheduler_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+
+use agora_proto::v1 as pb;
+
+/// The total of scalar resource `name` (e.g. "cpus") in `resources`, all roles together:
+/// what a scheduler usually asks of an offer.
+pub fn scalar(resources: &[pb::Resource], name: &str) -> f64 {
+    resources
+        .iter()
+        .filter(|r| r.name == name)
+        .filter_map(|r| match &r.value {
+            Some(pb::resource::Value::Scalar(x)) => Some(*x),
+            _ => None,
+        })
+        .sum()
+}

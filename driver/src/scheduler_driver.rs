@@ -335,7 +335,9 @@ impl SchedulerDriver {
                 deadline: Duration::from_secs(30),
                 initial_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(500),
-                call_timeout: Duration::from_secs(10),
+                // A leader cut off by a partition swallows calls: give up on it soon and
+                // try the others (an accept retried this way is answered, not run twice).
+                call_timeout: Duration::from_secs(3),
             },
         )?;
         let (stop, _) = watch::channel(false);

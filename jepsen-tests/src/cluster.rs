@@ -489,16 +489,20 @@ impl Drop for AgentNode {
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    // Short timeouts: a paused (SIGSTOPped) process accepts connections but never answers.
+    let target = addr.parse::<std::net::SocketAddr>().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n")?;
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((code, body.to_string()))
 }
@@ -548,16 +552,6 @@ fn scalars(v: &serde_json::Value) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
-const TERMINAL: [&str; 7] = [
-    "TASK_FINISHED",
-    "TASK_FAILED",
-    "TASK_KILLED",
-    "TASK_LOST",
-    "TASK_ERROR",
-    "TASK_DROPPED",
-    "TASK_GONE",
-];
-
 /// The over-commit check on one `/state` document: for every agent, the resources of its
 /// non-terminal tasks (summed from the task list, not the master's own `used`) plus its
 /// outstanding offers must fit in its total. Returns one line per violation.
@@ -566,7 +560,7 @@ pub fn overcommitted(state: &serde_json::Value) -> Vec<String> {
     let mut held: HashMap<String, HashMap<String, f64>> = HashMap::new();
     for t in state["tasks"].as_array().into_iter().flatten() {
         let s = t["state"].as_str().unwrap_or("");
-        if TERMINAL.contains(&s) {
+        if crate::history::is_terminal(s) {
             continue;
         }
         let agent = held

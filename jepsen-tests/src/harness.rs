@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::operator_client::OperatorClient;
 
 use crate::checker::{self, RunData, Verdict};
+use crate::cluster::http_get;
 use crate::history::{self, op, Event, EventType, HealthSample, Recorder, StateSample};
 use crate::nemesis::{self, Fault, Plan, Rng, Step};
 use crate::net::{self, Host, Network};
@@ -122,24 +123,6 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// A plain HTTP/1.1 GET with short timeouts (a paused process must not stall a sampler).
-pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
-    s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -434,7 +417,7 @@ impl Run {
                         .into_iter()
                         .map(|(id, addr)| {
                             std::thread::spawn(move || {
-                                let body = http_get(addr, "/health");
+                                let body = http_get(&addr.to_string(), "/health");
                                 let t = unix_ms().saturating_sub(start);
                                 parse_health(t, id, body)
                             })
@@ -475,7 +458,7 @@ impl Run {
                             .map(|m| m.addr())
                     });
                     if let Some(addr) = addr {
-                        if let Some((200, body)) = http_get(addr, "/state") {
+                        if let Some((200, body)) = http_get(&addr.to_string(), "/state") {
                             let t = unix_ms().saturating_sub(start);
                             if let Some(mut sample) = serde_json::from_str(&body)
                                 .ok()
@@ -940,7 +923,7 @@ impl Run {
                 .map(|m| m.addr())
                 .collect();
             for addr in addrs {
-                if let Some((200, body)) = http_get(addr, "/state") {
+                if let Some((200, body)) = http_get(&addr.to_string(), "/state") {
                     if let Ok(v) = serde_json::from_str(&body) {
                         return v;
                     }

@@ -421,14 +421,32 @@ pub struct Host {
 }
 
 impl Host {
-    /// A `Command` that runs `program` inside this host's namespace
-    /// (`ip netns exec <netns> <program>`). `ip` execs the program, so the child's pid is
-    /// the program's own and signals sent to the child (SIGKILL, SIGSTOP, ...) reach it.
-    /// Add arguments, environment and stdio as with any `Command`. The program binds and
-    /// connects with this host's address; `0.0.0.0` listens on it (and loopback).
+    /// A `Command` that runs `program` inside this host's network namespace: the child
+    /// joins it (setns) just before exec, so its pid is the program's own (signals reach
+    /// it) and it keeps the harness's mounts, `/sys/fs/cgroup` included (`ip netns exec`
+    /// would remount `/sys`, hiding the cgroup hierarchy from an agent). Add arguments,
+    /// environment and stdio as with any `Command`. The program binds and connects with
+    /// this host's address; `0.0.0.0` listens on it (and loopback).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = ip();
-        cmd.args(["netns", "exec", &self.netns]).arg(program);
+        use std::os::unix::process::CommandExt;
+        let path = Path::new(NETNS_DIR).join(&self.netns);
+        // Opened (and any error taken) before the fork: the child must not allocate.
+        let netns = std::fs::File::open(&path).map_err(|e| e.kind());
+        let mut cmd = Command::new(program);
+        // SAFETY: the closure only calls setns(2), which is async-signal-safe, on a
+        // descriptor opened before the fork.
+        unsafe {
+            cmd.pre_exec(move || match &netns {
+                Ok(f) => {
+                    if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                }
+                Err(kind) => Err(std::io::Error::from(*kind)),
+            });
+        }
         cmd
     }
 

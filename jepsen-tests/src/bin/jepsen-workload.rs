@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_driver::{DriverError, Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, DriverError, Scheduler, SchedulerDriver, SchedulerHandle};
 use agora_proto::v1 as pb;
 use clap::Parser;
 use jepsen_tests::history::{op, Event, EventType, Recorder};
@@ -72,17 +72,6 @@ struct Args {
     /// After SIGTERM, how long to wait for live tasks to end.
     #[arg(long, default_value_t = 15.0)]
     drain_timeout: f64,
-}
-
-fn scalar(resources: &[pb::Resource], name: &str) -> f64 {
-    resources
-        .iter()
-        .filter(|r| r.name == name)
-        .filter_map(|r| match &r.value {
-            Some(pb::resource::Value::Scalar(x)) => Some(*x),
-            _ => None,
-        })
-        .sum()
 }
 
 /// The leader term an offer was made in: offer ids are `PREFIX-TERM-O<seq>`.

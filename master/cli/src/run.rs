@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle};
 use agora_proto::v1 as pb;
 
 #[derive(clap::Args, Debug)]
@@ -39,18 +39,6 @@ fn quote(arg: &str) -> String {
     }
 }
 
-fn scalar(offer: &pb::Offer, name: &str) -> f64 {
-    offer
-        .resources
-        .iter()
-        .filter(|r| r.name == name)
-        .filter_map(|r| match &r.value {
-            Some(pb::resource::Value::Scalar(x)) => Some(*x),
-            _ => None,
-        })
-        .sum()
-}
-
 struct Run {
     task_id: String,
     command: String,
@@ -71,8 +59,8 @@ impl Scheduler for Run {
         let mut decline = Vec::new();
         for offer in offers {
             if self.launched
-                || scalar(&offer, "cpus") < self.cpus
-                || scalar(&offer, "mem") < self.mem
+                || scalar(&offer.resources, "cpus") < self.cpus
+                || scalar(&offer.resources, "mem") < self.mem
             {
                 decline.push(offer.id);
                 continue;
