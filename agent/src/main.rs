@@ -35,6 +35,10 @@ struct Args {
     /// cgroups (default where the host allows it) or none.
     #[arg(long, env = "AGORA_ISOLATION", value_parser = ["cgroups", "none"])]
     isolation: Option<String>,
+    /// Parent cgroup of this agent's task cgroups (as Mesos' --cgroups_root). Agents
+    /// sharing a host need one each, or a task id run by two of them would collide.
+    #[arg(long, env = "AGORA_CGROUPS_ROOT", default_value = "agora")]
+    cgroups_root: String,
     /// How long executors wait for a restarted agent before they shut down and their
     /// tasks are killed (Mesos' --recovery_timeout).
     #[arg(long, env = "AGORA_EXECUTOR_RECOVERY_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
@@ -123,10 +127,10 @@ fn main() -> ExitCode {
         });
     }
     let isolation = match args.isolation.as_deref() {
-        Some("none") => Isolation::detect(IsolationMode::None, "agora"),
-        Some(_) => Isolation::detect(IsolationMode::Cgroups, "agora"),
-        None => Isolation::detect(IsolationMode::Cgroups, "agora")
-            .or_else(|_| Isolation::detect(IsolationMode::None, "agora")),
+        Some("none") => Isolation::detect(IsolationMode::None, &args.cgroups_root),
+        Some(_) => Isolation::detect(IsolationMode::Cgroups, &args.cgroups_root),
+        None => Isolation::detect(IsolationMode::Cgroups, &args.cgroups_root)
+            .or_else(|_| Isolation::detect(IsolationMode::None, &args.cgroups_root)),
     };
     let isolation = match isolation {
         Ok(i) => i,

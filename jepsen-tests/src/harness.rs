@@ -1125,6 +1125,9 @@ async fn drive(
                 run.opts.agent_resources.clone(),
                 "--executor-recovery-timeout".into(),
                 "20s".into(),
+                // One cgroup parent per agent: they share this host's hierarchy.
+                "--cgroups-root".into(),
+                format!("agora-{}-{name}", run.opts.prefix),
             ],
             env: Vec::new(),
             log: run.dir.join("logs").join(format!("{name}.log")),
