@@ -492,6 +492,7 @@ impl Tasks {
         .env(agora_driver::executor_driver::ENV_SANDBOX, &sandbox)
         .env("AGORA_AGENT_ID", agent_id)
         .env("AGORA_ISOLATION", isolation_mode)
+        .env("AGORA_CGROUPS_ROOT", self.isolation.root_name())
         .current_dir(&sandbox)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)

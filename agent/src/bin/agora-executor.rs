@@ -154,7 +154,9 @@ fn main() -> std::process::ExitCode {
         Ok("none") => IsolationMode::None,
         _ => IsolationMode::Cgroups,
     };
-    let isolation = match Isolation::detect(mode, "agora") {
+    // The agent's cgroup parent (its --cgroups-root), where this task's cgroup goes.
+    let root = std::env::var("AGORA_CGROUPS_ROOT").unwrap_or_else(|_| "agora".into());
+    let isolation = match Isolation::detect(mode, &root) {
         Ok(i) => Arc::new(i),
         Err(e) => {
             eprintln!("agora-executor: isolation: {e}");
