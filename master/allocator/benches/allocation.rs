@@ -33,7 +33,8 @@ fn cluster(agents: usize, frameworks: usize) -> Allocator {
         al.add_framework(id.clone(), format!("role-{}", j % 10), holdings);
         if j % 10 == 3 {
             for k in 0..3 {
-                al.decline(&id, &agent((j * 31 + k) % agents), u64::MAX);
+                // Refusing the agent's total refuses anything on it.
+                al.decline_resources(&id, &agent((j * 31 + k) % agents), total.clone(), u64::MAX);
             }
         }
         if j % 50 == 7 {

@@ -1,4 +1,5 @@
-//! The allocator's state, its event API and the allocation cycle.
+//! The allocator's state, the calls that build it from the registry, and the allocation
+//! cycle.
 
 use crate::share::{Names, ScalarVec, Share};
 use agora_registry::{AgentId, FrameworkId, Resource, Resources, Scalar, Value};
@@ -27,8 +28,9 @@ impl Default for AllocatorConfig {
 
 /// One offer the master should make: everything on `agent_id` that is allocatable to the
 /// framework's role and was available when the cycle reached that agent. The allocator has
-/// already recorded it as held by the framework; the master calls [`Allocator::release`]
-/// for whatever comes back (declined, rescinded, expired, unused after an accept).
+/// already recorded it as held by the framework, so the rest of the cycle does not offer it
+/// again; once the master commits the offer, the registry holds it, and the next cycle's
+/// rebuild reads it back from there (and reads back whatever is returned).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OfferProposal {
     pub framework_id: FrameworkId,
@@ -95,8 +97,8 @@ struct AgentState {
     total: Resources,
     /// `total` minus everything held (by frameworks or unattributed).
     available: Resources,
-    /// Held by no known framework: the `allocated` given to `add_agent`, until frameworks
-    /// claim it with `allocate_to` or it is released on behalf of an unknown framework.
+    /// Held by no known framework: the part of the `allocated` given to `add_agent` that no
+    /// `add_framework` has claimed.
     unattributed: Resources,
     active: bool,
     /// What each framework holds here (never empty entries).
@@ -106,18 +108,17 @@ struct AgentState {
 }
 
 /// A decline filter: until `until` (ms), the framework is not offered anything on the
-/// agent that `refused` contains (everything, when `refused` is None), as Mesos' refused
-/// offer filters: resources that come free later, which the declined offer did not hold,
-/// are still offered.
+/// agent that `refused` contains, as Mesos' refused offer filters: resources that come free
+/// later, which the declined offer did not hold, are still offered.
 #[derive(Clone, Debug)]
 struct Filter {
     until: u64,
-    refused: Option<Resources>,
+    refused: Resources,
 }
 
 impl Filter {
     fn blocks(&self, offer: &Resources) -> bool {
-        self.refused.as_ref().is_none_or(|r| r.contains(offer))
+        self.refused.contains(offer)
     }
 }
 
@@ -157,10 +158,11 @@ struct Minimum {
     mem: u64,
 }
 
-/// A pure, deterministic hierarchical DRF allocator. See the crate docs.
+/// A pure, deterministic hierarchical DRF allocator, built from the registry for one cycle.
+/// See the crate docs.
 ///
-/// Unknown ids are ignored by every event method (the master may race a removal with a
-/// late event); queries about unknown ids return zero or empty values.
+/// Calls naming an agent or framework that was not added are ignored; queries about
+/// unknown ids return zero or empty values.
 #[derive(Clone, Debug)]
 pub struct Allocator {
     config: AllocatorConfig,
@@ -221,8 +223,8 @@ fn take_allocatable(available: &mut Resources, role: &str) -> Resources {
     Resources::from(offer)
 }
 
-/// Adds `gained` to what framework `f` holds on agent `a`, and to its shares if the agent
-/// is active.
+/// Adds `gained` (not empty) to what framework `f` holds on agent `a`, and to its shares
+/// if the agent is active.
 fn hold(
     names: &mut Names,
     agent: &mut AgentState,
@@ -230,19 +232,19 @@ fn hold(
     fw: &mut FrameworkState,
     f: FwIdx,
     roles: &mut [RoleState],
-    gained: &Resources,
+    gained: Resources,
 ) {
+    if agent.active {
+        fw.scalars.apply(names, &gained, true);
+        roles[fw.role].scalars.apply(names, &gained, true);
+    }
     match agent.held.entry(f) {
         Entry::Vacant(e) => {
-            e.insert(gained.clone());
+            e.insert(gained);
         }
-        Entry::Occupied(mut e) => e.get_mut().add(gained),
+        Entry::Occupied(mut e) => e.get_mut().add(&gained),
     }
     fw.agents.insert(a);
-    if agent.active {
-        fw.scalars.apply(names, gained, true);
-        roles[fw.role].scalars.apply(names, gained, true);
-    }
 }
 
 impl Allocator {
@@ -291,20 +293,29 @@ impl Allocator {
 
     /// Adds an active agent with `total` resources, of which `allocated` (used by tasks
     /// plus offered, per the registry) is already held. That part is *unattributed*: it
-    /// counts against the agent but toward no framework's share until frameworks claim it
-    /// with [`allocate_to`](Self::allocate_to) or [`add_framework`](Self::add_framework),
-    /// which is how a rebuild re-attributes it. `allocated` beyond `total` is ignored.
+    /// counts against the agent but toward no framework's share until
+    /// [`add_framework`](Self::add_framework) claims it for the framework holding it.
+    /// `allocated` beyond `total` is ignored.
     ///
-    /// Adding a known id replaces that agent: as [`remove_agent`](Self::remove_agent), then
-    /// add.
+    /// Adding a known id replaces that agent: it is forgotten first, with what frameworks
+    /// held on it and their filters there.
     pub fn add_agent(&mut self, id: AgentId, total: Resources, allocated: Resources) {
         if self.agent_ids.contains_key(&id) {
-            self.remove_agent(&id);
+            self.forget_agent(&id);
         }
-        let unattributed = common(&total, &allocated);
-        let available = total
-            .checked_sub(&unattributed)
-            .expect("the common part is contained in total");
+        let (unattributed, available) = if allocated.is_empty() {
+            (allocated, total.clone())
+        } else {
+            let unattributed = if total.contains(&allocated) {
+                allocated
+            } else {
+                common(&total, &allocated)
+            };
+            let available = total
+                .checked_sub(&unattributed)
+                .expect("the common part is contained in total");
+            (unattributed, available)
+        };
         self.totals.apply(&mut self.names, &total, true);
         let a = self.agents.insert(AgentState {
             id: id.clone(),
@@ -318,9 +329,10 @@ impl Allocator {
         self.agent_ids.insert(id, a);
     }
 
-    /// Forgets an agent: its resources leave the cluster totals, and what frameworks held
-    /// on it leaves their allocations (and shares). Its filters go too.
-    pub fn remove_agent(&mut self, id: &AgentId) {
+    /// Forgets an agent (when [`add_agent`](Self::add_agent) replaces it): its resources
+    /// leave the cluster totals, and what frameworks held on it leaves their allocations
+    /// (and shares). Its filters go too.
+    fn forget_agent(&mut self, id: &AgentId) {
         let Some(a) = self.agent_ids.remove(id) else {
             return;
         };
@@ -345,7 +357,7 @@ impl Allocator {
 
     /// Puts an agent in or out of the pool (e.g. unreachable). An inactive agent is never
     /// offered, its resources leave the cluster totals, and what frameworks hold on it stops
-    /// counting toward their shares (it stays recorded and can still be released).
+    /// counting toward their shares (it stays recorded as theirs).
     pub fn set_agent_active(&mut self, id: &AgentId, active: bool) {
         let Some(&a) = self.agent_ids.get(id) else {
             return;
@@ -368,13 +380,14 @@ impl Allocator {
     // ----- frameworks -----
 
     /// Adds an active, unsuppressed framework in `role`, holding `allocated` resources per
-    /// agent (its tasks' and outstanding offers' resources, per the registry). Each pair is
-    /// recorded as by [`allocate_to`](Self::allocate_to): claimed first from the agent's
-    /// unattributed allocation, then from its available resources; pairs naming unknown
-    /// agents are ignored, so rebuild by adding agents first.
+    /// agent (its tasks' and outstanding offers' resources, per the registry). Of each pair
+    /// only the part allocatable to `role` is recorded, claimed first from the agent's
+    /// unattributed allocation (see [`add_agent`](Self::add_agent)), then from its
+    /// available resources; whatever is in neither is ignored, so nothing is ever held
+    /// twice. Pairs naming unknown agents are ignored, so add agents first.
     ///
-    /// Adding a known id replaces that framework: as
-    /// [`remove_framework`](Self::remove_framework), then add.
+    /// Adding a known id replaces that framework: it is forgotten first, and everything it
+    /// held returns to its agents' available resources, its filters with it.
     pub fn add_framework(
         &mut self,
         id: FrameworkId,
@@ -382,7 +395,7 @@ impl Allocator {
         allocated: impl IntoIterator<Item = (AgentId, Resources)>,
     ) {
         if self.framework_ids.contains_key(&id) {
-            self.remove_framework(&id);
+            self.forget_framework(&id);
         }
         let r = self.intern_role(&role);
         let f = self.frameworks.insert(FrameworkState {
@@ -398,14 +411,53 @@ impl Allocator {
         self.roles[r].frameworks.insert(f);
         for (agent, resources) in allocated {
             if let Some(&a) = self.agent_ids.get(&agent) {
-                self.allocate_idx(f, a, &resources);
+                self.claim(f, a, resources);
             }
         }
     }
 
-    /// Forgets a framework: everything it held returns to its agents' available resources,
-    /// and its filters go.
-    pub fn remove_framework(&mut self, id: &FrameworkId) {
+    /// Records `resources` on agent `a` as held by framework `f`: the part allocatable to
+    /// its role, taken from the agent's unattributed allocation, then from its available
+    /// resources, as far as they go.
+    fn claim(&mut self, f: FwIdx, a: AgentIdx, resources: Resources) {
+        let fw = self.frameworks.get_mut(f);
+        let role = &self.roles[fw.role].name;
+        let wanted = if resources.iter().all(|r| allocatable(r, role)) {
+            resources
+        } else {
+            resources.allocatable_to(role)
+        };
+        let agent = self.agents.get_mut(a);
+        // As a rebuild feeds it, the registry's holdings are within the agent's allocation.
+        let gained = if agent.unattributed.contains(&wanted) {
+            agent.unattributed = agent
+                .unattributed
+                .checked_sub(&wanted)
+                .expect("contained in unattributed");
+            wanted
+        } else {
+            let claimed = common(&agent.unattributed, &wanted);
+            let granted = common(&agent.available, &wanted.saturating_sub(&claimed));
+            agent.unattributed = agent
+                .unattributed
+                .checked_sub(&claimed)
+                .expect("claimed from unattributed");
+            agent.available = agent
+                .available
+                .checked_sub(&granted)
+                .expect("granted from available");
+            let mut gained = claimed;
+            gained.add(&granted);
+            gained
+        };
+        if !gained.is_empty() {
+            hold(&mut self.names, agent, a, fw, f, &mut self.roles, gained);
+        }
+    }
+
+    /// Forgets a framework (when [`add_framework`](Self::add_framework) replaces it):
+    /// everything it held returns to its agents' available resources, and its filters go.
+    fn forget_framework(&mut self, id: &FrameworkId) {
         let Some(f) = self.framework_ids.remove(id) else {
             return;
         };
@@ -441,99 +493,13 @@ impl Allocator {
         }
     }
 
-    // ----- allocation events -----
-
-    /// Records that `resources` on `agent` became held by `framework` (an offer made outside
-    /// a cycle, or a task launched outside any offer). Only the part allocatable to the
-    /// framework's role is recorded, taken first from the agent's unattributed allocation
-    /// (see [`add_agent`](Self::add_agent)), then from its available resources; whatever is
-    /// in neither is ignored, so nothing is ever allocated twice.
-    ///
-    /// Tasks launched from an offer need no call: the offer's resources are already held.
-    pub fn allocate_to(&mut self, framework: &FrameworkId, agent: &AgentId, resources: &Resources) {
-        if let (Some(&f), Some(&a)) = (self.framework_ids.get(framework), self.agent_ids.get(agent))
-        {
-            self.allocate_idx(f, a, resources);
-        }
-    }
-
-    fn allocate_idx(&mut self, f: FwIdx, a: AgentIdx, resources: &Resources) {
-        let fw = self.frameworks.get_mut(f);
-        let wanted = resources.allocatable_to(&self.roles[fw.role].name);
-        let agent = self.agents.get_mut(a);
-        let claimed = common(&agent.unattributed, &wanted);
-        let granted = common(&agent.available, &wanted.saturating_sub(&claimed));
-        if claimed.is_empty() && granted.is_empty() {
-            return;
-        }
-        agent.unattributed = agent
-            .unattributed
-            .checked_sub(&claimed)
-            .expect("claimed from unattributed");
-        agent.available = agent
-            .available
-            .checked_sub(&granted)
-            .expect("granted from available");
-        let mut gained = claimed;
-        gained.add(&granted);
-        hold(&mut self.names, agent, a, fw, f, &mut self.roles, &gained);
-    }
-
-    /// Records that `resources` on `agent` held by `framework` came back (an offer declined,
-    /// rescinded or expired, the unused part of an accepted offer, a task ended). Only what
-    /// the framework holds there is released, so nothing ever goes negative. For a
-    /// framework the allocator does not know, the agent's unattributed allocation is
-    /// released instead (tasks of a framework not yet re-added after a rebuild).
-    pub fn release(&mut self, framework: &FrameworkId, agent: &AgentId, resources: &Resources) {
-        let Some(&a) = self.agent_ids.get(agent) else {
-            return;
-        };
-        let agent = self.agents.get_mut(a);
-        let Some(&f) = self.framework_ids.get(framework) else {
-            let released = common(&agent.unattributed, resources);
-            if !released.is_empty() {
-                agent.unattributed = agent
-                    .unattributed
-                    .checked_sub(&released)
-                    .expect("released from unattributed");
-                agent.available.add(&released);
-            }
-            return;
-        };
-        let Entry::Occupied(mut entry) = agent.held.entry(f) else {
-            return;
-        };
-        let held = entry.get_mut();
-        let released = common(held, resources);
-        if released.is_empty() {
-            return;
-        }
-        *held = held.checked_sub(&released).expect("released from held");
-        let fw = self.frameworks.get_mut(f);
-        if held.is_empty() {
-            entry.remove();
-            fw.agents.remove(&a);
-        }
-        agent.available.add(&released);
-        if agent.active {
-            fw.scalars.apply(&mut self.names, &released, false);
-            self.roles[fw.role]
-                .scalars
-                .apply(&mut self.names, &released, false);
-        }
-    }
-
-    /// Records that `framework` refused everything on `agent`: it is offered nothing there
-    /// while `now_ms < refuse_until_ms` (the filter expires at `refuse_until_ms`). Does not
-    /// release anything: call [`release`](Self::release) for the declined resources too.
-    pub fn decline(&mut self, framework: &FrameworkId, agent: &AgentId, refuse_until_ms: u64) {
-        self.add_filter(framework, agent, None, refuse_until_ms);
-    }
+    // ----- the leader's soft state -----
 
     /// Records that `framework` declined `refused` on `agent` (Mesos' filter): while
     /// `now_ms < refuse_until_ms` it is not offered anything there that `refused` contains;
-    /// an offer holding more (resources freed since) still goes to it. Does not release
-    /// anything: call [`release`](Self::release) for the declined resources too.
+    /// an offer holding more (resources freed since) still goes to it. A filter refusing
+    /// the agent's total refuses everything there. Holds nothing: what the framework gave
+    /// back is simply absent from its holdings in the rebuild.
     pub fn decline_resources(
         &mut self,
         framework: &FrameworkId,
@@ -541,20 +507,11 @@ impl Allocator {
         refused: Resources,
         refuse_until_ms: u64,
     ) {
-        self.add_filter(framework, agent, Some(refused), refuse_until_ms);
-    }
-
-    fn add_filter(
-        &mut self,
-        framework: &FrameworkId,
-        agent: &AgentId,
-        refused: Option<Resources>,
-        until: u64,
-    ) {
         let (Some(&f), Some(&a)) = (self.framework_ids.get(framework), self.agent_ids.get(agent))
         else {
             return;
         };
+        let until = refuse_until_ms;
         self.agents
             .get_mut(a)
             .filters
@@ -564,23 +521,12 @@ impl Allocator {
         self.frameworks.get_mut(f).filtered.insert(a);
     }
 
-    /// Stops offers to `framework` until [`revive`](Self::revive) (Mesos' SUPPRESS). It
-    /// keeps what it holds.
+    /// Stops offers to `framework` (Mesos' SUPPRESS) in this allocator's cycles. It keeps
+    /// what it holds. (REVIVE is the master's: it stops calling this and drops the
+    /// framework's filters from the next rebuild.)
     pub fn suppress(&mut self, framework: &FrameworkId) {
         if let Some(&f) = self.framework_ids.get(framework) {
             self.frameworks.get_mut(f).suppressed = true;
-        }
-    }
-
-    /// Resumes offers to `framework` and clears all its decline filters (Mesos' REVIVE).
-    pub fn revive(&mut self, framework: &FrameworkId) {
-        let Some(&f) = self.framework_ids.get(framework) else {
-            return;
-        };
-        let fw = self.frameworks.get_mut(f);
-        fw.suppressed = false;
-        for a in std::mem::take(&mut fw.filtered) {
-            self.agents.get_mut(a).filters.remove(&f);
         }
     }
 
@@ -704,7 +650,7 @@ impl Allocator {
                 let fw = frameworks.get_mut(f);
                 queues[r].remove(&(Share(fw_key[f]), fw_rank[f], f));
                 role_order.remove(&(Share(role_key[r]), role_rank[r], r));
-                hold(names, agent, a, fw, f, roles, &offer);
+                hold(names, agent, a, fw, f, roles, offer.clone());
                 fw_key[f] = fw.scalars.dominant(totals);
                 role_key[r] = roles[r].share(totals);
                 queues[r].insert((Share(fw_key[f]), fw_rank[f], f));

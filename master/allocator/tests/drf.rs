@@ -3,6 +3,9 @@
 //! that cannot fit a task on an agent releases the offer and declines that agent for good,
 //! since tasks never end here and an agent's free space only shrinks). Then the dominant
 //! shares must be as DRF promises.
+//!
+//! As in the master, each cycle rebuilds the allocator from the state the previous cycles
+//! left: the tasks each framework runs on each agent, and the decline filters.
 
 use agora_allocator::{Allocator, AllocatorConfig};
 use agora_registry::{AgentId, FrameworkId, Resources};
@@ -29,51 +32,78 @@ fn simulate(
     weights: &[(&str, f64)],
     shuffled: bool,
 ) -> Outcome {
-    let mut al = Allocator::new(AllocatorConfig::default());
-    for i in 0..agents {
-        al.add_agent(
-            AgentId::new(format!("a{i:02}")).unwrap(),
-            r(agent_size),
-            r(""),
-        );
-    }
+    let agent_ids: Vec<AgentId> = (0..agents)
+        .map(|i| AgentId::new(format!("a{i:02}")).unwrap())
+        .collect();
     let mut task_of = BTreeMap::new();
-    for (id, role, task) in frameworks {
-        let id = FrameworkId::new(*id).unwrap();
-        al.add_framework(id.clone(), role.to_string(), []);
-        task_of.insert(id, r(task));
+    for (id, _, task) in frameworks {
+        task_of.insert(FrameworkId::new(*id).unwrap(), r(task));
     }
-    for (role, w) in weights {
-        al.set_weight(role, *w);
-    }
+    // The registry (what the tasks hold) and the soft state (filters), across cycles.
+    let mut running: BTreeMap<(FrameworkId, AgentId), Resources> = BTreeMap::new();
+    let mut filters: Vec<(FrameworkId, AgentId)> = Vec::new();
+    // As the master's rebuild.
+    let rebuild = |running: &BTreeMap<(FrameworkId, AgentId), Resources>,
+                   filters: &[(FrameworkId, AgentId)]| {
+        let mut al = Allocator::new(AllocatorConfig::default());
+        for (role, w) in weights {
+            al.set_weight(role, *w);
+        }
+        for a in &agent_ids {
+            let mut used = Resources::new();
+            for ((_, aa), held) in running {
+                if aa == a {
+                    used.add(held);
+                }
+            }
+            al.add_agent(a.clone(), r(agent_size), used);
+        }
+        for (id, role, _) in frameworks {
+            let id = FrameworkId::new(*id).unwrap();
+            let holdings: Vec<(AgentId, Resources)> = running
+                .iter()
+                .filter(|((f, _), _)| f == &id)
+                .map(|((_, a), held)| (a.clone(), held.clone()))
+                .collect();
+            al.add_framework(id, role.to_string(), holdings);
+        }
+        // Declined for good: refusing the agent's whole size refuses anything on it.
+        for (f, a) in filters {
+            al.decline_resources(f, a, r(agent_size), u64::MAX);
+        }
+        al.check_invariants().unwrap();
+        al
+    };
     let mut tasks: BTreeMap<String, usize> = BTreeMap::new();
     let mut now = 0;
     loop {
+        let mut al = rebuild(&running, &filters);
         let offers = if shuffled {
             al.allocate_shuffled(now, now)
         } else {
             al.allocate(now)
         };
+        al.check_invariants().unwrap();
         if offers.is_empty() {
             break;
         }
         for o in offers {
             let task = &task_of[&o.framework_id];
-            match o.resources.checked_sub(task) {
-                Some(rest) => {
-                    *tasks.entry(o.framework_id.to_string()).or_default() += 1;
-                    al.release(&o.framework_id, &o.agent_id, &rest);
-                }
-                None => {
-                    al.release(&o.framework_id, &o.agent_id, &o.resources);
-                    al.decline(&o.framework_id, &o.agent_id, u64::MAX);
-                }
+            if o.resources.contains(task) {
+                // One task launched; the rest of the offer is given back.
+                *tasks.entry(o.framework_id.to_string()).or_default() += 1;
+                running
+                    .entry((o.framework_id.clone(), o.agent_id.clone()))
+                    .or_default()
+                    .add(task);
+            } else {
+                filters.push((o.framework_id, o.agent_id));
             }
         }
-        al.check_invariants().unwrap();
         now += 1;
         assert!(now < 10_000, "no convergence");
     }
+    let al = rebuild(&running, &filters);
     let shares = frameworks
         .iter()
         .map(|(id, _, _)| {

@@ -1,18 +1,24 @@
-//! Property tests: random sequences of events and allocation cycles, checked after every
-//! step against the allocator's safety invariants and against a naive reference model.
+//! Property tests: random sequences of registry changes and allocation cycles. As in the
+//! master, the allocator is rebuilt from the registry (and the leader's soft state) after
+//! every change, and checked against its safety invariants and a naive reference model.
+//! The registry's holdings here are raw and may be inconsistent (more than an agent has,
+//! two frameworks claiming the same ports, another role's reservation): the reference
+//! computes what a rebuild must make of them.
 //!
-//! After each event:
+//! After each change, of the rebuilt allocator:
 //! - no agent's allocated exceeds its total, and allocated + available = total;
 //! - the frameworks' per-agent allocations plus the agent's unattributed part add up to the
 //!   agent's allocated (nothing is held twice), and each matches the model's;
-//! - shares match the model's.
+//! - shares and filters match the model's.
 //!
 //! After each cycle:
 //! - every proposal's resources were available at that moment (so no two proposals share
 //!   resources), are allocatable to the framework's role, meet the minimum size, and go to
 //!   an active, unsuppressed, unfiltered framework on an active agent;
 //! - for `allocate`, the proposals are exactly what a naive DRF reference computes;
-//! - the cycle is work-conserving: afterwards no eligible framework could use any agent.
+//! - the cycle is work-conserving: afterwards no eligible framework could use any agent;
+//! - what the allocator recorded for its proposals is what a rebuild of the registry with
+//!   the offers committed yields (the same checks as after a change).
 
 use agora_allocator::{Allocator, AllocatorConfig, OfferProposal};
 use agora_registry::{AgentId, FrameworkId, Resources, Value};
@@ -61,21 +67,29 @@ fn common(a: &Resources, b: &Resources) -> Resources {
 
 #[derive(Clone, Debug)]
 enum Event {
+    /// The agent (re-)registers with this total and this much held by tasks of no known
+    /// framework (possibly more than the total); what was held on it before goes.
     AddAgent(usize, usize, usize),
     RemoveAgent(usize),
     SetAgentActive(usize, bool),
+    /// The framework (re-)registers in this role, holding these amounts per agent.
     AddFramework(usize, usize, Vec<(usize, usize)>),
     RemoveFramework(usize),
     SetFrameworkActive(usize, bool),
     SetWeight(usize, usize),
-    AllocateTo(usize, usize, usize),
+    /// The framework holds this much more on the agent (a task launched outside any
+    /// offer); for an unknown framework, a task of no known framework.
+    Hold(usize, usize, usize),
+    /// The framework holds this much less there (a task ended, part of an offer returned).
     Release(usize, usize, usize),
     /// Give back everything held there (an offer declined or rescinded).
     ReleaseAll(usize, usize),
-    /// Decline with a filter of `dt` ms from now. Times move in steps of 500 ms so that a
-    /// cycle often falls exactly on a filter's expiry.
-    Decline(usize, usize, u64),
+    /// Decline with a filter of `dt` ms from now, refusing `AMOUNTS[x]` (everything on the
+    /// agent for 0). Times move in steps of 500 ms so that a cycle often falls exactly on
+    /// a filter's expiry.
+    Decline(usize, usize, u64, usize),
     Suppress(usize),
+    /// Unsuppress and drop the framework's filters (the master's REVIVE).
     Revive(usize),
     /// Advance time by `dt` and run a cycle.
     Allocate(u64),
@@ -99,16 +113,179 @@ fn event() -> impl Strategy<Value = Event> {
         1 => f.clone().prop_map(Event::RemoveFramework),
         1 => (f.clone(), any::<bool>()).prop_map(|(f, b)| Event::SetFrameworkActive(f, b)),
         1 => (0..ROLES.len(), 0..WEIGHTS.len()).prop_map(|(r, w)| Event::SetWeight(r, w)),
-        2 => (f.clone(), a.clone(), amt.clone()).prop_map(|(f, a, x)| Event::AllocateTo(f, a, x)),
-        2 => (f.clone(), a.clone(), amt.clone()).prop_map(|(f, a, x)| Event::Release(f, a, x)),
+        2 => (0..FRAMEWORKS + 1, a.clone(), amt.clone()).prop_map(|(f, a, x)| Event::Hold(f, a, x)),
+        2 => (0..FRAMEWORKS + 1, a.clone(), amt.clone()).prop_map(|(f, a, x)| Event::Release(f, a, x)),
         2 => (f.clone(), a.clone()).prop_map(|(f, a)| Event::ReleaseAll(f, a)),
-        2 => (f.clone(), a.clone(), 0u64..6).prop_map(|(f, a, dt)| Event::Decline(f, a, dt * 500)),
+        2 => (f.clone(), a.clone(), 0u64..6, prop_oneof![2 => Just(0usize), 1 => amt.clone()])
+            .prop_map(|(f, a, dt, x)| Event::Decline(f, a, dt * 500, x)),
         1 => f.clone().prop_map(Event::Suppress),
         1 => f.clone().prop_map(Event::Revive),
         4 => (0u64..4).prop_map(|dt| Event::Allocate(dt * 500)),
         1 => (0u64..4, any::<u64>()).prop_map(|(dt, s)| Event::AllocateShuffled(dt * 500, s)),
         3 => (0u64..4, 1..4usize).prop_map(|(dt, x)| Event::AllocateAndUse(dt * 500, x)),
     ]
+}
+
+/// The registry and the leader's soft state, as the master's `rebuild` reads them. Its
+/// holdings are raw: whatever the events said, consistent or not.
+#[derive(Default, Debug)]
+struct Registry {
+    /// total, held by no known framework, active.
+    agents: BTreeMap<AgentId, (Resources, Resources, bool)>,
+    fws: BTreeMap<FrameworkId, MFramework>,
+    holdings: BTreeMap<(FrameworkId, AgentId), Resources>,
+    filters: BTreeMap<(FrameworkId, AgentId), Vec<(Resources, u64)>>,
+    /// Every weight set, in order, bad ones too (which the registry would refuse, and the
+    /// allocator must ignore).
+    weights: Vec<(String, f64)>,
+}
+
+impl Registry {
+    fn remove_agent(&mut self, a: &AgentId) {
+        self.agents.remove(a);
+        self.holdings.retain(|(_, aa), _| aa != a);
+        self.filters.retain(|(_, aa), _| aa != a);
+    }
+
+    fn remove_framework(&mut self, f: &FrameworkId) {
+        self.fws.remove(f);
+        self.holdings.retain(|(ff, _), _| ff != f);
+        self.filters.retain(|(ff, _), _| ff != f);
+    }
+
+    fn hold(&mut self, f: &FrameworkId, a: &AgentId, res: &Resources) {
+        if res.is_empty() {
+            return;
+        }
+        if self.fws.contains_key(f) {
+            self.holdings
+                .entry((f.clone(), a.clone()))
+                .or_default()
+                .add(res);
+        } else if let Some(agent) = self.agents.get_mut(a) {
+            agent.1.add(res);
+        }
+    }
+
+    fn release(&mut self, f: &FrameworkId, a: &AgentId, res: &Resources) {
+        if self.fws.contains_key(f) {
+            let key = (f.clone(), a.clone());
+            if let Some(held) = self.holdings.get_mut(&key) {
+                *held = held.saturating_sub(res);
+                if held.is_empty() {
+                    self.holdings.remove(&key);
+                }
+            }
+        } else if let Some(agent) = self.agents.get_mut(a) {
+            agent.1 = agent.1.saturating_sub(res);
+        }
+    }
+
+    /// As `rebuild` in master/src/frameworks.rs: weights, agents with what is held on them
+    /// (used + offered), frameworks with their holdings, then the soft state.
+    fn rebuild(&self) -> Allocator {
+        let mut al = Allocator::new(AllocatorConfig::default());
+        for (role, w) in &self.weights {
+            al.set_weight(role, *w);
+        }
+        for (a, (total, orphan, active)) in &self.agents {
+            let mut allocated = orphan.clone();
+            for ((_, aa), held) in &self.holdings {
+                if aa == a {
+                    allocated.add(held);
+                }
+            }
+            al.add_agent(a.clone(), total.clone(), allocated);
+            if !active {
+                al.set_agent_active(a, false);
+            }
+        }
+        for (f, fw) in &self.fws {
+            let holdings: Vec<(AgentId, Resources)> = self
+                .holdings
+                .iter()
+                .filter(|((ff, _), _)| ff == f)
+                .map(|((_, a), r)| (a.clone(), r.clone()))
+                .collect();
+            al.add_framework(f.clone(), fw.role.clone(), holdings);
+            if !fw.active {
+                al.set_framework_active(f, false);
+            }
+            if fw.suppressed {
+                al.suppress(f);
+            }
+        }
+        for ((f, a), list) in &self.filters {
+            for (refused, until) in list {
+                al.decline_resources(f, a, refused.clone(), *until);
+            }
+        }
+        al
+    }
+
+    /// The naive reference of a rebuild: per agent, what is held (capped at the total) is
+    /// unattributed; then frameworks in id order, and each one's agents in id order, claim
+    /// what is allocatable to their role, from the unattributed part first, then from what
+    /// is available, as far as either goes.
+    fn expected(&self) -> Model {
+        let mut agents = BTreeMap::new();
+        let mut avail = BTreeMap::new();
+        for (a, (total, orphan, active)) in &self.agents {
+            let mut allocated = orphan.clone();
+            for ((_, aa), held) in &self.holdings {
+                if aa == a {
+                    allocated.add(held);
+                }
+            }
+            let unattributed = common(total, &allocated);
+            avail.insert(a.clone(), total.checked_sub(&unattributed).unwrap());
+            agents.insert(
+                a.clone(),
+                MAgent {
+                    total: total.clone(),
+                    unattributed,
+                    active: *active,
+                },
+            );
+        }
+        let mut held = BTreeMap::new();
+        for (f, fw) in &self.fws {
+            for ((ff, a), raw) in &self.holdings {
+                if ff != f || !agents.contains_key(a) {
+                    continue;
+                }
+                let wanted = raw.allocatable_to(&fw.role);
+                let agent = agents.get_mut(a).unwrap();
+                let claimed = common(&agent.unattributed, &wanted);
+                agent.unattributed = agent.unattributed.checked_sub(&claimed).unwrap();
+                let free = avail.get_mut(a).unwrap();
+                let granted = common(free, &wanted.saturating_sub(&claimed));
+                *free = free.checked_sub(&granted).unwrap();
+                let got = claimed.plus(&granted);
+                if !got.is_empty() {
+                    held.insert((f.clone(), a.clone()), got);
+                }
+            }
+        }
+        let filters = self
+            .filters
+            .iter()
+            .filter(|((f, a), _)| self.fws.contains_key(f) && self.agents.contains_key(a))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Model {
+            agents,
+            fws: self.fws.clone(),
+            held,
+            filters,
+            weights: self
+                .weights
+                .iter()
+                .filter(|(_, w)| *w > 0.0)
+                .map(|(role, w)| (role.clone(), *w))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -125,13 +302,14 @@ struct MFramework {
     suppressed: bool,
 }
 
-/// A naive reference: plain maps, shares recomputed from scratch every time.
-#[derive(Default, Debug)]
+/// A naive reference of the allocator's state: plain maps, shares recomputed from scratch
+/// every time.
+#[derive(Clone, Default, Debug)]
 struct Model {
     agents: BTreeMap<AgentId, MAgent>,
     fws: BTreeMap<FrameworkId, MFramework>,
     held: BTreeMap<(FrameworkId, AgentId), Resources>,
-    filters: BTreeMap<(FrameworkId, AgentId), u64>,
+    filters: BTreeMap<(FrameworkId, AgentId), Vec<(Resources, u64)>>,
     weights: BTreeMap<String, f64>,
 }
 
@@ -153,54 +331,12 @@ impl Model {
         avail
     }
 
-    fn remove_agent(&mut self, a: &AgentId) {
-        self.agents.remove(a);
-        self.held.retain(|(_, aa), _| aa != a);
-        self.filters.retain(|(_, aa), _| aa != a);
-    }
-
-    fn remove_framework(&mut self, f: &FrameworkId) {
-        self.fws.remove(f);
-        self.held.retain(|(ff, _), _| ff != f);
-        self.filters.retain(|(ff, _), _| ff != f);
-    }
-
     fn hold(&mut self, f: &FrameworkId, a: &AgentId, res: &Resources) {
         if !res.is_empty() {
             self.held
                 .entry((f.clone(), a.clone()))
                 .or_default()
                 .add(res);
-        }
-    }
-
-    fn allocate_to(&mut self, f: &FrameworkId, a: &AgentId, res: &Resources) {
-        let (Some(fw), true) = (self.fws.get(f), self.agents.contains_key(a)) else {
-            return;
-        };
-        let wanted = res.allocatable_to(&fw.role);
-        let avail = self.available(a);
-        let agent = self.agents.get_mut(a).unwrap();
-        let claimed = common(&agent.unattributed, &wanted);
-        agent.unattributed = agent.unattributed.checked_sub(&claimed).unwrap();
-        let granted = common(&avail, &wanted.saturating_sub(&claimed));
-        self.hold(f, a, &claimed.plus(&granted));
-    }
-
-    fn release(&mut self, f: &FrameworkId, a: &AgentId, res: &Resources) {
-        let Some(agent) = self.agents.get_mut(a) else {
-            return;
-        };
-        if !self.fws.contains_key(f) {
-            agent.unattributed = agent.unattributed.saturating_sub(res);
-            return;
-        }
-        let key = (f.clone(), a.clone());
-        if let Some(held) = self.held.get_mut(&key) {
-            *held = held.saturating_sub(res);
-            if held.is_empty() {
-                self.held.remove(&key);
-            }
         }
     }
 
@@ -244,29 +380,47 @@ impl Model {
         self.dominant(&held, totals) / self.weights.get(role).copied().unwrap_or(1.0)
     }
 
+    /// Whether any filter of `f` on `a` is in force at `now`.
     fn filtered(&self, f: &FrameworkId, a: &AgentId, now: u64) -> bool {
         self.filters
             .get(&(f.clone(), a.clone()))
-            .is_some_and(|&until| now < until)
+            .is_some_and(|list| list.iter().any(|(_, until)| now < *until))
+    }
+
+    /// Whether a filter of `f` on `a` in force at `now` refuses `offer`.
+    fn refuses(&self, f: &FrameworkId, a: &AgentId, now: u64, offer: &Resources) -> bool {
+        self.filters
+            .get(&(f.clone(), a.clone()))
+            .is_some_and(|list| {
+                list.iter()
+                    .any(|(refused, until)| now < *until && refused.contains(offer))
+            })
     }
 
     /// Whether `f` may be offered `a` now, and what it would get.
     fn candidate(&self, f: &FrameworkId, a: &AgentId, now: u64) -> Option<Resources> {
         let fw = &self.fws[f];
         let agent = &self.agents[a];
-        if !fw.active || fw.suppressed || !agent.active || self.filtered(f, a, now) {
+        if !fw.active || fw.suppressed || !agent.active {
             return None;
         }
         let offer = self.available(a).allocatable_to(&fw.role);
         let big = offer.scalar_total("cpus").millis() >= 10
             || offer.scalar_total("mem").millis() >= 32_000;
-        (!offer.is_empty() && big).then_some(offer)
+        (!offer.is_empty() && big && !self.refuses(f, a, now, &offer)).then_some(offer)
+    }
+
+    fn expire(&mut self, now: u64) {
+        self.filters.retain(|_, list| {
+            list.retain(|(_, until)| now < *until);
+            !list.is_empty()
+        });
     }
 
     /// The naive reference cycle: agents in id order; on each, repeatedly the candidate
     /// with the least (role share, role, framework share, framework id).
     fn reference_cycle(&mut self, now: u64) -> Vec<OfferProposal> {
-        self.filters.retain(|_, until| now < *until);
+        self.expire(now);
         let mut out = Vec::new();
         let agents: Vec<AgentId> = self.agents.keys().cloned().collect();
         for a in agents {
@@ -302,7 +456,7 @@ impl Model {
     /// Checks proposals made by the allocator against the safety rules, applying them to
     /// the model in order.
     fn check_and_apply(&mut self, proposals: &[OfferProposal], now: u64) -> Result<(), String> {
-        self.filters.retain(|_, until| now < *until);
+        self.expire(now);
         let mut seen = BTreeSet::new();
         for p in proposals {
             let (f, a) = (&p.framework_id, &p.agent_id);
@@ -311,7 +465,8 @@ impl Model {
             }
             let fw = self.fws.get(f).ok_or("offer to unknown framework")?;
             let agent = self.agents.get(a).ok_or("offer of unknown agent")?;
-            if !fw.active || fw.suppressed || !agent.active || self.filtered(f, a, now) {
+            if !fw.active || fw.suppressed || !agent.active || self.refuses(f, a, now, &p.resources)
+            {
                 return Err(format!("{f} not eligible for {a}: {fw:?} {agent:?}"));
             }
             if p.resources != p.resources.allocatable_to(&fw.role) {
@@ -373,6 +528,9 @@ impl Model {
         if ids != self.fws.keys().collect::<Vec<_>>() {
             return Err("framework ids differ".into());
         }
+        if !al.agent_ids().eq(self.agents.keys()) {
+            return Err("agent ids differ".into());
+        }
         for (f, fw) in &self.fws {
             for a in self.agents.keys() {
                 let held = self
@@ -403,46 +561,63 @@ impl Model {
     }
 }
 
+/// One cycle of the master on the registry: rebuild, allocate, check the proposals, commit
+/// them (now held in the registry), and check that the allocator recorded what a rebuild
+/// of that registry yields.
+fn cycle(
+    reg: &mut Registry,
+    now: u64,
+    seed: Option<u64>,
+    ctx: &str,
+) -> Result<Vec<OfferProposal>, TestCaseError> {
+    let fail = |e: String| TestCaseError::fail(format!("{ctx}: {e}"));
+    // The master drops expired filters from its soft state before a rebuild.
+    reg.filters.retain(|_, list| {
+        list.retain(|(_, until)| now < *until);
+        !list.is_empty()
+    });
+    let mut al = reg.rebuild();
+    let mut model = reg.expected();
+    model.check(&al, now).map_err(fail)?;
+    let got = match seed {
+        None => {
+            let got = al.allocate(now);
+            let want = model.clone().reference_cycle(now);
+            prop_assert_eq!(&got, &want, "{}", ctx);
+            got
+        }
+        Some(seed) => al.allocate_shuffled(now, seed),
+    };
+    model.check_and_apply(&got, now).map_err(fail)?;
+    model.check(&al, now).map_err(fail)?;
+    for p in &got {
+        reg.hold(&p.framework_id, &p.agent_id, &p.resources);
+    }
+    reg.expected().check(&al, now).map_err(fail)?;
+    Ok(got)
+}
+
 fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
-    let mut al = Allocator::new(AllocatorConfig::default());
-    let mut model = Model::default();
+    let mut reg = Registry::default();
     let mut now = 0u64;
     for (step, ev) in events.into_iter().enumerate() {
         let ctx = format!("step {step}: {ev:?}");
         match ev {
             Event::AddAgent(a, t, x) => {
-                let (id, total, allocated) = (agent_id(a), r(TOTALS[t]), r(AMOUNTS[x]));
-                al.add_agent(id.clone(), total.clone(), allocated.clone());
-                model.remove_agent(&id);
-                let unattributed = common(&total, &allocated);
-                model.agents.insert(
-                    id,
-                    MAgent {
-                        total,
-                        unattributed,
-                        active: true,
-                    },
-                );
+                let id = agent_id(a);
+                reg.remove_agent(&id);
+                reg.agents.insert(id, (r(TOTALS[t]), r(AMOUNTS[x]), true));
             }
-            Event::RemoveAgent(a) => {
-                al.remove_agent(&agent_id(a));
-                model.remove_agent(&agent_id(a));
-            }
+            Event::RemoveAgent(a) => reg.remove_agent(&agent_id(a)),
             Event::SetAgentActive(a, b) => {
-                al.set_agent_active(&agent_id(a), b);
-                if let Some(agent) = model.agents.get_mut(&agent_id(a)) {
-                    agent.active = b;
+                if let Some(agent) = reg.agents.get_mut(&agent_id(a)) {
+                    agent.2 = b;
                 }
             }
             Event::AddFramework(f, role, allocs) => {
                 let id = fw_id(f);
-                let allocs: Vec<(AgentId, Resources)> = allocs
-                    .into_iter()
-                    .map(|(a, x)| (agent_id(a), r(AMOUNTS[x])))
-                    .collect();
-                al.add_framework(id.clone(), ROLES[role].to_string(), allocs.clone());
-                model.remove_framework(&id);
-                model.fws.insert(
+                reg.remove_framework(&id);
+                reg.fws.insert(
                     id.clone(),
                     MFramework {
                         role: ROLES[role].to_string(),
@@ -450,99 +625,70 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
                         suppressed: false,
                     },
                 );
-                for (a, res) in &allocs {
-                    model.allocate_to(&id, a, res);
+                for (a, x) in allocs {
+                    reg.hold(&id, &agent_id(a), &r(AMOUNTS[x]));
                 }
             }
-            Event::RemoveFramework(f) => {
-                al.remove_framework(&fw_id(f));
-                model.remove_framework(&fw_id(f));
-            }
+            Event::RemoveFramework(f) => reg.remove_framework(&fw_id(f)),
             Event::SetFrameworkActive(f, b) => {
-                al.set_framework_active(&fw_id(f), b);
-                if let Some(fw) = model.fws.get_mut(&fw_id(f)) {
+                if let Some(fw) = reg.fws.get_mut(&fw_id(f)) {
                     fw.active = b;
                 }
             }
             Event::SetWeight(role, w) => {
-                al.set_weight(ROLES[role], WEIGHTS[w]);
-                if WEIGHTS[w] > 0.0 {
-                    model.weights.insert(ROLES[role].to_string(), WEIGHTS[w]);
-                }
+                reg.weights.push((ROLES[role].to_string(), WEIGHTS[w]));
             }
-            Event::AllocateTo(f, a, x) => {
-                al.allocate_to(&fw_id(f), &agent_id(a), &r(AMOUNTS[x]));
-                model.allocate_to(&fw_id(f), &agent_id(a), &r(AMOUNTS[x]));
-            }
-            Event::Release(f, a, x) => {
-                al.release(&fw_id(f), &agent_id(a), &r(AMOUNTS[x]));
-                model.release(&fw_id(f), &agent_id(a), &r(AMOUNTS[x]));
-            }
+            Event::Hold(f, a, x) => reg.hold(&fw_id(f), &agent_id(a), &r(AMOUNTS[x])),
+            Event::Release(f, a, x) => reg.release(&fw_id(f), &agent_id(a), &r(AMOUNTS[x])),
             Event::ReleaseAll(f, a) => {
-                let held = al.allocation_on(&fw_id(f), &agent_id(a));
-                al.release(&fw_id(f), &agent_id(a), &held);
-                model.release(&fw_id(f), &agent_id(a), &held);
+                reg.holdings.remove(&(fw_id(f), agent_id(a)));
             }
-            Event::Decline(f, a, dt) => {
-                al.decline(&fw_id(f), &agent_id(a), now + dt);
-                if model.fws.contains_key(&fw_id(f)) && model.agents.contains_key(&agent_id(a)) {
-                    let until = model.filters.entry((fw_id(f), agent_id(a))).or_insert(0);
-                    *until = (*until).max(now + dt);
+            Event::Decline(f, a, dt, x) => {
+                let (f, a) = (fw_id(f), agent_id(a));
+                if let (true, Some(agent)) = (reg.fws.contains_key(&f), reg.agents.get(&a)) {
+                    let refused = if x == 0 {
+                        agent.0.clone()
+                    } else {
+                        r(AMOUNTS[x])
+                    };
+                    reg.filters
+                        .entry((f, a))
+                        .or_default()
+                        .push((refused, now + dt));
                 }
             }
             Event::Suppress(f) => {
-                al.suppress(&fw_id(f));
-                if let Some(fw) = model.fws.get_mut(&fw_id(f)) {
+                if let Some(fw) = reg.fws.get_mut(&fw_id(f)) {
                     fw.suppressed = true;
                 }
             }
             Event::Revive(f) => {
-                al.revive(&fw_id(f));
-                if let Some(fw) = model.fws.get_mut(&fw_id(f)) {
+                if let Some(fw) = reg.fws.get_mut(&fw_id(f)) {
                     fw.suppressed = false;
-                    model.filters.retain(|(ff, _), _| ff != &fw_id(f));
                 }
+                reg.filters.retain(|(ff, _), _| ff != &fw_id(f));
             }
             Event::Allocate(dt) => {
                 now += dt;
-                let got = al.allocate(now);
-                let mut shadow = Model {
-                    agents: model.agents.clone(),
-                    fws: model.fws.clone(),
-                    held: model.held.clone(),
-                    filters: model.filters.clone(),
-                    weights: model.weights.clone(),
-                };
-                let want = shadow.reference_cycle(now);
-                prop_assert_eq!(&got, &want, "{}", ctx);
-                model
-                    .check_and_apply(&got, now)
-                    .map_err(|e| TestCaseError::fail(format!("{ctx}: {e}")))?;
+                cycle(&mut reg, now, None, &ctx)?;
             }
             Event::AllocateShuffled(dt, seed) => {
                 now += dt;
-                let got = al.allocate_shuffled(now, seed);
-                model
-                    .check_and_apply(&got, now)
-                    .map_err(|e| TestCaseError::fail(format!("{ctx}: {e}")))?;
+                cycle(&mut reg, now, Some(seed), &ctx)?;
             }
             Event::AllocateAndUse(dt, x) => {
                 now += dt;
-                let got = al.allocate(now);
-                model
-                    .check_and_apply(&got, now)
-                    .map_err(|e| TestCaseError::fail(format!("{ctx}: {e}")))?;
+                let got = cycle(&mut reg, now, None, &ctx)?;
                 // Each framework keeps a task-sized slice and releases the rest.
                 for p in &got {
                     let task = common(&p.resources, &r(AMOUNTS[x]));
                     let rest = p.resources.checked_sub(&task).unwrap();
-                    al.release(&p.framework_id, &p.agent_id, &rest);
-                    model.release(&p.framework_id, &p.agent_id, &rest);
+                    reg.release(&p.framework_id, &p.agent_id, &rest);
                 }
             }
         }
-        model
-            .check(&al, now)
+        reg.expected()
+            .check(&reg.rebuild(), now)
             .map_err(|e| TestCaseError::fail(format!("{ctx}: {e}")))?;
     }
     Ok(())
@@ -552,7 +698,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_events_keep_allocations_safe_and_fair(
+    fn random_changes_keep_allocations_safe_and_fair(
         events in proptest::collection::vec(event(), 1..80)
     ) {
         run(events)?;
@@ -574,12 +720,15 @@ fn scripted_scenario_passes_the_checker() {
         SetWeight(1, 2),
         Allocate(0),
         ReleaseAll(0, 0),
-        Decline(0, 0, 1_000),
+        Decline(0, 0, 1_000, 0),
         Release(1, 1, 1),
         Allocate(10),
         AllocateAndUse(2_000, 1),
+        Decline(1, 1, 1_000, 3),
         SetAgentActive(1, false),
         Allocate(1),
+        Hold(0, 2, 7),
+        Hold(2, 0, 6),
         RemoveFramework(1),
         AllocateShuffled(5, 7),
         RemoveAgent(0),
