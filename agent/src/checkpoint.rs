@@ -5,11 +5,15 @@
 //! Every update is appended and fsynced before anyone is told it is checkpointed, and an
 //! acknowledgement is appended the same way, so after a crash the unacknowledged updates
 //! of each task are exactly the ones to send again, in order.
+//!
+//! Task states are written as their Mesos names (TASK_RUNNING), through the domain
+//! [`TaskState`]'s serde, as every journal ever written holds them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use agora_registry::TaskState;
 use serde::{Deserialize, Serialize};
 
 /// A status update as checkpointed (the wire message minus transport).
@@ -18,7 +22,7 @@ pub struct Update {
     pub uuid: String,
     pub framework_id: String,
     pub task_id: String,
-    pub state: String,
+    pub state: TaskState,
     pub message: String,
     pub exit_code: Option<i32>,
     pub timestamp_ms: u64,
@@ -72,8 +76,8 @@ pub struct TaskJournal {
 
 impl TaskJournal {
     /// The state of the last update, if any.
-    pub fn last_state(&self) -> Option<&str> {
-        self.updates.last().map(|u| u.state.as_str())
+    pub fn last_state(&self) -> Option<TaskState> {
+        self.updates.last().map(|u| u.state)
     }
 }
 
@@ -213,12 +217,12 @@ impl Checkpoints {
 mod tests {
     use super::*;
 
-    fn update(task: &str, uuid: &str, state: &str) -> Update {
+    fn update(task: &str, uuid: &str, state: TaskState) -> Update {
         Update {
             uuid: uuid.into(),
             framework_id: "f1".into(),
             task_id: task.into(),
-            state: state.into(),
+            state,
             message: String::new(),
             exit_code: None,
             timestamp_ms: 1,
@@ -239,12 +243,12 @@ mod tests {
             executor_command: None,
         })
         .unwrap();
-        c.record_update(&update("t1", "u1", "TASK_STARTING"))
+        c.record_update(&update("t1", "u1", TaskState::TaskStarting))
             .unwrap();
-        c.record_update(&update("t1", "u2", "TASK_RUNNING"))
+        c.record_update(&update("t1", "u2", TaskState::TaskRunning))
             .unwrap();
         c.record_ack("f1", "t1", "u1").unwrap();
-        c.record_update(&update("t1", "u3", "TASK_FINISHED"))
+        c.record_update(&update("t1", "u3", TaskState::TaskFinished))
             .unwrap();
         // A reopened store (agent restart) sees the same.
         let c = Checkpoints::new(dir.path());
@@ -257,7 +261,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["u2", "u3"]
         );
-        assert_eq!(j.last_state(), Some("TASK_FINISHED"));
+        assert_eq!(j.last_state(), Some(TaskState::TaskFinished));
         let tasks = c.tasks().unwrap();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].0.command, "true");
@@ -267,7 +271,7 @@ mod tests {
     fn torn_last_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let c = Checkpoints::new(dir.path());
-        c.record_update(&update("t1", "u1", "TASK_RUNNING"))
+        c.record_update(&update("t1", "u1", TaskState::TaskRunning))
             .unwrap();
         let path = dir.path().join("meta/frameworks/f1/tasks/t1/updates.jsonl");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -275,5 +279,39 @@ mod tests {
         let j = c.journal("f1", "t1").unwrap();
         assert_eq!(j.updates.len(), 1);
         assert!(c.journal("f1", "nope").unwrap().updates.is_empty());
+    }
+
+    #[test]
+    fn journals_written_before_the_typed_state_still_read() {
+        // Lines as agents wrote them when the state was a string.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta/frameworks/f1/tasks/t1");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(
+            path.join("updates.jsonl"),
+            concat!(
+                r#"{"update":{"uuid":"u1","framework_id":"f1","task_id":"t1","state":"TASK_RUNNING","message":"","exit_code":null,"timestamp_ms":1}}"#,
+                "\n",
+                r#"{"ack":{"uuid":"u1"}}"#,
+                "\n",
+                r#"{"update":{"uuid":"u2","framework_id":"f1","task_id":"t1","state":"TASK_FINISHED","message":"","exit_code":0,"timestamp_ms":2}}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let c = Checkpoints::new(dir.path());
+        let j = c.journal("f1", "t1").unwrap();
+        assert_eq!(j.updates.len(), 2);
+        assert_eq!(j.updates[0].state, TaskState::TaskRunning);
+        assert_eq!(j.last_state(), Some(TaskState::TaskFinished));
+        assert_eq!(j.unacknowledged.len(), 1);
+        // And what is written now reads the same way.
+        c.record_update(&update("t1", "u3", TaskState::TaskGoneByOperator))
+            .unwrap();
+        let text = std::fs::read_to_string(path.join("updates.jsonl")).unwrap();
+        assert!(
+            text.contains(r#""state":"TASK_GONE_BY_OPERATOR""#),
+            "{text}"
+        );
     }
 }

@@ -131,6 +131,27 @@ impl AgentConfig {
         }
         Ok(())
     }
+
+    /// What this agent says of itself when it registers.
+    pub fn registration(&self) -> Registration {
+        Registration {
+            hostname: self.hostname.clone(),
+            address: self.advertise.clone(),
+            resources: self.resources.clone(),
+            attributes: self.attributes.clone(),
+        }
+    }
+}
+
+/// What an agent (real or simulated) says of itself when it registers, its id aside.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registration {
+    pub hostname: String,
+    /// HOST:PORT the master and executors use to reach it.
+    pub address: String,
+    pub resources: Resources,
+    /// Free-form attributes, in order.
+    pub attributes: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -1,20 +1,25 @@
 //! # agora-agent
 //!
 //! Owns the agent (Mesos "slave"): advertising a host's resources to the leading master,
-//! following the leader across failovers, and (being built) running tasks in cgroups and
-//! delivering their status updates reliably.
+//! following the leader across failovers, running tasks in cgroups and delivering their
+//! status updates reliably.
 //!
 //! - [`config`], [`detect`]: flags validated into an [`config::AgentConfig`]; resources
 //!   detected from the host for whatever `--resources` does not name.
 //! - [`master_link`]: register (committed before the reply), keep the id in the work dir,
 //!   hold one session with the leader, answer its health checks, and find the leader again
-//!   with capped, jittered backoff when the session ends.
+//!   with capped, jittered backoff when the session ends. Its loop
+//!   ([`master_link::follow_leader`]) serves real and simulated agents alike.
 //! - [`checkpoint`]: the work dir's task records and fsynced status-update journals.
 //! - [`tasks`]: launching each task through its own command executor (`agora-executor`,
 //!   in its own session so it outlives the agent), the executor API, reliable in-order
 //!   delivery of status updates to the leader, and recovery after an agent restart.
-//! - [`convert`]: the crate's one conversion layer to the proto types.
-//! - [`simulator`]: many simulated agents in one process, for load tests of the master.
+//! - [`convert`]: the crate's one conversion layer to the proto types: every message for
+//!   the leader and for executors is built there, and task states cross it as the domain
+//!   [`agora_registry::TaskState`] (whose `is_terminal` is the only definition used).
+//! - [`clock`]: the crate's one wall clock.
+//! - [`simulator`]: many simulated agents in one process, for load tests of the master,
+//!   on `master_link`'s registration and session code.
 //!
 //! - [`isolation`]: finding the host's cgroups (v2, or v1 `cpu` + `memory` hierarchies) and
 //!   managing one cgroup per task under the agent's parent cgroup: limits, membership, OOM
@@ -26,10 +31,14 @@
 //! What they must not do: the isolation layer never talks to the network, spawns processes
 //! or knows about frameworks and tasks beyond an opaque task key; the supervisor never speaks
 //! gRPC/protobuf or depends on other workspace crates (status updates are the executor's
-//! job, built on top). Nothing here persists state outside cgroupfs and the task's sandbox.
+//! job, built on top). Neither persists state outside cgroupfs and the task's sandbox.
+//! Across the crate: no proto <-> domain mapping outside `convert`, no task state spelled
+//! as text (checkpoints hold Mesos names through the domain enum's serde), no wall-clock
+//! read outside `clock`.
 
 mod agent;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod detect;

@@ -5,6 +5,10 @@
 //! sent after the previous one is acknowledged, the first already carrying TASK_FINISHED as
 //! its latest state (as a real agent reports a task that exits at once), so the control
 //! plane's task throughput can be measured without the cost of processes.
+//!
+//! Registration, the session and leader following are the real agent's
+//! ([`master_link::follow_leader`]); a simulated agent only says what it does with a launch
+//! and an acknowledgement. It reports no tasks when it registers again: its tasks ended.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,15 +17,24 @@ use std::time::Duration;
 
 use agora_driver::{MasterClient, RetryPolicy};
 use agora_proto::v1 as pb;
-use agora_proto::v1::agent_gateway_client::AgentGatewayClient;
-use agora_proto::v1::master_client::MasterClient as MasterRpc;
-use agora_registry::Resources;
+use agora_registry::{Resources, TaskState};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+
+use crate::checkpoint::Update;
+use crate::clock;
+use crate::config::Registration;
+use crate::master_link::{self, AgentSide, Backoff, LinkError};
+use crate::tasks::head_msg;
 
 /// Simulated agents per HTTP/2 connection.
 const AGENTS_PER_CONNECTION: usize = 100;
+
+/// Between a simulated agent's attempts to find the leader.
+const BACKOFF: Backoff = Backoff::Uniform {
+    min: Duration::from_millis(100),
+    max: Duration::from_millis(1000),
+};
 
 /// Counts of the simulation, for reports.
 #[derive(Default)]
@@ -53,20 +66,17 @@ pub async fn run(
             .expect("masters were validated"),
         );
         for i in chunk * AGENTS_PER_CONNECTION..((chunk + 1) * AGENTS_PER_CONNECTION).min(count) {
-            let info = pb::AgentInfo {
-                id: format!("sim-{i:06}"),
+            let registration = Registration {
                 hostname: format!("sim-{i:06}"),
                 // Distinct addresses on a loopback range nobody listens on.
                 address: format!("127.1.{}.{}:5051", i / 250, i % 250 + 1),
-                resources: crate::convert::resources_to_proto(&resources),
-                attributes: vec![pb::Attribute {
-                    key: "simulated".into(),
-                    value: "true".into(),
-                }],
+                resources: resources.clone(),
+                attributes: vec![("simulated".into(), "true".into())],
             };
             handles.push(tokio::spawn(agent_loop(
                 client.clone(),
-                info,
+                format!("sim-{i:06}"),
+                registration,
                 stats.clone(),
                 shutdown.clone(),
             )));
@@ -82,147 +92,116 @@ pub async fn run(
 
 async fn agent_loop(
     client: Arc<MasterClient>,
-    info: pb::AgentInfo,
+    id: String,
+    registration: Registration,
     stats: Arc<SimulationStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Spread the first registrations over a second, as machines booting would.
     let jitter = rand::thread_rng().gen_range(0..1000);
     tokio::time::sleep(Duration::from_millis(jitter)).await;
-    let mut first = true;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let registered = client
-            .call(|ch| {
-                let agent = Some(info.clone());
-                async move {
-                    MasterRpc::new(ch)
-                        .register_agent(pb::RegisterAgentRequest {
-                            agent,
-                            tasks: vec![],
-                        })
-                        .await
-                }
-            })
-            .await;
-        if registered.is_ok() {
-            if first {
-                stats.registered.fetch_add(1, Ordering::Relaxed);
-                first = false;
-            }
-            if let Some(leader) = client.leader() {
-                stats.connected.fetch_add(1, Ordering::Relaxed);
-                let _ = session(&client, &info, &leader, &mut shutdown).await;
-                stats.connected.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+    let mut agent = SimulatedAgent {
+        stats,
+        registered: false,
+        outbox: HashMap::new(),
+    };
+    // A simulated agent the master refuses keeps trying, as any other failure.
+    while let Err(e) = master_link::follow_leader(
+        &client,
+        &registration,
+        Some(id.clone()),
+        &mut agent,
+        BACKOFF,
+        &mut shutdown,
+    )
+    .await
+    {
+        tracing::debug!(agent = %id, error = %e, "simulated agent refused");
         let backoff = rand::thread_rng().gen_range(100..1000);
         tokio::time::sleep(Duration::from_millis(backoff)).await;
     }
 }
 
-async fn session(
-    client: &MasterClient,
-    info: &pb::AgentInfo,
-    leader: &str,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), tonic::Status> {
-    let channel = client
-        .session_channel(leader)
-        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
-    let _ = tx
-        .send(pb::AgentMessage {
-            kind: Some(pb::agent_message::Kind::Hello(pb::AgentHello {
-                agent_id: info.id.clone(),
-                address: info.address.clone(),
-            })),
-        })
-        .await;
-    let mut inbound = AgentGatewayClient::new(channel)
-        .connect(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    // Unacknowledged updates per (framework, task), oldest first; the head is in flight.
-    let mut outbox: HashMap<(String, String), VecDeque<pb::StatusUpdate>> = HashMap::new();
-    let head = |q: &VecDeque<pb::StatusUpdate>| {
-        q.front().map(|u| {
-            let mut u = u.clone();
-            let latest = q.back().map(|l| l.state.clone()).unwrap_or_default();
-            if latest != u.state {
-                u.latest_state = latest;
-            }
-            pb::AgentMessage {
-                kind: Some(pb::agent_message::Kind::Update(u)),
-            }
-        })
-    };
-    loop {
-        let msg = tokio::select! {
-            m = inbound.message() => m?,
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
-        };
-        let Some(msg) = msg else { return Ok(()) };
-        match msg.kind {
-            Some(pb::master_message::Kind::Ping(p)) => {
-                let _ = tx
-                    .send(pb::AgentMessage {
-                        kind: Some(pb::agent_message::Kind::Pong(pb::Pong { seq: p.seq })),
-                    })
-                    .await;
-            }
-            Some(pb::master_message::Kind::Launch(l)) => {
+/// One simulated agent: it runs no process; a task launched on it ends at once.
+struct SimulatedAgent {
+    stats: Arc<SimulationStats>,
+    registered: bool,
+    /// This session's unacknowledged updates per (framework, task), oldest first; the head
+    /// is in flight.
+    outbox: HashMap<(String, String), VecDeque<Update>>,
+}
+
+impl AgentSide for SimulatedAgent {
+    /// None: a simulated agent forgets its tasks between sessions.
+    fn report(&self) -> Vec<pb::TaskReport> {
+        Vec::new()
+    }
+
+    fn registered(&mut self, _agent_id: &str, _new_id: bool) -> Result<(), LinkError> {
+        if !self.registered {
+            self.stats.registered.fetch_add(1, Ordering::Relaxed);
+            self.registered = true;
+        }
+        Ok(())
+    }
+
+    fn session_starting(&mut self, _leader: &str) {
+        self.stats.connected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn session_opened(&mut self, _tx: &mpsc::Sender<pb::AgentMessage>) {
+        self.outbox.clear();
+    }
+
+    fn handle(&mut self, message: pb::master_message::Kind) -> Vec<pb::AgentMessage> {
+        let mut out = Vec::new();
+        match message {
+            pb::master_message::Kind::Launch(l) => {
                 for t in l.tasks {
                     let key = (l.framework_id.clone(), t.task_id.clone());
-                    if outbox.contains_key(&key) {
+                    if self.outbox.contains_key(&key) {
                         continue; // delivered again
                     }
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0);
-                    let update = |state: &str, exit_code: Option<i32>| pb::StatusUpdate {
+                    let now = clock::now_ms();
+                    let update = |state: TaskState, exit_code: Option<i32>| Update {
                         uuid: uuid::Uuid::new_v4().to_string(),
                         framework_id: l.framework_id.clone(),
                         task_id: t.task_id.clone(),
-                        state: state.into(),
+                        state,
                         message: "simulated".into(),
                         exit_code,
                         timestamp_ms: now,
-                        latest_state: String::new(),
                     };
-                    let q: VecDeque<pb::StatusUpdate> = [
-                        update("TASK_STARTING", None),
-                        update("TASK_RUNNING", None),
-                        update("TASK_FINISHED", Some(0)),
+                    let q: VecDeque<Update> = [
+                        update(TaskState::TaskStarting, None),
+                        update(TaskState::TaskRunning, None),
+                        update(TaskState::TaskFinished, Some(0)),
                     ]
                     .into();
-                    if let Some(m) = head(&q) {
-                        let _ = tx.send(m).await;
-                    }
-                    outbox.insert(key, q);
+                    out.extend(head_msg(&q));
+                    self.outbox.insert(key, q);
                 }
             }
-            Some(pb::master_message::Kind::Ack(a)) => {
+            pb::master_message::Kind::Ack(a) => {
                 let key = (a.framework_id, a.task_id);
-                let Some(q) = outbox.get_mut(&key) else {
-                    continue;
-                };
-                if q.front().is_some_and(|u| u.uuid == a.uuid) {
-                    q.pop_front();
-                }
-                match head(q) {
-                    Some(m) => {
-                        let _ = tx.send(m).await;
+                if let Some(q) = self.outbox.get_mut(&key) {
+                    if q.front().is_some_and(|u| u.uuid == a.uuid) {
+                        q.pop_front();
                     }
-                    None => {
-                        outbox.remove(&key);
+                    match head_msg(q) {
+                        Some(m) => out.push(m),
+                        None => {
+                            self.outbox.remove(&key);
+                        }
                     }
                 }
             }
             _ => {}
         }
+        out
+    }
+
+    fn session_ended(&mut self, _leader: &str, _outcome: &Result<(), tonic::Status>) {
+        self.stats.connected.fetch_sub(1, Ordering::Relaxed);
     }
 }

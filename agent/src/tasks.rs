@@ -11,7 +11,7 @@
 //! again. An executor that is gone without having reported a terminal state gets one from
 //! the agent (TASK_FAILED), so every task ends.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::executor_server::Executor as ExecutorService;
-use agora_registry::{Resources, Value};
+use agora_registry::{Resources, TaskState, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -28,20 +28,13 @@ use tonic::{Request, Response, Status};
 use crate::checkpoint::{Checkpoints, TaskRecord, Update};
 use crate::config::AgentConfig;
 use crate::isolation::{Isolation, Limits};
+use crate::{clock, convert};
 
 /// Default grace period between SIGTERM and SIGKILL.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 
 type Key = (String, String);
 type EventTx = mpsc::Sender<Result<pb::ExecutorEvent, Status>>;
-
-/// Whether a state named as on the wire (`TASK_FINISHED`) is terminal, per the registry's
-/// one definition.
-fn is_terminal(state: &str) -> bool {
-    agora_registry::TaskState::ALL
-        .iter()
-        .any(|s| s.name() == state && s.is_terminal())
-}
 
 /// A grace period from the wire: 0 means the agent's default.
 fn grace_period(ms: u64) -> Duration {
@@ -52,18 +45,11 @@ fn grace_period(ms: u64) -> Duration {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 struct TaskEntry {
     record: TaskRecord,
     resources: Resources,
     /// Last state reported by its executor (or decided by the agent).
-    state: String,
+    state: TaskState,
     /// The executor's event stream, while it is subscribed.
     executor: Option<EventTx>,
     /// The executor process.
@@ -94,33 +80,12 @@ pub struct Tasks {
     isolation: Arc<Isolation>,
 }
 
-fn update_to_proto(u: &Update, latest_state: &str) -> pb::StatusUpdate {
-    pb::StatusUpdate {
-        uuid: u.uuid.clone(),
-        framework_id: u.framework_id.clone(),
-        task_id: u.task_id.clone(),
-        state: u.state.clone(),
-        message: u.message.clone(),
-        exit_code: u.exit_code,
-        timestamp_ms: u.timestamp_ms,
-        latest_state: if latest_state == u.state {
-            String::new()
-        } else {
-            latest_state.to_string()
-        },
-    }
-}
-
 /// The message for a task's oldest unacknowledged update (the one in flight), carrying
 /// the newest state queued behind it.
-fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
+pub(crate) fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
     let head = q.front()?;
-    let latest = q.back().map_or(head.state.as_str(), |u| u.state.as_str());
-    Some(pb::AgentMessage {
-        kind: Some(pb::agent_message::Kind::Update(update_to_proto(
-            head, latest,
-        ))),
-    })
+    let latest = q.back().map_or(head.state, |u| u.state);
+    Some(convert::update_message(head, latest))
 }
 
 /// Whether a process is alive and not a zombie.
@@ -152,7 +117,7 @@ impl Tasks {
         let mut inner = tasks.lock();
         for (record, journal) in checkpoints.tasks()? {
             let key = (record.framework_id.clone(), record.task_id.clone());
-            let state = journal.last_state().unwrap_or("TASK_STAGING").to_string();
+            let state = journal.last_state().unwrap_or(TaskState::TaskStaging);
             let executor_pid = std::fs::read_to_string(tasks.meta_dir(&key).join("executor.pid"))
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
@@ -177,7 +142,7 @@ impl Tasks {
         let live = inner
             .tasks
             .values()
-            .filter(|t| !is_terminal(&t.state))
+            .filter(|t| !t.state.is_terminal())
             .count();
         drop(inner);
         if live > 0 {
@@ -216,11 +181,7 @@ impl Tasks {
         self.lock()
             .tasks
             .iter()
-            .map(|((f, t), e)| pb::TaskReport {
-                framework_id: f.clone(),
-                task_id: t.clone(),
-                state: e.state.clone(),
-            })
+            .map(|((f, t), e)| convert::task_report(f, t, e.state))
             .collect()
     }
 
@@ -248,9 +209,9 @@ impl Tasks {
         let key = (update.framework_id.clone(), update.task_id.clone());
         let mut inner = self.lock();
         if let Some(t) = inner.tasks.get_mut(&key) {
-            t.state = update.state.clone();
+            t.state = update.state;
         }
-        let terminal = is_terminal(&update.state);
+        let terminal = update.state.is_terminal();
         let q = inner.outbox.entry(key).or_default();
         q.push_back(update);
         // The first update goes out now; a terminal one queued behind an unacknowledged
@@ -266,15 +227,15 @@ impl Tasks {
     }
 
     /// An update decided by the agent itself (dropped launch, executor gone).
-    fn agent_update(&self, key: &Key, state: &str, message: String) {
+    fn agent_update(&self, key: &Key, state: TaskState, message: String) {
         let update = Update {
             uuid: uuid::Uuid::new_v4().to_string(),
             framework_id: key.0.clone(),
             task_id: key.1.clone(),
-            state: state.to_string(),
+            state,
             message,
             exit_code: None,
-            timestamp_ms: now_ms(),
+            timestamp_ms: clock::now_ms(),
         };
         if let Err(e) = self.record(update) {
             tracing::error!(framework = %key.0, task = %key.1, error = %e, "cannot checkpoint an update");
@@ -304,9 +265,7 @@ impl Tasks {
             let _ = tx.try_send(next);
         }
         if let Some(exec) = inner.tasks.get(&key).and_then(|t| t.executor.clone()) {
-            let _ = exec.try_send(Ok(pb::ExecutorEvent {
-                kind: Some(pb::executor_event::Kind::Acknowledged(ack.clone())),
-            }));
+            let _ = exec.try_send(Ok(convert::acknowledged_event(ack.clone())));
         }
     }
 
@@ -329,7 +288,7 @@ impl Tasks {
 
     fn free(&self, inner: &Inner) -> Resources {
         let mut used = Resources::new();
-        for t in inner.tasks.values().filter(|t| !is_terminal(&t.state)) {
+        for t in inner.tasks.values().filter(|t| !t.state.is_terminal()) {
             used.add(&t.resources);
         }
         self.config.resources.saturating_sub(&used)
@@ -342,7 +301,7 @@ impl Tasks {
             let key = (launch.framework_id.clone(), task.task_id.clone());
             if let Err(reason) = self.launch_one(&key, &task) {
                 tracing::warn!(framework = %key.0, task = %key.1, %reason, "launch refused");
-                self.agent_update(&key, "TASK_DROPPED", reason);
+                self.agent_update(&key, TaskState::TaskDropped, reason);
             }
         }
     }
@@ -351,24 +310,7 @@ impl Tasks {
         for (what, id) in [("framework id", &key.0), ("task id", &key.1)] {
             agora_registry::ids::validate_id(id).map_err(|e| format!("bad {what}: {e}"))?;
         }
-        let resources = crate::convert::resources_from_proto(&task.resources)?;
-        let record = TaskRecord {
-            framework_id: key.0.clone(),
-            task_id: key.1.clone(),
-            name: task.name.clone(),
-            resources: resources.to_string(),
-            command: task.command.clone(),
-            env: task
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            executor_command: task
-                .executor
-                .as_ref()
-                .map(|e| e.command.clone())
-                .filter(|c| !c.trim().is_empty()),
-        };
+        let (record, resources) = convert::task_record(&key.0, task)?;
         {
             let mut inner = self.lock();
             if inner.tasks.contains_key(key) {
@@ -386,7 +328,7 @@ impl Tasks {
                 TaskEntry {
                     record: record.clone(),
                     resources,
-                    state: "TASK_STAGING".into(),
+                    state: TaskState::TaskStaging,
                     executor: None,
                     executor_pid: None,
                     launched: false,
@@ -411,7 +353,7 @@ impl Tasks {
                 // Checkpointed as known, so the failure is reported like any other end.
                 self.agent_update(
                     key,
-                    "TASK_FAILED",
+                    TaskState::TaskFailed,
                     format!("cannot start the executor: {e}"),
                 );
                 Ok(())
@@ -538,7 +480,7 @@ impl Tasks {
                 Some(t) => {
                     t.executor = None;
                     t.executor_pid = None;
-                    !is_terminal(&t.state)
+                    !t.state.is_terminal()
                 }
                 None => false,
             }
@@ -548,7 +490,7 @@ impl Tasks {
             tracing::warn!(framework = %key.0, task = %key.1, %how, "executor exited before its task ended");
             self.agent_update(
                 key,
-                "TASK_FAILED",
+                TaskState::TaskFailed,
                 format!("executor exited ({how}) before the task ended"),
             );
         }
@@ -561,7 +503,7 @@ impl Tasks {
             .lock()
             .tasks
             .iter()
-            .filter(|(_, t)| !is_terminal(&t.state))
+            .filter(|(_, t)| !t.state.is_terminal())
             .map(|(k, t)| (k.clone(), t.executor_pid))
             .collect();
         for (key, pid) in keys {
@@ -591,9 +533,7 @@ impl Tasks {
         let exec = self.lock().tasks.get(&key).and_then(|t| t.executor.clone());
         match exec {
             Some(exec) => {
-                let _ = exec.try_send(Ok(pb::ExecutorEvent {
-                    kind: Some(pb::executor_event::Kind::Message(m)),
-                }));
+                let _ = exec.try_send(Ok(convert::message_event(m)));
             }
             None => {
                 tracing::info!(framework = %key.0, executor = %key.1, "framework message for an executor not subscribed: dropped")
@@ -609,16 +549,12 @@ impl Tasks {
         let Some(t) = inner.tasks.get_mut(&key) else {
             return;
         };
-        if is_terminal(&t.state) {
+        if t.state.is_terminal() {
             return;
         }
         match &t.executor {
             Some(exec) => {
-                let _ = exec.try_send(Ok(pb::ExecutorEvent {
-                    kind: Some(pb::executor_event::Kind::Shutdown(pb::ExecutorShutdown {
-                        grace_period_ms: grace.as_millis() as u64,
-                    })),
-                }));
+                let _ = exec.try_send(Ok(convert::shutdown_event(grace)));
             }
             None => t.pending_kill = Some(grace),
         }
@@ -636,24 +572,18 @@ impl Tasks {
             {
                 self.agent_update(
                     &key,
-                    "TASK_LOST",
+                    TaskState::TaskLost,
                     "kill of a task this agent does not know".into(),
                 );
             }
             return;
         };
-        if is_terminal(&t.state) {
+        if t.state.is_terminal() {
             return;
         }
         match &t.executor {
             Some(exec) => {
-                let _ = exec.try_send(Ok(pb::ExecutorEvent {
-                    kind: Some(pb::executor_event::Kind::Kill(pb::KillTask {
-                        framework_id: key.0.clone(),
-                        task_id: key.1.clone(),
-                        grace_period_ms: grace.as_millis() as u64,
-                    })),
-                }));
+                let _ = exec.try_send(Ok(convert::kill_event(&key.0, &key.1, grace)));
             }
             None => t.pending_kill = Some(grace),
         }
@@ -694,38 +624,14 @@ impl ExecutorService for ExecutorApi {
                     key.1, key.0
                 )));
             };
-            let _ = tx.try_send(Ok(pb::ExecutorEvent {
-                kind: Some(pb::executor_event::Kind::Subscribed(
-                    pb::ExecutorSubscribed { agent_id },
-                )),
-            }));
+            let _ = tx.try_send(Ok(convert::subscribed_event(agent_id)));
             let resubscribed = req.task_ids.contains(&key.1);
             if !t.launched && !resubscribed {
-                let task = pb::TaskInfo {
-                    task_id: t.record.task_id.clone(),
-                    name: t.record.name.clone(),
-                    resources: crate::convert::resources_to_proto(&t.resources),
-                    command: t.record.command.clone(),
-                    env: t.record.env.iter().cloned().collect::<HashMap<_, _>>(),
-                    executor: t
-                        .record
-                        .executor_command
-                        .clone()
-                        .map(|command| pb::ExecutorInfo { command }),
-                };
-                let _ = tx.try_send(Ok(pb::ExecutorEvent {
-                    kind: Some(pb::executor_event::Kind::Launch(task)),
-                }));
+                let _ = tx.try_send(Ok(convert::launch_event(&t.record, &t.resources)));
                 t.launched = true;
             }
             if let Some(grace) = t.pending_kill.take() {
-                let _ = tx.try_send(Ok(pb::ExecutorEvent {
-                    kind: Some(pb::executor_event::Kind::Kill(pb::KillTask {
-                        framework_id: key.0.clone(),
-                        task_id: key.1.clone(),
-                        grace_period_ms: grace.as_millis() as u64,
-                    })),
-                }));
+                let _ = tx.try_send(Ok(convert::kill_event(&key.0, &key.1, grace)));
             }
             t.executor = Some(tx);
         }
@@ -755,9 +661,7 @@ impl ExecutorService for ExecutorApi {
             .unwrap_or_default();
         // Best effort, as in Mesos: dropped while there is no session with the leader.
         if let Some(tx) = &inner.session {
-            let _ = tx.try_send(pb::AgentMessage {
-                kind: Some(pb::agent_message::Kind::ExecutorMessage(m)),
-            });
+            let _ = tx.try_send(convert::executor_message(m));
         }
         Ok(Response::new(pb::ExecutorUpdateReply {}))
     }
@@ -767,22 +671,9 @@ impl ExecutorService for ExecutorApi {
         req: Request<pb::ExecutorUpdate>,
     ) -> Result<Response<pb::ExecutorUpdateReply>, Status> {
         let req = req.into_inner();
-        let u = req
-            .update
-            .ok_or_else(|| Status::invalid_argument("update: missing"))?;
-        if u.uuid.is_empty() {
-            return Err(Status::invalid_argument("update.uuid: empty"));
-        }
-        if !agora_registry::TaskState::ALL
-            .iter()
-            .any(|s| s.name() == u.state)
-        {
-            return Err(Status::invalid_argument(format!(
-                "update.state: unknown state {:?}",
-                u.state
-            )));
-        }
-        let key = (req.framework_id.clone(), u.task_id.clone());
+        let update = convert::update_from_executor(req.framework_id, req.update)
+            .map_err(Status::invalid_argument)?;
+        let key = (update.framework_id.clone(), update.task_id.clone());
         {
             let inner = self.tasks.lock();
             if !inner.tasks.contains_key(&key) {
@@ -795,20 +686,11 @@ impl ExecutorService for ExecutorApi {
             if inner
                 .outbox
                 .get(&key)
-                .is_some_and(|q| q.iter().any(|x| x.uuid == u.uuid))
+                .is_some_and(|q| q.iter().any(|x| x.uuid == update.uuid))
             {
                 return Ok(Response::new(pb::ExecutorUpdateReply {}));
             }
         }
-        let update = Update {
-            uuid: u.uuid,
-            framework_id: req.framework_id,
-            task_id: u.task_id,
-            state: u.state,
-            message: u.message,
-            exit_code: u.exit_code,
-            timestamp_ms: u.timestamp_ms,
-        };
         tracing::info!(framework = %update.framework_id, task = %update.task_id, state = %update.state, "status update");
         self.tasks.record(update)?;
         Ok(Response::new(pb::ExecutorUpdateReply {}))

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use jepsen_tests::cluster::*;
+use agora_test_cluster::*;
 
 const SECOND: Duration = Duration::from_secs(1);
 

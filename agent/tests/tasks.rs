@@ -50,7 +50,7 @@ impl AgentInstance {
             work_dir: work_dir.to_path_buf(),
             resources: Resources::parse("cpus:2;mem:512").unwrap(),
             attributes: vec![],
-            executor_binary: jepsen_tests::cluster::binary("agora-executor"),
+            executor_binary: agora_test_cluster::binary("agora-executor"),
             executor_recovery_timeout: std::time::Duration::from_secs(60),
         });
         let isolation = agora_agent::isolation::Isolation::detect(
@@ -125,15 +125,9 @@ impl Leader {
             if u.task_id != task {
                 continue;
             }
-            let done = matches!(
-                u.state.as_str(),
-                "TASK_FINISHED"
-                    | "TASK_FAILED"
-                    | "TASK_KILLED"
-                    | "TASK_ERROR"
-                    | "TASK_LOST"
-                    | "TASK_DROPPED"
-            );
+            let done = agora_driver::convert::task_state_from_proto(u.state)
+                .expect("a valid state")
+                .is_terminal();
             // A re-sent duplicate of the previous update is not a new state.
             if seen
                 .last()
@@ -177,8 +171,8 @@ fn launch(tasks: &Tasks, t: pb::TaskInfo) {
     });
 }
 
-fn states(updates: &[pb::StatusUpdate]) -> Vec<&str> {
-    updates.iter().map(|u| u.state.as_str()).collect()
+fn states(updates: &[pb::StatusUpdate]) -> Vec<&'static str> {
+    updates.iter().map(|u| u.state().as_str_name()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +223,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         ),
     );
     let u = leader.follow(&tasks, "hog").await;
-    assert_eq!(u.last().unwrap().state, "TASK_FAILED");
+    assert_eq!(u.last().unwrap().state().as_str_name(), "TASK_FAILED");
     assert!(
         u.last().unwrap().message.contains("memory limit"),
         "{:?}",
@@ -250,7 +244,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     // Kill: SIGTERM, then SIGKILL after the grace.
     launch(&tasks, task("sleeper", "sleep 30", 0.5, 64.0));
     let first = leader.next_update(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(first.state, "TASK_STARTING");
+    assert_eq!(first.state().as_str_name(), "TASK_STARTING");
     // Until STARTING is acknowledged, RUNNING is not sent: one update in flight per task.
     assert!(leader
         .next_update(Duration::from_millis(700))
@@ -262,7 +256,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         uuid: first.uuid,
     });
     let running = leader.next_update(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(running.state, "TASK_RUNNING");
+    assert_eq!(running.state().as_str_name(), "TASK_RUNNING");
     tasks.acknowledged(&pb::StatusAck {
         framework_id: running.framework_id,
         task_id: running.task_id,
@@ -285,7 +279,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         64.0,
     );
     custom.executor = Some(pb::ExecutorInfo {
-        command: jepsen_tests::cluster::example("agora-driver", "shell_executor")
+        command: agora_test_cluster::example("agora-driver", "shell_executor")
             .display()
             .to_string(),
     });
@@ -308,13 +302,13 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     // leader; a shutdown ends its task.
     let mut chatty = task("chatty", "sleep 30", 0.5, 64.0);
     chatty.executor = Some(pb::ExecutorInfo {
-        command: jepsen_tests::cluster::example("agora-driver", "shell_executor")
+        command: agora_test_cluster::example("agora-driver", "shell_executor")
             .display()
             .to_string(),
     });
     launch(&tasks, chatty);
     let running = leader.next_update(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(running.state, "TASK_RUNNING");
+    assert_eq!(running.state().as_str_name(), "TASK_RUNNING");
     tasks.acknowledged(&pb::StatusAck {
         framework_id: running.framework_id,
         task_id: running.task_id,
@@ -344,7 +338,11 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         grace_period_ms: 100,
     });
     let u = leader.follow(&tasks, "chatty").await;
-    assert_eq!(u.last().unwrap().state, "TASK_FAILED", "{u:?}");
+    assert_eq!(
+        u.last().unwrap().state().as_str_name(),
+        "TASK_FAILED",
+        "{u:?}"
+    );
     assert!(
         u.last().unwrap().exit_code.is_none(),
         "killed by a signal: {u:?}"
@@ -361,7 +359,7 @@ async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
     launch(&tasks, task("long", "sleep 2; echo done", 0.5, 64.0));
     for expected in ["TASK_STARTING", "TASK_RUNNING"] {
         let u = leader.next_update(Duration::from_secs(10)).await.unwrap();
-        assert_eq!(u.state, expected);
+        assert_eq!(u.state().as_str_name(), expected);
         tasks.acknowledged(&pb::StatusAck {
             framework_id: u.framework_id,
             task_id: u.task_id,
@@ -377,7 +375,7 @@ async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
     let (agent, _) = AgentInstance::start(dir.path(), Some(addr));
     let tasks = agent.tasks.clone();
     assert_eq!(tasks.report().len(), 1);
-    assert_eq!(tasks.report()[0].state, "TASK_RUNNING");
+    assert_eq!(tasks.report()[0].state().as_str_name(), "TASK_RUNNING");
     tasks.check_recovered_executors();
     let mut leader = Leader::attach(&tasks);
     let u = leader.follow(&tasks, "long").await;
@@ -391,5 +389,35 @@ async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
         .next_update(Duration::from_millis(2500))
         .await
         .is_none());
+    agent.crash();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_without_a_valid_state_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, addr) = AgentInstance::start(dir.path(), None);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client = agora_proto::v1::executor_client::ExecutorClient::new(channel);
+    for (state, needle) in [(0, "update.state: unset"), (99, "update.state: unknown")] {
+        let err = client
+            .update(pb::ExecutorUpdate {
+                framework_id: "fw-1".into(),
+                executor_id: "t1".into(),
+                update: Some(pb::StatusUpdate {
+                    uuid: "u1".into(),
+                    framework_id: "fw-1".into(),
+                    task_id: "t1".into(),
+                    state,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().starts_with(needle), "{err:?}");
+    }
+    assert_eq!(agent.tasks.unacknowledged(), 0);
     agent.crash();
 }

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus};
 use agora_proto::v1 as pb;
 use clap::Parser;
 
@@ -213,7 +213,7 @@ impl Scheduler for Batch {
         }
     }
 
-    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
         let Some(&task) = self.by_id.get(&status.task_id) else {
             return;
         };
@@ -254,12 +254,12 @@ impl Scheduler for Batch {
             }
             return;
         }
-        match status.state.as_str() {
-            "TASK_FINISHED" => {
+        match status.state {
+            TaskState::TaskFinished => {
                 self.done.insert(task);
                 *self.finished_on.entry(status.agent_id.clone()).or_default() += 1;
             }
-            "TASK_DROPPED" => {
+            TaskState::TaskDropped => {
                 // It never ran: try again under a new attempt id.
                 self.attempts[task] += 1;
                 self.by_id.insert(self.attempt_id(task), task);
@@ -269,7 +269,7 @@ impl Scheduler for Batch {
                     h.revive();
                 }
             }
-            "TASK_FAILED" | "TASK_KILLED" | "TASK_LOST" | "TASK_ERROR" | "TASK_GONE" => {
+            s if s.is_terminal() => {
                 self.done.insert(task);
                 self.failed.push(format!(
                     "{} {} {}",

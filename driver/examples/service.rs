@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus};
 use agora_proto::v1 as pb;
 use clap::Parser;
 
@@ -89,7 +89,7 @@ impl Service {
             .collect()
     }
 
-    fn ended(&mut self, h: &SchedulerHandle, i: usize, state: &str, message: &str) {
+    fn ended(&mut self, h: &SchedulerHandle, i: usize, state: TaskState, message: &str) {
         let ran_for = match &self.slots[i] {
             Slot::Live { since, .. } => since.elapsed(),
             Slot::Pending { .. } => Duration::ZERO,
@@ -218,7 +218,7 @@ impl Scheduler for Service {
         }
     }
 
-    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
         // Adopt instances of an earlier run (reconciliation answers name them).
         if !self.by_task.contains_key(&status.task_id) {
             let Some((i, g)) = status
@@ -230,8 +230,11 @@ impl Scheduler for Service {
                 return;
             };
             let live = matches!(
-                status.state.as_str(),
-                "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING"
+                status.state,
+                TaskState::TaskStaging
+                    | TaskState::TaskStarting
+                    | TaskState::TaskRunning
+                    | TaskState::TaskKilling
             );
             if i >= self.slots.len() || !live {
                 if live {
@@ -257,14 +260,8 @@ impl Scheduler for Service {
         let current =
             matches!(&self.slots[i], Slot::Live { task_id, .. } if *task_id == status.task_id);
         println!("{} {} {}", status.task_id, status.state, status.message);
-        match status.state.as_str() {
-            "TASK_FINISHED" | "TASK_FAILED" | "TASK_KILLED" | "TASK_LOST" | "TASK_ERROR"
-            | "TASK_DROPPED" | "TASK_GONE"
-                if current =>
-            {
-                self.ended(h, i, &status.state, &status.message);
-            }
-            _ => {}
+        if status.state.is_terminal() && current {
+            self.ended(h, i, status.state, &status.message);
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_driver::{Executor, ExecutorDriver, ExecutorHandle};
+use agora_driver::{Executor, ExecutorDriver, ExecutorHandle, TaskState};
 use agora_proto::v1 as pb;
 
 #[derive(Default)]
@@ -29,19 +29,24 @@ impl Executor for ShellExecutor {
                     }
                     handle.send_status_update(
                         &task.task_id,
-                        "TASK_RUNNING",
+                        TaskState::TaskRunning,
                         "run by shell_executor",
                         None,
                     );
                     let (state, code) = match child.wait().await {
-                        Ok(s) if s.success() => ("TASK_FINISHED", Some(0)),
-                        Ok(s) => ("TASK_FAILED", s.code()),
-                        Err(_) => ("TASK_FAILED", None),
+                        Ok(s) if s.success() => (TaskState::TaskFinished, Some(0)),
+                        Ok(s) => (TaskState::TaskFailed, s.code()),
+                        Err(_) => (TaskState::TaskFailed, None),
                     };
                     handle.send_status_update(&task.task_id, state, "run by shell_executor", code);
                 }
                 Err(e) => {
-                    handle.send_status_update(&task.task_id, "TASK_FAILED", &e.to_string(), None);
+                    handle.send_status_update(
+                        &task.task_id,
+                        TaskState::TaskFailed,
+                        &e.to_string(),
+                        None,
+                    );
                 }
             }
             handle.stop();

@@ -16,6 +16,9 @@ use agora_proto::v1::executor_client::ExecutorClient;
 use tokio::sync::{watch, Notify};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::convert::{self, OutgoingUpdate};
+use crate::{clock, TaskState};
+
 /// Environment variables the agent sets for an executor.
 pub const ENV_AGENT_ENDPOINT: &str = "AGORA_AGENT_ENDPOINT";
 pub const ENV_FRAMEWORK_ID: &str = "AGORA_FRAMEWORK_ID";
@@ -60,7 +63,7 @@ struct Shared {
     framework_id: String,
     executor_id: String,
     /// Updates not yet checkpointed by the agent, oldest first.
-    outbox: Mutex<VecDeque<pb::StatusUpdate>>,
+    outbox: Mutex<VecDeque<OutgoingUpdate>>,
     outbox_changed: Notify,
     /// Tasks launched and not yet terminal (reported when subscribing again).
     live: Mutex<BTreeSet<String>>,
@@ -73,40 +76,20 @@ pub struct ExecutorHandle {
     shared: Arc<Shared>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_ERROR"
-            | "TASK_LOST"
-            | "TASK_DROPPED"
-            | "TASK_GONE"
-    )
-}
-
 impl ExecutorHandle {
     /// Queues a status update for `task_id`; returns its uuid. Updates are delivered in
     /// the order they are sent.
     pub fn send_status_update(
         &self,
         task_id: &str,
-        state: &str,
+        state: TaskState,
         message: &str,
         exit_code: Option<i32>,
     ) -> String {
         let uuid = uuid::Uuid::new_v4().to_string();
         {
             let mut live = self.shared.live.lock().unwrap_or_else(|p| p.into_inner());
-            if is_terminal(state) {
+            if state.is_terminal() {
                 live.remove(task_id);
             } else {
                 live.insert(task_id.to_string());
@@ -116,15 +99,13 @@ impl ExecutorHandle {
             .outbox
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push_back(pb::StatusUpdate {
+            .push_back(OutgoingUpdate {
                 uuid: uuid.clone(),
-                framework_id: self.shared.framework_id.clone(),
                 task_id: task_id.to_string(),
-                state: state.to_string(),
+                state,
                 message: message.to_string(),
                 exit_code,
-                timestamp_ms: now_ms(),
-                latest_state: String::new(),
+                timestamp_ms: clock::now_ms(),
             });
         self.shared.outbox_changed.notify_one();
         uuid
@@ -366,7 +347,10 @@ async fn deliver_updates(channel: Channel, handle: ExecutorHandle) {
         let req = pb::ExecutorUpdate {
             framework_id: shared.framework_id.clone(),
             executor_id: shared.executor_id.clone(),
-            update: Some(update.clone()),
+            update: Some(convert::status_update_to_proto(
+                &shared.framework_id,
+                &update,
+            )),
         };
         match client.update(req).await {
             Ok(_) => {

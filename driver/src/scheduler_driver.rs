@@ -7,7 +7,7 @@
 //! [`SchedulerHandle`], each to the current leader.
 //!
 //! ```no_run
-//! use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+//! use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus};
 //! use agora_proto::v1 as pb;
 //!
 //! struct Once;
@@ -24,9 +24,9 @@
 //!         };
 //!         h.accept(vec![offer.id.clone()], vec![task], None);
 //!     }
-//!     fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+//!     fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
 //!         println!("{} {}", status.task_id, status.state);
-//!         if status.state == "TASK_FINISHED" {
+//!         if status.state == TaskState::TaskFinished {
 //!             h.stop();
 //!         }
 //!     }
@@ -49,7 +49,9 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::scheduler_client::SchedulerClient;
 use tokio::sync::watch;
 
+use crate::convert;
 use crate::master_client::{DriverError, MasterClient, RetryPolicy};
+use crate::status::TaskStatus;
 
 /// What a framework does with its events. Callbacks run on the driver's task and must not
 /// block; calls on the handle are sent in the background.
@@ -63,7 +65,7 @@ pub trait Scheduler: Send + 'static {
     /// An offer is no longer valid.
     fn offer_rescinded(&mut self, _handle: &SchedulerHandle, _offer_id: &str) {}
     /// A task's state changed.
-    fn status_update(&mut self, handle: &SchedulerHandle, status: pb::TaskStatus);
+    fn status_update(&mut self, handle: &SchedulerHandle, status: TaskStatus);
     /// An agent was lost.
     fn agent_lost(&mut self, _handle: &SchedulerHandle, _agent_id: &str) {}
     /// Data from one of the framework's executors.
@@ -214,7 +216,7 @@ impl SchedulerHandle {
     /// Acknowledges a status update.
     pub fn acknowledge(
         &self,
-        status: &pb::TaskStatus,
+        status: &TaskStatus,
     ) -> tokio::task::JoinHandle<Result<(), DriverError>> {
         let req = pb::AcknowledgeRequest {
             framework_id: self.id(),
@@ -441,6 +443,16 @@ impl SchedulerDriver {
                     pb::event::Kind::Offers(o) => scheduler.resource_offers(&h, o.offers),
                     pb::event::Kind::Rescind(r) => scheduler.offer_rescinded(&h, &r.offer_id),
                     pb::event::Kind::Update(status) => {
+                        let task_id = status.task_id.clone();
+                        let status = match convert::task_status_from_proto(status) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                // A master newer than this driver, or a bug: nothing a
+                                // scheduler can act on. Left unacknowledged.
+                                tracing::warn!(task = %task_id, error = %e, "status update with a bad state: ignored");
+                                continue;
+                            }
+                        };
                         let needs_ack = !status.uuid.is_empty();
                         scheduler.status_update(&h, status.clone());
                         if self.implicit_acknowledgements && needs_ack {

@@ -12,15 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use agora_driver::TaskState;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{is_terminal, op, Event, EventType, HealthSample, StateSample};
+use crate::history::{op, AgentSample, Event, EventType, HealthSample, StateSample};
 
 /// How many offending lines a [`Verdict`] keeps; its summary gives the total count.
 pub const MAX_OFFENDING: usize = 20;
-
-/// Slack for floating-point sums of resources.
-const RESOURCE_TOLERANCE: f64 = 1e-6;
 
 /// A task still `TASK_STAGING` at the end is fine only if launched this recently.
 const STAGING_GRACE_MS: u64 = 10_000;
@@ -105,7 +103,8 @@ pub fn check_all(data: &RunData) -> Vec<Verdict> {
 // 1. no_overcommit
 
 /// In every state sample, on every agent, for every resource: what its non-terminal
-/// tasks hold plus what is offered out of it is at most its total.
+/// tasks hold plus what is offered out of it is at most its total (the one over-commit
+/// check, [`agora_test_cluster::overcommit`]).
 pub fn no_overcommit(data: &RunData) -> Verdict {
     let mut violations = Vec::new();
     let mut agent_samples = 0;
@@ -125,29 +124,11 @@ pub fn no_overcommit(data: &RunData) -> Verdict {
 }
 
 /// The resources of one agent sample where tasks + offered exceed the total.
-fn overcommitted_resources(t_ms: u64, agent: &crate::history::AgentSample) -> Vec<Violation> {
-    let names: BTreeSet<&String> = agent
-        .total
-        .keys()
-        .chain(agent.tasks.keys())
-        .chain(agent.offered.keys())
-        .collect();
-    let amount = |m: &BTreeMap<String, f64>, name: &String| m.get(name).copied().unwrap_or(0.0);
-    names
+fn overcommitted_resources(t_ms: u64, agent: &AgentSample) -> Vec<Violation> {
+    agent
+        .overcommits()
         .into_iter()
-        .filter_map(|name| {
-            let (tasks, offered) = (amount(&agent.tasks, name), amount(&agent.offered, name));
-            let total = amount(&agent.total, name);
-            (tasks + offered > total + RESOURCE_TOLERANCE).then(|| {
-                Violation::new(
-                    t_ms,
-                    format!(
-                        "agent {}: {name} tasks {tasks} + offered {offered} > total {total}",
-                        agent.id
-                    ),
-                )
-            })
-        })
+        .map(|o| Violation::new(t_ms, o.to_string()))
         .collect()
 }
 
@@ -186,7 +167,9 @@ pub fn at_most_once(data: &RunData) -> Verdict {
         }
     }
     for (task, state) in &final_view.tasks {
-        if state == "TASK_FINISHED" && data.markers.get(task).copied().unwrap_or(0) == 0 {
+        if *state == Some(TaskState::TaskFinished)
+            && data.markers.get(task).copied().unwrap_or(0) == 0
+        {
             let t = launches.get(task.as_str()).map_or(data.end_ms, |e| e.t_ms);
             violations.push(Violation::new(
                 t,
@@ -208,7 +191,7 @@ pub fn at_most_once(data: &RunData) -> Verdict {
 fn dropped_tasks(history: &[Event]) -> BTreeSet<&str> {
     history
         .iter()
-        .filter(|e| e.f == op::UPDATE && e.state.as_deref() == Some("TASK_DROPPED"))
+        .filter(|e| e.f == op::UPDATE && e.state == Some(TaskState::TaskDropped))
         .filter_map(|e| e.task.as_deref())
         .collect()
 }
@@ -237,8 +220,8 @@ struct FinalView {
     available: bool,
     agents: BTreeSet<String>,
     frameworks: BTreeSet<String>,
-    /// Task id -> state name (empty when the entry had none).
-    tasks: BTreeMap<String, String>,
+    /// Task id -> its state (`None` when the entry had none, or not a task state's name).
+    tasks: BTreeMap<String, Option<TaskState>>,
 }
 
 impl FinalView {
@@ -257,8 +240,12 @@ impl FinalView {
         let tasks = entries("tasks")
             .iter()
             .filter_map(|t| {
-                let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("");
-                id_of(t).map(|id| (id, state.to_string()))
+                // `/state` names task states; this is where the checkers read them.
+                let state = t
+                    .get("state")
+                    .and_then(|s| s.as_str())
+                    .and_then(TaskState::from_name);
+                id_of(t).map(|id| (id, state))
             })
             .collect();
         FinalView {
@@ -389,10 +376,10 @@ fn final_state_unavailable(name: &str, end_ms: u64) -> Verdict {
 }
 
 /// Whether a task in `state` is alive at the end, given when it was launched.
-fn is_live_at_end(state: &str, launched_ms: u64, end_ms: u64) -> bool {
+fn is_live_at_end(state: TaskState, launched_ms: u64, end_ms: u64) -> bool {
     match state {
-        "TASK_RUNNING" | "TASK_STARTING" | "TASK_KILLING" => true,
-        "TASK_STAGING" => end_ms.saturating_sub(launched_ms) < STAGING_GRACE_MS,
+        TaskState::TaskRunning | TaskState::TaskStarting | TaskState::TaskKilling => true,
+        TaskState::TaskStaging => end_ms.saturating_sub(launched_ms) < STAGING_GRACE_MS,
         _ => false,
     }
 }
@@ -407,11 +394,13 @@ fn lost_tasks(
     for (&task, launch) in launches {
         let why = match final_view.tasks.get(task) {
             None => "missing from the final state".to_string(),
-            Some(state) if is_terminal(state) || is_live_at_end(state, launch.t_ms, end_ms) => {
+            Some(Some(state))
+                if state.is_terminal() || is_live_at_end(*state, launch.t_ms, end_ms) =>
+            {
                 continue
             }
-            Some(state) if state.is_empty() => "in the final state without a state".to_string(),
-            Some(state) => format!("stuck in {state} in the final state"),
+            Some(None) => "in the final state without a state".to_string(),
+            Some(Some(state)) => format!("stuck in {state} in the final state"),
         };
         lost.push(Violation::new(
             launch.t_ms,
@@ -431,7 +420,12 @@ fn terminal_delivery_violations(
 ) -> Vec<Violation> {
     let told = terminal_updates(history);
     let mut violations = Vec::new();
-    for (task, final_state) in final_view.tasks.iter().filter(|(_, s)| is_terminal(s)) {
+    let terminal = final_view
+        .tasks
+        .iter()
+        .filter_map(|(task, state)| Some((task, (*state)?)))
+        .filter(|(_, state)| state.is_terminal());
+    for (task, final_state) in terminal {
         let launched_ms = launches.get(task.as_str()).map_or(end_ms, |l| l.t_ms);
         let Some(updates) = told.get(task.as_str()) else {
             let text =
@@ -439,7 +433,7 @@ fn terminal_delivery_violations(
             violations.push(Violation::new(launched_ms, text));
             continue;
         };
-        for &(t_ms, state) in updates.iter().filter(|(_, s)| s != final_state) {
+        for &(t_ms, state) in updates.iter().filter(|&&(_, s)| s != final_state) {
             let text = format!(
                 "task {task}: framework was told {state} but the final state says {final_state}"
             );
@@ -451,13 +445,13 @@ fn terminal_delivery_violations(
 
 /// Task id -> each distinct terminal state its updates (reconcile or not) carried, with
 /// the time of the first such update.
-fn terminal_updates(history: &[Event]) -> BTreeMap<&str, Vec<(u64, &str)>> {
-    let mut told: BTreeMap<&str, Vec<(u64, &str)>> = BTreeMap::new();
+fn terminal_updates(history: &[Event]) -> BTreeMap<&str, Vec<(u64, TaskState)>> {
+    let mut told: BTreeMap<&str, Vec<(u64, TaskState)>> = BTreeMap::new();
     for e in history.iter().filter(|e| e.f == op::UPDATE) {
-        let (Some(task), Some(state)) = (e.task.as_deref(), e.state.as_deref()) else {
+        let (Some(task), Some(state)) = (e.task.as_deref(), e.state) else {
             continue;
         };
-        if !is_terminal(state) {
+        if !state.is_terminal() {
             continue;
         }
         let states = told.entry(task).or_default();
@@ -469,13 +463,13 @@ fn terminal_updates(history: &[Event]) -> BTreeMap<&str, Vec<(u64, &str)>> {
 }
 
 /// Where a state sits in a task's life, for ordering; `None`: ignored for ordering
-/// (`TASK_UNREACHABLE`, unknown names).
-fn state_rank(state: &str) -> Option<u8> {
+/// (`TASK_UNREACHABLE`, `TASK_UNKNOWN`).
+fn state_rank(state: TaskState) -> Option<u8> {
     match state {
-        "TASK_STAGING" => Some(0),
-        "TASK_STARTING" => Some(1),
-        "TASK_RUNNING" | "TASK_KILLING" => Some(2),
-        s if is_terminal(s) => Some(3),
+        TaskState::TaskStaging => Some(0),
+        TaskState::TaskStarting => Some(1),
+        TaskState::TaskRunning | TaskState::TaskKilling => Some(2),
+        s if s.is_terminal() => Some(3),
         _ => None,
     }
 }
@@ -483,11 +477,11 @@ fn state_rank(state: &str) -> Option<u8> {
 /// Per task, the first place its non-reconcile updates go backwards or switch between
 /// two different terminal states (one violation per task).
 fn out_of_order_updates(history: &[Event]) -> Vec<Violation> {
-    let mut highest: BTreeMap<&str, (u8, &str)> = BTreeMap::new();
+    let mut highest: BTreeMap<&str, (u8, TaskState)> = BTreeMap::new();
     let mut flagged: BTreeSet<&str> = BTreeSet::new();
     let mut violations = Vec::new();
     for e in history.iter().filter(|e| e.f == op::UPDATE && !e.reconcile) {
-        let (Some(task), Some(state)) = (e.task.as_deref(), e.state.as_deref()) else {
+        let (Some(task), Some(state)) = (e.task.as_deref(), e.state) else {
             continue;
         };
         let Some(rank) = state_rank(state) else {
@@ -691,7 +685,12 @@ fn first_progress_after(history: &[Event], heal_ms: u64) -> Option<(u64, &str)> 
     history
         .iter()
         .filter(|e| e.f == op::UPDATE)
-        .filter(|e| matches!(e.state.as_deref(), Some("TASK_RUNNING" | "TASK_FINISHED")))
+        .filter(|e| {
+            matches!(
+                e.state,
+                Some(TaskState::TaskRunning | TaskState::TaskFinished)
+            )
+        })
         .filter_map(|e| Some((e.t_ms, e.task.as_deref()?)))
         .filter(|(_, task)| launched_after.contains(task))
         .min_by_key(|&(t, _)| t)
@@ -700,7 +699,6 @@ fn first_progress_after(history: &[Event], heal_ms: u64) -> Option<(u64, &str)> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::AgentSample;
     use serde_json::json;
 
     fn ev(t: u64, process: &str, kind: EventType, f: &str) -> Event {
@@ -719,7 +717,7 @@ mod tests {
             .task(task)
             .framework("f1")
             .agent("a1")
-            .state(state)
+            .state(state.parse().expect("a task state name"))
     }
 
     fn reconciled(t: u64, task: &str, state: &str) -> Event {

@@ -16,14 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use agora_driver::MasterClient;
 use agora_proto::v1 as pb;
 use agora_proto::v1::operator_client::OperatorClient;
+use agora_test_cluster::http_get;
 
 use crate::checker::{self, RunData, Verdict};
-use crate::cluster::http_get;
+use crate::clock::unix_ms;
 use crate::history::{self, op, Event, EventType, HealthSample, Recorder, StateSample};
 use crate::nemesis::{self, Fault, Plan, Rng, Step};
 use crate::net::{self, Host, Network};
@@ -118,13 +119,6 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError
     move |source| HarnessError::Io { context, source }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------
 // Processes
 
@@ -166,14 +160,14 @@ impl Proc {
 
     fn signal(&self, sig: i32) {
         if let Some(c) = &self.child {
-            crate::cluster::signal(c.id(), sig);
+            agora_test_cluster::signal(c.id(), sig);
         }
     }
 
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             if self.paused {
-                crate::cluster::signal(c.id(), libc::SIGCONT);
+                agora_test_cluster::signal(c.id(), libc::SIGCONT);
             }
             let _ = c.kill();
             let _ = c.wait();

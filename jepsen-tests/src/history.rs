@@ -3,22 +3,28 @@
 //! from the masters, and the JSONL helpers that write and read them.
 //!
 //! What it owns: the data model every other part of the harness agrees on (field names,
-//! operation names in [`op`], task-state classification in [`is_terminal`]) and the file
-//! format (one JSON value per line, `\n`-terminated, flushed line by line).
+//! operation names in [`op`]; task states are the domain [`TaskState`], named in the JSON
+//! by its serde, e.g. `"TASK_RUNNING"`) and the file format (one JSON value per line,
+//! `\n`-terminated, flushed line by line).
 //!
 //! What it must not do: judge a run (that is `checker`), present it (that is `report`), or
 //! talk to a cluster. Its only I/O is the JSONL file helpers below, and its only clock read
-//! is [`Recorder::now_ms`]; everything else takes times as arguments.
+//! is [`Recorder::now_ms`] (through [`crate::clock`]); everything else takes times as
+//! arguments.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use agora_driver::TaskState;
+use agora_test_cluster::overcommit::StateUsage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// One agent's scalar resources in a [`StateSample`], by resource name: the over-commit
+/// check's own reduction of `/state`.
+pub use agora_test_cluster::overcommit::AgentUsage as AgentSample;
 
 /// Why a history file could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +114,9 @@ pub struct Event {
     pub framework: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// Task state name, e.g. `TASK_RUNNING`.
+    /// The task's state (in the JSON its name, e.g. `"TASK_RUNNING"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     /// The update answered a reconciliation (it is not an in-order status update).
     #[serde(default, skip_serializing_if = "is_false")]
     pub reconcile: bool,
@@ -185,9 +191,9 @@ impl Event {
         self
     }
 
-    /// Sets the task state name.
-    pub fn state(mut self, state: impl Into<String>) -> Self {
-        self.state = Some(state.into());
+    /// Sets the task state.
+    pub fn state(mut self, state: TaskState) -> Self {
+        self.state = Some(state);
         self
     }
 
@@ -238,23 +244,6 @@ impl Event {
     }
 }
 
-/// Task states after which nothing follows (as in Mesos; `TASK_UNREACHABLE` is not one).
-pub const TERMINAL_STATES: [&str; 8] = [
-    "TASK_FINISHED",
-    "TASK_FAILED",
-    "TASK_KILLED",
-    "TASK_LOST",
-    "TASK_ERROR",
-    "TASK_DROPPED",
-    "TASK_GONE",
-    "TASK_GONE_BY_OPERATOR",
-];
-
-/// Whether `state` (a Mesos task state name) is terminal. Unknown names are not.
-pub fn is_terminal(state: &str) -> bool {
-    TERMINAL_STATES.contains(&state)
-}
-
 /// One replica's `/health` answer, as polled by the harness.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthSample {
@@ -283,35 +272,13 @@ pub struct StateSample {
     pub agents: Vec<AgentSample>,
 }
 
-/// One agent's scalar resources in a [`StateSample`], by resource name.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AgentSample {
-    pub id: String,
-    /// The agent's scalar resources.
-    #[serde(default)]
-    pub total: BTreeMap<String, f64>,
-    /// The sum of the resources of its non-terminal tasks.
-    #[serde(default)]
-    pub tasks: BTreeMap<String, f64>,
-    /// What is offered out of it.
-    #[serde(default)]
-    pub offered: BTreeMap<String, f64>,
-}
-
 impl StateSample {
-    /// Reduces a master's `/state` JSON taken at `t_ms`. `None` when `state` has no
-    /// `agents` array (e.g. an error body). Agents without an id are skipped; a task
-    /// without a state counts as non-terminal.
+    /// Reduces a master's `/state` JSON taken at `t_ms` (with the over-commit check's own
+    /// reduction, [`StateUsage::from_state`]). `None` when `state` has no `agents` array
+    /// (e.g. an error body). Agents without an id are skipped; a task without a state
+    /// counts as non-terminal.
     pub fn from_state(t_ms: u64, state: &serde_json::Value) -> Option<StateSample> {
-        let agents = state.get("agents")?.as_array()?;
-        let tasks: &[serde_json::Value] = state
-            .get("tasks")
-            .and_then(|t| t.as_array())
-            .map_or(&[], |t| t.as_slice());
-        let agents = agents
-            .iter()
-            .filter_map(|agent| AgentSample::from_state(agent, tasks))
-            .collect();
+        let usage = StateUsage::from_state(state)?;
         Some(StateSample {
             t_ms,
             leader: state
@@ -319,45 +286,9 @@ impl StateSample {
                 .and_then(|l| l.as_str())
                 .map(String::from),
             term: state.get("term").and_then(|t| t.as_u64()),
-            agents,
+            agents: usage.agents,
         })
     }
-}
-
-impl AgentSample {
-    /// One `/state` agent entry, with the resources of its non-terminal `tasks` summed.
-    fn from_state(agent: &serde_json::Value, tasks: &[serde_json::Value]) -> Option<Self> {
-        let id = agent.get("id")?.as_str()?.to_string();
-        let mut task_sum = BTreeMap::new();
-        for task in tasks.iter().filter(|t| runs_on(t, &id)) {
-            for (name, amount) in scalars(task.get("resources")) {
-                *task_sum.entry(name).or_insert(0.0) += amount;
-            }
-        }
-        Some(AgentSample {
-            total: scalars(agent.get("resources")),
-            offered: scalars(agent.get("offered")),
-            tasks: task_sum,
-            id,
-        })
-    }
-}
-
-/// Whether a `/state` task entry is non-terminal and on agent `agent_id`.
-fn runs_on(task: &serde_json::Value, agent_id: &str) -> bool {
-    let on_agent = task.get("agent_id").and_then(|a| a.as_str()) == Some(agent_id);
-    let state = task.get("state").and_then(|s| s.as_str()).unwrap_or("");
-    on_agent && !is_terminal(state)
-}
-
-/// The numeric members of a resources object; non-numbers (port ranges) are skipped.
-fn scalars(resources: Option<&serde_json::Value>) -> BTreeMap<String, f64> {
-    let Some(map) = resources.and_then(|r| r.as_object()) else {
-        return BTreeMap::new();
-    };
-    map.iter()
-        .filter_map(|(name, v)| v.as_f64().map(|x| (name.clone(), x)))
-        .collect()
 }
 
 /// An append-only, thread-safe writer of [`Event`]s to one JSONL file, flushed after each
@@ -405,10 +336,7 @@ impl Recorder {
     /// because every process of the run must count from the same `start_unix_ms`.
     /// Saturates at 0 if the clock is before the start.
     pub fn now_ms(&self) -> u64 {
-        let now_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        now_unix_ms.saturating_sub(self.start_unix_ms)
+        crate::clock::unix_ms().saturating_sub(self.start_unix_ms)
     }
 
     /// A new event of this recorder's process, stamped [`Recorder::now_ms`].
@@ -533,7 +461,7 @@ mod tests {
             .task("t1")
             .framework("f1")
             .agent("a1")
-            .state("TASK_RUNNING")
+            .state(TaskState::TaskRunning)
             .reconcile(true)
             .offer("o1")
             .term(3)
@@ -567,21 +495,14 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_are_classified() {
-        for s in TERMINAL_STATES {
-            assert!(is_terminal(s), "{s}");
-        }
-        for s in [
-            "TASK_STAGING",
-            "TASK_STARTING",
-            "TASK_RUNNING",
-            "TASK_KILLING",
-            "TASK_UNREACHABLE",
-            "",
-            "garbage",
-        ] {
-            assert!(!is_terminal(s), "{s}");
-        }
+    fn event_state_is_the_state_name_in_json() {
+        let e = launch(1, "t1").state(TaskState::TaskGoneByOperator);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["state"], "TASK_GONE_BY_OPERATOR");
+        let r: Result<Event, _> = serde_json::from_str(
+            r#"{"t_ms":1,"process":"x","type":"info","f":"update","state":"TASK_NAPPING"}"#,
+        );
+        assert!(r.is_err(), "not a task state");
     }
 
     fn sample_state() -> serde_json::Value {

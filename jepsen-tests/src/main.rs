@@ -108,10 +108,8 @@ fn main() -> ExitCode {
         }
     }
     let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64 % 1_000_000)
-            .unwrap_or(1)
+        // Any seed will do; the run prints the one it drew.
+        jepsen_tests::clock::unix_ms() % 1_000_000
     });
     let mut opts = Options::new(bin_dir, args.out.clone());
     opts.masters = args.masters;

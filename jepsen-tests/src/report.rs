@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use agora_driver::TaskState;
 use serde::{Deserialize, Serialize};
 
 use crate::checker::Verdict;
-use crate::history::{is_terminal, op, Event, EventType, HealthSample};
+use crate::history::{op, Event, EventType, HealthSample};
 
 /// The fault kind whose failovers are measured.
 const KILL_LEADER: &str = "kill-leader";
@@ -129,7 +130,7 @@ pub struct Stats {
 /// Counts the history's launches, updates, offers and faults.
 pub fn stats(history: &[Event]) -> Stats {
     let mut s = Stats::default();
-    let mut terminal: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut terminal: BTreeMap<TaskState, BTreeSet<&str>> = BTreeMap::new();
     for e in history {
         match (e.f.as_str(), e.kind) {
             (op::LAUNCH, EventType::Invoke) => s.launches_invoked += 1,
@@ -145,21 +146,26 @@ pub fn stats(history: &[Event]) -> Stats {
             (op::UPDATE, _) => {
                 s.updates += 1;
                 s.reconcile_updates += usize::from(e.reconcile);
-                if let (Some(task), Some(state)) = (e.task.as_deref(), e.state.as_deref()) {
+                if let (Some(task), Some(state)) = (e.task.as_deref(), e.state) {
                     terminal.entry(state).or_default().insert(task);
                 }
             }
             _ => {}
         }
     }
-    let tasks_in = |state: &str| terminal.get(state).map_or(0, BTreeSet::len);
-    s.tasks_finished = tasks_in("TASK_FINISHED");
-    s.tasks_failed = tasks_in("TASK_FAILED");
-    s.tasks_lost = tasks_in("TASK_LOST");
+    let tasks_in = |state: TaskState| terminal.get(&state).map_or(0, BTreeSet::len);
+    s.tasks_finished = tasks_in(TaskState::TaskFinished);
+    s.tasks_failed = tasks_in(TaskState::TaskFailed);
+    s.tasks_lost = tasks_in(TaskState::TaskLost);
     s.tasks_other_terminal = terminal
         .iter()
-        .filter(|(state, _)| is_terminal(state))
-        .filter(|(state, _)| !matches!(**state, "TASK_FINISHED" | "TASK_FAILED" | "TASK_LOST"))
+        .filter(|(state, _)| state.is_terminal())
+        .filter(|(state, _)| {
+            !matches!(
+                state,
+                TaskState::TaskFinished | TaskState::TaskFailed | TaskState::TaskLost
+            )
+        })
         .map(|(_, tasks)| tasks.len())
         .sum();
     s
@@ -481,7 +487,7 @@ fn finished_per_second(history: &[Event], span_ms: u64) -> Vec<u64> {
     let mut counts = vec![0u64; buckets];
     let mut counted = BTreeSet::new();
     for e in history.iter().filter(|e| e.f == op::UPDATE && !e.reconcile) {
-        if e.state.as_deref() != Some("TASK_FINISHED") {
+        if e.state != Some(TaskState::TaskFinished) {
             continue;
         }
         if e.task.as_deref().is_some_and(|t| counted.insert(t)) {
@@ -531,7 +537,7 @@ fn launch_latencies(history: &[Event]) -> Vec<(u64, u64)> {
         };
         if e.is(EventType::Invoke, op::LAUNCH) {
             invoked.entry(task).or_insert(e.t_ms);
-        } else if e.f == op::UPDATE && e.state.as_deref() == Some("TASK_RUNNING") {
+        } else if e.f == op::UPDATE && e.state == Some(TaskState::TaskRunning) {
             if let Some(&t0) = invoked.get(task).filter(|&&t0| e.t_ms >= t0) {
                 running.entry(task).or_insert(e.t_ms - t0);
             }
@@ -705,7 +711,7 @@ mod tests {
     fn update(t: u64, task: &str, state: &str) -> Event {
         ev(t, "fw-a", EventType::Info, op::UPDATE)
             .task(task)
-            .state(state)
+            .state(state.parse().expect("a task state name"))
     }
 
     fn launch(t: u64, task: &str) -> Event {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::master_client::MasterClient as MasterRpc;
-use jepsen_tests::cluster::*;
+use agora_test_cluster::*;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

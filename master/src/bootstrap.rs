@@ -23,19 +23,8 @@ use agora_proto::v1::raft_peer_client::RaftPeerClient;
 use agora_proto::v1::NodeStatusRequest;
 use openraft::BasicNode;
 
+use crate::quorum::{is_established, Quorum};
 use crate::raft_network::channel;
-use crate::Master;
-
-/// Whether a replica's Raft state shows it has had a leader: its vote is committed (granted
-/// to an elected leader) or its log holds entries past the initial membership.
-pub fn is_established(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
-    m.vote.is_committed() || m.last_log_index.is_some_and(|i| i > 0)
-}
-
-/// Whether a replica holds nothing at all yet.
-pub fn is_pristine(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
-    m.last_log_index.is_none() && m.vote.leader_id().term == 0 && m.snapshot.is_none()
-}
 
 enum PeerView {
     Unreachable,
@@ -65,7 +54,7 @@ async fn ask(id: u64, addr: &str) -> PeerView {
 
 /// Runs the bootstrap decision for a replica that started pristine; returns at once for
 /// one that did not.
-pub async fn run(master: Master, pristine: bool) {
+pub async fn run(master: Quorum, pristine: bool) {
     if !pristine {
         return;
     }
@@ -138,12 +127,12 @@ pub async fn run(master: Master, pristine: bool) {
     }
 }
 
-fn lift_quarantine(master: &Master) {
+fn lift_quarantine(master: &Quorum) {
     master.quarantined.store(false, Ordering::Release);
     master.raft.runtime_config().elect(true);
 }
 
-async fn wait_until_established(master: &Master) {
+async fn wait_until_established(master: &Quorum) {
     let mut rx = master.raft.metrics();
     loop {
         if is_established(&rx.borrow_and_update()) {

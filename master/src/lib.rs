@@ -9,29 +9,24 @@
 //! touch sled (that is `agora-raft-store`'s), or let generated proto types past
 //! [`convert`], its one conversion layer.
 
-pub mod agents;
-pub mod api;
 pub mod bootstrap;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod faults;
-pub mod frameworks;
-pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod quorum;
 pub mod raft_network;
+pub mod store;
+pub mod transport;
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use agora_proto::v1::agent_gateway_server::AgentGatewayServer;
-use agora_proto::v1::master_server::MasterServer;
-use agora_proto::v1::operator_server::OperatorServer;
 use agora_proto::v1::raft_peer_server::RaftPeerServer;
-use agora_proto::v1::scheduler_server::SchedulerServer;
-use agora_raft_store::{Raft, RegistryHandle};
+use store::{Raft, RegistryHandle};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -56,23 +51,6 @@ pub enum MasterError {
     Raft(String),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
-}
-
-/// What every request handler of this replica shares.
-#[derive(Clone)]
-pub struct Master {
-    pub config: Arc<Config>,
-    pub raft: Raft,
-    pub registry: RegistryHandle,
-    pub metrics: metrics::Metrics,
-    /// Agent sessions and health (acted on only while leading).
-    pub agents: agents::AgentSessions,
-    /// Framework subscriptions and allocation soft state (only while leading).
-    pub frameworks: frameworks::Frameworks,
-    /// The one path to the Raft log for registry commands.
-    pub writer: leader::Writer,
-    /// Set while this replica must not vote (see [`bootstrap`]).
-    pub quarantined: Arc<AtomicBool>,
 }
 
 /// Takes an exclusive lock on `work_dir/LOCK` for the life of the process.
@@ -102,8 +80,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MasterError> {
+    run_with_clock(config, listener, shutdown, clock::SystemClock::shared()).await
+}
+
+/// [`run`], with the leader reading time from `clock`.
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: clock::SharedClock,
+) -> Result<(), MasterError> {
     let span = tracing::info_span!("master", node = config.id);
-    run_replica(config, listener, shutdown)
+    run_replica(config, listener, shutdown, clock)
         .instrument(span)
         .await
 }
@@ -112,19 +100,19 @@ async fn run_replica(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: clock::SharedClock,
 ) -> Result<(), MasterError> {
     config.validate()?;
     let _lock = lock_work_dir(&config)?;
-    let (log, sm) = agora_raft_store::open(&config.work_dir.join("raft"))?;
-    let pristine = agora_raft_store::is_pristine(&log, &sm);
-    let registry = sm.registry();
+    let (log, sm) = store::open(&config.work_dir.join("raft"))?;
+    let pristine = store::is_pristine(&log, &sm);
+    let registry = RegistryHandle::new(&sm);
     let raft_config = Arc::new(
         config
             .raft_config()
             .validate()
             .map_err(|e| MasterError::Raft(e.to_string()))?,
     );
-    let config_join = config.join;
     let raft = Raft::new(
         config.id,
         raft_config,
@@ -135,70 +123,85 @@ async fn run_replica(
     .await
     .map_err(|e| MasterError::Raft(e.to_string()))?;
 
+    let config = Arc::new(config);
+    // A replica that starts with an empty store may have voted before it lost that store;
+    // it does not vote until bootstrap decides it is safe.
+    let quarantined = pristine && !config.join;
+    let quorum = quorum::Quorum::new(config.clone(), raft.clone(), quarantined);
     let metrics = metrics::Metrics::new();
-    let master = Master {
-        config: Arc::new(config),
-        raft: raft.clone(),
+    let writer = leader::Writer::start(raft.clone(), metrics.clone());
+    let leader = leader::Leader::new(
+        config.clone(),
+        quorum.clone(),
         registry,
-        writer: leader::Writer::start(raft.clone(), metrics.clone()),
-        agents: agents::AgentSessions::default(),
-        frameworks: frameworks::Frameworks::default(),
+        writer,
+        clock,
         metrics,
-        // A replica that starts with an empty store may have voted before it lost that
-        // store; it does not vote until bootstrap decides it is safe.
-        quarantined: Arc::new(AtomicBool::new(pristine && !config_join)),
-    };
+    );
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        advertise = %master.config.advertise,
+        advertise = %config.advertise,
         pristine,
         "master replica starting"
     );
-    if master
-        .quarantined
-        .load(std::sync::atomic::Ordering::Acquire)
-    {
+    if quarantined {
         // It cannot win with an empty log, and campaigning would only disturb the quorum.
         raft.runtime_config().elect(false);
     }
     let bootstrap =
-        tokio::spawn(bootstrap::run(master.clone(), pristine).instrument(tracing::Span::current()));
+        tokio::spawn(bootstrap::run(quorum.clone(), pristine).instrument(tracing::Span::current()));
 
-    let grpc = tonic::service::Routes::new(
+    let peers = tonic::service::Routes::new(
         RaftPeerServer::new(raft_network::RaftPeerService {
-            id: master.config.id,
+            id: config.id,
             raft: raft.clone(),
-            quarantined: master.quarantined.clone(),
+            quarantined: quorum.quarantined.clone(),
         })
         .max_decoding_message_size(raft_network::MAX_PEER_MESSAGE)
         .max_encoding_message_size(raft_network::MAX_PEER_MESSAGE),
-    )
-    .add_service(MasterServer::new(api::MasterApi::new(master.clone())))
-    .add_service(AgentGatewayServer::new(agents::AgentGatewayApi::new(
-        master.clone(),
-    )))
-    .add_service(SchedulerServer::new(frameworks::SchedulerApi::new(
-        master.clone(),
-    )))
-    .add_service(OperatorServer::new(api::OperatorApi::new(master.clone())))
-    .into_axum_router();
-    let app = http::router(master.clone()).merge(grpc);
-
-    let health =
-        tokio::spawn(agents::health_loop(master.clone()).instrument(tracing::Span::current()));
-    let allocation = tokio::spawn(
-        frameworks::allocation_loop(master.clone()).instrument(tracing::Span::current()),
     );
+    let app = transport::router(leader.clone(), peers);
+
+    let loops = leader.spawn_loops();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MasterError::Serve);
     bootstrap.abort();
-    health.abort();
-    allocation.abort();
+    for l in loops {
+        l.abort();
+    }
     tracing::info!("master replica stopping");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
     served
+}
+
+#[cfg(test)]
+mod layering {
+    /// The rule of the leader layer, checked on its source: it never names tonic or the
+    /// generated proto types (the transport converts), nor reads the system clock.
+    #[test]
+    fn the_leader_layer_never_imports_tonic_proto_or_the_system_clock() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/leader");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for banned in ["tonic", "agora_proto", "SystemTime", "UNIX_EPOCH"] {
+                    assert!(
+                        !code.contains(banned),
+                        "{}:{}: the leader layer names {banned}: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} files checked");
+    }
 }

@@ -1,9 +1,7 @@
 //! Prometheus metrics an operator graphs: Raft role, term and log progress, registry sizes,
 //! command outcomes and commit latency.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
-
-use crate::Master;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -16,13 +14,13 @@ pub struct Metrics {
     pub offers_made: prometheus::IntCounter,
     pub allocation_seconds: Histogram,
     pub launch_to_running: Histogram,
-    term: IntGauge,
-    is_leader: IntGauge,
-    last_log_index: IntGauge,
-    last_applied: IntGauge,
-    agents: IntGauge,
-    frameworks: IntGauge,
-    live_tasks: IntGauge,
+    pub term: IntGauge,
+    pub is_leader: IntGauge,
+    pub last_log_index: IntGauge,
+    pub last_applied: IntGauge,
+    pub agents: IntGauge,
+    pub frameworks: IntGauge,
+    pub live_tasks: IntGauge,
 }
 
 impl Default for Metrics {
@@ -144,26 +142,14 @@ impl Metrics {
     }
 }
 
-/// Renders the Prometheus text exposition, refreshing the gauges first.
-pub fn render(master: &Master) -> String {
-    let m = &master.metrics;
-    let view = master.leader_view();
-    let raft = master.raft.metrics().borrow().clone();
-    m.term.set(view.term as i64);
-    m.is_leader.set(view.is_leader as i64);
-    m.last_log_index
-        .set(raft.last_log_index.unwrap_or(0) as i64);
-    m.last_applied
-        .set(raft.last_applied.map(|l| l.index).unwrap_or(0) as i64);
-    master.registry.read(|reg| {
-        m.agents.set(reg.agents().count() as i64);
-        m.frameworks.set(reg.frameworks().count() as i64);
-        m.live_tasks
-            .set(reg.tasks().filter(|t| !t.state.is_terminal()).count() as i64);
-    });
-    let mut buf = Vec::new();
-    prometheus::TextEncoder::new()
-        .encode(&m.registry.gather(), &mut buf)
-        .expect("text encoding never fails");
-    String::from_utf8(buf).expect("prometheus text is UTF-8")
+impl Metrics {
+    /// The Prometheus text exposition of every metric, as it stands.
+    pub fn encode(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding never fails");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
 }

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
+use crate::store::{NodeId, Raft, TypeConfig};
 use agora_proto::v1::raft_peer_client::RaftPeerClient;
 use agora_proto::v1::raft_peer_server::RaftPeer;
 use agora_proto::v1::{NodeStatusReply, NodeStatusRequest, RaftMessage, SnapshotChunk};
-use agora_raft_store::{NodeId, Raft, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -229,8 +229,8 @@ impl RaftPeer for RaftPeerService {
         let m = self.raft.metrics().borrow().clone();
         Ok(Response::new(NodeStatusReply {
             id: self.id,
-            pristine: crate::bootstrap::is_pristine(&m),
-            established: crate::bootstrap::is_established(&m),
+            pristine: crate::quorum::is_pristine(&m),
+            established: crate::quorum::is_established(&m),
         }))
     }
 }

@@ -14,14 +14,15 @@ use common::*;
 use tonic::Code;
 
 const SECOND: Duration = Duration::from_secs(1);
-const TERMINAL: [&str; 7] = [
-    "TASK_FINISHED",
-    "TASK_FAILED",
-    "TASK_KILLED",
-    "TASK_LOST",
-    "TASK_ERROR",
-    "TASK_DROPPED",
-    "TASK_GONE",
+const TERMINAL: [pb::TaskState; 8] = [
+    pb::TaskState::TaskFinished,
+    pb::TaskState::TaskFailed,
+    pb::TaskState::TaskKilled,
+    pb::TaskState::TaskLost,
+    pb::TaskState::TaskError,
+    pb::TaskState::TaskDropped,
+    pb::TaskState::TaskGone,
+    pb::TaskState::TaskGoneByOperator,
 ];
 
 fn framework(name: &str, role: &str, failover: f64) -> pb::FrameworkInfo {
@@ -108,7 +109,7 @@ impl Sub {
                     .await
                     .unwrap();
             }
-            if TERMINAL.contains(&u.state.as_str()) {
+            if TERMINAL.contains(&u.state()) {
                 return u;
             }
         }
@@ -549,7 +550,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     .await
     .expect("a refused launch is reported as TASK_DROPPED, not as an error");
     let u = b.update("steal").await;
-    assert_eq!(u.state, "TASK_DROPPED", "{u:?}");
+    assert_eq!(u.state(), pb::TaskState::TaskDropped, "{u:?}");
     assert!(
         u.message.contains(&offer_a)
             && u.message
@@ -582,7 +583,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     .await
     .unwrap();
     let u = a.update("too-big").await;
-    assert_eq!(u.state, "TASK_DROPPED", "{u:?}");
+    assert_eq!(u.state(), pb::TaskState::TaskDropped, "{u:?}");
     assert!(
         u.message.contains("need") && u.message.contains("cpus:100"),
         "the reason should name the resources: {u:?}"
@@ -669,7 +670,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     let original = s.tasks[0].clone();
     assert_eq!(original.id, "original");
     assert_eq!(original.name, "original");
-    assert_ne!(original.state, "TASK_DROPPED");
+    assert_ne!(original.state(), pb::TaskState::TaskDropped);
 
     // 6b: a task id the framework already used, in a later accept on the remaining offer.
     let offers = a.offers().await;
@@ -707,7 +708,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
             .await
             .unwrap();
     };
-    assert_ne!(answer.state, "TASK_DROPPED", "{answer:?}");
+    assert_ne!(answer.state(), pb::TaskState::TaskDropped, "{answer:?}");
 
     accept(
         &client,
@@ -720,7 +721,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     .unwrap();
     let u = a
         .next(10 * SECOND, |k| match k {
-            pb::event::Kind::Update(u) if u.state == "TASK_DROPPED" => Some(u),
+            pb::event::Kind::Update(u) if u.state() == pb::TaskState::TaskDropped => Some(u),
             _ => None,
         })
         .await
@@ -738,7 +739,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
         ),
         ("original", "original", Some(0.5))
     );
-    assert_ne!(t.state, "TASK_DROPPED", "{t:?}");
+    assert_ne!(t.state(), pb::TaskState::TaskDropped, "{t:?}");
     assert_eq!(offered_cpus(&client, &a.id).await, 1.5);
 
     // Kill the task and follow it to its end (acknowledging each update, so the agent
@@ -756,7 +757,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
         .await
         .unwrap();
     let last = a.follow_to_end(&client, "original").await;
-    assert_eq!(last.state, "TASK_KILLED", "{last:?}");
+    assert_eq!(last.state(), pb::TaskState::TaskKilled, "{last:?}");
     teardown(&client, &a.id).await.unwrap();
 }
 

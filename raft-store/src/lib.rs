@@ -1,8 +1,13 @@
 //! # agora-raft-store
 //!
 //! Owns the durable half of a master replica: openraft's log, vote, committed index and
-//! snapshots, kept in one sled database per replica, plus the state machine (the in-memory
-//! [`Registry`]) that openraft applies committed commands to.
+//! snapshots, kept in one sled database per replica, plus the in-memory state machine that
+//! openraft applies committed commands to.
+//!
+//! It is generic over what it stores: anything that implements [`StateMachine`] (a command
+//! type, a response type, a deterministic [`StateMachine::apply`], serde for snapshots). The
+//! master plugs in its registry; this crate's tests plug in a toy. So this ground floor
+//! imports nothing above it.
 //!
 //! Durability: a log append or vote is on disk (sled flushed) before openraft hears it is
 //! persisted. Every flush goes through one [`flusher`] thread, which batches whatever has been
@@ -11,42 +16,108 @@
 //!
 //! The state machine lives in memory. It is made durable by snapshots (written to sled and
 //! flushed) together with the log and the persisted committed index: on restart the replica
-//! loads the last snapshot and openraft re-applies the committed log after it.
+//! loads the last snapshot and openraft re-applies the committed log after it. Log entries
+//! and snapshots are JSON, so the bytes on disk are exactly those of the machine's serde.
 //!
-//! What it must not do: no networking, no knowledge of gRPC; sled never leaks out of this
-//! crate's API (callers see [`open`], [`LogStore`], [`StateMachineStore`] and
-//! [`RegistryHandle`]), so the storage engine can be swapped.
+//! What it must not do: no networking, no knowledge of gRPC or of what the state machine
+//! means; sled never leaks out of this crate's API (callers see [`open`], [`LogStore`],
+//! [`StateMachineStore`] and [`StateHandle`]), so the storage engine can be swapped.
 
 mod flusher;
 mod log_store;
 mod state_machine;
 
+use std::cmp::Ordering;
+use std::fmt::{self, Debug};
+use std::hash::{Hash, Hasher};
 use std::io::Cursor;
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 pub use log_store::LogStore;
-pub use state_machine::{RegistryHandle, StateMachineStore};
+pub use state_machine::{SnapshotBuilder, StateHandle, StateMachineStore};
 
-use agora_registry::{CommandBatch, CommandResult};
+/// What the store keeps in memory and applies committed log entries to.
+///
+/// `apply` must be deterministic (the same commands in the same order give the same state and
+/// responses on every replica) and must not fail: a command the machine refuses is a
+/// response, not an error. Snapshots are the machine's serde (JSON); [`Default`] is the state
+/// before the first entry.
+pub trait StateMachine:
+    Clone + Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// What one log entry carries.
+    type Command: Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What applying one command answers. Entries without a command (blank, membership)
+    /// answer `Default`.
+    type Response: Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
 
-openraft::declare_raft_types!(
-    /// Agora's openraft type configuration: a batch of registry commands per log entry in,
-    /// one result per command out.
-    pub TypeConfig:
-        D = CommandBatch,
-        R = Vec<CommandResult>,
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
+    /// Applies one committed command.
+    fn apply(&mut self, command: &Self::Command) -> Self::Response;
+}
+
+/// openraft's type configuration for a state machine `M`: one `M::Command` per log entry in,
+/// one `M::Response` out, u64 node ids, JSON snapshots in memory, tokio.
+///
+/// (`openraft::declare_raft_types!` cannot declare a generic type, hence this by hand; it is
+/// a marker, so every trait openraft asks of it holds whatever `M` is.)
+pub struct TypeConfig<M>(PhantomData<fn() -> M>);
+
+impl<M> Debug for TypeConfig<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TypeConfig")
+    }
+}
+impl<M> Clone for TypeConfig<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M> Copy for TypeConfig<M> {}
+impl<M> Default for TypeConfig<M> {
+    fn default() -> Self {
+        TypeConfig(PhantomData)
+    }
+}
+impl<M> PartialEq for TypeConfig<M> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<M> Eq for TypeConfig<M> {}
+impl<M> PartialOrd for TypeConfig<M> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<M> Ord for TypeConfig<M> {
+    fn cmp(&self, _: &Self) -> Ordering {
+        Ordering::Equal
+    }
+}
+impl<M> Hash for TypeConfig<M> {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+impl<M: StateMachine> openraft::RaftTypeConfig for TypeConfig<M> {
+    type D = M::Command;
+    type R = M::Response;
+    type NodeId = NodeId;
+    type Node = openraft::BasicNode;
+    type Entry = openraft::Entry<Self>;
+    type SnapshotData = Cursor<Vec<u8>>;
+    type AsyncRuntime = openraft::TokioRuntime;
+    type Responder = openraft::impls::OneshotResponder<Self>;
+}
 
 /// A Raft node id.
 pub type NodeId = u64;
-/// The openraft handle for Agora's type configuration.
-pub type Raft = openraft::Raft<TypeConfig>;
+/// The openraft handle for state machine `M`.
+pub type Raft<M> = openraft::Raft<TypeConfig<M>>;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +134,7 @@ pub enum OpenError {
 
 /// Opens (or creates) the store in `dir`: the log store for openraft, and the state machine
 /// with its last snapshot loaded.
-pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+pub fn open<M: StateMachine>(dir: &Path) -> Result<(LogStore<M>, StateMachineStore<M>), OpenError> {
     let db = sled::Config::new()
         .path(dir)
         // Flushes are ours (group commit), never sled's timer.
@@ -79,12 +150,12 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         reason,
     };
     let log = LogStore::new(&db, flusher.clone()).map_err(|e| corrupt(e.to_string()))?;
-    let sm = StateMachineStore::new(&db, flusher).map_err(|e| corrupt(e.to_string()))?;
+    let sm = StateMachineStore::new(&db, flusher).map_err(corrupt)?;
     Ok((log, sm))
 }
 
-/// Whether the store in `dir` has never taken part in a cluster: no vote, no log, no
-/// snapshot. Used to decide whether a replica may bootstrap a new cluster.
-pub fn is_pristine(log: &LogStore, sm: &StateMachineStore) -> bool {
+/// Whether the store has never taken part in a cluster: no vote, no log, no snapshot. Used
+/// to decide whether a replica may bootstrap a new cluster.
+pub fn is_pristine<M: StateMachine>(log: &LogStore<M>, sm: &StateMachineStore<M>) -> bool {
     log.is_pristine() && sm.is_pristine()
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -14,19 +15,30 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::flusher::Flusher;
-use crate::{NodeId, TypeConfig};
+use crate::{NodeId, StateMachine, TypeConfig};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
-/// The Raft log of one replica. Cloning gives another handle on the same log (used as the
-/// log reader).
-#[derive(Clone)]
-pub struct LogStore {
+/// The Raft log of one replica, whose entries carry `M::Command`s. Cloning gives another
+/// handle on the same log (used as the log reader).
+pub struct LogStore<M> {
     logs: sled::Tree,
     meta: sled::Tree,
     flusher: Arc<Flusher>,
+    machine: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for LogStore<M> {
+    fn clone(&self) -> Self {
+        LogStore {
+            logs: self.logs.clone(),
+            meta: self.meta.clone(),
+            flusher: self.flusher.clone(),
+            machine: PhantomData,
+        }
+    }
 }
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
@@ -39,12 +51,13 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
-impl LogStore {
+impl<M: StateMachine> LogStore<M> {
     pub(crate) fn new(db: &sled::Db, flusher: Arc<Flusher>) -> Result<Self, sled::Error> {
         Ok(LogStore {
             logs: db.open_tree("raft_log")?,
             meta: db.open_tree("raft_meta")?,
             flusher,
+            machine: PhantomData,
         })
     }
 
@@ -80,7 +93,7 @@ impl LogStore {
         {
             None => Ok(None),
             Some((_, bytes)) => {
-                let entry: Entry<TypeConfig> =
+                let entry: Entry<TypeConfig<M>> =
                     decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
                 Ok(Some(entry.log_id))
             }
@@ -110,11 +123,11 @@ fn to_key_bounds<RB: RangeBounds<u64>>(range: &RB) -> (Bound<[u8; 8]>, Bound<[u8
     (map(range.start_bound()), map(range.end_bound()))
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<M: StateMachine> RaftLogReader<TypeConfig<M>> for LogStore<M> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
+    ) -> StoreResult<Vec<Entry<TypeConfig<M>>>> {
         let mut out = Vec::new();
         for item in self.logs.range(to_key_bounds(&range)) {
             let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&e))?;
@@ -124,10 +137,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
+    type LogReader = LogStore<M>;
 
-    async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
+    async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig<M>>> {
         let last_purged: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED)?;
         let last = self.last_entry_log_id()?.or(last_purged);
         Ok(LogState {
@@ -165,9 +178,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig<M>>,
+    ) -> StoreResult<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry<TypeConfig<M>>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();

@@ -1,10 +1,10 @@
-//! openraft's state machine: the registry in memory, made durable by snapshots kept in sled.
+//! openraft's state machine: an `M: StateMachine` in memory, made durable by snapshots kept
+//! in sled.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use agora_registry::Registry;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
@@ -13,58 +13,95 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::flusher::Flusher;
-use crate::{NodeId, TypeConfig};
+use crate::{NodeId, StateMachine, TypeConfig};
 
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
 
 #[derive(Default)]
-struct Applied {
+struct Applied<M> {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
-    registry: Registry,
+    machine: M,
 }
 
-/// A snapshot as kept in sled: openraft's metadata and the serialized registry.
+type Shared<M> = Arc<RwLock<Applied<M>>>;
+
+fn read<M>(state: &Shared<M>) -> RwLockReadGuard<'_, Applied<M>> {
+    state.read().expect("state machine lock poisoned")
+}
+
+fn write<M>(state: &Shared<M>) -> RwLockWriteGuard<'_, Applied<M>> {
+    state.write().expect("state machine lock poisoned")
+}
+
+/// A snapshot as kept in sled: openraft's metadata and the serialized machine.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
 }
 
-/// Read access to the applied registry for the rest of the master (queries, `/state`, the
-/// allocator). Writes happen only through the Raft log.
-#[derive(Clone)]
-pub struct RegistryHandle {
-    state: Arc<RwLock<Applied>>,
+/// Read access to the applied state for the rest of the replica (queries, the allocator).
+/// Writes happen only through the Raft log.
+pub struct StateHandle<M> {
+    state: Shared<M>,
 }
 
-impl RegistryHandle {
-    /// Runs `f` on the registry as applied so far on this replica.
-    pub fn read<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
-        f(&self.state.read().expect("registry lock poisoned").registry)
+impl<M> Clone for StateHandle<M> {
+    fn clone(&self) -> Self {
+        StateHandle {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<M: StateMachine> StateHandle<M> {
+    /// A handle on `machine` alone, backed by no store and no log: it never changes. For
+    /// tests of code that only reads the state.
+    pub fn detached(machine: M) -> Self {
+        StateHandle {
+            state: Arc::new(RwLock::new(Applied {
+                last_applied: None,
+                membership: StoredMembership::default(),
+                machine,
+            })),
+        }
+    }
+
+    /// Runs `f` on the state as applied so far on this replica.
+    pub fn read<T>(&self, f: impl FnOnce(&M) -> T) -> T {
+        f(&read(&self.state).machine)
     }
 
     /// Index of the last log entry applied on this replica.
     pub fn last_applied_index(&self) -> Option<u64> {
-        self.state
-            .read()
-            .expect("registry lock poisoned")
-            .last_applied
-            .map(|l| l.index)
+        read(&self.state).last_applied.map(|l| l.index)
     }
 }
 
-/// The state machine openraft applies committed entries to.
-pub struct StateMachineStore {
-    state: Arc<RwLock<Applied>>,
+/// The state machine store openraft applies committed entries to.
+pub struct StateMachineStore<M> {
+    state: Shared<M>,
     snapshots: sled::Tree,
     flusher: Arc<Flusher>,
     snapshot_seq: Arc<AtomicU64>,
 }
 
-impl StateMachineStore {
+impl<M> StateMachineStore<M> {
+    /// Another handle on the same store (for the snapshot builder).
+    fn share(&self) -> Self {
+        StateMachineStore {
+            state: self.state.clone(),
+            snapshots: self.snapshots.clone(),
+            flusher: self.flusher.clone(),
+            snapshot_seq: self.snapshot_seq.clone(),
+        }
+    }
+}
+
+impl<M: StateMachine> StateMachineStore<M> {
     pub(crate) fn new(db: &sled::Db, flusher: Arc<Flusher>) -> Result<Self, String> {
         let snapshots = db.open_tree("snapshots").map_err(|e| e.to_string())?;
         let mut applied = Applied::default();
@@ -74,8 +111,8 @@ impl StateMachineStore {
             applied = Applied {
                 last_applied: stored.meta.last_log_id,
                 membership: stored.meta.last_membership.clone(),
-                registry: serde_json::from_slice(&stored.data)
-                    .map_err(|e| format!("snapshot registry: {e}"))?,
+                machine: serde_json::from_slice(&stored.data)
+                    .map_err(|e| format!("snapshot state: {e}"))?,
             };
         }
         Ok(StateMachineStore {
@@ -90,9 +127,9 @@ impl StateMachineStore {
         self.snapshots.is_empty()
     }
 
-    /// A read handle on the applied registry.
-    pub fn registry(&self) -> RegistryHandle {
-        RegistryHandle {
+    /// A read handle on the applied state.
+    pub fn handle(&self) -> StateHandle<M> {
+        StateHandle {
             state: self.state.clone(),
         }
     }
@@ -112,20 +149,20 @@ impl StateMachineStore {
     }
 }
 
-/// Builds a snapshot of the registry as applied when it was created.
-pub struct SnapshotBuilder {
-    store: StateMachineStore,
+/// Builds a snapshot of the state as applied when it was created.
+pub struct SnapshotBuilder<M> {
+    store: StateMachineStore<M>,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig<M>> for SnapshotBuilder<M> {
+    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig<M>>> {
         // Copy under the lock, serialize outside it, so apply is blocked only for the copy.
-        let (last_applied, membership, registry) = {
-            let s = self.store.state.read().expect("registry lock poisoned");
-            (s.last_applied, s.membership.clone(), s.registry.clone())
+        let (last_applied, membership, machine) = {
+            let s = read(&self.store.state);
+            (s.last_applied, s.membership.clone(), s.machine.clone())
         };
         let data =
-            serde_json::to_vec(&registry).map_err(|e| StorageIOError::read_state_machine(&e))?;
+            serde_json::to_vec(&machine).map_err(|e| StorageIOError::read_state_machine(&e))?;
         let seq = self.store.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!(
@@ -149,39 +186,31 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotBuilder = SnapshotBuilder;
+impl<M: StateMachine> RaftStateMachine<TypeConfig<M>> for StateMachineStore<M> {
+    type SnapshotBuilder = SnapshotBuilder<M>;
 
     async fn applied_state(
         &mut self,
     ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
-        let s = self.state.read().expect("registry lock poisoned");
+        let s = read(&self.state);
         Ok((s.last_applied, s.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Vec<agora_registry::CommandResult>>>
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<M::Response>>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry<TypeConfig<M>>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut s = self.state.write().expect("registry lock poisoned");
+        let mut s = write(&self.state);
         let mut results = Vec::new();
         for entry in entries {
             s.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => {
-                    let results = s.registry.apply_batch(&batch);
-                    for (command, r) in batch.commands.iter().zip(&results) {
-                        if let Err(reason) = r {
-                            tracing::debug!(index = entry.log_id.index, kind = command.kind(), %reason, "command rejected");
-                        }
-                    }
-                    results
-                }
+                EntryPayload::Blank => M::Response::default(),
+                EntryPayload::Normal(command) => s.machine.apply(&command),
                 EntryPayload::Membership(m) => {
                     s.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Vec::new()
+                    M::Response::default()
                 }
             };
             results.push(result);
@@ -191,12 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            store: StateMachineStore {
-                state: self.state.clone(),
-                snapshots: self.snapshots.clone(),
-                flusher: self.flusher.clone(),
-                snapshot_seq: self.snapshot_seq.clone(),
-            },
+            store: self.share(),
         }
     }
 
@@ -210,23 +234,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StoreResult<()> {
         let data = snapshot.into_inner();
-        let registry: Registry = serde_json::from_slice(&data)
+        let machine: M = serde_json::from_slice(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
         };
         self.save_snapshot(&stored).await?;
-        let mut s = self.state.write().expect("registry lock poisoned");
-        *s = Applied {
+        *write(&self.state) = Applied {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            registry,
+            machine,
         };
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
+    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig<M>>>> {
         let Some(bytes) = self
             .snapshots
             .get(CURRENT_SNAPSHOT)

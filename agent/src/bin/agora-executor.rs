@@ -12,7 +12,7 @@ use agora_agent::isolation::{Isolation, IsolationMode, Limits};
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
 use agora_agent::tasks::{cgroup_key, scalar};
 use agora_driver::executor_driver::ENV_SANDBOX;
-use agora_driver::{Executor, ExecutorDriver, ExecutorHandle};
+use agora_driver::{Executor, ExecutorDriver, ExecutorHandle, TaskState};
 use agora_proto::v1 as pb;
 
 /// Memory limit for a task that names no `mem` (it still runs in a cgroup).
@@ -42,11 +42,11 @@ impl Executor for CommandExecutor {
         state.lock().unwrap_or_else(|p| p.into_inner()).task_id = Some(task.task_id.clone());
         tokio::spawn(async move {
             let id = task.task_id.clone();
-            handle.send_status_update(&id, "TASK_STARTING", "", None);
+            handle.send_status_update(&id, TaskState::TaskStarting, "", None);
             let resources = match agora_agent::convert::resources_from_proto(&task.resources) {
                 Ok(r) => r,
                 Err(e) => {
-                    handle.send_status_update(&id, "TASK_ERROR", &e, None);
+                    handle.send_status_update(&id, TaskState::TaskError, &e, None);
                     handle.stop();
                     return;
                 }
@@ -78,7 +78,12 @@ impl Executor for CommandExecutor {
                 },
             };
             if state.lock().unwrap_or_else(|p| p.into_inner()).killed_early {
-                handle.send_status_update(&id, "TASK_KILLED", "killed before it started", None);
+                handle.send_status_update(
+                    &id,
+                    TaskState::TaskKilled,
+                    "killed before it started",
+                    None,
+                );
                 handle.stop();
                 return;
             }
@@ -88,7 +93,7 @@ impl Executor for CommandExecutor {
                 Err(e) => {
                     handle.send_status_update(
                         &id,
-                        "TASK_FAILED",
+                        TaskState::TaskFailed,
                         &format!("cannot start the task: {e}"),
                         None,
                     );
@@ -97,13 +102,13 @@ impl Executor for CommandExecutor {
                 }
             };
             state.lock().unwrap_or_else(|p| p.into_inner()).kill = Some(running.kill_handle());
-            handle.send_status_update(&id, "TASK_RUNNING", "", None);
+            handle.send_status_update(&id, TaskState::TaskRunning, "", None);
             let outcome = running.wait().await;
             let (state_name, code) = match &outcome {
-                TaskOutcome::Exited { code: 0 } => ("TASK_FINISHED", Some(0)),
-                TaskOutcome::Exited { code } => ("TASK_FAILED", Some(*code)),
-                TaskOutcome::Killed => ("TASK_KILLED", None),
-                _ => ("TASK_FAILED", None),
+                TaskOutcome::Exited { code: 0 } => (TaskState::TaskFinished, Some(0)),
+                TaskOutcome::Exited { code } => (TaskState::TaskFailed, Some(*code)),
+                TaskOutcome::Killed => (TaskState::TaskKilled, None),
+                _ => (TaskState::TaskFailed, None),
             };
             handle.send_status_update(&id, state_name, &outcome.message(), code);
             handle.stop();
@@ -118,7 +123,7 @@ impl Executor for CommandExecutor {
                 if let Some(id) = &s.task_id {
                     handle.send_status_update(
                         id,
-                        "TASK_KILLING",
+                        TaskState::TaskKilling,
                         &format!("SIGTERM, then SIGKILL after {grace:?}"),
                         None,
                     );

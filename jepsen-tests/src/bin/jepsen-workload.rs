@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_driver::{scalar, DriverError, Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{
+    scalar, DriverError, Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus,
+};
 use agora_proto::v1 as pb;
 use clap::Parser;
 use jepsen_tests::history::{op, Event, EventType, Recorder};
@@ -259,21 +261,21 @@ impl Scheduler for Workload {
         }
     }
 
-    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
         let reconcile = status.uuid.is_empty();
         let mut e = self
             .event(EventType::Info, op::UPDATE)
             .task(&status.task_id)
             .agent(&status.agent_id)
-            .state(&status.state);
+            .state(status.state);
         e.reconcile = reconcile;
         if !status.message.is_empty() {
             e.error = Some(status.message.clone());
         }
         self.record(e);
-        let terminal = jepsen_tests::history::is_terminal(&status.state);
+        let terminal = status.state.is_terminal();
         // "unknown task" answers a reconciliation of a launch that never happened.
-        if status.state == "TASK_UNREACHABLE" && self.live.contains(&status.task_id) {
+        if status.state == TaskState::TaskUnreachable && self.live.contains(&status.task_id) {
             self.unreachable.insert(status.task_id.clone());
             if !self.draining() {
                 h.revive();

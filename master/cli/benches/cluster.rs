@@ -15,9 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus};
 use agora_proto::v1 as pb;
-use jepsen_tests::cluster::*;
+use agora_test_cluster::*;
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -152,15 +152,15 @@ impl Scheduler for Launcher {
         }
     }
 
-    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
-        if status.state == "TASK_RUNNING" {
+    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
+        if status.state == TaskState::TaskRunning {
             if let Some((id, t)) = &self.in_flight {
                 if *id == status.task_id {
                     self.latencies.lock().unwrap().push(t.elapsed());
                 }
             }
         }
-        if status.state == "TASK_FINISHED"
+        if status.state == TaskState::TaskFinished
             && self
                 .in_flight
                 .as_ref()

@@ -4,6 +4,7 @@
 //! `agora-driver` (leader following) and the public proto API. Bad arguments exit 2 with
 //! one line; a cluster that cannot be reached exits 1.
 
+mod clock;
 mod dev;
 mod run;
 mod table;
@@ -211,7 +212,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .tasks
                     .iter()
                     .map(|t| json!({"id": t.id, "framework_id": t.framework_id, "agent_id": t.agent_id,
-                        "name": t.name, "state": t.state, "resources": table::resources(&t.resources),
+                        "name": t.name, "state": table::task_state(t.state), "resources": table::resources(&t.resources),
                         "message": t.message}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -223,7 +224,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             t.id.clone(),
                             t.framework_id.clone(),
                             t.agent_id.clone(),
-                            t.state.clone(),
+                            table::task_state(t.state),
                             table::resources(&t.resources),
                         ]
                     }),

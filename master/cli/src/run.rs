@@ -5,8 +5,10 @@
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle};
+use agora_driver::{scalar, Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus};
 use agora_proto::v1 as pb;
+
+use crate::clock;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -45,9 +47,9 @@ struct Run {
     cpus: f64,
     mem: f64,
     launched: bool,
-    last_state: Option<String>,
+    last_state: Option<TaskState>,
     /// The terminal status, once it arrives.
-    result: Arc<Mutex<Option<pb::TaskStatus>>>,
+    result: Arc<Mutex<Option<TaskStatus>>>,
 }
 
 impl Scheduler for Run {
@@ -100,30 +102,18 @@ impl Scheduler for Run {
         }
     }
 
-    fn status_update(&mut self, h: &SchedulerHandle, status: pb::TaskStatus) {
+    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
         // Updates are delivered at least once: print each state once.
-        if status.task_id != self.task_id
-            || self.last_state.as_deref() == Some(status.state.as_str())
-        {
+        if status.task_id != self.task_id || self.last_state == Some(status.state) {
             return;
         }
-        self.last_state = Some(status.state.clone());
+        self.last_state = Some(status.state);
         if status.message.is_empty() {
             println!("{} {}", status.task_id, status.state);
         } else {
             println!("{} {}: {}", status.task_id, status.state, status.message);
         }
-        let terminal = matches!(
-            status.state.as_str(),
-            "TASK_FINISHED"
-                | "TASK_FAILED"
-                | "TASK_KILLED"
-                | "TASK_ERROR"
-                | "TASK_LOST"
-                | "TASK_DROPPED"
-                | "TASK_GONE"
-        );
-        if terminal {
+        if status.state.is_terminal() {
             *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
             h.stop();
         }
@@ -189,7 +179,7 @@ pub async fn run(masters: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
         return Err(e.into());
     }
     let code = match status {
-        Some(s) if s.state == "TASK_FINISHED" => 0,
+        Some(s) if s.state == TaskState::TaskFinished => 0,
         Some(s) => s.exit_code.filter(|c| *c > 0 && *c < 256).unwrap_or(1),
         None => 1,
     };
@@ -197,9 +187,6 @@ pub async fn run(masters: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn uuid_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = clock::since_epoch().subsec_nanos();
     format!("{:08x}{:04x}", nanos, std::process::id() & 0xffff)
 }

@@ -1,4 +1,4 @@
-//! Plain-text tables and resource formatting for the CLI.
+//! Plain-text tables, and formatting of resources and task states, for the CLI.
 
 use agora_proto::v1 as pb;
 
@@ -51,4 +51,13 @@ pub fn resources(items: &[pb::Resource]) -> String {
         })
         .collect::<Vec<_>>()
         .join(";")
+}
+
+/// A task state from the wire by its Mesos name (`TASK_RUNNING`), through the domain
+/// [`agora_driver::TaskState`]; a value it cannot map is shown as what is wrong with it.
+pub fn task_state(value: i32) -> String {
+    match agora_driver::convert::task_state_from_proto(value) {
+        Ok(state) => state.to_string(),
+        Err(e) => format!("? ({e})"),
+    }
 }

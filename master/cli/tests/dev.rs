@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 fn ensure_binaries() {
     let agora = PathBuf::from(env!("CARGO_BIN_EXE_agora"));
     for name in ["agora-master", "agora-agent"] {
-        let built = jepsen_tests::cluster::binary(name);
+        let built = agora_test_cluster::binary(name);
         assert_eq!(
             built.parent(),
             agora.parent(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use agora_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
 use agora_proto::v1 as pb;
-use jepsen_tests::cluster::*;
+use agora_test_cluster::*;
 
 /// A running `batch` example and the lines it has printed.
 struct Batch {
@@ -262,7 +262,7 @@ impl Scheduler for Decliner {
             });
         }
     }
-    fn status_update(&mut self, _h: &SchedulerHandle, _s: pb::TaskStatus) {}
+    fn status_update(&mut self, _h: &SchedulerHandle, _s: agora_driver::TaskStatus) {}
 }
 
 fn subscribe(

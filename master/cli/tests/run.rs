@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jepsen_tests::cluster::*;
+use agora_test_cluster::*;
 
 fn agora(cluster: &Cluster, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
@@ -286,16 +286,17 @@ impl agora_driver::Scheduler for Chatty {
     fn status_update(
         &mut self,
         h: &agora_driver::SchedulerHandle,
-        status: agora_proto::v1::TaskStatus,
+        status: agora_driver::TaskStatus,
     ) {
-        if status.state == "TASK_RUNNING" {
+        use agora_driver::TaskState;
+        if status.state == TaskState::TaskRunning {
             h.send_framework_message(&status.agent_id, "chatty", b"ping".to_vec());
         }
         let _ = self.events.send(format!(
             "{} {} {}",
             status.state, status.agent_id, status.message
         ));
-        if status.state == "TASK_FAILED" || status.state == "TASK_KILLED" {
+        if status.state == TaskState::TaskFailed || status.state == TaskState::TaskKilled {
             h.stop();
         }
     }

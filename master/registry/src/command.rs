@@ -130,6 +130,8 @@ pub enum Rejection {
     NoOffers,
     #[error("task {0} is not known")]
     UnknownTask(TaskId),
+    #[error("{0} is not a state a task can take (it answers reconciliation only)")]
+    NotATaskState(TaskState),
     #[error("task {task} is already {state}")]
     TaskAlreadyTerminal { task: TaskId, state: TaskState },
     #[error("weight {0} is not a positive finite number")]

@@ -18,7 +18,7 @@ pub use command::{Command, CommandBatch, CommandResult, Rejection};
 pub use ids::{AgentId, FrameworkId, IdError, OfferId, TaskId};
 pub use model::{
     Agent, AgentInfo, AgentStatus, Framework, FrameworkInfo, FrameworkStatus, Offer, Task,
-    TaskSpec, TaskState, TimestampMs,
+    TaskSpec, TaskState, TimestampMs, UnknownTaskState,
 };
 pub use registry::{Allocation, Registry};
 pub use resources::{Resource, ResourceError, Resources, Scalar, Value};

@@ -65,8 +65,10 @@ pub struct Framework {
     pub registered_at_ms: TimestampMs,
 }
 
-/// Mesos' task states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Mesos' task states: the one domain enum for a task's state, used by the master, the
+/// agent, the drivers, the CLI and the harness. The wire carries `agora.v1.TaskState`; each
+/// crate's conversion layer maps it to this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskState {
     TaskStaging,
@@ -81,10 +83,13 @@ pub enum TaskState {
     TaskDropped,
     TaskUnreachable,
     TaskGone,
+    TaskGoneByOperator,
+    /// Not a state a task holds: the answer to reconciling a task nobody knows.
+    TaskUnknown,
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 12] = [
+    pub const ALL: [TaskState; 14] = [
         TaskState::TaskStaging,
         TaskState::TaskStarting,
         TaskState::TaskRunning,
@@ -97,10 +102,13 @@ impl TaskState {
         TaskState::TaskDropped,
         TaskState::TaskUnreachable,
         TaskState::TaskGone,
+        TaskState::TaskGoneByOperator,
+        TaskState::TaskUnknown,
     ];
 
     /// A terminal state is final: nothing follows it. `TASK_UNREACHABLE` is not terminal
-    /// (the agent may come back), as in Mesos.
+    /// (the agent may come back), nor is `TASK_UNKNOWN` (the task may yet appear), as in
+    /// Mesos.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -111,6 +119,7 @@ impl TaskState {
                 | TaskState::TaskLost
                 | TaskState::TaskDropped
                 | TaskState::TaskGone
+                | TaskState::TaskGoneByOperator
         )
     }
 
@@ -129,13 +138,32 @@ impl TaskState {
             TaskState::TaskDropped => "TASK_DROPPED",
             TaskState::TaskUnreachable => "TASK_UNREACHABLE",
             TaskState::TaskGone => "TASK_GONE",
+            TaskState::TaskGoneByOperator => "TASK_GONE_BY_OPERATOR",
+            TaskState::TaskUnknown => "TASK_UNKNOWN",
         }
+    }
+
+    /// The state with Mesos name `name` (`TASK_RUNNING`), if there is one.
+    pub fn from_name(name: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
 impl fmt::Display for TaskState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of Mesos' task states.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown task state {0:?}")]
+pub struct UnknownTaskState(pub String);
+
+impl std::str::FromStr for TaskState {
+    type Err = UnknownTaskState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::from_name(s).ok_or_else(|| UnknownTaskState(s.to_string()))
     }
 }
 

@@ -242,6 +242,9 @@ impl Registry {
                 exit_code,
                 now_ms,
             } => {
+                if *state == TaskState::TaskUnknown {
+                    return Err(Rejection::NotATaskState(*state));
+                }
                 let task = self
                     .task(framework_id, task_id)
                     .ok_or_else(|| Rejection::UnknownTask(task_id.clone()))?;

@@ -1,14 +1,19 @@
-//! The master's one conversion layer between generated proto types and domain types.
-//! Every inbound conversion validates and names the offending field in an
-//! INVALID_ARGUMENT status.
+//! The master's one conversion layer between generated proto types and domain types:
+//! requests in, events, commands, offers and task states out (the calls and session
+//! messages are in [`sessions`]). Every inbound conversion validates and names the
+//! offending field in an INVALID_ARGUMENT status.
 
 use agora_proto::v1 as pb;
 use agora_registry::resources::{Ranges, SummaryValue};
 use agora_registry::{
     Agent, AgentId, AgentInfo, AgentStatus, Allocation, Framework, FrameworkStatus, Resource,
-    Resources, Scalar, Task, Value,
+    Resources, Scalar, Task, TaskState, Value,
 };
 use tonic::Status;
+
+mod sessions;
+
+pub use sessions::*;
 
 /// INVALID_ARGUMENT naming `field`.
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
@@ -132,23 +137,67 @@ pub fn framework_to_proto(f: &Framework, alloc: &Allocation) -> pb::FrameworkSta
     }
 }
 
-pub fn task_to_proto(t: &Task) -> pb::TaskState {
-    pb::TaskState {
+pub fn task_to_proto(t: &Task) -> pb::Task {
+    pb::Task {
         id: t.id.to_string(),
         framework_id: t.framework_id.to_string(),
         agent_id: t.agent_id.to_string(),
         name: t.name.clone(),
-        state: t.state.name().to_string(),
+        state: task_state_to_proto(t.state) as i32,
         resources: resources_to_proto(&t.resources),
         message: t.message.clone().unwrap_or_default(),
     }
 }
 
-/// A task state from its Mesos name (`TASK_RUNNING`).
-pub fn task_state_from_name(name: &str) -> Option<agora_registry::TaskState> {
-    agora_registry::TaskState::ALL
-        .into_iter()
-        .find(|s| s.name() == name)
+/// The wire's task state.
+pub fn task_state_to_proto(state: TaskState) -> pb::TaskState {
+    match state {
+        TaskState::TaskStaging => pb::TaskState::TaskStaging,
+        TaskState::TaskStarting => pb::TaskState::TaskStarting,
+        TaskState::TaskRunning => pb::TaskState::TaskRunning,
+        TaskState::TaskKilling => pb::TaskState::TaskKilling,
+        TaskState::TaskFinished => pb::TaskState::TaskFinished,
+        TaskState::TaskFailed => pb::TaskState::TaskFailed,
+        TaskState::TaskKilled => pb::TaskState::TaskKilled,
+        TaskState::TaskError => pb::TaskState::TaskError,
+        TaskState::TaskLost => pb::TaskState::TaskLost,
+        TaskState::TaskDropped => pb::TaskState::TaskDropped,
+        TaskState::TaskUnreachable => pb::TaskState::TaskUnreachable,
+        TaskState::TaskGone => pb::TaskState::TaskGone,
+        TaskState::TaskGoneByOperator => pb::TaskState::TaskGoneByOperator,
+        TaskState::TaskUnknown => pb::TaskState::TaskUnknown,
+    }
+}
+
+/// A task state from the wire; unset or unknown numbers are refused, naming `field`.
+pub fn task_state_from_proto(value: i32, field: &str) -> Result<TaskState, Status> {
+    let state = pb::TaskState::try_from(value)
+        .map_err(|_| invalid(field, format!("{value} is not a task state")))?;
+    Ok(match state {
+        pb::TaskState::Unspecified => return Err(invalid(field, "unset")),
+        pb::TaskState::TaskStaging => TaskState::TaskStaging,
+        pb::TaskState::TaskStarting => TaskState::TaskStarting,
+        pb::TaskState::TaskRunning => TaskState::TaskRunning,
+        pb::TaskState::TaskKilling => TaskState::TaskKilling,
+        pb::TaskState::TaskFinished => TaskState::TaskFinished,
+        pb::TaskState::TaskFailed => TaskState::TaskFailed,
+        pb::TaskState::TaskKilled => TaskState::TaskKilled,
+        pb::TaskState::TaskError => TaskState::TaskError,
+        pb::TaskState::TaskLost => TaskState::TaskLost,
+        pb::TaskState::TaskDropped => TaskState::TaskDropped,
+        pb::TaskState::TaskUnreachable => TaskState::TaskUnreachable,
+        pb::TaskState::TaskGone => TaskState::TaskGone,
+        pb::TaskState::TaskGoneByOperator => TaskState::TaskGoneByOperator,
+        pb::TaskState::TaskUnknown => TaskState::TaskUnknown,
+    })
+}
+
+pub fn member_to_proto(m: crate::quorum::Member) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        address: m.address,
+        voter: m.voter,
+    }
 }
 
 /// Resources as the JSON object of `/state`: `{"cpus":4.0,"mem":8192.0,"ports":"[31000-32000]"}`.

@@ -8,15 +8,15 @@ use axum::Router;
 use serde_json::json;
 
 use crate::convert::resources_json;
-use crate::Master;
+use crate::leader::Leader;
 
-pub fn router(master: Master) -> Router {
+pub fn router(leader: Leader) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/metrics", get(metrics))
         .route("/", get(ui))
-        .with_state(master)
+        .with_state(leader)
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
@@ -28,10 +28,10 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-async fn health(axum::extract::State(master): axum::extract::State<Master>) -> Response {
-    let v = master.leader_view();
+async fn health(axum::extract::State(leader): axum::extract::State<Leader>) -> Response {
+    let v = leader.view();
     let mut role = v.role;
-    if master.config.faults.stale_leader {
+    if leader.config().faults.stale_leader {
         // Self-test only: one process runs one master, so a static will do.
         static LED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if v.is_leader {
@@ -53,8 +53,8 @@ async fn health(axum::extract::State(master): axum::extract::State<Master>) -> R
 }
 
 /// The cluster state as JSON, from the leader's registry.
-pub fn state_json(master: &Master, term: u64) -> serde_json::Value {
-    master.registry.read(|reg| {
+pub fn state_json(leader: &Leader, term: u64) -> serde_json::Value {
+    leader.read(|reg| {
         let agents: Vec<_> = reg
             .agents()
             .map(|a| {
@@ -100,7 +100,7 @@ pub fn state_json(master: &Master, term: u64) -> serde_json::Value {
             })
             .collect();
         json!({
-            "leader": master.config.advertise,
+            "leader": leader.quorum().advertise(),
             "term": term,
             "agents": agents,
             "frameworks": frameworks,
@@ -109,10 +109,10 @@ pub fn state_json(master: &Master, term: u64) -> serde_json::Value {
     })
 }
 
-async fn state(axum::extract::State(master): axum::extract::State<Master>) -> Response {
-    let v = master.leader_view();
+async fn state(axum::extract::State(leader): axum::extract::State<Leader>) -> Response {
+    let v = leader.view();
     if v.is_leader {
-        return json_response(StatusCode::OK, state_json(&master, v.term));
+        return json_response(StatusCode::OK, state_json(&leader, v.term));
     }
     match v.leader_address {
         Some(addr) => (
@@ -127,10 +127,10 @@ async fn state(axum::extract::State(master): axum::extract::State<Master>) -> Re
     }
 }
 
-async fn metrics(axum::extract::State(master): axum::extract::State<Master>) -> Response {
+async fn metrics(axum::extract::State(leader): axum::extract::State<Leader>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&master),
+        render_metrics(&leader),
     )
         .into_response()
 }
@@ -141,4 +141,21 @@ async fn ui() -> Response {
         include_str!("ui.html"),
     )
         .into_response()
+}
+
+/// Renders the Prometheus text exposition, refreshing the gauges first.
+fn render_metrics(leader: &Leader) -> String {
+    let m = leader.metrics();
+    let quorum = leader.quorum().status();
+    m.term.set(quorum.view.term as i64);
+    m.is_leader.set(quorum.view.is_leader as i64);
+    m.last_log_index.set(quorum.last_log_index as i64);
+    m.last_applied.set(quorum.last_applied as i64);
+    leader.read(|reg| {
+        m.agents.set(reg.agents().count() as i64);
+        m.frameworks.set(reg.frameworks().count() as i64);
+        m.live_tasks
+            .set(reg.tasks().filter(|t| !t.state.is_terminal()).count() as i64);
+    });
+    m.encode()
 }

@@ -1,6 +1,17 @@
+//! # agora-test-cluster
+//!
 //! A cluster of real `agora-master` and `agora-agent` processes on loopback, for
-//! integration tests and benchmarks: start, SIGKILL, SIGSTOP/SIGCONT, restart, wipe, and
-//! ask each replica for its view.
+//! integration tests and benchmarks (the master's, the agent's, the CLI's) and for the
+//! fault harness: start, SIGKILL, SIGSTOP/SIGCONT, restart, wipe, and ask each replica for
+//! its view. [`overcommit`] is the one over-commit check on a master's `/state`, used here
+//! ([`overcommitted`]) and by the harness's checker.
+//!
+//! What it must not do: depend on any Agora component but the public API (`agora-proto`,
+//! `agora-driver`). It runs the workspace's binaries, built on demand by [`binary`] and
+//! [`example`] with `cargo build`, never linked in: the master's own tests depend on this
+//! crate, so it can never depend on the master.
+
+pub mod overcommit;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +20,8 @@ use std::time::{Duration, Instant};
 use agora_driver::{MasterClient, RetryPolicy};
 use agora_proto::v1 as pb;
 use agora_proto::v1::master_client::MasterClient as MasterRpc;
+
+pub use overcommit::overcommitted;
 
 /// Cluster tests in one test binary run one at a time: timing assertions (failover within
 /// 2 s) must not depend on how many other clusters share the machine's two cores.
@@ -177,14 +190,7 @@ impl Drop for Cluster {
         if !std::thread::panicking() {
             return;
         }
-        let dest = PathBuf::from(keep).join(format!(
-            "{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        ));
+        let dest = PathBuf::from(keep).join(format!("{}-{}", std::process::id(), unix_ms()));
         let _ = std::fs::create_dir_all(&dest);
         if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
             for e in entries.flatten() {
@@ -541,55 +547,9 @@ impl Cluster {
     }
 }
 
-/// The scalar resources of a `/state` resources object (`{"cpus":4.0,...}`).
-fn scalars(v: &serde_json::Value) -> Vec<(String, f64)> {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The over-commit check on one `/state` document: for every agent, the resources of its
-/// non-terminal tasks (summed from the task list, not the master's own `used`) plus its
-/// outstanding offers must fit in its total. Returns one line per violation.
-pub fn overcommitted(state: &serde_json::Value) -> Vec<String> {
-    use std::collections::HashMap;
-    let mut held: HashMap<String, HashMap<String, f64>> = HashMap::new();
-    for t in state["tasks"].as_array().into_iter().flatten() {
-        let s = t["state"].as_str().unwrap_or("");
-        if crate::history::is_terminal(s) {
-            continue;
-        }
-        let agent = held
-            .entry(t["agent_id"].as_str().unwrap_or("").to_string())
-            .or_default();
-        for (k, x) in scalars(&t["resources"]) {
-            *agent.entry(k).or_default() += x;
-        }
-    }
-    let mut out = Vec::new();
-    for a in state["agents"].as_array().into_iter().flatten() {
-        let id = a["id"].as_str().unwrap_or("").to_string();
-        let mut sum = held.remove(&id).unwrap_or_default();
-        for (k, x) in scalars(&a["offered"]) {
-            *sum.entry(k).or_default() += x;
-        }
-        let total: HashMap<String, f64> = scalars(&a["resources"]).into_iter().collect();
-        for (k, x) in sum {
-            let cap = total.get(&k).copied().unwrap_or(0.0);
-            if x > cap + 1e-6 {
-                out.push(format!(
-                    "agent {id}: {k} tasks+offers {x} > total {cap} (term {})",
-                    state["term"]
-                ));
-            }
-        }
-    }
-    for (id, _) in held {
-        out.push(format!("tasks on agent {id}, which /state does not list"));
-    }
-    out
+/// Milliseconds since the Unix epoch: this crate's one clock read.
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }

@@ -1,0 +1,321 @@
+//! Conversions of the calls and session messages of frameworks and agents.
+
+use std::time::Duration;
+
+use agora_proto::v1 as pb;
+use agora_registry::{AgentId, FrameworkId, OfferId, TaskId, TaskSpec};
+use prost::Message;
+use tonic::Status;
+
+use super::{
+    invalid, resources_from_proto, resources_to_proto, task_state_from_proto, task_state_to_proto,
+};
+use crate::leader::messages::{
+    AgentCommand, AgentReport, AgentUpdate, FrameworkEvent, FrameworkMessage, OfferView, TaskStatus,
+};
+use crate::leader::{AcceptCall, ReportedTask, SubscribeCall, DEFAULT_REFUSE};
+
+fn parse_id<T>(
+    text: &str,
+    field: &str,
+    parse: impl FnOnce(String) -> Result<T, agora_registry::IdError>,
+) -> Result<T, Status> {
+    parse(text.to_string()).map_err(|e| invalid(field, e))
+}
+
+pub fn framework_id(text: &str, field: &str) -> Result<FrameworkId, Status> {
+    parse_id(text, field, FrameworkId::new)
+}
+
+pub fn agent_id(text: &str, field: &str) -> Result<AgentId, Status> {
+    parse_id(text, field, AgentId::new)
+}
+
+pub fn task_id(text: &str, field: &str) -> Result<TaskId, Status> {
+    parse_id(text, field, TaskId::new)
+}
+
+/// Offer ids, each valid and none twice (`field[i]` names a bad one).
+pub fn offer_ids(ids: &[String], field: &str, distinct: bool) -> Result<Vec<OfferId>, Status> {
+    let parsed = ids
+        .iter()
+        .enumerate()
+        .map(|(i, o)| parse_id(o, &format!("{field}[{i}]"), OfferId::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    if distinct {
+        for (i, o) in parsed.iter().enumerate() {
+            if parsed[..i].contains(o) {
+                return Err(invalid(
+                    &format!("{field}[{i}]"),
+                    format!("{o} is listed twice"),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// How long to refuse declined resources (`filters.refuse_seconds`, default 5 s).
+pub fn refuse_from_proto(filters: Option<&pb::Filters>) -> Result<Duration, Status> {
+    let secs = filters
+        .and_then(|f| f.refuse_seconds)
+        .unwrap_or(DEFAULT_REFUSE.as_secs_f64());
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(invalid(
+            "filters.refuse_seconds",
+            format!("{secs} is not a finite, non-negative number"),
+        ));
+    }
+    // Capped by the leader at a year; this only keeps the conversion finite.
+    Ok(Duration::from_secs_f64(secs.min(1e12)))
+}
+
+/// A subscription request.
+pub fn subscribe_from_proto(req: pb::SubscribeRequest) -> Result<SubscribeCall, Status> {
+    let info = req
+        .framework
+        .ok_or_else(|| invalid("framework", "missing"))?;
+    if info.name.trim().is_empty() {
+        return Err(invalid("framework.name", "empty"));
+    }
+    if info.roles.len() != 1 {
+        return Err(invalid("framework.roles", "give exactly one role"));
+    }
+    let role = info.roles[0].clone();
+    agora_registry::resources::validate_framework_role(&role)
+        .map_err(|e| invalid("framework.roles[0]", e))?;
+    let failover = info.failover_timeout_seconds;
+    if !failover.is_finite() || failover < 0.0 {
+        return Err(invalid(
+            "framework.failover_timeout_seconds",
+            format!("{failover} is not a finite, non-negative number"),
+        ));
+    }
+    let id = if info.id.is_empty() {
+        None
+    } else {
+        Some(framework_id(&info.id, "framework.id")?)
+    };
+    Ok(SubscribeCall {
+        id,
+        name: info.name,
+        role,
+        principal: (!info.principal.is_empty()).then_some(info.principal),
+        failover_timeout_ms: (failover * 1000.0) as u64,
+    })
+}
+
+/// An accept's offers, tasks and filters (the caller is checked before).
+pub fn accept_from_proto(req: &pb::AcceptRequest) -> Result<AcceptCall, Status> {
+    if req.offer_ids.is_empty() {
+        return Err(invalid("offer_ids", "empty"));
+    }
+    let offer_ids = offer_ids(&req.offer_ids, "offer_ids", true)?;
+    let refuse = refuse_from_proto(req.filters.as_ref())?;
+    let mut tasks: Vec<TaskSpec> = Vec::with_capacity(req.tasks.len());
+    for (i, t) in req.tasks.iter().enumerate() {
+        let id = task_id(&t.task_id, &format!("tasks[{i}].task_id"))?;
+        if tasks.iter().any(|s| s.id == id) {
+            return Err(invalid(
+                &format!("tasks[{i}].task_id"),
+                format!("{id} is listed twice"),
+            ));
+        }
+        if t.command.trim().is_empty() {
+            return Err(invalid(&format!("tasks[{i}].command"), "empty"));
+        }
+        let resources = resources_from_proto(&t.resources, &format!("tasks[{i}].resources"))?;
+        tasks.push(TaskSpec {
+            id,
+            name: if t.name.is_empty() {
+                t.task_id.clone()
+            } else {
+                t.name.clone()
+            },
+            resources,
+            // The agent gets the framework's own description of the task.
+            launch: t.encode_to_vec(),
+        });
+    }
+    Ok(AcceptCall {
+        offer_ids,
+        tasks,
+        refuse,
+    })
+}
+
+/// The tasks an agent reports when it registers.
+pub fn reported_tasks_from_proto(tasks: &[pb::TaskReport]) -> Result<Vec<ReportedTask>, Status> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Ok(ReportedTask {
+                framework_id: framework_id(&t.framework_id, &format!("tasks[{i}].framework_id"))?,
+                task_id: task_id(&t.task_id, &format!("tasks[{i}].task_id"))?,
+                state: task_state_from_proto(t.state, &format!("tasks[{i}].state"))?,
+            })
+        })
+        .collect()
+}
+
+fn update_from_proto(u: pb::StatusUpdate) -> Result<AgentUpdate, Status> {
+    let latest_state = match u.latest_state {
+        0 => None,
+        n => Some(task_state_from_proto(n, "update.latest_state")?),
+    };
+    Ok(AgentUpdate {
+        framework_id: framework_id(&u.framework_id, "update.framework_id")?,
+        task_id: task_id(&u.task_id, "update.task_id")?,
+        state: task_state_from_proto(u.state, "update.state")?,
+        latest_state,
+        uuid: u.uuid,
+        message: u.message,
+        exit_code: u.exit_code,
+        timestamp_ms: u.timestamp_ms,
+    })
+}
+
+/// What an agent says on its session (`agent` is the session's). None for what is
+/// ignored: a second hello, an empty message, an executor message naming no valid
+/// framework (best effort, as in Mesos).
+pub fn agent_report_from_proto(msg: pb::AgentMessage, agent: &AgentId) -> Option<AgentReport> {
+    Some(match msg.kind? {
+        pb::agent_message::Kind::Pong(_) => AgentReport::Pong,
+        pb::agent_message::Kind::Update(u) => match update_from_proto(u) {
+            Ok(u) => AgentReport::Update(u),
+            Err(status) => {
+                let (field, reason) = status
+                    .message()
+                    .split_once(": ")
+                    .map(|(f, r)| (f.to_string(), r.to_string()))
+                    .unwrap_or_else(|| ("update".into(), status.message().to_string()));
+                AgentReport::Invalid { field, reason }
+            }
+        },
+        pb::agent_message::Kind::ExecutorMessage(m) => {
+            AgentReport::ExecutorMessage(FrameworkMessage {
+                framework_id: FrameworkId::new(m.framework_id).ok()?,
+                agent_id: agent.clone(),
+                executor_id: m.executor_id,
+                data: m.data,
+            })
+        }
+        pb::agent_message::Kind::Hello(_) => return None,
+    })
+}
+
+pub fn task_status_to_proto(s: TaskStatus) -> pb::TaskStatus {
+    pb::TaskStatus {
+        task_id: s.task_id.to_string(),
+        state: task_state_to_proto(s.state) as i32,
+        message: s.message,
+        agent_id: s.agent_id.map(|a| a.to_string()).unwrap_or_default(),
+        uuid: s.uuid.unwrap_or_default(),
+        exit_code: s.exit_code,
+        timestamp_ms: s.timestamp_ms,
+    }
+}
+
+pub fn offer_to_proto(o: OfferView) -> pb::Offer {
+    pb::Offer {
+        id: o.offer.id.to_string(),
+        framework_id: o.offer.framework_id.to_string(),
+        agent_id: o.offer.agent_id.to_string(),
+        hostname: o.hostname,
+        resources: resources_to_proto(&o.offer.resources),
+        attributes: o
+            .attributes
+            .into_iter()
+            .map(|(key, value)| pb::Attribute { key, value })
+            .collect(),
+    }
+}
+
+fn framework_message_to_proto(m: FrameworkMessage) -> pb::FrameworkMessage {
+    pb::FrameworkMessage {
+        framework_id: m.framework_id.to_string(),
+        agent_id: m.agent_id.to_string(),
+        executor_id: m.executor_id,
+        data: m.data,
+    }
+}
+
+pub fn framework_event_to_proto(event: FrameworkEvent) -> pb::Event {
+    use pb::event::Kind;
+    let kind = match event {
+        FrameworkEvent::Subscribed {
+            framework_id,
+            heartbeat_interval,
+        } => Kind::Subscribed(pb::Subscribed {
+            framework_id: framework_id.to_string(),
+            heartbeat_interval_seconds: heartbeat_interval.as_secs_f64(),
+        }),
+        FrameworkEvent::Offers(offers) => Kind::Offers(pb::Offers {
+            offers: offers.into_iter().map(offer_to_proto).collect(),
+        }),
+        FrameworkEvent::Rescind(offer_id) => Kind::Rescind(pb::Rescind {
+            offer_id: offer_id.to_string(),
+        }),
+        FrameworkEvent::Update(status) => Kind::Update(task_status_to_proto(status)),
+        FrameworkEvent::Message(m) => Kind::Message(framework_message_to_proto(m)),
+        FrameworkEvent::Failure(agent) => Kind::Failure(pb::Failure {
+            agent_id: agent.to_string(),
+        }),
+        FrameworkEvent::Heartbeat => Kind::Heartbeat(pb::Heartbeat {}),
+    };
+    pb::Event { kind: Some(kind) }
+}
+
+pub fn agent_command_to_proto(command: AgentCommand) -> pb::MasterMessage {
+    use pb::master_message::Kind;
+    let kind = match command {
+        AgentCommand::Launch {
+            framework_id,
+            tasks,
+        } => Kind::Launch(pb::LaunchTasks {
+            framework_id: framework_id.to_string(),
+            // Each launch record is the framework's TaskInfo as this layer encoded it.
+            tasks: tasks
+                .iter()
+                .filter_map(|t| match pb::TaskInfo::decode(t.launch.as_slice()) {
+                    Ok(info) => Some(info),
+                    Err(e) => {
+                        tracing::error!(task = %t.id, error = %e, "launch record unreadable; not sent");
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        AgentCommand::Kill {
+            framework_id,
+            task_id,
+            grace_period_ms,
+        } => Kind::Kill(pb::KillTask {
+            framework_id: framework_id.to_string(),
+            task_id: task_id.to_string(),
+            grace_period_ms,
+        }),
+        AgentCommand::Ack {
+            framework_id,
+            task_id,
+            uuid,
+        } => Kind::Ack(pb::StatusAck {
+            framework_id: framework_id.to_string(),
+            task_id: task_id.to_string(),
+            uuid,
+        }),
+        AgentCommand::Ping { seq } => Kind::Ping(pb::Ping { seq }),
+        AgentCommand::FrameworkMessage(m) => Kind::FrameworkMessage(framework_message_to_proto(m)),
+        AgentCommand::ShutdownExecutor {
+            framework_id,
+            executor_id,
+            grace_period_ms,
+        } => Kind::ShutdownExecutor(pb::ShutdownExecutor {
+            framework_id: framework_id.to_string(),
+            executor_id,
+            grace_period_ms,
+        }),
+    };
+    pb::MasterMessage { kind: Some(kind) }
+}

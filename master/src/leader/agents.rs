@@ -1,0 +1,454 @@
+//! Agents, on the leader: registration, their sessions, status updates (acknowledged only
+//! once committed), and reconciliation when an agent registers again.
+
+use std::collections::{HashMap, VecDeque};
+
+use agora_registry::{
+    AgentId, AgentInfo, AgentStatus, Command, FrameworkId, Registry, Rejection, TaskId, TaskSpec,
+    TaskState,
+};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tracing::Instrument;
+
+use super::messages::{AgentCommand, AgentReport, AgentUpdate, SessionEnd};
+use super::sessions::{Outbound, Serial};
+use super::{Leader, LeaderError, WriteError};
+
+/// Status updates of one agent session being recorded at once (more wait in the stream).
+const MAX_UPDATES_IN_FLIGHT: usize = 256;
+
+/// A task as an agent reports it when it registers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportedTask {
+    pub framework_id: FrameworkId,
+    pub task_id: TaskId,
+    pub state: TaskState,
+}
+
+/// An agent's open session: the commands to send it, and the loop that reads what it says.
+pub struct AgentSession {
+    pub outbound: mpsc::Receiver<Outbound<AgentCommand, SessionEnd>>,
+    pub reader: SessionReader,
+}
+
+/// Reads one agent session's reports until the agent or the leader ends it.
+pub struct SessionReader {
+    leader: Leader,
+    agent: AgentId,
+    serial: Serial,
+    tx: mpsc::Sender<Outbound<AgentCommand, SessionEnd>>,
+    span: tracing::Span,
+}
+
+/// What reconciling an agent's report with the registry decides.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reconciliation {
+    /// Registry tasks still TASK_STAGING that the agent does not report: the launch never
+    /// reached it, so it is sent again.
+    pub relaunch: Vec<(FrameworkId, TaskSpec)>,
+    /// Other live registry tasks on it that it does not report: TASK_LOST.
+    pub lost: Vec<(FrameworkId, TaskId)>,
+    /// Tasks whose state the agent reports differently (e.g. after TASK_UNREACHABLE).
+    pub update: Vec<(FrameworkId, TaskId, TaskState)>,
+    /// Tasks it runs that the registry does not hold as live: killed.
+    pub kill: Vec<(FrameworkId, TaskId)>,
+}
+
+/// Compares what an agent reports with what the registry holds for it.
+pub fn reconcile_plan(
+    reg: &Registry,
+    agent: &AgentId,
+    reported: &[ReportedTask],
+) -> Reconciliation {
+    let mut report: HashMap<(&FrameworkId, &TaskId), TaskState> = reported
+        .iter()
+        .map(|t| ((&t.framework_id, &t.task_id), t.state))
+        .collect();
+    let mut plan = Reconciliation::default();
+    for t in reg
+        .tasks()
+        .filter(|t| &t.agent_id == agent && !t.state.is_terminal())
+    {
+        match report.remove(&(&t.framework_id, &t.id)) {
+            // Committed but never delivered (the session or the leader went down in
+            // between): the agent reports every task it ever received, so it never ran,
+            // and the launch recorded in the registry is sent again.
+            None if t.state == TaskState::TaskStaging => plan.relaunch.push((
+                t.framework_id.clone(),
+                TaskSpec {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    resources: t.resources.clone(),
+                    launch: t.launch.clone(),
+                },
+            )),
+            None => plan.lost.push((t.framework_id.clone(), t.id.clone())),
+            Some(s) if s != t.state => plan.update.push((t.framework_id.clone(), t.id.clone(), s)),
+            Some(_) => {}
+        }
+    }
+    // What is left in the report is not live in the registry.
+    plan.kill = report
+        .into_iter()
+        .filter(|(_, s)| !s.is_terminal())
+        .map(|((f, t), _)| (f.clone(), t.clone()))
+        .collect();
+    plan.kill.sort();
+    plan
+}
+
+impl Leader {
+    /// Registers an agent (or registers it again) and reconciles the tasks it reports.
+    /// Returns its id and the log index of the registration.
+    pub async fn register_agent(
+        &self,
+        mut info: AgentInfo,
+        reported: Vec<ReportedTask>,
+    ) -> Result<(AgentId, u64), LeaderError> {
+        if self.config().faults.inflate_resources {
+            tracing::warn!(agent = %info.id, "FAULT inflate-resources: registering twice its resources");
+            info.resources = info.resources.plus(&info.resources);
+        }
+        let span =
+            tracing::info_span!("register_agent", agent = %info.id, term = tracing::field::Empty);
+        async {
+            let view = self.require_leader()?;
+            tracing::Span::current().record("term", view.term);
+            let id = info.id.clone();
+            let log_index = self
+                .write(Command::RegisterAgent {
+                    info,
+                    now_ms: self.now_ms(),
+                })
+                .await?;
+            tracing::info!(log_index, "agent registered");
+            self.reconcile_agent(&id, &reported).await;
+            self.wake();
+            Ok((id, log_index))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Carries out [`reconcile_plan`] for an agent that registered (again).
+    async fn reconcile_agent(&self, agent: &AgentId, reported: &[ReportedTask]) {
+        let plan = self.read(|reg| reconcile_plan(reg, agent, reported));
+        for (framework_id, spec) in plan.relaunch {
+            tracing::info!(framework = %framework_id, task = %spec.id, "launch never reached the agent: sending it again");
+            self.to_agent(
+                agent,
+                AgentCommand::Launch {
+                    framework_id,
+                    tasks: vec![spec],
+                },
+            );
+        }
+        let now = self.now_ms();
+        let lost = plan.lost.into_iter().map(|(f, t)| {
+            tracing::info!(task = %t, "task unknown to the agent after it registered again: TASK_LOST");
+            (f, t, TaskState::TaskLost, format!("agent {agent} registered again without this task"))
+        });
+        let changed = plan.update.into_iter().map(|(f, t, s)| {
+            (
+                f,
+                t,
+                s,
+                "reported by the agent when it registered again".to_string(),
+            )
+        });
+        for (framework_id, task_id, state, message) in lost.chain(changed) {
+            let written = self
+                .write(Command::UpdateTask {
+                    framework_id: framework_id.clone(),
+                    task_id: task_id.clone(),
+                    state,
+                    message: Some(message),
+                    exit_code: None,
+                    now_ms: now,
+                })
+                .await;
+            if written.is_ok() {
+                self.announce(&framework_id, &task_id);
+            }
+        }
+        for (framework_id, task_id) in plan.kill {
+            tracing::info!(task = %task_id, "task unknown to the registry: killing it");
+            self.to_agent(
+                agent,
+                AgentCommand::Kill {
+                    framework_id,
+                    task_id,
+                    grace_period_ms: 0,
+                },
+            );
+        }
+    }
+
+    /// Opens a registered agent's session (replacing an older one of the same agent).
+    pub fn open_agent_session(
+        &self,
+        agent: &AgentId,
+        address: &str,
+    ) -> Result<AgentSession, LeaderError> {
+        let view = self.require_leader()?;
+        let registered =
+            self.read(|reg| reg.agent(agent).map(|a| (a.info.address.clone(), a.status)));
+        match registered {
+            None => {
+                return Err(LeaderError::Precondition(format!(
+                    "agent {agent} is not registered; register first"
+                )))
+            }
+            Some((registered, _)) if registered != address => {
+                return Err(LeaderError::Precondition(format!(
+                    "agent {agent} is registered from {registered}, not {address}"
+                )))
+            }
+            Some((_, AgentStatus::Unreachable { .. })) => {
+                return Err(LeaderError::Precondition(format!(
+                    "agent {agent} is marked unreachable; register again"
+                )))
+            }
+            Some(_) => {}
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let serial = self
+            .shared
+            .agents
+            .open(agent, tx.clone(), [], SessionEnd::AgentReplaced);
+        self.health().seen(agent, self.now_ms());
+        self.metrics().agent_sessions.inc();
+        let span = tracing::info_span!("agent_session", agent = %agent, term = view.term);
+        span.in_scope(|| tracing::info!("agent connected"));
+        Ok(AgentSession {
+            outbound: rx,
+            reader: SessionReader {
+                leader: self.clone(),
+                agent: agent.clone(),
+                serial,
+                tx,
+                span,
+            },
+        })
+    }
+}
+
+impl SessionReader {
+    /// Reads the agent's reports until it disconnects or the session fails.
+    ///
+    /// Updates of different tasks are recorded concurrently: each waits for its own
+    /// commit, and the leader batches concurrent writes into shared log entries. A task's
+    /// own updates (a resent copy included) are handled one after the other, in arrival
+    /// order, so the framework gets them in order.
+    pub async fn run(self, mut inbound: impl Stream<Item = AgentReport> + Unpin + Send) {
+        let span = self.span.clone();
+        async move {
+            let SessionReader {
+                leader,
+                agent,
+                serial,
+                tx,
+                ..
+            } = self;
+            let mut updates = tokio::task::JoinSet::new();
+            let mut queued: HashMap<(FrameworkId, TaskId), VecDeque<AgentUpdate>> = HashMap::new();
+            let spawn = |updates: &mut tokio::task::JoinSet<_>, u: AgentUpdate| {
+                let (leader, agent, tx) = (leader.clone(), agent.clone(), tx.clone());
+                updates.spawn(
+                    async move {
+                        let key = (u.framework_id.clone(), u.task_id.clone());
+                        (key, leader.record_update(&agent, u, &tx).await)
+                    }
+                    .in_current_span(),
+                );
+            };
+            loop {
+                tokio::select! {
+                    report = inbound.next(), if updates.len() < MAX_UPDATES_IN_FLIGHT => {
+                        let Some(report) = report else { break };
+                        leader.health().seen(&agent, leader.now_ms());
+                        match report {
+                            AgentReport::Pong => {}
+                            AgentReport::Update(u) => {
+                                let key = (u.framework_id.clone(), u.task_id.clone());
+                                match queued.get_mut(&key) {
+                                    Some(waiting) => waiting.push_back(u),
+                                    None => {
+                                        queued.insert(key, VecDeque::new());
+                                        spawn(&mut updates, u);
+                                    }
+                                }
+                            }
+                            AgentReport::ExecutorMessage(mut m) => {
+                                m.agent_id = agent.clone();
+                                leader.executor_message(m);
+                            }
+                            AgentReport::Invalid { field, reason } => {
+                                let _ = tx.send(Err(SessionEnd::Invalid { field, reason })).await;
+                                break;
+                            }
+                        }
+                    }
+                    Some(done) = updates.join_next(), if !updates.is_empty() => {
+                        match done {
+                            Ok((key, Ok(()))) => {
+                                match queued.get_mut(&key).and_then(VecDeque::pop_front) {
+                                    Some(next) => spawn(&mut updates, next),
+                                    None => {
+                                        queued.remove(&key);
+                                    }
+                                }
+                            }
+                            Ok((_, Err(end))) => {
+                                let _ = tx.send(Err(end)).await;
+                                break;
+                            }
+                            // A handler that panicked: end the session; the agent
+                            // connects again and resends what is unacknowledged.
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            leader.shared.agents.close(&agent, serial);
+            leader.metrics().agent_sessions.dec();
+            tracing::info!("agent session ended");
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A rejection the master acknowledges anyway: the update can never apply.
+fn ack_anyway(r: &Rejection) -> bool {
+    matches!(
+        r,
+        Rejection::UnknownTask(_) | Rejection::TaskAlreadyTerminal { .. }
+    )
+}
+
+impl Leader {
+    /// Records a status update in the registry, then acknowledges it. An update that can
+    /// never apply (unknown task, or a different terminal state already recorded) is
+    /// acknowledged too, so the agent stops resending it; the registry keeps its first
+    /// terminal state.
+    async fn record_update(
+        &self,
+        agent: &AgentId,
+        u: AgentUpdate,
+        tx: &mpsc::Sender<Outbound<AgentCommand, SessionEnd>>,
+    ) -> Result<(), SessionEnd> {
+        let (framework_id, task_id, state) = (&u.framework_id, &u.task_id, u.state);
+        let span = tracing::debug_span!("status_update", framework = %framework_id, task = %task_id, state = %state);
+        // The registry records the task's end as soon as the agent reports it (so its
+        // resources are free), while the framework still gets every update in order.
+        let (recorded, message, exit_code) = match u.latest_state {
+            Some(latest) if latest != state && latest.is_terminal() => (latest, None, None),
+            _ => (
+                state,
+                (!u.message.is_empty()).then(|| u.message.clone()),
+                u.exit_code,
+            ),
+        };
+        // Already recorded (a terminal state learnt early from `latest_state`, or an update
+        // sent again): nothing to commit, only to pass on.
+        let recorded_already = self.read(|reg| {
+            reg.task(framework_id, task_id).is_some_and(|t| {
+                t.state.is_terminal()
+                    && t.state == recorded
+                    && (message.is_none() || t.message.is_some())
+                    && (exit_code.is_none() || t.exit_code.is_some())
+            })
+        });
+        let result = if recorded_already {
+            Ok(0)
+        } else {
+            self.write(Command::UpdateTask {
+                framework_id: framework_id.clone(),
+                task_id: task_id.clone(),
+                state: recorded,
+                message,
+                exit_code,
+                now_ms: self.now_ms(),
+            })
+            .instrument(span)
+            .await
+        };
+        match result {
+            Ok(_) => {
+                if recorded.is_terminal() {
+                    self.wake();
+                }
+                if state == TaskState::TaskRunning || state.is_terminal() {
+                    let waited = self.soft().running(framework_id, task_id, self.now_ms());
+                    if let (Some(ms), TaskState::TaskRunning) = (waited, state) {
+                        self.metrics().launch_to_running.observe(ms as f64 / 1000.0);
+                    }
+                }
+                // The framework acknowledges it (its ACKNOWLEDGE goes to the agent); only
+                // when no framework will does the master acknowledge it itself.
+                if !self.forward_update(&u, agent) {
+                    return Ok(());
+                }
+            }
+            Err(WriteError::Rejected(r)) if ack_anyway(&r) => {
+                tracing::warn!(agent = %agent, task = %task_id, reason = %r, "status update cannot apply; acknowledged");
+            }
+            Err(WriteError::Rejected(r)) => return Err(SessionEnd::Rejected(r)),
+            Err(WriteError::NotLeader(addr)) => return Err(SessionEnd::NotLeader(addr)),
+            Err(WriteError::Unavailable(msg)) => return Err(SessionEnd::Unavailable(msg)),
+        }
+        let ack = AgentCommand::Ack {
+            framework_id: u.framework_id,
+            task_id: u.task_id,
+            uuid: u.uuid,
+        };
+        tx.send(Ok(ack))
+            .await
+            .map_err(|_| SessionEnd::Unavailable("session closed".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciliation_relaunches_staging_loses_missing_updates_changed_and_kills_unknown() {
+        let (reg, f) = super::super::fixtures::registry_with_two_tasks();
+        let agent = AgentId::new("a").unwrap();
+        let t = |s: &str| TaskId::new(s).unwrap();
+        // "live" is TASK_STAGING in the registry and not reported: relaunched.
+        let plan = reconcile_plan(&reg, &agent, &[]);
+        assert_eq!(plan.relaunch.len(), 1);
+        assert_eq!(plan.relaunch[0].1.id, t("live"));
+        assert!(plan.lost.is_empty() && plan.update.is_empty() && plan.kill.is_empty());
+        // Reported running: its state is updated; a task it runs that the registry does
+        // not hold as live is killed; one it reports ended is left alone.
+        let reported = [
+            ReportedTask {
+                framework_id: f.clone(),
+                task_id: t("live"),
+                state: TaskState::TaskRunning,
+            },
+            ReportedTask {
+                framework_id: f.clone(),
+                task_id: t("stray"),
+                state: TaskState::TaskRunning,
+            },
+            ReportedTask {
+                framework_id: f.clone(),
+                task_id: t("old"),
+                state: TaskState::TaskFinished,
+            },
+        ];
+        let plan = reconcile_plan(&reg, &agent, &reported);
+        assert!(plan.relaunch.is_empty() && plan.lost.is_empty());
+        assert_eq!(
+            plan.update,
+            vec![(f.clone(), t("live"), TaskState::TaskRunning)]
+        );
+        assert_eq!(plan.kill, vec![(f.clone(), t("stray"))]);
+    }
+}

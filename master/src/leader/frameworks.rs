@@ -1,0 +1,562 @@
+//! Frameworks, on the leader: subscriptions and their calls (accept, decline, revive,
+//! suppress, kill, acknowledge, reconcile, teardown, messages to executors), the status
+//! updates forwarded to them, and their removal.
+//!
+//! What is replicated: registrations, offers, launches and task states (in the registry),
+//! so a new leader resumes offering at once and outstanding offers stay valid. What is not:
+//! decline filters and suppression (soft state, as in Mesos), and live subscriptions
+//! (frameworks subscribe again to the new leader).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use agora_registry::{
+    AgentId, Command, FrameworkId, FrameworkInfo, Offer, OfferId, Registry, Rejection, Resources,
+    TaskId, TaskSpec, TaskState,
+};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::messages::{
+    AgentCommand, AgentUpdate, FrameworkEvent, FrameworkMessage, OfferView, SessionEnd, TaskStatus,
+};
+use super::sessions::Outbound;
+use super::{Leader, LeaderError, WriteError, HEARTBEAT, MAX_REFUSE};
+
+/// A framework's subscription request, validated.
+#[derive(Clone, Debug)]
+pub struct SubscribeCall {
+    /// Its id when it subscribes again; none the first time.
+    pub id: Option<FrameworkId>,
+    pub name: String,
+    pub role: String,
+    pub principal: Option<String>,
+    pub failover_timeout_ms: u64,
+}
+
+/// A live subscription: its id and the stream of its events.
+pub struct Subscription {
+    pub framework_id: FrameworkId,
+    pub events: mpsc::Receiver<Outbound<FrameworkEvent, SessionEnd>>,
+}
+
+/// An accept, validated: launch `tasks` on the resources of `offer_ids`, and refuse what
+/// is left of them for `refuse`.
+#[derive(Clone, Debug)]
+pub struct AcceptCall {
+    pub offer_ids: Vec<OfferId>,
+    pub tasks: Vec<TaskSpec>,
+    pub refuse: Duration,
+}
+
+/// The kills that removing `framework` takes: one per live task, on its agent.
+pub fn kills_on_removal(reg: &Registry, framework: &FrameworkId) -> Vec<(AgentId, AgentCommand)> {
+    reg.tasks()
+        .filter(|t| &t.framework_id == framework && !t.state.is_terminal())
+        .map(|t| {
+            (
+                t.agent_id.clone(),
+                AgentCommand::Kill {
+                    framework_id: framework.clone(),
+                    task_id: t.id.clone(),
+                    grace_period_ms: 0,
+                },
+            )
+        })
+        .collect()
+}
+
+impl Leader {
+    /// Checks that `framework` may make calls: this replica leads and the framework has a
+    /// live subscription to it.
+    pub fn require_subscribed(&self, framework: &FrameworkId) -> Result<(), LeaderError> {
+        self.require_leader()?;
+        if !self.shared.frameworks.is_open(framework) {
+            return Err(LeaderError::Precondition(format!(
+                "framework_id: framework {framework} is not subscribed to this master; subscribe first"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn is_subscribed(&self, framework: &FrameworkId) -> bool {
+        self.shared.frameworks.is_open(framework)
+    }
+
+    /// Registers (or re-registers) a framework and opens its subscription.
+    pub async fn subscribe(&self, call: SubscribeCall) -> Result<Subscription, LeaderError> {
+        let view = self.require_leader()?;
+        let id = match call.id {
+            None => FrameworkId::new(format!("{}-0000", uuid::Uuid::new_v4()))
+                .expect("uuid ids are valid"),
+            Some(id) => {
+                if self.read(|reg| reg.framework(&id).is_none()) {
+                    return Err(LeaderError::Precondition(format!(
+                        "framework.id: framework {id} is not registered (removed after its failover timeout or teardown?)"
+                    )));
+                }
+                id
+            }
+        };
+        // Never hold a span's enter guard across an await: the task may resume on another
+        // thread, and a span left entered on the first one crashed tracing in a failover.
+        let span = tracing::info_span!("subscribe", framework = %id, term = view.term);
+        self.write(Command::RegisterFramework {
+            info: FrameworkInfo {
+                id: id.clone(),
+                name: call.name.clone(),
+                role: call.role,
+                principal: call.principal,
+                failover_timeout_ms: call.failover_timeout_ms,
+            },
+            now_ms: self.now_ms(),
+        })
+        .instrument(span.clone())
+        .await?;
+        let (tx, rx) = mpsc::channel(4096);
+        self.soft().subscribed(&id);
+        // Offers still outstanding (e.g. made before a failover) remain valid.
+        let outstanding: Vec<OfferView> = self.read(|reg| {
+            reg.offers()
+                .filter(|o| o.framework_id == id)
+                .map(|o| OfferView::of(reg, o))
+                .collect()
+        });
+        let subscribed = FrameworkEvent::Subscribed {
+            framework_id: id.clone(),
+            heartbeat_interval: HEARTBEAT,
+        };
+        let serial =
+            self.shared
+                .frameworks
+                .open(&id, tx.clone(), [subscribed], SessionEnd::Replaced);
+        if !outstanding.is_empty() {
+            let _ = tx.try_send(Ok(FrameworkEvent::Offers(outstanding)));
+        }
+        span.in_scope(|| tracing::info!(name = %call.name, "framework subscribed"));
+        self.wake();
+        // Watch the stream: heartbeats, and a disconnection starts the failover timeout.
+        let leader = self.clone();
+        let framework = id.clone();
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        _ = tokio::time::sleep(HEARTBEAT) => {
+                            let _ = tx.try_send(Ok(FrameworkEvent::Heartbeat));
+                        }
+                    }
+                }
+                if leader.shared.frameworks.close(&framework, serial) && leader.view().is_leader {
+                    tracing::info!("framework disconnected; failover timeout starts");
+                    if let Err(e) = leader
+                        .write(Command::DisconnectFramework {
+                            id: framework.clone(),
+                            now_ms: leader.now_ms(),
+                        })
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record the disconnection");
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Subscription {
+            framework_id: id,
+            events: rx,
+        })
+    }
+
+    /// Launches tasks on offered resources. A launch the registry refuses drops each task
+    /// (the framework hears TASK_DROPPED with the reason) and is not an error of the call.
+    pub async fn accept(
+        &self,
+        framework: &FrameworkId,
+        call: AcceptCall,
+    ) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        let span = tracing::info_span!("accept", framework = %framework, tasks = call.tasks.len());
+        // What the offers hold, to return the unused part to the allocator's pool.
+        let offers: Vec<Offer> = self.read(|reg| {
+            call.offer_ids
+                .iter()
+                .filter_map(|id| reg.offer(id).cloned())
+                .collect()
+        });
+        let now = self.now_ms();
+        let result = self
+            .write(Command::LaunchTasks {
+                framework_id: framework.clone(),
+                offer_ids: call.offer_ids.clone(),
+                tasks: call.tasks.clone(),
+                now_ms: now,
+            })
+            .instrument(span.clone())
+            .await;
+        let _e = span.enter();
+        match result {
+            Ok(_) => {
+                let agent = offers[0].agent_id.clone();
+                {
+                    let mut soft = self.soft();
+                    // The unused part of the offers is declined (with the default 5 s
+                    // unless the framework says otherwise), as in Mesos: it comes back to
+                    // this framework only with more resources freed beside it.
+                    let mut unused = Resources::new();
+                    for o in &offers {
+                        unused.add(&o.resources);
+                    }
+                    for t in &call.tasks {
+                        unused = unused.saturating_sub(&t.resources);
+                    }
+                    soft.decline(
+                        framework,
+                        &agent,
+                        unused,
+                        refuse_until(now, call.refuse),
+                        now,
+                    );
+                    soft.launched(framework, call.tasks.iter().map(|t| &t.id), now);
+                }
+                let count = call.tasks.len() as u64;
+                let launch = AgentCommand::Launch {
+                    framework_id: framework.clone(),
+                    tasks: call.tasks,
+                };
+                let faults = &self.config().faults;
+                if faults.launch_twice {
+                    let other = self.read(|reg| {
+                        reg.agents()
+                            .map(|a| a.info.id.clone())
+                            .find(|a| *a != agent)
+                    });
+                    if let Some(other) = other {
+                        tracing::warn!(agent = %other, "FAULT launch-twice: sending the launch to a second agent");
+                        self.to_agent(&other, launch.clone());
+                    }
+                }
+                let accepts = self.shared.accepts.fetch_add(1, Ordering::Relaxed);
+                if faults.drop_launches && accepts % 4 == 3 {
+                    tracing::warn!(agent = %agent, "FAULT drop-launches: the launch is never sent");
+                } else {
+                    self.to_agent(&agent, launch);
+                }
+                self.metrics().tasks_launched.inc_by(count);
+                tracing::info!(agent = %agent, "tasks launched");
+                self.wake();
+                Ok(())
+            }
+            Err(WriteError::Rejected(reason)) => {
+                // Never run: each task is dropped, with the reason. Except when the offer
+                // is gone because this very accept was applied already (the driver retried
+                // it after the leader died mid-call): those tasks exist and their state is
+                // the answer, not a TASK_DROPPED for a task that runs.
+                tracing::info!(%reason, "accept refused; tasks dropped");
+                let answers: Vec<TaskStatus> = self.read(|reg| {
+                    call.tasks
+                        .iter()
+                        .map(|s| {
+                            let existing = match reason {
+                                Rejection::UnknownOffer(_) => reg.task(framework, &s.id),
+                                _ => None,
+                            };
+                            existing.map(TaskStatus::of).unwrap_or_else(|| TaskStatus {
+                                task_id: s.id.clone(),
+                                state: TaskState::TaskDropped,
+                                message: format!("launch refused: {reason}"),
+                                agent_id: offers.first().map(|o| o.agent_id.clone()),
+                                uuid: None,
+                                exit_code: None,
+                                timestamp_ms: now,
+                            })
+                        })
+                        .collect()
+                });
+                for status in answers {
+                    self.to_framework(framework, FrameworkEvent::Update(status));
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Returns offers unused; what they hold is refused for `refuse`.
+    pub async fn decline(
+        &self,
+        framework: &FrameworkId,
+        offer_ids: &[OfferId],
+        refuse: Duration,
+    ) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        // This framework's offers among those named, in one read.
+        let mine: Vec<Offer> = self.read(|reg| {
+            offer_ids
+                .iter()
+                .filter_map(|id| reg.offer(id))
+                .filter(|o| &o.framework_id == framework)
+                .cloned()
+                .collect()
+        });
+        self.write(Command::RemoveOffers {
+            ids: mine.iter().map(|o| o.id.clone()).collect(),
+        })
+        .await?;
+        let now = self.now_ms();
+        let until = refuse_until(now, refuse);
+        let mut soft = self.soft();
+        for o in mine {
+            soft.decline(framework, &o.agent_id, o.resources, until, now);
+        }
+        drop(soft);
+        self.wake();
+        Ok(())
+    }
+
+    /// The framework wants offers again: filters and suppression are cleared.
+    pub fn revive(&self, framework: &FrameworkId) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        // The allocator is rebuilt each cycle, so this clears its filters too.
+        self.soft().revive(framework);
+        self.wake();
+        Ok(())
+    }
+
+    /// The framework wants no offers until it revives.
+    pub fn suppress(&self, framework: &FrameworkId) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        self.soft().suppress(framework);
+        Ok(())
+    }
+
+    /// Kills a task; a task that is unknown or already ended is answered with its state.
+    pub fn kill(
+        &self,
+        framework: &FrameworkId,
+        task_id: &TaskId,
+        grace_period_ms: u64,
+    ) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        match self.read(|reg| reg.task(framework, task_id).cloned()) {
+            None => {
+                let lost = TaskStatus::lost(task_id, "unknown task", self.now_ms());
+                self.to_framework(framework, FrameworkEvent::Update(lost));
+            }
+            Some(t) if t.state.is_terminal() => {
+                self.to_framework(framework, FrameworkEvent::Update(TaskStatus::of(&t)));
+            }
+            Some(t) => self.to_agent(
+                &t.agent_id,
+                AgentCommand::Kill {
+                    framework_id: framework.clone(),
+                    task_id: task_id.clone(),
+                    grace_period_ms,
+                },
+            ),
+        }
+        Ok(())
+    }
+
+    /// Passes a framework's acknowledgement of a status update to the task's agent.
+    pub fn acknowledge(
+        &self,
+        framework: &FrameworkId,
+        task_id: &TaskId,
+        uuid: String,
+    ) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        let agent = self
+            .read(|reg| reg.task(framework, task_id).map(|t| t.agent_id.clone()))
+            .ok_or_else(|| LeaderError::invalid("task_id", format!("unknown task {task_id}")))?;
+        self.to_agent(
+            &agent,
+            AgentCommand::Ack {
+                framework_id: framework.clone(),
+                task_id: task_id.clone(),
+                uuid,
+            },
+        );
+        Ok(())
+    }
+
+    /// Answers with the state of the named tasks, or of every live task if none is named.
+    pub fn reconcile(&self, framework: &FrameworkId, tasks: &[TaskId]) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        let now = self.now_ms();
+        let answers: Vec<TaskStatus> = self.read(|reg| {
+            if tasks.is_empty() {
+                reg.tasks()
+                    .filter(|t| &t.framework_id == framework && !t.state.is_terminal())
+                    .map(TaskStatus::of)
+                    .collect()
+            } else {
+                tasks
+                    .iter()
+                    .map(|id| match reg.task(framework, id) {
+                        Some(t) => TaskStatus::of(t),
+                        None => TaskStatus::lost(id, "unknown task", now),
+                    })
+                    .collect()
+            }
+        });
+        for status in answers {
+            self.to_framework(framework, FrameworkEvent::Update(status));
+        }
+        Ok(())
+    }
+
+    /// The agent named by an executor call: a valid, registered agent.
+    fn executor_agent(&self, agent: &AgentId) -> Result<(), LeaderError> {
+        if self.read(|reg| reg.agent(agent).is_none()) {
+            return Err(LeaderError::invalid(
+                "agent_id",
+                format!("unknown agent {agent}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Data for one of the framework's executors.
+    pub fn message(&self, message: FrameworkMessage) -> Result<(), LeaderError> {
+        self.require_subscribed(&message.framework_id)?;
+        self.executor_agent(&message.agent_id)?;
+        let agent = message.agent_id.clone();
+        self.to_agent(&agent, AgentCommand::FrameworkMessage(message));
+        Ok(())
+    }
+
+    /// Shuts one of the framework's executors down.
+    pub fn shutdown_executor(
+        &self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        executor_id: String,
+    ) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        self.executor_agent(agent)?;
+        self.to_agent(
+            agent,
+            AgentCommand::ShutdownExecutor {
+                framework_id: framework.clone(),
+                executor_id,
+                grace_period_ms: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// The framework leaves for good: its tasks are killed and it is removed.
+    pub async fn teardown(&self, framework: &FrameworkId) -> Result<(), LeaderError> {
+        self.require_subscribed(framework)?;
+        self.remove_framework(framework, "framework torn down")
+            .await
+    }
+
+    /// Kills a framework's live tasks and removes it (teardown, or failover timeout).
+    pub(super) async fn remove_framework(
+        &self,
+        framework: &FrameworkId,
+        why: &str,
+    ) -> Result<(), LeaderError> {
+        for (agent, kill) in self.read(|reg| kills_on_removal(reg, framework)) {
+            self.to_agent(&agent, kill);
+        }
+        tracing::info!(framework = %framework, why, "removing framework");
+        self.write(Command::RemoveFramework {
+            id: framework.clone(),
+            now_ms: self.now_ms(),
+        })
+        .await?;
+        self.soft().forget(framework);
+        self.shared
+            .frameworks
+            .end(framework, SessionEnd::FrameworkRemoved(why.to_string()));
+        Ok(())
+    }
+
+    /// Tells a task's framework the state the registry now holds for it: for changes the
+    /// master decides itself (agent unreachable, reconciliation), which no agent will
+    /// re-send, so they carry no uuid to acknowledge.
+    pub(super) fn announce(&self, framework: &FrameworkId, task: &TaskId) {
+        if let Some(status) = self.read(|reg| reg.task(framework, task).map(TaskStatus::of)) {
+            self.to_framework(framework, FrameworkEvent::Update(status));
+        }
+    }
+
+    /// A status update the registry has recorded, forwarded to its framework. Returns
+    /// whether the master must acknowledge it to the agent itself: yes when the framework
+    /// is gone (nobody else will), no when the framework will (or will once it subscribes
+    /// again).
+    pub(super) fn forward_update(&self, update: &AgentUpdate, agent: &AgentId) -> bool {
+        let framework = &update.framework_id;
+        if self.read(|reg| reg.framework(framework).is_none()) {
+            return true;
+        }
+        self.to_framework(
+            framework,
+            FrameworkEvent::Update(TaskStatus {
+                task_id: update.task_id.clone(),
+                state: update.state,
+                message: update.message.clone(),
+                agent_id: Some(agent.clone()),
+                uuid: Some(update.uuid.clone()),
+                exit_code: update.exit_code,
+                timestamp_ms: update.timestamp_ms,
+            }),
+        );
+        false
+    }
+
+    /// Executor data for its framework: best effort, as in Mesos (dropped if the framework
+    /// is not subscribed).
+    pub(super) fn executor_message(&self, message: FrameworkMessage) {
+        let framework = message.framework_id.clone();
+        self.to_framework(&framework, FrameworkEvent::Message(message));
+    }
+
+    /// Frameworks with a live subscription.
+    pub(super) fn subscribed_frameworks(&self) -> HashSet<FrameworkId> {
+        self.shared.frameworks.keys().into_iter().collect()
+    }
+}
+
+/// When a refusal of `refuse` made at `now` ends; capped at a year, as in Mesos (a filter
+/// that long is a "never" in practice).
+fn refuse_until(now: u64, refuse: Duration) -> u64 {
+    now.saturating_add(refuse.min(MAX_REFUSE).as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_a_framework_kills_its_live_tasks_only() {
+        let (reg, f) = super::super::fixtures::registry_with_two_tasks();
+        let kills = kills_on_removal(&reg, &f);
+        assert_eq!(
+            kills,
+            vec![(
+                AgentId::new("a").unwrap(),
+                AgentCommand::Kill {
+                    framework_id: f.clone(),
+                    task_id: TaskId::new("live").unwrap(),
+                    grace_period_ms: 0
+                }
+            )]
+        );
+        assert!(kills_on_removal(&reg, &FrameworkId::new("other").unwrap()).is_empty());
+    }
+
+    #[test]
+    fn refusals_are_capped_at_a_year() {
+        assert_eq!(refuse_until(1_000, Duration::from_secs(5)), 6_000);
+        assert_eq!(
+            refuse_until(0, Duration::from_secs(10 * 365 * 24 * 3600)),
+            MAX_REFUSE.as_millis() as u64
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The leader layer: coordination on the replica that leads. Agent and framework sessions,
+//! the status-update path, reconciliation, the allocation loop, offer and failover expiry,
+//! agent health. It takes domain values in and gives domain outcomes and [`LeaderError`]s
+//! out, and reads time only from its injected [`Clock`](crate::clock::Clock).
+//!
+//! What it must not do: import tonic or the generated proto types (the transport converts),
+//! decide registry semantics (the registry's pure apply does), or write the registry other
+//! than through the [`Writer`] (the Raft log).
+
+mod agents;
+mod allocation;
+mod expiry;
+#[cfg(test)]
+mod fixtures;
+mod frameworks;
+mod health;
+pub mod messages;
+pub mod sessions;
+pub mod soft_state;
+mod writer;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_registry::{AgentId, Command, FrameworkId, Registry, Rejection};
+use tokio::sync::Notify;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::quorum::{LeaderView, Quorum};
+use crate::store::RegistryHandle;
+use messages::{AgentCommand, FrameworkEvent, SessionEnd};
+use sessions::{Delivery, SessionTable};
+use soft_state::SoftState;
+
+pub use agents::{reconcile_plan, AgentSession, Reconciliation, ReportedTask, SessionReader};
+pub use allocation::rebuild;
+pub use expiry::{frameworks_past_failover, offers_past_timeout};
+pub use frameworks::{kills_on_removal, AcceptCall, SubscribeCall, Subscription};
+pub use health::AgentHealth;
+pub use writer::{WriteError, Writer};
+
+/// Seconds between heartbeats on a subscription.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The longest decline filter (longer `refuse_seconds` are capped to it).
+pub const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Default `refuse_seconds` of a decline.
+pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
+/// How long a new leader waits for a registered framework to subscribe again before it
+/// counts it as disconnected (and its failover timeout starts).
+pub const RESUBSCRIBE_GRACE: Duration = Duration::from_secs(10);
+/// Status updates kept for a framework that is not subscribed, until it is (oldest
+/// dropped beyond this).
+const MAX_UNDELIVERED: usize = 10_000;
+/// Commands kept for an agent that is not connected (kills and launches decided at its
+/// re-registration).
+const MAX_AGENT_PENDING: usize = 100_000;
+
+/// Why the leader did not do what it was asked.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("not the leader")]
+    NotLeader(Option<String>),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The registry refused the command; nothing changed.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// A bad request, naming the field.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A request that cannot be served in the cluster's present state.
+    #[error("{0}")]
+    Precondition(String),
+}
+
+impl LeaderError {
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> LeaderError {
+        LeaderError::Invalid {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<WriteError> for LeaderError {
+    fn from(e: WriteError) -> LeaderError {
+        match e {
+            WriteError::Rejected(r) => LeaderError::Rejected(r),
+            WriteError::NotLeader(addr) => LeaderError::NotLeader(addr),
+            WriteError::Unavailable(msg) => LeaderError::Unavailable(msg),
+        }
+    }
+}
+
+type AgentTable = SessionTable<AgentId, AgentCommand, SessionEnd>;
+type FrameworkTable = SessionTable<FrameworkId, FrameworkEvent, SessionEnd>;
+
+struct Shared {
+    config: Arc<Config>,
+    quorum: Quorum,
+    registry: RegistryHandle,
+    writer: Writer,
+    clock: SharedClock,
+    metrics: Metrics,
+    agents: AgentTable,
+    frameworks: FrameworkTable,
+    soft: Mutex<SoftState>,
+    health: Mutex<AgentHealth>,
+    /// Wakes the allocation loop early (new agent, freed resources, revive).
+    wake: Notify,
+    /// Accepts served (for the self-test's drop-launches fault).
+    accepts: AtomicU64,
+}
+
+/// The leader's coordination, shared by every handler of this replica. It acts only while
+/// this replica leads; on a follower its calls answer [`LeaderError::NotLeader`].
+#[derive(Clone)]
+pub struct Leader {
+    shared: Arc<Shared>,
+}
+
+impl Leader {
+    pub fn new(
+        config: Arc<Config>,
+        quorum: Quorum,
+        registry: RegistryHandle,
+        writer: Writer,
+        clock: SharedClock,
+        metrics: Metrics,
+    ) -> Leader {
+        Leader {
+            shared: Arc::new(Shared {
+                config,
+                quorum,
+                registry,
+                writer,
+                clock,
+                metrics,
+                agents: SessionTable::new(MAX_AGENT_PENDING),
+                frameworks: SessionTable::new(MAX_UNDELIVERED),
+                soft: Mutex::new(SoftState::default()),
+                health: Mutex::new(AgentHealth::default()),
+                wake: Notify::new(),
+                accepts: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Starts the leader's loops (allocation, health); they act only while leading and
+    /// end with the returned handles' abort.
+    pub fn spawn_loops(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        use tracing::Instrument;
+        vec![
+            tokio::spawn(allocation::run(self.clone()).in_current_span()),
+            tokio::spawn(health::run(self.clone()).in_current_span()),
+        ]
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn quorum(&self) -> &Quorum {
+        &self.shared.quorum
+    }
+
+    /// This replica's view of who leads.
+    pub fn view(&self) -> LeaderView {
+        self.shared.quorum.view()
+    }
+
+    /// `Ok` on the leader; otherwise where the leader is.
+    pub fn require_leader(&self) -> Result<LeaderView, LeaderError> {
+        let view = self.view();
+        if view.is_leader {
+            Ok(view)
+        } else {
+            Err(LeaderError::NotLeader(view.leader_address))
+        }
+    }
+
+    /// Runs `f` on the registry as applied on this replica.
+    pub fn read<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        self.shared.registry.read(f)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// Proposes `command` and waits until it is committed and applied; its log index.
+    async fn write(&self, command: Command) -> Result<u64, WriteError> {
+        self.shared.writer.write(command).await
+    }
+
+    /// Wakes the allocation loop: something changed that may free resources or let
+    /// someone take them.
+    fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    fn soft(&self) -> std::sync::MutexGuard<'_, SoftState> {
+        self.shared.soft.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, AgentHealth> {
+        self.shared.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a command to a connected agent, or keeps it for its next session.
+    fn to_agent(&self, agent: &AgentId, command: AgentCommand) {
+        self.shared.agents.send(agent, command, |_| true);
+    }
+
+    /// Sends an event to a subscribed framework. A status update the master generated
+    /// itself is kept for the framework's next subscription if it has none.
+    fn to_framework(&self, framework: &FrameworkId, event: FrameworkEvent) -> Delivery {
+        self.shared
+            .frameworks
+            .send(framework, event, FrameworkEvent::keep_while_away)
+    }
+
+    /// Number of agents with a live session.
+    pub fn connected_agents(&self) -> usize {
+        self.shared.agents.len()
+    }
+
+    /// Role weights, by role.
+    pub fn weights(&self) -> Vec<(String, f64)> {
+        self.read(|reg| {
+            reg.weights()
+                .iter()
+                .map(|(role, w)| (role.clone(), *w))
+                .collect()
+        })
+    }
+
+    /// Sets a role's DRF weight.
+    pub async fn set_weight(&self, role: String, weight: f64) -> Result<(), LeaderError> {
+        self.require_leader()?;
+        self.write(Command::SetWeight { role, weight }).await?;
+        self.wake();
+        Ok(())
+    }
+}

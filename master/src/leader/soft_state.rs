@@ -1,0 +1,226 @@
+//! The leader's soft state: what it decides and keeps only in memory, as Mesos does, and
+//! loses with the leadership. Decline filters, suppression, frameworks that have not yet
+//! subscribed to this leader, and when each launch was committed. A plain struct: every
+//! method takes `now` (ms) as an argument.
+
+use std::collections::{HashMap, HashSet};
+
+use agora_registry::{AgentId, FrameworkId, Resources, TaskId};
+
+/// Launches remembered at once for the launch-to-running histogram; more are not timed.
+const MAX_TIMED_LAUNCHES: usize = 100_000;
+
+/// Resources a framework refused on an agent, until a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeclineFilter {
+    pub until_ms: u64,
+    pub resources: Resources,
+}
+
+#[derive(Default, Debug)]
+pub struct SoftState {
+    filters: HashMap<(FrameworkId, AgentId), Vec<DeclineFilter>>,
+    suppressed: HashSet<FrameworkId>,
+    /// Registered-as-active frameworks this leader has not seen subscribe, since when.
+    unsubscribed_since: HashMap<FrameworkId, u64>,
+    /// When this leader committed each task's launch, until its TASK_RUNNING is committed.
+    launched_at: HashMap<(FrameworkId, TaskId), u64>,
+}
+
+impl SoftState {
+    /// `framework` refuses `resources` on `agent` until `until_ms`. A filter already
+    /// expired at `now`, or on nothing, is not kept.
+    pub fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: Resources,
+        until_ms: u64,
+        now: u64,
+    ) {
+        if until_ms <= now || resources.is_empty() {
+            return;
+        }
+        self.filters
+            .entry((framework.clone(), agent.clone()))
+            .or_default()
+            .push(DeclineFilter {
+                until_ms,
+                resources,
+            });
+    }
+
+    /// Drops the filters expired at `now` and returns those still in force.
+    pub fn live_filters(&mut self, now: u64) -> Vec<(FrameworkId, AgentId, DeclineFilter)> {
+        self.filters.retain(|_, list| {
+            list.retain(|f| f.until_ms > now);
+            !list.is_empty()
+        });
+        self.filters
+            .iter()
+            .flat_map(|((fw, agent), list)| {
+                list.iter()
+                    .map(move |f| (fw.clone(), agent.clone(), f.clone()))
+            })
+            .collect()
+    }
+
+    /// The framework wants offers again: no suppression, no filters.
+    pub fn revive(&mut self, framework: &FrameworkId) {
+        self.suppressed.remove(framework);
+        self.filters.retain(|(f, _), _| f != framework);
+    }
+
+    pub fn suppress(&mut self, framework: &FrameworkId) {
+        self.suppressed.insert(framework.clone());
+    }
+
+    pub fn is_suppressed(&self, framework: &FrameworkId) -> bool {
+        self.suppressed.contains(framework)
+    }
+
+    /// A framework subscribed to this leader.
+    pub fn subscribed(&mut self, framework: &FrameworkId) {
+        self.unsubscribed_since.remove(framework);
+    }
+
+    /// Frameworks registered as active (`active`) but not subscribed to this leader
+    /// (`subscribed` says who is): each counts as missing from the first time it was seen
+    /// missing, and those missing for longer than `grace_ms` at `now` are returned with
+    /// that time, for their failover timeout to start from it.
+    pub fn missing_subscriptions(
+        &mut self,
+        active: &[FrameworkId],
+        subscribed: impl Fn(&FrameworkId) -> bool,
+        now: u64,
+        grace_ms: u64,
+    ) -> Vec<(FrameworkId, u64)> {
+        self.unsubscribed_since
+            .retain(|f, _| active.contains(f) && !subscribed(f));
+        active
+            .iter()
+            .filter(|f| !subscribed(f))
+            .filter_map(|f| {
+                let since = *self.unsubscribed_since.entry(f.clone()).or_insert(now);
+                (now.saturating_sub(since) > grace_ms).then(|| (f.clone(), since))
+            })
+            .collect()
+    }
+
+    /// Its disconnection was recorded: no longer missing.
+    pub fn disconnection_recorded(&mut self, framework: &FrameworkId) {
+        self.unsubscribed_since.remove(framework);
+    }
+
+    /// This leader committed these launches at `now`.
+    pub fn launched<'a>(
+        &mut self,
+        framework: &FrameworkId,
+        tasks: impl IntoIterator<Item = &'a TaskId>,
+        now: u64,
+    ) {
+        if self.launched_at.len() >= MAX_TIMED_LAUNCHES {
+            return;
+        }
+        for t in tasks {
+            self.launched_at.insert((framework.clone(), t.clone()), now);
+        }
+    }
+
+    /// A task reached TASK_RUNNING (or ended) at `now`: the time since this leader
+    /// committed its launch, if it did.
+    pub fn running(&mut self, framework: &FrameworkId, task: &TaskId, now: u64) -> Option<u64> {
+        self.launched_at
+            .remove(&(framework.clone(), task.clone()))
+            .map(|at| now.saturating_sub(at))
+    }
+
+    /// A framework is gone: forget everything about it.
+    pub fn forget(&mut self, framework: &FrameworkId) {
+        self.revive(framework);
+        self.unsubscribed_since.remove(framework);
+        self.launched_at.retain(|(f, _), _| f != framework);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fw(s: &str) -> FrameworkId {
+        FrameworkId::new(s).unwrap()
+    }
+    fn agent(s: &str) -> AgentId {
+        AgentId::new(s).unwrap()
+    }
+    fn cpus(n: f64) -> Resources {
+        Resources::parse(&format!("cpus:{n}")).unwrap()
+    }
+
+    #[test]
+    fn decline_filters_expire_at_their_time_and_not_before() {
+        let mut s = SoftState::default();
+        s.decline(&fw("f"), &agent("a"), cpus(1.0), 5_000, 1_000);
+        s.decline(&fw("f"), &agent("a"), cpus(2.0), 9_000, 1_000);
+        assert_eq!(s.live_filters(4_999).len(), 2);
+        // In force while until > now; gone at until.
+        let live = s.live_filters(5_000);
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].2.until_ms, 9_000);
+        assert_eq!(s.live_filters(8_999).len(), 1);
+        assert!(s.live_filters(9_000).is_empty());
+    }
+
+    #[test]
+    fn a_filter_already_expired_or_empty_is_not_kept() {
+        let mut s = SoftState::default();
+        s.decline(&fw("f"), &agent("a"), cpus(1.0), 1_000, 1_000);
+        s.decline(&fw("f"), &agent("a"), Resources::new(), 9_000, 1_000);
+        assert!(s.live_filters(1_000).is_empty());
+    }
+
+    #[test]
+    fn revive_clears_filters_and_suppression_of_that_framework_only() {
+        let mut s = SoftState::default();
+        s.decline(&fw("f"), &agent("a"), cpus(1.0), 9_000, 0);
+        s.decline(&fw("g"), &agent("a"), cpus(1.0), 9_000, 0);
+        s.suppress(&fw("f"));
+        assert!(s.is_suppressed(&fw("f")));
+        s.revive(&fw("f"));
+        assert!(!s.is_suppressed(&fw("f")));
+        let live = s.live_filters(1);
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].0, fw("g"));
+    }
+
+    #[test]
+    fn a_missing_subscription_counts_from_when_it_was_first_missed() {
+        let mut s = SoftState::default();
+        let active = [fw("f"), fw("g")];
+        let subscribed = |f: &FrameworkId| *f == fw("g");
+        assert!(s
+            .missing_subscriptions(&active, subscribed, 1_000, 10_000)
+            .is_empty());
+        assert!(s
+            .missing_subscriptions(&active, subscribed, 11_000, 10_000)
+            .is_empty());
+        assert_eq!(
+            s.missing_subscriptions(&active, subscribed, 11_001, 10_000),
+            vec![(fw("f"), 1_000)]
+        );
+        // Subscribing resets it.
+        s.subscribed(&fw("f"));
+        assert!(s
+            .missing_subscriptions(&active, subscribed, 11_002, 10_000)
+            .is_empty());
+    }
+
+    #[test]
+    fn launch_to_running_is_timed_once() {
+        let mut s = SoftState::default();
+        let t = TaskId::new("t").unwrap();
+        s.launched(&fw("f"), [&t], 1_000);
+        assert_eq!(s.running(&fw("f"), &t, 1_250), Some(250));
+        assert_eq!(s.running(&fw("f"), &t, 1_300), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! This replica's place in the Raft quorum: who leads in which term, the membership, and
+//! the membership changes an operator asks for. Knows openraft; knows nothing of agents,
+//! frameworks or the wire.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+
+use crate::config::Config;
+use crate::store::Raft;
+
+/// This replica's view of the quorum.
+#[derive(Clone, Debug)]
+pub struct LeaderView {
+    pub id: u64,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub leader_address: Option<String>,
+    pub is_leader: bool,
+}
+
+/// One member of the quorum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub id: u64,
+    pub address: String,
+    pub voter: bool,
+}
+
+/// What `agora status` shows of the quorum.
+#[derive(Clone, Debug)]
+pub struct QuorumStatus {
+    pub view: LeaderView,
+    pub members: Vec<Member>,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+}
+
+/// A committed membership change.
+#[derive(Clone, Debug)]
+pub struct MembershipChange {
+    pub members: Vec<Member>,
+    pub log_index: u64,
+}
+
+/// Why a membership change did not happen.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error("not the leader")]
+    NotLeader(Option<String>),
+    /// A bad request, naming the field.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A handle on this replica's Raft node.
+#[derive(Clone)]
+pub struct Quorum {
+    pub(crate) config: Arc<Config>,
+    pub(crate) raft: Raft,
+    /// Set while this replica must not vote (see [`crate::bootstrap`]).
+    pub(crate) quarantined: Arc<AtomicBool>,
+}
+
+impl Quorum {
+    pub fn new(config: Arc<Config>, raft: Raft, quarantined: bool) -> Quorum {
+        Quorum {
+            config,
+            raft,
+            quarantined: Arc::new(AtomicBool::new(quarantined)),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    /// This replica's advertised HOST:PORT.
+    pub fn advertise(&self) -> &str {
+        &self.config.advertise
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Acquire)
+    }
+
+    /// Reads this replica's current view from openraft's metrics.
+    pub fn view(&self) -> LeaderView {
+        let m = self.raft.metrics().borrow().clone();
+        let leader_address = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Follower | ServerState::Shutdown => "follower",
+        };
+        LeaderView {
+            id: self.config.id,
+            role,
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_address,
+            // A new leader serves nothing until it has applied an entry of its own term
+            // (the blank one it commits when elected): before that its registry may lack
+            // entries the previous leader committed, and a read (a reconciliation answering
+            // "unknown task" for a task that was launched) would be stale.
+            is_leader: m.state == ServerState::Leader
+                && m.current_leader == Some(self.config.id)
+                && m.last_applied
+                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
+        }
+    }
+
+    /// Wakes when Raft's view may have changed (an election, a step-down).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        let view = self.view();
+        let m = self.raft.metrics().borrow().clone();
+        QuorumStatus {
+            view,
+            members: members(m.membership_config.membership()),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+        }
+    }
+
+    /// Adds a replica (started with `--join`) as a learner.
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        address: &str,
+    ) -> Result<MembershipChange, QuorumError> {
+        if id == 0 {
+            return Err(QuorumError::Invalid {
+                field: "id",
+                reason: "must be greater than 0".into(),
+            });
+        }
+        if !crate::config::is_host_port(address) {
+            return Err(QuorumError::Invalid {
+                field: "address",
+                reason: format!("{address:?} is not HOST:PORT"),
+            });
+        }
+        self.require_leader()?;
+        tracing::info!(learner = id, %address, "adding learner");
+        let resp = self
+            .raft
+            .add_learner(id, BasicNode::new(address), true)
+            .await
+            .map_err(membership_error)?;
+        Ok(MembershipChange {
+            members: resp.membership.as_ref().map(members).unwrap_or_default(),
+            log_index: resp.log_id.index,
+        })
+    }
+
+    /// Makes `voter_ids` the voters (each a member or learner already).
+    pub async fn change_membership(
+        &self,
+        voter_ids: &[u64],
+        retain: bool,
+    ) -> Result<MembershipChange, QuorumError> {
+        let invalid = |reason: String| QuorumError::Invalid {
+            field: "voter_ids",
+            reason,
+        };
+        let voters: BTreeSet<u64> = voter_ids.iter().copied().collect();
+        if voters.is_empty() {
+            return Err(invalid("empty".into()));
+        }
+        if voters.len() != voter_ids.len() {
+            return Err(invalid("an id is listed twice".into()));
+        }
+        if voters.contains(&0) {
+            return Err(invalid("0 is not a node id".into()));
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let known: BTreeMap<u64, BasicNode> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
+        if let Some(unknown) = voters.iter().find(|id| !known.contains_key(id)) {
+            return Err(invalid(format!(
+                "{unknown} is not a member or learner; add it as a learner first"
+            )));
+        }
+        self.require_leader()?;
+        tracing::info!(?voters, retain, "changing membership");
+        let resp = self
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), retain)
+            .await
+            .map_err(membership_error)?;
+        Ok(MembershipChange {
+            members: resp.membership.as_ref().map(members).unwrap_or_default(),
+            log_index: resp.log_id.index,
+        })
+    }
+
+    fn require_leader(&self) -> Result<LeaderView, QuorumError> {
+        let view = self.view();
+        if view.is_leader {
+            Ok(view)
+        } else {
+            Err(QuorumError::NotLeader(view.leader_address))
+        }
+    }
+}
+
+fn members(membership: &openraft::Membership<u64, BasicNode>) -> Vec<Member> {
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            address: node.addr.clone(),
+            voter: voters.contains(id),
+        })
+        .collect()
+}
+
+fn membership_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> QuorumError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            QuorumError::NotLeader(f.leader_node.map(|n| n.addr))
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            QuorumError::Refused(e.to_string())
+        }
+        RaftError::Fatal(e) => QuorumError::Unavailable(e.to_string()),
+    }
+}
+
+/// Whether a replica's Raft state shows it has had a leader: its vote is committed (granted
+/// to an elected leader) or its log holds entries past the initial membership.
+pub fn is_established(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
+    m.vote.is_committed() || m.last_log_index.is_some_and(|i| i > 0)
+}
+
+/// Whether a replica holds nothing at all yet.
+pub fn is_pristine(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
+    m.last_log_index.is_none() && m.vote.leader_id().term == 0 && m.snapshot.is_none()
+}

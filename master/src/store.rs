@@ -1,0 +1,83 @@
+//! The registry as the state machine `agora-raft-store` keeps: one [`CommandBatch`] per log
+//! entry, applied by the pure [`Registry::apply_batch`], one result per command back.
+//!
+//! The rest of the master names its storage through the aliases here ([`Raft`],
+//! [`TypeConfig`], [`LogStore`], [`StateMachineStore`]) and reads the applied registry through
+//! [`RegistryHandle`]. The bytes on disk are those the registry's serde writes (the newtype
+//! is transparent), as before the store became generic.
+
+use std::path::Path;
+
+use agora_raft_store::{StateHandle, StateMachine};
+use agora_registry::{CommandBatch, CommandResult, Registry};
+use serde::{Deserialize, Serialize};
+
+pub use agora_raft_store::{NodeId, OpenError};
+
+/// The registry, as the state machine of the Raft log. A newtype only because the trait
+/// and the type live in different crates.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RegistryMachine(pub Registry);
+
+impl StateMachine for RegistryMachine {
+    type Command = CommandBatch;
+    type Response = Vec<CommandResult>;
+
+    fn apply(&mut self, batch: &CommandBatch) -> Vec<CommandResult> {
+        let results = self.0.apply_batch(batch);
+        for (command, r) in batch.commands.iter().zip(&results) {
+            if let Err(reason) = r {
+                tracing::debug!(kind = command.kind(), %reason, "command rejected");
+            }
+        }
+        results
+    }
+}
+
+/// openraft's type configuration for the master.
+pub type TypeConfig = agora_raft_store::TypeConfig<RegistryMachine>;
+/// The master's openraft handle.
+pub type Raft = agora_raft_store::Raft<RegistryMachine>;
+/// The master's Raft log.
+pub type LogStore = agora_raft_store::LogStore<RegistryMachine>;
+/// The master's state machine store (the registry in memory, snapshots on disk).
+pub type StateMachineStore = agora_raft_store::StateMachineStore<RegistryMachine>;
+
+/// Opens (or creates) the replica's store in `dir`.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+    agora_raft_store::open(dir)
+}
+
+/// Whether the store has never taken part in a cluster.
+pub fn is_pristine(log: &LogStore, sm: &StateMachineStore) -> bool {
+    agora_raft_store::is_pristine(log, sm)
+}
+
+/// Read access to the applied registry for the rest of the master (queries, `/state`, the
+/// allocator). Writes happen only through the Raft log.
+#[derive(Clone)]
+pub struct RegistryHandle(StateHandle<RegistryMachine>);
+
+impl RegistryHandle {
+    /// A handle on the registry `sm` applies to.
+    pub fn new(sm: &StateMachineStore) -> Self {
+        RegistryHandle(sm.handle())
+    }
+
+    /// A handle on `registry` alone, backed by no store and no log: it never changes. For
+    /// tests of code that only reads the registry.
+    pub fn detached(registry: Registry) -> Self {
+        RegistryHandle(StateHandle::detached(RegistryMachine(registry)))
+    }
+
+    /// Runs `f` on the registry as applied so far on this replica.
+    pub fn read<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        self.0.read(|m| f(&m.0))
+    }
+
+    /// Index of the last log entry applied on this replica.
+    pub fn last_applied_index(&self) -> Option<u64> {
+        self.0.last_applied_index()
+    }
+}

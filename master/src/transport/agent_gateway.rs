@@ -1,0 +1,61 @@
+//! `agora.v1.AgentGateway`: agents' sessions.
+
+use std::pin::Pin;
+
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent_gateway_server::AgentGateway;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::{leader_status, session_status};
+use crate::convert::{self, invalid};
+use crate::leader::Leader;
+
+type MasterStream = Pin<Box<dyn Stream<Item = Result<pb::MasterMessage, Status>> + Send>>;
+
+pub struct AgentGatewayApi {
+    leader: Leader,
+}
+
+impl AgentGatewayApi {
+    pub fn new(leader: Leader) -> Self {
+        AgentGatewayApi { leader }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentGateway for AgentGatewayApi {
+    type ConnectStream = MasterStream;
+
+    async fn connect(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<MasterStream>, Status> {
+        self.leader.require_leader().map_err(leader_status)?;
+        let mut inbound = req.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Hello(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => return Err(invalid("hello", "the first message must be hello")),
+        };
+        let agent = convert::agent_id(&hello.agent_id, "hello.agent_id")?;
+        let session = self
+            .leader
+            .open_agent_session(&agent, &hello.address)
+            .map_err(leader_status)?;
+        // The session ends at the first transport error or when the agent closes it.
+        let reports = inbound
+            .map_while(|m| m.ok())
+            .filter_map(move |m| convert::agent_report_from_proto(m, &agent));
+        tokio::spawn(session.reader.run(Box::pin(reports)).in_current_span());
+        let outbound = ReceiverStream::new(session.outbound).map(|m| {
+            m.map(convert::agent_command_to_proto)
+                .map_err(session_status)
+        });
+        Ok(Response::new(Box::pin(outbound)))
+    }
+}

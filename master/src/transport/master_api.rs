@@ -1,0 +1,100 @@
+//! `agora.v1.Master`: agent registration and the cluster's state and status.
+
+use agora_proto::v1 as pb;
+use agora_proto::v1::master_server::Master as MasterService;
+use agora_registry::AgentId;
+use tonic::{Request, Response, Status};
+
+use super::leader_status;
+use crate::convert;
+use crate::leader::Leader;
+
+pub struct MasterApi {
+    leader: Leader,
+}
+
+impl MasterApi {
+    pub fn new(leader: Leader) -> Self {
+        MasterApi { leader }
+    }
+}
+
+#[tonic::async_trait]
+impl MasterService for MasterApi {
+    async fn register_agent(
+        &self,
+        req: Request<pb::RegisterAgentRequest>,
+    ) -> Result<Response<pb::RegisterAgentReply>, Status> {
+        let req = req.into_inner();
+        let info = convert::agent_info_from_proto(req.agent, || {
+            AgentId::new(format!("{}-S", uuid::Uuid::new_v4())).expect("uuid ids are valid")
+        })?;
+        let reported = convert::reported_tasks_from_proto(&req.tasks)?;
+        let (agent_id, log_index) = self
+            .leader
+            .register_agent(info, reported)
+            .await
+            .map_err(leader_status)?;
+        Ok(Response::new(pb::RegisterAgentReply {
+            agent_id: agent_id.to_string(),
+            log_index,
+        }))
+    }
+
+    async fn get_state(
+        &self,
+        _req: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::ClusterState>, Status> {
+        let view = self.leader.require_leader().map_err(leader_status)?;
+        let state = self.leader.read(|reg| pb::ClusterState {
+            leader: self.leader.quorum().advertise().to_string(),
+            term: view.term,
+            agents: reg
+                .agents()
+                .map(|a| convert::agent_to_proto(a, &reg.agent_allocation(&a.info.id)))
+                .collect(),
+            frameworks: reg
+                .frameworks()
+                .map(|f| convert::framework_to_proto(f, &reg.framework_allocation(&f.info.id)))
+                .collect(),
+            tasks: reg.tasks().map(convert::task_to_proto).collect(),
+        });
+        Ok(Response::new(state))
+    }
+
+    async fn get_status(
+        &self,
+        _req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        Ok(Response::new(status_reply(&self.leader)))
+    }
+}
+
+/// This replica's view of the quorum, for `GetStatus` and `agora status`.
+fn status_reply(leader: &Leader) -> pb::StatusReply {
+    let q = leader.quorum().status();
+    let (agents, frameworks, tasks) = leader.read(|reg| {
+        (
+            reg.agents().count() as u64,
+            reg.frameworks().count() as u64,
+            reg.tasks().filter(|t| !t.state.is_terminal()).count() as u64,
+        )
+    });
+    pb::StatusReply {
+        id: q.view.id,
+        role: q.view.role.to_string(),
+        leader_id: q.view.leader_id.unwrap_or(0),
+        leader_address: q.view.leader_address.unwrap_or_default(),
+        term: q.view.term,
+        members: q
+            .members
+            .into_iter()
+            .map(convert::member_to_proto)
+            .collect(),
+        last_log_index: q.last_log_index,
+        last_applied: q.last_applied,
+        agents,
+        frameworks,
+        tasks,
+    }
+}

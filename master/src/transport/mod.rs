@@ -1,0 +1,89 @@
+//! The transport layer: one file per gRPC service and the HTTP routes. Each handler
+//! validates and converts the request (through [`crate::convert`]), calls the leader (or
+//! the quorum), and maps a domain error to a gRPC status. No coordination happens here.
+//!
+//! What it must not do: keep state, decide policy, or write the registry.
+
+mod agent_gateway;
+pub mod http;
+mod master_api;
+mod operator;
+mod scheduler;
+
+use agora_proto::v1::agent_gateway_server::AgentGatewayServer;
+use agora_proto::v1::master_server::MasterServer;
+use agora_proto::v1::operator_server::OperatorServer;
+use agora_proto::v1::scheduler_server::SchedulerServer;
+use agora_proto::LEADER_METADATA_KEY;
+use tonic::Status;
+
+use crate::leader::messages::SessionEnd;
+use crate::leader::{Leader, LeaderError};
+use crate::quorum::QuorumError;
+
+/// The gRPC services of the client-facing API added to `grpc` (the quorum's own), and the
+/// HTTP routes, as one router.
+pub fn router(leader: Leader, grpc: tonic::service::Routes) -> axum::Router {
+    let grpc = grpc
+        .add_service(MasterServer::new(master_api::MasterApi::new(
+            leader.clone(),
+        )))
+        .add_service(AgentGatewayServer::new(
+            agent_gateway::AgentGatewayApi::new(leader.clone()),
+        ))
+        .add_service(SchedulerServer::new(scheduler::SchedulerApi::new(
+            leader.clone(),
+        )))
+        .add_service(OperatorServer::new(operator::OperatorApi::new(
+            leader.clone(),
+        )))
+        .into_axum_router();
+    http::router(leader).merge(grpc)
+}
+
+/// The refusal a follower gives: UNAVAILABLE, naming the leader in the message and in the
+/// `agora-leader` metadata.
+pub fn not_leader(leader: Option<&str>) -> Status {
+    match leader {
+        Some(addr) => {
+            let mut status = Status::unavailable(format!("not the leader; the leader is {addr}"));
+            if let Ok(v) = addr.parse() {
+                status.metadata_mut().insert(LEADER_METADATA_KEY, v);
+            }
+            status
+        }
+        None => Status::unavailable("not the leader; no leader is known yet"),
+    }
+}
+
+fn leader_status(e: LeaderError) -> Status {
+    match e {
+        LeaderError::NotLeader(addr) => not_leader(addr.as_deref()),
+        LeaderError::Unavailable(msg) => Status::unavailable(msg),
+        LeaderError::Rejected(r) => Status::failed_precondition(r.to_string()),
+        LeaderError::Invalid { field, reason } => crate::convert::invalid(&field, reason),
+        LeaderError::Precondition(msg) => Status::failed_precondition(msg),
+    }
+}
+
+fn session_status(end: SessionEnd) -> Status {
+    let message = end.to_string();
+    match end {
+        SessionEnd::Replaced | SessionEnd::AgentReplaced => Status::aborted(message),
+        SessionEnd::NotLeader(addr) => not_leader(addr.as_deref()),
+        SessionEnd::FrameworkRemoved(_)
+        | SessionEnd::AgentUnreachable
+        | SessionEnd::Rejected(_) => Status::failed_precondition(message),
+        SessionEnd::Invalid { .. } => Status::invalid_argument(message),
+        SessionEnd::Unavailable(msg) => Status::unavailable(msg),
+    }
+}
+
+fn quorum_status(e: QuorumError) -> Status {
+    match e {
+        QuorumError::NotLeader(addr) => not_leader(addr.as_deref()),
+        QuorumError::Invalid { field, reason } => crate::convert::invalid(field, reason),
+        QuorumError::Refused(msg) => Status::failed_precondition(msg),
+        QuorumError::Unavailable(msg) => Status::unavailable(msg),
+    }
+}

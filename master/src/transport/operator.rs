@@ -1,0 +1,101 @@
+//! `agora.v1.Operator`: role weights and quorum membership.
+
+use agora_proto::v1 as pb;
+use agora_proto::v1::operator_server::Operator as OperatorService;
+use tonic::{Request, Response, Status};
+
+use super::{leader_status, quorum_status};
+use crate::convert::{self, invalid};
+use crate::leader::Leader;
+use crate::quorum::MembershipChange;
+
+pub struct OperatorApi {
+    leader: Leader,
+}
+
+impl OperatorApi {
+    pub fn new(leader: Leader) -> Self {
+        OperatorApi { leader }
+    }
+
+    fn weights_reply(&self) -> pb::WeightsReply {
+        pb::WeightsReply {
+            weights: self
+                .leader
+                .weights()
+                .into_iter()
+                .map(|(role, weight)| pb::RoleWeight { role, weight })
+                .collect(),
+        }
+    }
+}
+
+fn membership_reply(change: MembershipChange) -> pb::MembershipReply {
+    pb::MembershipReply {
+        members: change
+            .members
+            .into_iter()
+            .map(convert::member_to_proto)
+            .collect(),
+        log_index: change.log_index,
+    }
+}
+
+#[tonic::async_trait]
+impl OperatorService for OperatorApi {
+    async fn set_weight(
+        &self,
+        req: Request<pb::SetWeightRequest>,
+    ) -> Result<Response<pb::WeightsReply>, Status> {
+        let req = req.into_inner();
+        agora_registry::resources::validate_framework_role(&req.role)
+            .map_err(|e| invalid("role", e))?;
+        if !(req.weight.is_finite() && req.weight > 0.0) {
+            return Err(invalid(
+                "weight",
+                format!("{} is not a positive, finite number", req.weight),
+            ));
+        }
+        self.leader
+            .set_weight(req.role, req.weight)
+            .await
+            .map_err(leader_status)?;
+        Ok(Response::new(self.weights_reply()))
+    }
+
+    async fn get_weights(
+        &self,
+        _req: Request<pb::GetWeightsRequest>,
+    ) -> Result<Response<pb::WeightsReply>, Status> {
+        self.leader.require_leader().map_err(leader_status)?;
+        Ok(Response::new(self.weights_reply()))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let req = req.into_inner();
+        let change = self
+            .leader
+            .quorum()
+            .add_learner(req.id, &req.address)
+            .await
+            .map_err(quorum_status)?;
+        Ok(Response::new(membership_reply(change)))
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let req = req.into_inner();
+        let change = self
+            .leader
+            .quorum()
+            .change_membership(&req.voter_ids, req.retain)
+            .await
+            .map_err(quorum_status)?;
+        Ok(Response::new(membership_reply(change)))
+    }
+}
