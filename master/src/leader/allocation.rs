@@ -64,12 +64,17 @@ pub(super) async fn run(leader: Leader) {
     // Raft's view changes; while this replica does not lead, any change may be its
     // election, and a new leader offers at once rather than an interval later.
     let mut raft_view = leader.quorum().watch();
+    // How long the last cycle took: a woken cycle waits at least twice that after the
+    // last one began, so a burst of wake-ups (every registration, every finished task)
+    // cannot keep the leader rebuilding back to back on a large cluster.
+    let mut last_cycle = Duration::ZERO;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {},
             _ = leader.shared.wake.notified() => {
                 // Coalesce a burst of wake-ups.
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                let pause = (last_cycle * 2).clamp(Duration::from_millis(5), interval);
+                tokio::time::sleep(pause).await;
             },
             Ok(()) = raft_view.changed(), if !was_leader => {},
         }
@@ -93,8 +98,12 @@ pub(super) async fn run(leader: Leader) {
         was_leader = true;
         let now = leader.now_ms();
         leader.expire(now).await;
-        let timer = leader.metrics().allocation_seconds.start_timer();
         let subscribed = leader.subscribed_frameworks();
+        if subscribed.is_empty() {
+            // Only subscribed frameworks get offers: nothing to allocate.
+            continue;
+        }
+        let timer = leader.metrics().allocation_seconds.start_timer();
         let proposals = {
             let mut soft = leader.soft();
             let mut allocator =
@@ -102,7 +111,7 @@ pub(super) async fn run(leader: Leader) {
             drop(soft);
             allocator.allocate(now)
         };
-        timer.observe_duration();
+        last_cycle = Duration::from_secs_f64(timer.stop_and_record());
         if proposals.is_empty() {
             continue;
         }
