@@ -4,8 +4,10 @@
 //! `memory` controllers, or separate cgroups v1 `cpu` and `memory` hierarchies, discovered
 //! from `/proc/self/mountinfo`), creating one cgroup per task under a single parent named by
 //! the agent (`<hierarchy root>/<root_name>/<task_key>`), writing its CPU and memory limits,
-//! putting processes into it, reading its OOM-kill counter and memory usage, and tearing it
-//! down (SIGKILL everything inside, then `rmdir`).
+//! putting processes into it, reading its OOM-kill counter and memory usage, tearing it
+//! down (SIGKILL everything inside, then `rmdir`, cgroups nested inside it first), and
+//! removing the stale cgroups under the parent that the agent names no task for
+//! ([`Isolation::remove_stale`], at agent start).
 //!
 //! Does not: spawn processes (see [`crate::supervisor`]), know what a task or a framework
 //! is, talk to the network, or persist anything outside cgroupfs. Every path it writes is
@@ -294,6 +296,38 @@ impl Isolation {
         Ok(())
     }
 
+    /// Remove every cgroup under the agent's parent, in every hierarchy, whose name `keep`
+    /// does not accept (with whatever is nested under it, killing the processes inside):
+    /// at agent start, the cgroups of tasks it no longer knows. Returns each cgroup
+    /// removed, or why it could not be; names that are not task keys are never kept.
+    pub fn remove_stale(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<Result<PathBuf, IsolationError>> {
+        let mut outcomes = Vec::new();
+        for parent in &self.parents {
+            let Ok(entries) = fs::read_dir(parent) else {
+                continue;
+            };
+            let mut stale: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| {
+                    !e.file_name()
+                        .to_str()
+                        .is_some_and(|name| validate_name("task key", name).is_ok() && keep(name))
+                })
+                .map(|e| e.path())
+                .collect();
+            stale.sort();
+            for dir in stale {
+                let deadline = Instant::now() + DESTROY_TIMEOUT;
+                outcomes.push(remove_tree(&dir, deadline).map(|()| dir));
+            }
+        }
+        outcomes
+    }
+
     fn task_cgroup(&self, task_key: &str) -> TaskCgroup {
         TaskCgroup {
             key: task_key.to_owned(),
@@ -378,14 +412,12 @@ impl TaskCgroup {
         Ok(())
     }
 
-    /// Every process in the cgroup (union over hierarchies, sorted). A hierarchy whose
-    /// directory is gone counts as empty.
+    /// Every process in the cgroup and in any cgroup nested under it (union over
+    /// hierarchies, sorted). A hierarchy whose directory is gone counts as empty.
     pub fn pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         for dir in &self.dirs {
-            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-            }
+            pids.extend(tree_pids(dir));
         }
         pids.sort_unstable();
         pids.dedup();
@@ -424,65 +456,25 @@ impl TaskCgroup {
             .ok()
     }
 
-    /// SIGKILL every process in the cgroup (through `cgroup.kill` on v2 when the kernel has
-    /// it). Best effort: processes forked meanwhile are caught by [`TaskCgroup::destroy`]'s
-    /// retries.
+    /// SIGKILL every process in the cgroup and in the cgroups nested under it (through
+    /// `cgroup.kill` on v2 when the kernel has it). Best effort: processes forked meanwhile
+    /// are caught by [`TaskCgroup::destroy`]'s retries.
     pub fn kill_all(&self) {
-        if self.version == Version::V2 {
-            if let Some(dir) = self.dirs.first() {
-                let kill = dir.join("cgroup.kill");
-                if kill.exists() && write_file(&kill, "1").is_ok() {
-                    return;
-                }
-            }
-        }
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        for pid in self.pids() {
-            if pid > 0 && pid != me {
-                // SAFETY: plain syscall on a positive pid read from cgroup.procs (never 0,
-                // -1 or a group), so it cannot reach processes outside the cgroup except
-                // through pid reuse in the instant since the read.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        for dir in &self.dirs {
+            kill_tree(dir);
         }
     }
 
     /// Kill everything inside, wait (up to [`DESTROY_TIMEOUT`]) for it to be empty, and
-    /// remove the cgroup from every hierarchy. Already removed directories are fine.
+    /// remove the cgroup, and any cgroup nested under it (deepest first), from every
+    /// hierarchy. Already removed directories are fine.
     pub fn destroy(&self) -> Result<(), IsolationError> {
         let deadline = Instant::now() + DESTROY_TIMEOUT;
-        let mut remaining: Vec<&PathBuf> = self.dirs.iter().collect();
-        loop {
-            self.kill_all();
-            let mut failure = None;
-            remaining.retain(|dir| match fs::remove_dir(dir) {
-                Ok(()) => false,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
-                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => true,
-                Err(source) => {
-                    failure.get_or_insert(IsolationError::Rmdir {
-                        path: (*dir).clone(),
-                        source,
-                    });
-                    true
-                }
-            });
-            if remaining.is_empty() {
-                tracing::debug!(task_key = %self.key, "destroyed task cgroup");
-                return Ok(());
-            }
-            if let Some(err) = failure {
-                return Err(err);
-            }
-            if Instant::now() >= deadline {
-                return Err(IsolationError::Busy {
-                    path: remaining[0].clone(),
-                    pids: self.pids(),
-                });
-            }
-            std::thread::sleep(DESTROY_POLL);
+        for dir in &self.dirs {
+            remove_tree(dir, deadline)?;
         }
+        tracing::debug!(task_key = %self.key, "destroyed task cgroup");
+        Ok(())
     }
 
     /// The `cgroup.procs` file of every hierarchy, for [`join_cgroups_from_child`] in a
@@ -520,6 +512,92 @@ pub fn join_cgroups_from_child(procs_paths: &[CString]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every cgroup directory of the tree rooted at `top`, deepest first (`top` last); empty
+/// when `top` is gone.
+fn subtree_post_order(top: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), out);
+                }
+            }
+        }
+        out.push(dir.to_path_buf());
+    }
+    let mut out = Vec::new();
+    if top.is_dir() {
+        walk(top, &mut out);
+    }
+    out
+}
+
+/// The processes of every cgroup in the tree rooted at `top`.
+fn tree_pids(top: &Path) -> Vec<i32> {
+    subtree_post_order(top)
+        .iter()
+        .filter_map(|dir| fs::read_to_string(dir.join("cgroup.procs")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// SIGKILL every process in the tree rooted at `top` (v2: through `cgroup.kill`, which
+/// covers the subtree, when the kernel has it). Never the calling process.
+fn kill_tree(top: &Path) {
+    let kill = top.join("cgroup.kill");
+    if kill.exists() && write_file(&kill, "1").is_ok() {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    for pid in tree_pids(top) {
+        if pid > 0 && pid != me {
+            // SAFETY: plain syscall on a positive pid read from cgroup.procs (never 0,
+            // -1 or a group), so it cannot reach processes outside the cgroup except
+            // through pid reuse in the instant since the read.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Kill everything in the tree rooted at `top` and remove its cgroups, deepest first,
+/// retrying while they are busy (processes still dying) until `deadline`. A tree already
+/// gone is fine.
+fn remove_tree(top: &Path, deadline: Instant) -> Result<(), IsolationError> {
+    loop {
+        let dirs = subtree_post_order(top);
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        kill_tree(top);
+        let mut busy = None;
+        for dir in dirs {
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
+                    busy.get_or_insert(dir);
+                }
+                Err(source) => return Err(IsolationError::Rmdir { path: dir, source }),
+            }
+        }
+        let Some(path) = busy else {
+            continue; // all removed: the next round finds the tree gone
+        };
+        if Instant::now() >= deadline {
+            return Err(IsolationError::Busy {
+                path,
+                pids: tree_pids(top),
+            });
+        }
+        std::thread::sleep(DESTROY_POLL);
+    }
 }
 
 /// Decimal digits of a positive pid, without allocating.
@@ -941,6 +1019,7 @@ mod tests {
         cg.destroy().unwrap();
         assert!(iso.recover("t1").is_none());
         assert!(iso.task_keys().is_empty());
+        assert!(iso.remove_stale(|_| false).is_empty());
         iso.remove_root().unwrap();
         assert!(Isolation::detect(IsolationMode::None, "../x").is_err());
     }

@@ -12,8 +12,9 @@
 //!   ([`master_link::follow_leader`]) serves real and simulated agents alike.
 //! - [`checkpoint`]: the work dir's task records and fsynced status-update journals.
 //! - [`tasks`]: launching each task through its own command executor (`agora-executor`,
-//!   in its own session so it outlives the agent), the executor API, reliable in-order
-//!   delivery of status updates to the leader, and recovery after an agent restart.
+//!   in its own session so it outlives the agent, for `--executor-recovery-timeout` at
+//!   most), the executor API, reliable in-order delivery of status updates to the leader,
+//!   and recovery after an agent restart (removing the cgroups of tasks it no longer has).
 //! - [`convert`]: the crate's one conversion layer to the proto types: every message for
 //!   the leader and for executors is built there, and task states cross it as the domain
 //!   [`agora_registry::TaskState`] (whose `is_terminal` is the only definition used).
@@ -23,7 +24,7 @@
 //!
 //! - [`isolation`]: finding the host's cgroups (v2, or v1 `cpu` + `memory` hierarchies) and
 //!   managing one cgroup per task under the agent's parent cgroup: limits, membership, OOM
-//!   detection, teardown.
+//!   detection, teardown (nested cgroups included), and removal of stale ones.
 //! - [`supervisor`]: running one task's command (`/bin/sh -c`) in its own process group and
 //!   cgroup, with output in its sandbox, killing it with a grace period, and reporting how it
 //!   ended. This is the library half of the agent's built-in command executor.

@@ -1,5 +1,6 @@
 //! `agora-agent`: runs on every machine of the cluster. Flags per the interface spec; every
-//! flag may also come from `AGORA_<FLAG>`. Bad flags exit 2 with one line.
+//! flag may also come from `AGORA_<FLAG>`, and a flag given twice takes its last value. Bad
+//! flags exit 2 with one line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,12 @@ use agora_agent::isolation::{Isolation, IsolationMode};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "agora-agent", version, about = "Agora agent")]
+#[command(
+    name = "agora-agent",
+    version,
+    about = "Agora agent",
+    args_override_self = true
+)]
 struct Args {
     /// Any or all masters: HOST:PORT,HOST:PORT,... (the agent finds the leader).
     #[arg(long, env = "AGORA_MASTERS")]
@@ -36,11 +42,14 @@ struct Args {
     #[arg(long, env = "AGORA_ISOLATION", value_parser = ["cgroups", "none"])]
     isolation: Option<String>,
     /// Parent cgroup of this agent's task cgroups (as Mesos' --cgroups_root). Agents
-    /// sharing a host need one each, or a task id run by two of them would collide.
+    /// sharing a host need one each: at start, an agent removes every cgroup under its root
+    /// that belongs to none of its recovered tasks.
     #[arg(long, env = "AGORA_CGROUPS_ROOT", default_value = "agora")]
     cgroups_root: String,
     /// How long executors wait for a restarted agent before they shut down and their
-    /// tasks are killed (Mesos' --recovery_timeout).
+    /// tasks are killed (Mesos' --recovery_timeout): whatever an executor waits for (to
+    /// subscribe, to deliver its updates), it exits once it has not reached the agent for
+    /// this long.
     #[arg(long, env = "AGORA_EXECUTOR_RECOVERY_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     executor_recovery_timeout: std::time::Duration,
     /// Host name to register (default: the system's).

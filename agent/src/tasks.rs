@@ -9,7 +9,15 @@
 //! (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
 //! and unacknowledged updates from its checkpoints and waits for its executors to subscribe
 //! again. An executor that is gone without having reported a terminal state gets one from
-//! the agent (TASK_FAILED), so every task ends.
+//! the agent (TASK_FAILED), so every task ends. An executor whose agent stays away for
+//! `--executor-recovery-timeout` kills its task and exits (`agora_driver::ExecutorDriver`).
+//!
+//! Cgroups: the built-in executor runs its task in the task's cgroup and removes it when
+//! the task has exited. A framework's own executor runs, with everything it starts, in the
+//! task's cgroup (created here), under `agora-executor --custom-executor`, which stays
+//! outside it and removes it once the executor has exited, so the cgroup goes even when
+//! the agent is gone by then. When a recovering agent starts, every cgroup under its
+//! `--cgroups-root` that belongs to no recovered task is removed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -32,6 +40,10 @@ use crate::{clock, convert};
 
 /// Default grace period between SIGTERM and SIGKILL.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// `agora-executor --custom-executor COMMAND` runs a framework's own executor command
+/// (`/bin/sh -c COMMAND`) in the task's cgroup and removes the cgroup once it has exited.
+pub const CUSTOM_EXECUTOR_FLAG: &str = "--custom-executor";
 
 type Key = (String, String);
 type EventTx = mpsc::Sender<Result<pb::ExecutorEvent, Status>>;
@@ -144,11 +156,33 @@ impl Tasks {
             .values()
             .filter(|t| !t.state.is_terminal())
             .count();
+        // The cgroups still needed: of tasks not ended, and of ended tasks whose executor
+        // still runs (it removes its task's cgroup itself).
+        let keep: std::collections::BTreeSet<String> = inner
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.state.is_terminal() || t.executor_pid.is_some_and(process_alive))
+            .map(|((f, t), _)| cgroup_key(f, t))
+            .collect();
         drop(inner);
         if live > 0 {
             tracing::info!(live, "recovered tasks from checkpoints");
         }
+        tasks.remove_stale_cgroups(&keep);
         Ok(tasks)
+    }
+
+    /// Removes every cgroup under the agent's cgroup root but those in `keep` (left by
+    /// tasks this agent no longer knows, or knows ended), saying each in the log.
+    fn remove_stale_cgroups(&self, keep: &std::collections::BTreeSet<String>) {
+        for outcome in self.isolation.remove_stale(|key| keep.contains(key)) {
+            match outcome {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), "removed a stale cgroup (no recovered task)")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot remove a stale cgroup"),
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -362,8 +396,8 @@ impl Tasks {
     }
 
     /// Starts the executor for one task (the built-in command executor, or the
-    /// framework's own, then in the task's cgroup), in its own session so that it survives
-    /// the agent, and watches it.
+    /// framework's own under `agora-executor --custom-executor`, in the task's cgroup), in
+    /// its own session so that it survives the agent, and watches it.
     fn spawn_executor(&self, key: &Key) -> Result<u32, String> {
         use std::os::unix::process::CommandExt;
         let (custom, resources) = {
@@ -375,6 +409,7 @@ impl Tasks {
         std::fs::create_dir_all(&sandbox)
             .map_err(|e| format!("sandbox {}: {e}", sandbox.display()))?;
         let log = std::fs::File::create(sandbox.join("executor.log")).map_err(|e| e.to_string())?;
+        let log_out = log.try_clone().map_err(|e| e.to_string())?;
         let agent_id = self
             .agent_id
             .lock()
@@ -386,8 +421,9 @@ impl Tasks {
         } else {
             "cgroups"
         };
-        // A custom executor runs, with everything it starts, in the task's cgroup.
-        let cgroup_procs = match &custom {
+        // A custom executor runs, with everything it starts, in the task's cgroup, under
+        // `agora-executor --custom-executor`, which removes the cgroup once it has exited.
+        let custom_cgroup = match &custom {
             Some(_) => {
                 let mem = match scalar(&resources, "mem") {
                     m if m > 0.0 => m,
@@ -400,24 +436,22 @@ impl Tasks {
                 let cg_key = cgroup_key(&key.0, &key.1);
                 // Left over by an agent that crashed while this task's executor started.
                 if let Some(stale) = self.isolation.recover(&cg_key) {
-                    let _ = stale.destroy();
+                    if let Err(e) = stale.destroy() {
+                        tracing::warn!(task = %key.1, error = %e, "cannot remove the task's stale cgroup");
+                    }
                 }
-                let cg = self
-                    .isolation
-                    .create(&cg_key, &limits)
-                    .map_err(|e| e.to_string())?;
-                cg.procs_paths()
+                Some(
+                    self.isolation
+                        .create(&cg_key, &limits)
+                        .map_err(|e| e.to_string())?,
+                )
             }
-            None => Vec::new(),
+            None => None,
         };
-        let mut cmd = match &custom {
-            Some(command) => {
-                let mut c = std::process::Command::new("/bin/sh");
-                c.arg("-c").arg(command);
-                c
-            }
-            None => std::process::Command::new(&self.executor_binary),
-        };
+        let mut cmd = std::process::Command::new(&self.executor_binary);
+        if let Some(command) = &custom {
+            cmd.arg(CUSTOM_EXECUTOR_FLAG).arg(command);
+        }
         cmd.env(
             agora_driver::executor_driver::ENV_AGENT_ENDPOINT,
             &self.config.advertise,
@@ -437,22 +471,29 @@ impl Tasks {
         .env("AGORA_CGROUPS_ROOT", self.isolation.root_name())
         .current_dir(&sandbox)
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stdout(log_out)
         .stderr(log);
         // SAFETY: setsid is async-signal-safe; it detaches the executor from the agent's
         // session and process group so that signals to the agent do not reach it.
-        // joining the cgroup uses only open/write/close, as the isolation layer provides.
         unsafe {
-            cmd.pre_exec(move || {
+            cmd.pre_exec(|| {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                crate::isolation::join_cgroups_from_child(&cgroup_procs)
+                Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("{}: {e}", self.executor_binary.display()))?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cg) = custom_cgroup {
+                    if let Err(e) = cg.destroy() {
+                        tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");
+                    }
+                }
+                return Err(format!("{}: {e}", self.executor_binary.display()));
+            }
+        };
         let pid = child.id();
         let _ = std::fs::write(self.meta_dir(key).join("executor.pid"), pid.to_string());
         // Reap it when it exits, so it never lingers as a zombie of ours.
@@ -468,7 +509,8 @@ impl Tasks {
     /// An executor process is gone. If its task never reached a terminal state, the agent
     /// reports TASK_FAILED, so the task still ends.
     fn executor_exited(&self, key: &Key, how: Option<String>) {
-        // A custom executor's cgroup (the built-in one removes its task's itself).
+        // The executor removes the task's cgroup itself; if it was killed before it could,
+        // this kills what is left of the task and removes it.
         if let Some(cg) = self.isolation.recover(&cgroup_key(&key.0, &key.1)) {
             if let Err(e) = cg.destroy() {
                 tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");

@@ -346,6 +346,77 @@ fn added_pid_is_listed_and_destroy_kills_it_and_removes_the_cgroup() {
     assert_eq!(status.signal(), Some(9));
 }
 
+#[test]
+fn destroy_removes_nested_cgroups_and_kills_their_processes() {
+    let root = Root::cgroups("nested");
+    let cgroup = root
+        .create(
+            "t-nested",
+            &Limits {
+                cpus: 1.0,
+                mem_bytes: 64 * MIB,
+            },
+        )
+        .unwrap();
+    // What a task (or a custom executor) may make of its own cgroup.
+    let deeper: Vec<PathBuf> = cgroup
+        .paths()
+        .iter()
+        .map(|p| p.join("sub").join("deeper"))
+        .collect();
+    for dir in &deeper {
+        fs::create_dir_all(dir).unwrap();
+    }
+    let mut child = StdCommand::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id() as i32;
+    for dir in &deeper {
+        if let Err(e) = fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+            let _ = child.kill();
+            panic!("{}: {e}", dir.display());
+        }
+    }
+    assert_eq!(cgroup.pids(), vec![pid], "nested processes count");
+    let paths = cgroup.paths().to_vec();
+    cgroup.destroy().unwrap();
+    assert_gone(&paths);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+}
+
+#[test]
+fn remove_stale_removes_all_but_what_it_is_told_to_keep() {
+    let root = Root::cgroups("stale");
+    let limits = Limits {
+        cpus: 1.0,
+        mem_bytes: 16 * MIB,
+    };
+    let kept = root.create("fw.kept", &limits).unwrap();
+    let gone = root.create("fw.gone", &limits).unwrap();
+    let odd: Vec<PathBuf> = root
+        .parent_paths()
+        .iter()
+        .map(|p| p.join("not a key").join("nested"))
+        .collect();
+    for dir in &odd {
+        fs::create_dir_all(dir).unwrap();
+    }
+    let mut removed: Vec<PathBuf> = root
+        .remove_stale(|key| key == "fw.kept" || key == "not a key")
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    removed.sort();
+    let mut expected: Vec<PathBuf> = gone.paths().to_vec();
+    expected.extend(odd.iter().map(|p| p.parent().unwrap().to_path_buf()));
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_gone(&expected);
+    for p in kept.paths() {
+        assert!(p.is_dir(), "{} removed", p.display());
+    }
+    assert_eq!(root.task_keys(), vec!["fw.kept".to_owned()]);
+}
+
 #[tokio::test]
 async fn exit_codes_output_env_and_sandbox() {
     let root = Root::cgroups("exits");

@@ -2,10 +2,15 @@
 //! `Tasks` and executor API served on loopback, launches handed in as the session with the
 //! leader would, and the session's outbound updates read and acknowledged in the test as
 //! the leader does once it has committed them. (Whole-cluster tests, where the leader sends
-//! the launch, live with the frameworks' tests.)
+//! the launch, live with the frameworks' tests.) Each agent has a cgroup root of its own,
+//! and a [`Sweep`] removes every process and cgroup a test started, also when it fails.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use common::{alive, assert_cgroup_gone, cgroup_dirs, read_pid, unique_root, Sweep};
 
 use agora_agent::config::AgentConfig;
 use agora_agent::tasks::{ExecutorApi, Tasks};
@@ -22,9 +27,13 @@ struct AgentInstance {
 }
 
 impl AgentInstance {
+    /// An agent on `work_dir` with cgroup root `root` whose executors wait
+    /// `recovery_timeout` for it.
     fn start(
         work_dir: &std::path::Path,
         addr: Option<std::net::SocketAddr>,
+        root: &str,
+        recovery_timeout: Duration,
     ) -> (AgentInstance, std::net::SocketAddr) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -51,11 +60,11 @@ impl AgentInstance {
             resources: Resources::parse("cpus:2;mem:512").unwrap(),
             attributes: vec![],
             executor_binary: agora_test_cluster::binary("agora-executor"),
-            executor_recovery_timeout: std::time::Duration::from_secs(60),
+            executor_recovery_timeout: recovery_timeout,
         });
         let isolation = agora_agent::isolation::Isolation::detect(
             agora_agent::isolation::IsolationMode::Cgroups,
-            "agora",
+            root,
         )
         .unwrap();
         let tasks = Tasks::recover(config, Arc::new(isolation)).unwrap();
@@ -78,12 +87,20 @@ impl AgentInstance {
     }
 
     /// Like SIGKILL of the agent: its runtime and every connection go at once.
-    fn crash(mut self) {
+    fn crash(self) {}
+}
+
+impl Drop for AgentInstance {
+    /// Also when a test panics (a runtime must not be dropped in async code).
+    fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
     }
 }
+
+/// How long the executors of most tests wait for a crashed agent.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The leader's side of the session, as the test plays it.
 struct Leader {
@@ -178,7 +195,9 @@ fn states(updates: &[pb::StatusUpdate]) -> Vec<&'static str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (agent, _) = AgentInstance::start(dir.path(), None);
+    let root = unique_root();
+    let _sweep = Sweep::new(&[&root], &[dir.path()]);
+    let (agent, _) = AgentInstance::start(dir.path(), None, &root, RECOVERY_TIMEOUT);
     let tasks = agent.tasks.clone();
     let mut leader = Leader::attach(&tasks);
 
@@ -206,11 +225,14 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         std::fs::read_to_string(sandbox.join("stderr")).unwrap(),
         "oops\n"
     );
+    // The executor removed the task's cgroups, in every hierarchy, before it reported.
+    assert!(cgroup_dirs(&root, "fw-1.ok").is_empty());
 
     launch(&tasks, task("three", "exit 3", 0.5, 64.0));
     let u = leader.follow(&tasks, "three").await;
     assert_eq!(states(&u), ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]);
     assert_eq!(u[2].exit_code, Some(3));
+    assert!(cgroup_dirs(&root, "fw-1.three").is_empty());
 
     // 256 MB with a 32 MB limit: TASK_FAILED saying why, and the agent goes on.
     launch(
@@ -229,6 +251,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         "{:?}",
         u.last()
     );
+    assert!(cgroup_dirs(&root, "fw-1.hog").is_empty());
 
     // More than the agent has free: never run.
     launch(&tasks, task("big", "touch ran", 4.0, 64.0));
@@ -270,6 +293,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     let u = leader.follow(&tasks, "sleeper").await;
     assert_eq!(states(&u), ["TASK_KILLING", "TASK_KILLED"]);
     assert_eq!(tasks.unacknowledged(), 0);
+    assert!(cgroup_dirs(&root, "fw-1.sleeper").is_empty());
 
     // A framework's own executor (built on ExecutorDriver) runs the task instead.
     let mut custom = task(
@@ -294,9 +318,10 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
             .trim(),
         "shell_executor"
     );
-    // It ran inside the task's cgroup.
+    // It ran inside the task's cgroup, which is removed once its executor has exited.
     let cg = std::fs::read_to_string(sandbox.join("cg.txt")).unwrap();
-    assert!(cg.contains("/agora/fw-1.custom"), "{cg}");
+    assert!(cg.contains(&format!("/{root}/fw-1.custom")), "{cg}");
+    assert_cgroup_gone(&root, "fw-1.custom", Duration::from_secs(5));
 
     // Framework messages reach the executor, and its messages reach the session with the
     // leader; a shutdown ends its task.
@@ -347,16 +372,31 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         u.last().unwrap().exit_code.is_none(),
         "killed by a signal: {u:?}"
     );
+    assert_cgroup_gone(&root, "fw-1.chatty", Duration::from_secs(5));
     agent.crash();
 }
 
+/// Mesos' recovery: an agent back within the executors' recovery timeout gets every
+/// update, including one its executor could not deliver while it was down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
+    let timeout = Duration::from_secs(3);
     let dir = tempfile::tempdir().unwrap();
-    let (agent, addr) = AgentInstance::start(dir.path(), None);
+    let root = unique_root();
+    let _sweep = Sweep::new(&[&root], &[dir.path()]);
+    let (agent, addr) = AgentInstance::start(dir.path(), None, &root, timeout);
     let tasks = agent.tasks.clone();
     let mut leader = Leader::attach(&tasks);
-    launch(&tasks, task("long", "sleep 2; echo done", 0.5, 64.0));
+    // Ends when the test says so (its sandbox is its working directory).
+    launch(
+        &tasks,
+        task(
+            "long",
+            "while [ ! -e go ]; do sleep 0.05; done; echo done",
+            0.5,
+            64.0,
+        ),
+    );
     for expected in ["TASK_STARTING", "TASK_RUNNING"] {
         let u = leader.next_update(Duration::from_secs(10)).await.unwrap();
         assert_eq!(u.state().as_str_name(), expected);
@@ -366,13 +406,25 @@ async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
             uuid: u.uuid,
         });
     }
-    // The agent dies; the task must not.
+    let sandbox = dir.path().join("sandboxes/fw-1/long");
+    let executor = read_pid(
+        &dir.path()
+            .join("meta/frameworks/fw-1/tasks/long/executor.pid"),
+    )
+    .expect("executor.pid");
+    // The agent dies; the task must not. It ends while the agent is down: its executor
+    // holds TASK_FINISHED, undelivered.
     agent.crash();
     drop(tasks);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Restart on the same work dir and address: recovered from checkpoints, the executor
-    // subscribes again, and the task's end arrives exactly once.
-    let (agent, _) = AgentInstance::start(dir.path(), Some(addr));
+    std::fs::write(sandbox.join("go"), "").unwrap();
+    tokio::time::sleep(timeout / 2).await;
+    assert!(
+        alive(executor),
+        "the executor gave up within the recovery timeout"
+    );
+    // Restart on the same work dir and address within the timeout: recovered from
+    // checkpoints, the executor subscribes again, and the task's end arrives exactly once.
+    let (agent, _) = AgentInstance::start(dir.path(), Some(addr), &root, timeout);
     let tasks = agent.tasks.clone();
     assert_eq!(tasks.report().len(), 1);
     assert_eq!(tasks.report()[0].state().as_str_name(), "TASK_RUNNING");
@@ -381,9 +433,21 @@ async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
     let u = leader.follow(&tasks, "long").await;
     assert_eq!(states(&u), ["TASK_FINISHED"], "{u:?}");
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("sandboxes/fw-1/long/stdout")).unwrap(),
+        std::fs::read_to_string(sandbox.join("stdout")).unwrap(),
         "done\n"
     );
+    // Its executor exits once the update is checkpointed, having removed the cgroup.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(executor) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the executor did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cgroup_dirs(&root, "fw-1.long").is_empty());
+    let log = std::fs::read_to_string(sandbox.join("executor.log")).unwrap();
+    assert!(!log.contains("recovery timeout"), "{log}");
     // Nothing more comes for it.
     assert!(leader
         .next_update(Duration::from_millis(2500))
@@ -395,7 +459,9 @@ async fn a_task_outlives_an_agent_crash_and_its_end_is_reported_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_without_a_valid_state_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let (agent, addr) = AgentInstance::start(dir.path(), None);
+    let root = unique_root();
+    let _sweep = Sweep::new(&[&root], &[dir.path()]);
+    let (agent, addr) = AgentInstance::start(dir.path(), None, &root, RECOVERY_TIMEOUT);
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy();

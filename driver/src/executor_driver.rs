@@ -6,10 +6,17 @@
 //! executor stops it. Status updates sent through an [`ExecutorHandle`] are delivered in
 //! order, each retried until the agent has checkpointed it, across agent restarts (the
 //! driver subscribes again, with backoff, whenever the agent goes away).
+//!
+//! Every wait is bounded by the recovery timeout (`AGORA_RECOVERY_TIMEOUT_MS`, Mesos'
+//! `MESOS_RECOVERY_TIMEOUT`): once the agent has not been reached for that long (no open
+//! subscription, no update checkpointed), whatever the driver is waiting for (to subscribe,
+//! to deliver updates), it asks the executor to shut down (kill its tasks within
+//! [`AGENT_LOST_KILL_GRACE`]), waits at most a little longer for the tasks to end, and
+//! returns [`Ended::AgentLost`]. An agent back within the timeout gets every update.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::executor_client::ExecutorClient;
@@ -29,6 +36,23 @@ pub const ENV_SANDBOX: &str = "AGORA_SANDBOX";
 pub const ENV_RECOVERY_TIMEOUT_MS: &str = "AGORA_RECOVERY_TIMEOUT_MS";
 /// The default recovery timeout (15 minutes, as Mesos).
 pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The grace between SIGTERM and SIGKILL an executor is given to kill its tasks when its
+/// agent has been unreachable for the recovery timeout (no one is left to wait for).
+pub const AGENT_LOST_KILL_GRACE: Duration = Duration::from_millis(500);
+/// How much longer than [`AGENT_LOST_KILL_GRACE`] the driver waits for the executor's
+/// tasks to end before it returns anyway: [`ExecutorDriver::run`] returns at most
+/// `recovery timeout + 900 ms` after the agent was last reached.
+const AGENT_LOST_MARGIN: Duration = Duration::from_millis(400);
+
+/// How [`ExecutorDriver::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The executor called [`ExecutorHandle::stop`] and the agent checkpointed every update.
+    Stopped,
+    /// The agent was unreachable for the recovery timeout: the executor was asked to shut
+    /// down, and updates not yet checkpointed are lost with the agent.
+    AgentLost,
+}
 
 /// Why the executor driver cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +74,10 @@ pub trait Executor: Send + 'static {
     fn launch_task(&mut self, handle: &ExecutorHandle, task: pb::TaskInfo);
     /// Kill this task: SIGTERM, then SIGKILL after `grace`.
     fn kill_task(&mut self, handle: &ExecutorHandle, task_id: &str, grace: Duration);
-    /// Kill every task within `grace`, then stop the driver.
+    /// Kill every task within `grace` (SIGTERM, then SIGKILL), report their ends, then
+    /// stop the driver. Also called when the agent has been unreachable for the recovery
+    /// timeout: then the driver returns as soon as every task has reported its end (or
+    /// shortly after `grace`), so the kill must not wait for anything but the tasks.
     fn shutdown(&mut self, handle: &ExecutorHandle, grace: Duration);
     /// The master has recorded the update `uuid` of `task_id`.
     fn acknowledged(&mut self, _handle: &ExecutorHandle, _task_id: &str, _uuid: &str) {}
@@ -68,6 +95,46 @@ struct Shared {
     /// Tasks launched and not yet terminal (reported when subscribing again).
     live: Mutex<BTreeSet<String>>,
     stop: watch::Sender<bool>,
+    /// When the agent was last reached.
+    contact: Mutex<Contact>,
+}
+
+/// The driver's last contact with its agent.
+#[derive(Debug, Clone, Copy)]
+struct Contact {
+    /// The last time the agent answered (or a subscription to it ended).
+    last: Instant,
+    /// A subscription is open: the agent is reachable right now.
+    subscribed: bool,
+}
+
+impl Shared {
+    fn contact(&self) -> std::sync::MutexGuard<'_, Contact> {
+        self.contact.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The agent answered just now.
+    fn reached(&self) {
+        self.contact().last = Instant::now();
+    }
+
+    /// A subscription opened (`true`) or ended (`false`); either way the agent was there
+    /// until now.
+    fn subscribed(&self, open: bool) {
+        *self.contact() = Contact {
+            last: Instant::now(),
+            subscribed: open,
+        };
+    }
+
+    fn live_tasks(&self) -> Vec<String> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
 }
 
 /// Cloneable handle to send status updates and stop the driver.
@@ -138,7 +205,8 @@ impl ExecutorHandle {
             .len()
     }
 
-    /// Stops the driver once every queued update has been checkpointed by the agent.
+    /// Stops the driver once every queued update has been checkpointed by the agent (or
+    /// the agent has been unreachable for the recovery timeout).
     pub fn stop(&self) {
         let _ = self.shared.stop.send(true);
         self.shared.outbox_changed.notify_one();
@@ -181,8 +249,9 @@ impl ExecutorDriver {
         })
     }
 
-    /// How long to wait for the agent to come back before shutting the executor down
-    /// (its tasks are killed): the agent is gone for good, or its work dir was lost.
+    /// How long the agent may be unreachable (whatever the driver is waiting for) before
+    /// the executor is shut down (its tasks are killed) and [`ExecutorDriver::run`]
+    /// returns: the agent is gone for good, or its work dir was lost.
     pub fn recovery_timeout(mut self, timeout: Duration) -> Self {
         self.recovery_timeout = timeout;
         self
@@ -208,6 +277,10 @@ impl ExecutorDriver {
                     outbox_changed: Notify::new(),
                     live: Mutex::new(BTreeSet::new()),
                     stop,
+                    contact: Mutex::new(Contact {
+                        last: Instant::now(),
+                        subscribed: false,
+                    }),
                 }),
             },
         })
@@ -228,42 +301,75 @@ impl ExecutorDriver {
     }
 
     /// Runs until the executor calls [`ExecutorHandle::stop`] and every update is
-    /// checkpointed by the agent.
-    pub async fn run<E: Executor>(self, mut executor: E) {
-        let sender = tokio::spawn(deliver_updates(self.channel(), self.handle.clone()));
-        let mut stop = self.handle.shared.stop.subscribe();
+    /// checkpointed by the agent ([`Ended::Stopped`]), or until the agent has been
+    /// unreachable for the recovery timeout ([`Ended::AgentLost`]): then the executor is
+    /// asked to shut down with [`AGENT_LOST_KILL_GRACE`], and `run` returns once every
+    /// task it was given has reported a terminal state, or at most
+    /// [`AGENT_LOST_KILL_GRACE`] + 400 ms later.
+    pub async fn run<E: Executor>(self, mut executor: E) -> Ended {
+        let shared = self.handle.shared.clone();
+        // Time to the first subscription counts too.
+        shared.subscribed(false);
+        let lost = {
+            let work = async {
+                tokio::join!(
+                    self.subscribe_until_stopped(&mut executor),
+                    deliver_updates(self.channel(), self.handle.clone(), self.backoff_cap())
+                )
+            };
+            tokio::select! {
+                _ = work => false,
+                () = agent_unreachable(&shared, self.recovery_timeout) => true,
+            }
+        };
+        if !lost {
+            return Ended::Stopped;
+        }
+        let live = shared.live_tasks();
+        tracing::warn!(
+            timeout = ?self.recovery_timeout,
+            undelivered = self.handle.pending_updates(),
+            tasks = ?live,
+            "agent unreachable for the recovery timeout: killing the tasks and exiting"
+        );
+        executor.shutdown(&self.handle, AGENT_LOST_KILL_GRACE);
+        let ended = tokio::time::timeout(AGENT_LOST_KILL_GRACE + AGENT_LOST_MARGIN, async {
+            while !shared.live_tasks().is_empty() {
+                // Every status update (a terminal one included) notifies this.
+                shared.outbox_changed.notified().await;
+            }
+        })
+        .await;
+        if ended.is_err() {
+            tracing::error!(tasks = ?shared.live_tasks(), "tasks did not report their end after the kill; exiting anyway");
+        }
+        Ended::AgentLost
+    }
+
+    /// The longest wait between two attempts to reach the agent: 2 s, or less with a short
+    /// recovery timeout, so that an agent back within it is found in time.
+    fn backoff_cap(&self) -> Duration {
+        (self.recovery_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    }
+
+    /// Subscribes (again, whenever the subscription ends) and dispatches events, until the
+    /// executor asks to stop.
+    async fn subscribe_until_stopped<E: Executor>(&self, executor: &mut E) {
+        let shared = &self.handle.shared;
+        let mut stop = shared.stop.subscribe();
         let mut backoff = Duration::from_millis(100);
-        let mut last_connected = std::time::Instant::now();
         loop {
             if *stop.borrow() {
-                break;
-            }
-            if last_connected.elapsed() > self.recovery_timeout {
-                tracing::warn!(
-                    timeout = ?self.recovery_timeout,
-                    "agent unreachable past the recovery timeout: shutting down"
-                );
-                executor.shutdown(&self.handle, Duration::ZERO);
-                // Its updates can reach no one now.
-                sender.abort();
                 return;
             }
-            let task_ids: Vec<String> = self
-                .handle
-                .shared
-                .live
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect();
             let req = pb::ExecutorSubscribe {
-                framework_id: self.handle.shared.framework_id.clone(),
-                executor_id: self.handle.shared.executor_id.clone(),
-                task_ids,
+                framework_id: shared.framework_id.clone(),
+                executor_id: shared.executor_id.clone(),
+                task_ids: shared.live_tasks(),
             };
             match ExecutorClient::new(self.channel()).subscribe(req).await {
                 Ok(resp) => {
+                    shared.subscribed(true);
                     backoff = Duration::from_millis(100);
                     let mut events = resp.into_inner();
                     loop {
@@ -272,7 +378,7 @@ impl ExecutorDriver {
                             _ = stop.wait_for(|s| *s) => break,
                         };
                         match event {
-                            Ok(Some(e)) => self.dispatch(&mut executor, e),
+                            Ok(Some(e)) => self.dispatch(executor, e),
                             Ok(None) => break,
                             Err(status) => {
                                 tracing::info!(%status, "agent stream ended; subscribing again");
@@ -280,21 +386,20 @@ impl ExecutorDriver {
                             }
                         }
                     }
-                    // Connected until now: the recovery timeout counts from here.
-                    last_connected = std::time::Instant::now();
+                    // Reached until now: the recovery timeout counts from here.
+                    shared.subscribed(false);
                 }
                 Err(status) => tracing::debug!(%status, "agent not reachable yet"),
             }
             if *stop.borrow() {
-                break;
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {},
                 _ = stop.wait_for(|s| *s) => {},
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            backoff = (backoff * 2).min(self.backoff_cap());
         }
-        let _ = sender.await;
     }
 
     fn dispatch<E: Executor>(&self, executor: &mut E, event: pb::ExecutorEvent) {
@@ -324,9 +429,27 @@ impl ExecutorDriver {
     }
 }
 
-/// Sends queued updates one at a time, oldest first, each retried until the agent
-/// answers that it has checkpointed it; ends once stopped with an empty outbox.
-async fn deliver_updates(channel: Channel, handle: ExecutorHandle) {
+/// Returns once the agent has been unreachable for `timeout`: no subscription open, and
+/// none open nor any update checkpointed for `timeout`.
+async fn agent_unreachable(shared: &Shared, timeout: Duration) {
+    loop {
+        let contact = *shared.contact();
+        let wait = if contact.subscribed {
+            timeout
+        } else {
+            match timeout.checked_sub(contact.last.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return,
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Sends queued updates one at a time, oldest first, each retried (waiting at most
+/// `backoff_cap` in between) until the agent answers that it has checkpointed it; ends once
+/// stopped with an empty outbox.
+async fn deliver_updates(channel: Channel, handle: ExecutorHandle, backoff_cap: Duration) {
     let shared = handle.shared.clone();
     let mut client = ExecutorClient::new(channel);
     let mut backoff = Duration::from_millis(50);
@@ -354,6 +477,7 @@ async fn deliver_updates(channel: Channel, handle: ExecutorHandle) {
         };
         match client.update(req).await {
             Ok(_) => {
+                shared.reached();
                 let mut outbox = shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
                 if outbox.front().is_some_and(|u| u.uuid == update.uuid) {
                     outbox.pop_front();
@@ -363,8 +487,118 @@ async fn deliver_updates(channel: Channel, handle: ExecutorHandle) {
             Err(status) => {
                 tracing::debug!(%status, task = %update.task_id, "update not checkpointed yet; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(backoff_cap);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records shutdowns; reports its task killed on shutdown when `reports_end`.
+    struct Recorder {
+        shutdowns: Arc<Mutex<Vec<Duration>>>,
+        reports_end: bool,
+    }
+
+    impl Executor for Recorder {
+        fn launch_task(&mut self, _handle: &ExecutorHandle, _task: pb::TaskInfo) {}
+        fn kill_task(&mut self, _handle: &ExecutorHandle, _task_id: &str, _grace: Duration) {}
+        fn shutdown(&mut self, handle: &ExecutorHandle, grace: Duration) {
+            self.shutdowns.lock().unwrap().push(grace);
+            if self.reports_end {
+                handle.send_status_update("t1", TaskState::TaskKilled, "killed", None);
+                handle.stop();
+            }
+        }
+    }
+
+    /// Nothing listens on port 1 of loopback: the agent is gone for good.
+    fn driver_without_agent(timeout: Duration) -> ExecutorDriver {
+        ExecutorDriver::new("127.0.0.1:1", "fw-1", "t1")
+            .unwrap()
+            .recovery_timeout(timeout)
+    }
+
+    #[tokio::test]
+    async fn a_lost_agent_ends_the_run_after_the_recovery_timeout_with_updates_pending() {
+        let timeout = Duration::from_millis(300);
+        let driver = driver_without_agent(timeout);
+        let handle = driver.handle();
+        handle.send_status_update("t1", TaskState::TaskRunning, "", None);
+        let shutdowns = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let ended = driver
+            .run(Recorder {
+                shutdowns: shutdowns.clone(),
+                reports_end: true,
+            })
+            .await;
+        let took = started.elapsed();
+        assert_eq!(ended, Ended::AgentLost);
+        assert_eq!(*shutdowns.lock().unwrap(), vec![AGENT_LOST_KILL_GRACE]);
+        assert!(took >= timeout, "gave up early: {took:?}");
+        // The task reported its end at once: no waiting for the grace.
+        assert!(took < timeout + Duration::from_millis(300), "{took:?}");
+        assert_eq!(
+            handle.pending_updates(),
+            2,
+            "undelivered, lost with the agent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_executor_waiting_to_deliver_gives_up_too() {
+        let timeout = Duration::from_millis(300);
+        let driver = driver_without_agent(timeout);
+        let handle = driver.handle();
+        handle.send_status_update("t1", TaskState::TaskFinished, "", Some(0));
+        handle.stop();
+        let started = Instant::now();
+        let shutdowns = Arc::new(Mutex::new(Vec::new()));
+        let ended = driver
+            .run(Recorder {
+                shutdowns: shutdowns.clone(),
+                reports_end: false,
+            })
+            .await;
+        assert_eq!(ended, Ended::AgentLost);
+        // No live task to wait for.
+        let took = started.elapsed();
+        assert!(
+            took >= timeout && took < timeout + Duration::from_millis(300),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tasks_that_never_report_their_end_do_not_hold_the_run() {
+        let timeout = Duration::from_millis(200);
+        let driver = driver_without_agent(timeout);
+        driver
+            .handle()
+            .send_status_update("t1", TaskState::TaskRunning, "", None);
+        let started = Instant::now();
+        let ended = driver
+            .run(Recorder {
+                shutdowns: Arc::new(Mutex::new(Vec::new())),
+                reports_end: false,
+            })
+            .await;
+        assert_eq!(ended, Ended::AgentLost);
+        let took = started.elapsed();
+        let bound = timeout + AGENT_LOST_KILL_GRACE + AGENT_LOST_MARGIN;
+        assert!(took >= bound - Duration::from_millis(50), "{took:?}");
+        assert!(took < bound + Duration::from_millis(300), "{took:?}");
+    }
+
+    #[test]
+    fn backoff_fits_short_recovery_timeouts() {
+        let cap = |ms| driver_without_agent(Duration::from_millis(ms)).backoff_cap();
+        assert_eq!(cap(2_000), Duration::from_millis(500));
+        assert_eq!(cap(100), Duration::from_millis(100));
+        assert_eq!(cap(900_000), Duration::from_secs(2));
     }
 }

@@ -74,7 +74,11 @@ fn lock_work_dir(config: &Config) -> Result<std::fs::File, MasterError> {
     }
 }
 
-/// Runs one master replica on `listener` until `shutdown` completes.
+/// How long a stopping replica waits for open connections to finish.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs one master replica on `listener` until `shutdown` completes, then ends every
+/// session and stops within [`STOP_GRACE`] (plus Raft's own shutdown).
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -163,10 +167,27 @@ async fn run_replica(
     let app = transport::router(leader.clone(), peers);
 
     let loops = leader.spawn_loops();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(MasterError::Serve);
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    let closing = leader.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("stop requested: ending sessions");
+        closing.close_sessions();
+        let _ = stopping_tx.send(());
+    };
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let served = tokio::select! {
+        served = serve => served.map_err(MasterError::Serve),
+        // A client that keeps its connection open does not hold the stop up for long.
+        Ok(()) = async {
+            stopping.await?;
+            tokio::time::sleep(STOP_GRACE).await;
+            Ok::<(), tokio::sync::oneshot::error::RecvError>(())
+        } => {
+            tracing::warn!(grace = ?STOP_GRACE, "connections still open after the stop grace; closing them");
+            Ok(())
+        }
+    };
     bootstrap.abort();
     for l in loops {
         l.abort();

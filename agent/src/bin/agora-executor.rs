@@ -2,16 +2,28 @@
 //! in its own session; it subscribes to the agent through the executor API
 //! (`agora_driver::ExecutorDriver`), runs the task's command under the supervisor (its own
 //! process group and cgroup, output in the sandbox), reports TASK_STARTING, TASK_RUNNING and
-//! the terminal state, and exits once the agent has checkpointed the last update. It
-//! outlives the agent: if the agent is down it keeps supervising and keeps trying.
+//! the terminal state, removes the task's cgroup once the task has exited, and exits once
+//! the agent has checkpointed the last update. It outlives the agent: if the agent is down
+//! it keeps supervising and keeps trying, for `AGORA_RECOVERY_TIMEOUT_MS` at most; then it
+//! kills the task (SIGTERM to its process group, SIGKILL after a short grace), removes its
+//! cgroup and exits (status 1).
+//!
+//! `agora-executor --custom-executor COMMAND` instead runs a framework's own executor,
+//! `/bin/sh -c COMMAND`, in the task's cgroup (which the agent created), with the same
+//! environment. It stays outside the cgroup, waits for the executor to exit (the executor
+//! dies with it: parent-death signal), then kills whatever is left in the cgroup, removes
+//! it and exits with the executor's status.
 
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_agent::isolation::{Isolation, IsolationMode, Limits};
+use agora_agent::isolation::{
+    join_cgroups_from_child, Isolation, IsolationMode, Limits, TaskCgroup,
+};
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
-use agora_agent::tasks::{cgroup_key, scalar};
-use agora_driver::executor_driver::ENV_SANDBOX;
+use agora_agent::tasks::{cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG};
+use agora_driver::executor_driver::{Ended, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX};
 use agora_driver::{Executor, ExecutorDriver, ExecutorHandle, TaskState};
 use agora_proto::v1 as pb;
 
@@ -22,9 +34,13 @@ const DEFAULT_MEM_MB: f64 = 32.0;
 struct State {
     /// The task this executor runs, once launched.
     task_id: Option<String>,
+    /// Kills the task while it runs (`None` before it starts and once it has ended).
     kill: Option<KillHandle>,
-    /// Asked to kill before the task started.
-    killed_early: bool,
+    /// Asked to kill (with this grace) before the task started.
+    killed_early: Option<Duration>,
+    /// The task's cgroup while the task runs, removed again here at exit if the task's
+    /// waiter could not finish (the driver gave up on the agent).
+    cgroup: Option<TaskCgroup>,
 }
 
 struct CommandExecutor {
@@ -33,13 +49,17 @@ struct CommandExecutor {
     state: Arc<Mutex<State>>,
 }
 
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Executor for CommandExecutor {
     fn launch_task(&mut self, handle: &ExecutorHandle, task: pb::TaskInfo) {
         let handle = handle.clone();
         let isolation = self.isolation.clone();
         let sandbox = self.sandbox.clone();
         let state = self.state.clone();
-        state.lock().unwrap_or_else(|p| p.into_inner()).task_id = Some(task.task_id.clone());
+        lock(&state).task_id = Some(task.task_id.clone());
         tokio::spawn(async move {
             let id = task.task_id.clone();
             handle.send_status_update(&id, TaskState::TaskStarting, "", None);
@@ -77,7 +97,7 @@ impl Executor for CommandExecutor {
                     mem_bytes: (mem_mb * 1024.0 * 1024.0) as u64,
                 },
             };
-            if state.lock().unwrap_or_else(|p| p.into_inner()).killed_early {
+            if lock(&state).killed_early.is_some() {
                 handle.send_status_update(
                     &id,
                     TaskState::TaskKilled,
@@ -101,9 +121,24 @@ impl Executor for CommandExecutor {
                     return;
                 }
             };
-            state.lock().unwrap_or_else(|p| p.into_inner()).kill = Some(running.kill_handle());
+            {
+                let mut s = lock(&state);
+                s.kill = Some(running.kill_handle());
+                s.cgroup = running.cgroup().cloned();
+                // A kill that came while the task was starting.
+                if let Some(grace) = s.killed_early {
+                    running.kill_handle().kill(grace);
+                }
+            }
             handle.send_status_update(&id, TaskState::TaskRunning, "", None);
+            // Kills what is left of the task and removes its cgroup once it has exited.
             let outcome = running.wait().await;
+            {
+                // Ended: nothing left to kill or remove.
+                let mut s = lock(&state);
+                s.cgroup = None;
+                s.kill = None;
+            }
             let (state_name, code) = match &outcome {
                 TaskOutcome::Exited { code: 0 } => (TaskState::TaskFinished, Some(0)),
                 TaskOutcome::Exited { code } => (TaskState::TaskFailed, Some(*code)),
@@ -115,9 +150,10 @@ impl Executor for CommandExecutor {
         });
     }
 
-    /// SIGTERM now, SIGKILL after `grace`; TASK_KILLING is reported meanwhile.
+    /// SIGTERM now, SIGKILL after `grace`; TASK_KILLING is reported meanwhile. A task
+    /// that has ended is left alone; one not started yet never starts.
     fn kill_task(&mut self, handle: &ExecutorHandle, _task_id: &str, grace: Duration) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.state);
         match &s.kill {
             Some(k) => {
                 if let Some(id) = &s.task_id {
@@ -130,7 +166,7 @@ impl Executor for CommandExecutor {
                 }
                 k.kill(grace)
             }
-            None => s.killed_early = true,
+            None => s.killed_early = Some(grace),
         }
     }
 
@@ -139,7 +175,7 @@ impl Executor for CommandExecutor {
     }
 }
 
-fn main() -> std::process::ExitCode {
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -148,37 +184,148 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let driver = match ExecutorDriver::from_env() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("agora-executor: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+}
+
+/// The isolation the agent named (`AGORA_ISOLATION`, `AGORA_CGROUPS_ROOT`).
+fn isolation_from_env() -> Result<Isolation, agora_agent::isolation::IsolationError> {
     let mode = match std::env::var("AGORA_ISOLATION").as_deref() {
         Ok("none") => IsolationMode::None,
         _ => IsolationMode::Cgroups,
     };
     // The agent's cgroup parent (its --cgroups-root), where this task's cgroup goes.
     let root = std::env::var("AGORA_CGROUPS_ROOT").unwrap_or_else(|_| "agora".into());
-    let isolation = match Isolation::detect(mode, &root) {
+    Isolation::detect(mode, &root)
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => run_command_executor(),
+        [flag, command] if flag == CUSTOM_EXECUTOR_FLAG => run_custom_executor(command),
+        _ => {
+            eprintln!(
+                "agora-executor: unexpected arguments {args:?} (none, or {CUSTOM_EXECUTOR_FLAG} COMMAND)"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The built-in command executor.
+fn run_command_executor() -> ExitCode {
+    let driver = match ExecutorDriver::from_env() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("agora-executor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let isolation = match isolation_from_env() {
         Ok(i) => Arc::new(i),
         Err(e) => {
             eprintln!("agora-executor: isolation: {e}");
-            return std::process::ExitCode::from(1);
+            return ExitCode::from(1);
         }
     };
     let sandbox = std::env::var(ENV_SANDBOX)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default());
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    runtime.block_on(driver.run(CommandExecutor {
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("agora-executor: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let state = Arc::new(Mutex::new(State::default()));
+    let ended = runtime.block_on(driver.run(CommandExecutor {
         isolation,
         sandbox,
-        state: Arc::new(Mutex::new(State::default())),
+        state: state.clone(),
     }));
-    std::process::ExitCode::SUCCESS
+    // Dropping the runtime drops a task still being waited for, which SIGKILLs its
+    // process group; its cgroup is removed here, before the process exits.
+    drop(runtime);
+    if let Some(cgroup) = lock(&state).cgroup.take() {
+        match cgroup.destroy() {
+            Ok(()) => tracing::info!(task_key = cgroup.key(), "removed the task's cgroup"),
+            Err(e) => tracing::error!(error = %e, "cannot remove the task's cgroup"),
+        }
+    }
+    match ended {
+        Ended::Stopped => ExitCode::SUCCESS,
+        Ended::AgentLost => ExitCode::from(1),
+    }
+}
+
+/// Runs a framework's own executor in the task's cgroup and removes the cgroup once it
+/// has exited.
+fn run_custom_executor(command: &str) -> ExitCode {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let key = cgroup_key(&var(ENV_FRAMEWORK_ID), &var(ENV_EXECUTOR_ID));
+    let isolation = match isolation_from_env() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("agora-executor: isolation: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cgroup = isolation.recover(&key);
+    if isolation.kind() != "none" && cgroup.is_none() {
+        eprintln!(
+            "agora-executor: the task's cgroup {key} does not exist under {}",
+            isolation.root_name()
+        );
+        return ExitCode::from(1);
+    }
+    let procs = cgroup
+        .as_ref()
+        .map(TaskCgroup::procs_paths)
+        .unwrap_or_default();
+    let parent = std::process::id() as libc::pid_t;
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(command);
+    // SAFETY: the hook runs in the forked child before exec and only makes
+    // async-signal-safe calls (prctl, getppid, and join_cgroups_from_child's
+    // getpid/open/write/close, on paths allocated before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            // The executor dies with this process, so it never runs unwatched.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            join_cgroups_from_child(&procs)
+        });
+    }
+    let status = cmd.spawn().and_then(|mut child| {
+        tracing::info!(pid = child.id(), task_key = %key, "custom executor started");
+        child.wait()
+    });
+    let code = match &status {
+        Ok(s) => {
+            tracing::info!(status = %s, "custom executor exited");
+            s.code()
+                .or_else(|| s.signal().map(|sig| 128 + sig))
+                .unwrap_or(1)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, command, "cannot run the custom executor");
+            1
+        }
+    };
+    if let Some(cgroup) = cgroup {
+        match cgroup.destroy() {
+            Ok(()) => tracing::info!(task_key = %key, "removed the task's cgroup"),
+            Err(e) => tracing::error!(error = %e, "cannot remove the task's cgroup"),
+        }
+    }
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -249,4 +249,12 @@ impl Leader {
         self.wake();
         Ok(())
     }
+
+    /// This replica is stopping: end every session now (so clients go elsewhere and the
+    /// server's graceful stop does not wait on streams that never end).
+    pub fn close_sessions(&self) {
+        let why = || SessionEnd::Unavailable("master shutting down".into());
+        self.shared.frameworks.end_all(why);
+        self.shared.agents.end_all(why);
+    }
 }
