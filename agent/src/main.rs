@@ -1,6 +1,8 @@
 //! `agora-agent`: runs on every machine of the cluster. Flags per the interface spec; every
 //! flag may also come from `AGORA_<FLAG>`, and a flag given twice takes its last value. Bad
-//! flags exit 2 with one line.
+//! flags exit 2 with one line. SIGTERM and SIGINT stop it gracefully, and within
+//! [`STOP_GRACE`] whatever it was doing (a registration waiting for a leader included); its
+//! executors run on, as after a crash.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,22 +177,41 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&args.listen).await {
             Ok(l) => l,
             Err(e) => return fail(2, format!("cannot listen on {}: {e}", args.listen)),
         };
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let mut stopping = shutdown_rx.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = shutdown_tx.send(true);
         });
-        match agora_agent::run(Arc::new(config), Arc::new(isolation), listener, shutdown_rx).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(1, e),
+        let agent = agora_agent::run(Arc::new(config), Arc::new(isolation), listener, shutdown_rx);
+        tokio::select! {
+            result = agent => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(1, e),
+            },
+            // Whatever is in flight (e.g. a registration waiting for a leader) must not
+            // hold the agent: everything it must keep is on disk already, and its
+            // executors run on without it.
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(STOP_GRACE).await;
+            } => {
+                tracing::warn!(grace = ?STOP_GRACE, "still stopping after the grace; exiting");
+                ExitCode::SUCCESS
+            }
         }
-    })
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
+
+/// How long the agent may take to stop after SIGTERM or SIGINT.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn init_tracing(level: Option<&str>) {
     use tracing_subscriber::EnvFilter;

@@ -4,9 +4,20 @@
 //! and the leader's `/state`; then the checkers ([`crate::checker`]) and the report
 //! ([`crate::report`]) over what was recorded.
 //!
+//! Nothing a run starts outlives it. Every process starts in its own process group with a
+//! parent-death signal ([`agora_test_cluster::reap::spawn`]), so the cluster dies with the
+//! harness even when it is SIGKILLed; each carries the owner mark
+//! ([`agora_test_cluster::reap::OWNER_ENV`]) `agora-<prefix>-<host>`, which its children
+//! inherit, and an agent's cgroup root is that same name. The end of a run (also an early
+//! return or a panic: `Drop`) kills every process group, then every process still marked
+//! (executors, which leave their agent's session on purpose, and their tasks), then removes
+//! the agents' cgroup roots; [`cleanup_stale`] does the same for whatever a SIGKILLed
+//! earlier run with the same prefix left, before the next run starts.
+//!
 //! What it must not do: look inside any process. It starts, signals and partitions them,
 //! speaks HTTP and gRPC to them, and reads the files they write (histories, markers,
-//! agent ids), as an operator could.
+//! agent ids), as an operator could; to end what a run started, it reads their owner mark
+//! and their cgroups, as an operator's `ps` would.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -22,6 +33,7 @@ use agora_driver::MasterClient;
 use agora_proto::v1 as pb;
 use agora_proto::v1::operator_client::OperatorClient;
 use agora_test_cluster::http_get;
+use agora_test_cluster::reap;
 
 use crate::checker::{self, RunData, Verdict};
 use crate::clock::unix_ms;
@@ -145,10 +157,11 @@ impl Proc {
         let mut cmd = self.host.command(&self.program);
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env(reap::OWNER_ENV, owner(&self.host))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
-        let child = cmd.spawn().map_err(io(format!(
+        let child = reap::spawn(cmd).map_err(io(format!(
             "starting {} ({})",
             self.name,
             self.program.display()
@@ -164,11 +177,14 @@ impl Proc {
         }
     }
 
+    /// SIGKILL to its process group. An agent's executors (in sessions of their own) run
+    /// on, as after a crash.
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             if self.paused {
                 agora_test_cluster::signal(c.id(), libc::SIGCONT);
             }
+            reap::kill_group(c.id());
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -200,6 +216,47 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The owner mark of every process started on `host` (and of what they start), which is
+/// also the cgroup root of an agent there: `agora-<prefix>-<host>`.
+fn owner(host: &Host) -> String {
+    format!("agora-{}", host.netns)
+}
+
+/// The prefix of every owner mark and agent cgroup root of runs with network `prefix`.
+fn owner_prefix(prefix: &str) -> String {
+    format!("agora-{prefix}-")
+}
+
+/// Ends every process marked as started by a run with network `prefix` (executors and
+/// tasks included), removes its agents' cgroup roots, then its network
+/// ([`net::cleanup_stale`]): what a SIGKILLed earlier run left. Masters, agents and
+/// workloads die with the harness (parent-death signal); executors and cgroups do not.
+pub fn cleanup_stale(prefix: &str) -> Result<(), HarnessError> {
+    let owners = owner_prefix(prefix);
+    let killed = reap::kill_owned(|o| o.starts_with(&owners));
+    if !killed.is_empty() {
+        eprintln!(
+            "jepsen: killed {} processes an earlier run left: {killed:?}",
+            killed.len()
+        );
+    }
+    let mut errors = Vec::new();
+    for root in reap::cgroup_roots(&owners) {
+        if let Err(e) = reap::remove_cgroup_root(&root) {
+            errors.push(e.to_string());
+        }
+    }
+    net::cleanup_stale(prefix)?;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(HarnessError::Setup(format!(
+            "removing stale cgroups: {}",
+            errors.join("; ")
+        )))
     }
 }
 
@@ -301,7 +358,40 @@ fn scalar_resources(spec: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop_everything();
+    }
+}
+
 impl Run {
+    /// Kills every process of the run (frameworks, agents, masters: their process
+    /// groups), then whatever they started that is still marked as the run's (executors
+    /// and tasks), then removes the agents' cgroup roots. Idempotent.
+    fn stop_everything(&mut self) {
+        for f in &mut self.frameworks {
+            f.kill();
+        }
+        for a in &mut self.agents {
+            a.kill();
+        }
+        for m in self
+            .masters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter_mut()
+        {
+            m.proc.kill();
+        }
+        let owners = owner_prefix(&self.opts.prefix);
+        reap::kill_owned(|o| o.starts_with(&owners));
+        for root in reap::cgroup_roots(&owners) {
+            if let Err(e) = reap::remove_cgroup_root(&root) {
+                eprintln!("jepsen: {e}");
+            }
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         unix_ms().saturating_sub(self.start_unix_ms)
     }
@@ -960,6 +1050,7 @@ pub async fn run(opts: Options, interrupted: Arc<AtomicBool>) -> Result<Outcome,
             "--masters, --agents and --frameworks must be at least 1".into(),
         ));
     }
+    cleanup_stale(&opts.prefix)?;
     let start_unix_ms = unix_ms();
     // Absolute: tasks write their markers from their own sandboxes.
     std::fs::create_dir_all(&opts.out).map_err(io(format!("creating {}", opts.out.display())))?;
@@ -1024,16 +1115,8 @@ pub async fn run(opts: Options, interrupted: Arc<AtomicBool>) -> Result<Outcome,
     let samplers = run.start_samplers();
     let result = drive(&mut run, &interrupted).await;
     samplers.stop();
-    // Everything stops before the network goes.
-    for f in &mut run.frameworks {
-        f.kill();
-    }
-    for a in &mut run.agents {
-        a.kill();
-    }
-    for m in run.masters.lock().unwrap().iter_mut() {
-        m.proc.kill();
-    }
+    // Everything stops before the network goes (also on an early return: `Drop`).
+    run.stop_everything();
     let (final_state, final_heal_ms, end_ms) = result?;
     let observed = std::mem::take(&mut *run.observed.lock().unwrap());
     let mut histories = Vec::new();
@@ -1119,9 +1202,10 @@ async fn drive(
                 run.opts.agent_resources.clone(),
                 "--executor-recovery-timeout".into(),
                 "20s".into(),
-                // One cgroup parent per agent: they share this host's hierarchy.
+                // One cgroup parent per agent: they share this host's hierarchy. It is
+                // the agent's owner mark, so the run's end finds both.
                 "--cgroups-root".into(),
-                format!("agora-{}-{name}", run.opts.prefix),
+                owner(&host),
             ],
             env: Vec::new(),
             log: run.dir.join("logs").join(format!("{name}.log")),

@@ -11,7 +11,8 @@
 //!
 //! The real-process cluster fixture the components' own tests use is not here: it is the
 //! `agora-test-cluster` crate (`jepsen-tests/cluster/`), which this harness uses too (its
-//! HTTP probe, its signals, its over-commit check).
+//! HTTP probe, its signals, its over-commit check, and `reap`: how every process it
+//! starts dies with it, and how it finds and ends executors and cgroups a run leaves).
 //!
 //! What it must not do: reach into any component's internals; it drives the binaries and
 //! speaks only the public API (gRPC and HTTP), as an operator would. The checkers and the

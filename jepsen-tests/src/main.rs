@@ -134,11 +134,22 @@ fn main() -> ExitCode {
     {
         let interrupted = interrupted.clone();
         runtime.spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            use tokio::signal::unix::{signal, SignalKind};
+            // SIGTERM and SIGHUP (a closed terminal) stop the run like Ctrl-C.
+            let mut term = signal(SignalKind::terminate()).ok();
+            let mut hup = signal(SignalKind::hangup()).ok();
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {},
-                _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+                _ = next(term.as_mut()) => {},
+                _ = next(hup.as_mut()) => {},
             }
             eprintln!("jepsen-tests: interrupted; healing and tearing down");
             interrupted.store(true, Ordering::Relaxed);

@@ -6,12 +6,21 @@
 //! its view. [`overcommit`] is the one over-commit check on a master's `/state`, used here
 //! ([`overcommitted`]) and by the harness's checker.
 //!
+//! Nothing it starts outlives the test ([`reap`]): every process starts in its own process
+//! group with a parent-death signal, so a test process that dies (SIGKILL included) takes
+//! its masters and agents along; dropping a [`Node`] or an [`AgentNode`] (also while a
+//! failing test unwinds) kills its process group, and an agent's drop also kills its
+//! executors and their tasks (marked with [`reap::OWNER_ENV`]) and removes its cgroup root,
+//! which is its own (`agora-test-<pid>-<n>`) unless the test names one with
+//! `--cgroups-root`.
+//!
 //! What it must not do: depend on any Agora component but the public API (`agora-proto`,
 //! `agora-driver`). It runs the workspace's binaries, built on demand by [`binary`] and
 //! [`example`] with `cargo build`, never linked in: the master's own tests depend on this
 //! crate, so it can never depend on the master.
 
 pub mod overcommit;
+pub mod reap;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -122,20 +131,19 @@ impl Node {
         if self.join {
             cmd.arg("--join");
         }
-        cmd.args(&self.extra_args);
-        let child = cmd
+        cmd.args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn agora-master");
+            .stderr(log);
+        let child = reap::spawn(cmd).expect("spawn agora-master");
         self.child = Some(child);
         self.restarts += 1;
     }
 
-    /// SIGKILL: no shutdown path runs.
+    /// SIGKILL (to its process group): no shutdown path runs.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            reap::kill_group(c.id());
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -411,18 +419,49 @@ pub struct AgentNode {
     pub log: PathBuf,
     pub masters: String,
     pub args: Vec<String>,
+    /// Its `--cgroups-root`: `agora-test-<pid>-<n>` (removed with everything in it when
+    /// the node is dropped) unless `args` names one.
+    pub cgroups_root: String,
+    /// The [`reap::OWNER_ENV`] value of the agent, its executors and their tasks.
+    owner: String,
+    /// Whether `cgroups_root` is the fixture's own, to remove on drop.
+    own_root: bool,
     child: Option<Child>,
+}
+
+/// A name unique to this agent node among every test process on the machine.
+fn unique_owner() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("agora-test-{}-{n}", std::process::id())
+}
+
+/// The value of `--cgroups-root` in `args` (either `--cgroups-root X` or `--cgroups-root=X`).
+fn named_root(args: &[String]) -> Option<String> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--cgroups-root" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--cgroups-root=").map(str::to_string)
+        }
+    })
 }
 
 impl AgentNode {
     /// An agent of `cluster` (not started), with `args` added to its flags.
     pub fn new(cluster: &Cluster, name: &str, args: &[&str]) -> AgentNode {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let owner = unique_owner();
+        let named = named_root(&args);
         AgentNode {
             addr: format!("127.0.0.1:{}", free_port()),
             work_dir: cluster.dir.path().join(name),
             log: cluster.dir.path().join(format!("{name}.log")),
             masters: cluster.addrs().join(","),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            own_root: named.is_none(),
+            cgroups_root: named.unwrap_or_else(|| owner.clone()),
+            owner,
+            args,
             child: None,
         }
     }
@@ -434,31 +473,54 @@ impl AgentNode {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(binary("agora-agent"))
-            .args([
-                "--masters",
-                &self.masters,
-                "--listen",
-                &self.addr,
-                "--work-dir",
-            ])
-            .arg(&self.work_dir)
-            // Executors of an agent a test ends with outlive it only briefly.
-            .args(["--executor-recovery-timeout", "30s"])
-            .args(&self.args)
+        let mut cmd = Command::new(binary("agora-agent"));
+        cmd.args([
+            "--masters",
+            &self.masters,
+            "--listen",
+            &self.addr,
+            "--work-dir",
+        ])
+        .arg(&self.work_dir)
+        // Executors of an agent a test ends with outlive it only briefly.
+        .args(["--executor-recovery-timeout", "30s"]);
+        if self.own_root {
+            cmd.args(["--cgroups-root", &self.cgroups_root]);
+        }
+        cmd.args(&self.args)
+            .env(reap::OWNER_ENV, &self.owner)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn agora-agent");
-        self.child = Some(child);
+            .stderr(log);
+        self.child = Some(reap::spawn(cmd).expect("spawn agora-agent"));
     }
 
+    /// SIGKILL (to its process group). Its executors and their tasks keep running, as
+    /// after an agent crash; dropping the node ends them.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            reap::kill_group(c.id());
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Kills the agent, then every executor and task it started (they carry its
+    /// [`reap::OWNER_ENV`] value), then removes its cgroup root if it is the fixture's own.
+    pub fn kill_all(&mut self) {
+        self.kill();
+        let owner = self.owner.clone();
+        reap::kill_owned(|o| o == owner);
+        if self.own_root {
+            if let Err(e) = reap::remove_cgroup_root(&self.cgroups_root) {
+                eprintln!("agora-test-cluster: agent {}: {e}", self.addr);
+            }
+        }
+    }
+
+    /// Executors and tasks of this agent still alive (the agent itself included).
+    pub fn owned_pids(&self) -> Vec<i32> {
+        reap::owned_pids(|o| o == self.owner)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -488,7 +550,7 @@ impl AgentNode {
 
 impl Drop for AgentNode {
     fn drop(&mut self) {
-        self.kill();
+        self.kill_all();
     }
 }
 

@@ -35,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Start a local 3-master quorum on 127.0.0.1 and stay in the foreground until Ctrl-C.
+    /// Start a local 3-master quorum and 2 agents on 127.0.0.1 and stay in the foreground
+    /// until Ctrl-C, SIGTERM or SIGHUP (then stop them all).
     Dev(dev::DevArgs),
     /// Run one command as a task; prints each state; exits with the task's exit status.
     Run(run::RunArgs),
@@ -109,6 +110,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `agora dev` forks its cluster from this (the main) thread and owns its runtime.
+    let cli = match cli {
+        Cli {
+            command: Command::Dev(args),
+            ..
+        } => return dev::main(args),
+        cli => cli,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -131,7 +140,6 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let cli = match cli.command {
-        Command::Dev(args) => return dev::run(args).await,
         Command::Run(args) => return run::run(&cli.masters, args).await,
         other => Cli {
             masters: cli.masters,

@@ -1,10 +1,17 @@
-//! `agora dev` starts a real local quorum, answers `agora status`, and stops everything on
-//! SIGTERM.
+//! `agora dev` with real processes: it starts a local quorum that answers `agora status`,
+//! stops everything on SIGTERM and on SIGHUP, takes its masters and agents along when it is
+//! SIGKILLed (a new `agora dev` then starts on the same ports), and refuses a busy port
+//! with exit 2 and one line naming the port and its holder.
+//!
+//! Each test uses its own port range (below the kernel's ephemeral ports) and they run one
+//! at a time ([`agora_test_cluster::serial`]).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use agora_test_cluster::reap;
 
 /// `agora dev` runs `agora-master` and `agora-agent` from its own directory; the harness
 /// builds them (a no-op when fresh) so they are never stale.
@@ -20,54 +27,133 @@ fn ensure_binaries() {
     }
 }
 
-fn free_base_port() -> u16 {
-    // Find 12 consecutive free ports.
-    'outer: for base in (20_000..60_000).step_by(97) {
-        for p in base..base + 12 {
+/// The first base from `start` (stepping by 100) whose five ports are free.
+fn free_base_port(start: u16) -> u16 {
+    'outer: for base in (start..start + 3000).step_by(100) {
+        for p in [base, base + 1, base + 2, base + 10, base + 11] {
             if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
                 continue 'outer;
             }
         }
         return base;
     }
-    panic!("no free port range");
+    panic!("no free port range from {start}");
 }
 
-fn process_alive(pid: u32) -> bool {
-    // Not a zombie of ours: dev's children are reaped by dev itself.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
+/// Live children of `pid` (pid, program name).
+fn children_of(pid: u32) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            let name = head.split_once('(')?.1.to_string();
+            (ppid == pid && reap::alive(p)).then_some((p, name))
+        })
+        .collect()
+}
+
+/// A running `agora dev`; SIGKILLed on drop (a failing test leaves nothing: its children
+/// die with it).
+struct Dev {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    banner: String,
+}
+
+impl Dev {
+    /// Starts `agora dev` and waits for "Press Ctrl-C".
+    fn start(base: u16, work: &Path) -> Dev {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+        cmd.args(["dev", "--base-port", &base.to_string(), "--work-dir"])
+            .arg(work)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = reap::spawn(cmd).unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = String::new();
+        let start = Instant::now();
+        while !banner.contains("Press Ctrl-C") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "dev did not come up: {banner}"
+            );
+            match lines.next() {
+                Some(Ok(l)) => {
+                    banner.push_str(&l);
+                    banner.push('\n');
+                }
+                _ => panic!("dev exited early: {banner}"),
+            }
+        }
+        Dev {
+            child,
+            lines,
+            banner,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its 3 masters and 2 agents.
+    fn cluster_pids(&self) -> Vec<i32> {
+        let kids = children_of(self.pid());
+        let masters = kids.iter().filter(|(_, n)| n == "agora-master").count();
+        let agents = kids.iter().filter(|(_, n)| n == "agora-agent").count();
+        assert_eq!((masters, agents), (3, 2), "dev's children: {kids:?}");
+        kids.into_iter().map(|(p, _)| p).collect()
+    }
+
+    fn signal(&self, sig: i32) {
+        agora_test_cluster::signal(self.pid(), sig);
+    }
+
+    /// Waits for it to exit; its exit code and how long that took.
+    fn wait(&mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        // Drain what it prints while stopping.
+        for _ in self.lines.by_ref() {}
+        let status = self.child.wait().unwrap();
+        (status.code(), start.elapsed())
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `within` for every pid to be gone; how long it took.
+fn gone_within(pids: &[i32], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&p| reap::alive(p)).collect();
+        if alive.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "still alive {within:?} later: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
 fn dev_cluster_starts_answers_and_stops() {
+    let _serial = agora_test_cluster::serial();
     ensure_binaries();
-    let base = free_base_port();
+    let base = free_base_port(21_050);
     let work = tempfile::tempdir().unwrap();
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(["dev", "--base-port", &base.to_string(), "--work-dir"])
-        .arg(work.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let start = Instant::now();
-    while !seen.contains("Press Ctrl-C") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "dev did not come up: {seen}"
-        );
-        match lines.next() {
-            Some(Ok(l)) => {
-                seen.push_str(&l);
-                seen.push('\n');
-            }
-            _ => panic!("dev exited early: {seen}"),
-        }
-    }
+    let mut dev = Dev::start(base, work.path());
+    let seen = dev.banner.clone();
     assert!(seen.contains(&format!("127.0.0.1:{base}")), "{seen}");
     assert!(
         seen.contains("leader    127.0.0.1:"),
@@ -86,19 +172,6 @@ fn dev_cluster_starts_answers_and_stops() {
     assert!(status.status.success(), "{text}");
     assert_eq!(text.matches("voter").count(), 3, "{text}");
     assert_eq!(text.matches(" leader ").count(), 1, "{text}");
-
-    // The masters' pids, to check they are gone after SIGTERM.
-    let pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .map(|c| c.contains("agora-master") && c.contains(work.path().to_str().unwrap()))
-                .unwrap_or(false)
-        })
-        .collect();
-    assert_eq!(pids.len(), 3, "expected 3 master processes");
 
     // Two agents register and /state shows them with resources, used and offered.
     let start = Instant::now();
@@ -142,30 +215,92 @@ fn dev_cluster_starts_answers_and_stops() {
         agents[0]["resources"].as_str().unwrap().contains("cpus:2"),
         "{agents}"
     );
-    let agent_pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .map(|c| c.contains("agora-agent") && c.contains(work.path().to_str().unwrap()))
-                .unwrap_or(false)
-        })
-        .collect();
-    assert_eq!(agent_pids.len(), 2, "expected 2 agent processes");
-    let pids: Vec<u32> = pids.into_iter().chain(agent_pids).collect();
+    let pids = dev.cluster_pids();
 
-    unsafe {
-        libc::kill(dev.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let code = dev.wait().unwrap();
-    assert!(code.success(), "dev exited with {code}");
-    for pid in pids {
-        assert!(
-            !process_alive(pid),
-            "master {pid} still running after dev stopped"
-        );
-    }
+    dev.signal(libc::SIGTERM);
+    let (code, took) = dev.wait();
+    assert_eq!(code, Some(0), "dev exited with {code:?}");
+    gone_within(&pids, Duration::from_secs(2));
+    eprintln!("SIGTERM: dev and its 5 children stopped in {took:?}");
     // --work-dir keeps state between runs.
     assert!(work.path().join("master-1").exists());
+}
+
+/// SIGKILL leaves `agora dev` no chance to stop anything: its children must still die
+/// (parent-death signal), within 2 s, and free the ports for the next `agora dev`.
+#[test]
+fn dev_killed_with_sigkill_leaves_no_master_or_agent() {
+    let _serial = agora_test_cluster::serial();
+    ensure_binaries();
+    let base = free_base_port(24_050);
+    let work = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(base, work.path());
+    let pids = dev.cluster_pids();
+    dev.signal(libc::SIGKILL);
+    let (code, _) = dev.wait();
+    assert_eq!(code, None, "killed by a signal");
+    let took = gone_within(&pids, Duration::from_secs(2));
+    eprintln!("SIGKILL: no master or agent alive {took:?} after dev died");
+
+    let mut again = Dev::start(base, work.path());
+    let pids = again.cluster_pids();
+    again.signal(libc::SIGTERM);
+    assert_eq!(again.wait().0, Some(0));
+    gone_within(&pids, Duration::from_secs(2));
+}
+
+/// A closed terminal (SIGHUP) stops `agora dev` like SIGTERM: everything stops, dev exits
+/// 0, and the ports are free again.
+#[test]
+fn dev_stops_everything_on_sighup() {
+    let _serial = agora_test_cluster::serial();
+    ensure_binaries();
+    let base = free_base_port(27_050);
+    let work = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(base, work.path());
+    let pids = dev.cluster_pids();
+    dev.signal(libc::SIGHUP);
+    let (code, took) = dev.wait();
+    assert_eq!(code, Some(0), "dev exited with {code:?}");
+    let after = gone_within(&pids, Duration::from_secs(2));
+    eprintln!("SIGHUP: dev stopped in {took:?}; its children gone {after:?} after it");
+
+    let mut again = Dev::start(base, work.path());
+    let pids = again.cluster_pids();
+    again.signal(libc::SIGINT);
+    assert_eq!(again.wait().0, Some(0));
+    gone_within(&pids, Duration::from_secs(2));
+}
+
+/// A busy port: exit 2, one line naming the port and the process holding it, and nothing
+/// started.
+#[test]
+fn dev_on_a_busy_port_exits_2_naming_the_port_and_its_holder() {
+    let _serial = agora_test_cluster::serial();
+    ensure_binaries();
+    let base = free_base_port(29_050);
+    let busy = base + 10;
+    let _held = std::net::TcpListener::bind(("127.0.0.1", busy)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["dev", "--base-port", &base.to_string(), "--work-dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let me = std::env::current_exe().unwrap();
+    let name = me.file_name().unwrap().to_string_lossy();
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "agora dev: port {busy} is in use by {name} (pid {})",
+            std::process::id()
+        )
+    );
+    assert!(
+        !work.path().join("master-1.log").exists(),
+        "dev started something"
+    );
 }
