@@ -163,7 +163,11 @@ pub async fn follow_leader<S: AgentSide>(
         if *shutdown.borrow() {
             return Ok(());
         }
-        match register(client, registration, agent_id.as_deref(), side.report()).await {
+        let registered = tokio::select! {
+            r = register(client, registration, agent_id.as_deref(), side.report()) => r,
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        };
+        match registered {
             Ok(id) => {
                 let new_id = agent_id.as_deref() != Some(id.as_str());
                 side.registered(&id, new_id)?;
