@@ -19,6 +19,14 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|a| a.address = "no-port".into()), "agent.address"),
         (Box::new(|a| a.hostname.clear()), "agent.hostname"),
+        (
+            Box::new(|a| a.hostname = "host\n2026-12-01 INFO forged".into()),
+            "agent.hostname",
+        ),
+        (
+            Box::new(|a| a.hostname = "h".repeat(1025)),
+            "agent.hostname",
+        ),
         (Box::new(|a| a.id = "../etc".into()), "agent.id"),
         (
             Box::new(|a| a.resources[0].value = Some(pb::resource::Value::Scalar(-2.0))),
@@ -143,9 +151,34 @@ async fn http_endpoints_and_follower_redirect() {
         "agora_registry_commands_total{kind=\"register_agent\",outcome=\"committed\"} 1"
     ));
 
-    let (code, _, body) = http_get(&leader_addr, "/");
+    let (code, head, body) = http_get(&leader_addr, "/");
     assert_eq!(code, 200);
     assert!(body.contains("<title>Agora</title>"));
+    // The page may load script, style and data from this address only, cannot be framed,
+    // and holds no inline script; the script builds the tables from text, never markup.
+    let head = head.to_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'self'; frame-ancestors 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(
+        !body.contains("<script>") && !body.contains("<style>"),
+        "{body}"
+    );
+    let (code, head, script) = http_get(&leader_addr, "/ui.js");
+    assert_eq!(code, 200);
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: text/javascript"),
+        "{head}"
+    );
+    assert!(script.contains("textContent") && !script.contains("innerHTML"));
+    let (_, head, _) = http_get(&leader_addr, "/state");
+    assert!(
+        head.to_lowercase().contains("content-security-policy"),
+        "{head}"
+    );
 
     // A gRPC call on a follower names the leader.
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", follower.addr))

@@ -306,6 +306,18 @@ async fn bad_subscriptions_and_calls_without_subscription_change_nothing() {
             &["empty"],
         ),
         (
+            "name with a terminal escape",
+            with(&|f| f.name = "fw\u{1b}[2J".into()),
+            "framework.name",
+            &["control character"],
+        ),
+        (
+            "name over 1024 bytes",
+            with(&|f| f.name = "n".repeat(1025)),
+            "framework.name",
+            &["longer than 1024"],
+        ),
+        (
             "role with a space and !",
             with(&|f| f.roles = vec!["bad role!".into()]),
             "framework.roles",

@@ -85,9 +85,65 @@ pub fn validate_id(value: &str) -> Result<(), IdError> {
     }
 }
 
+/// Longest name shown to people (framework and task names, hostnames, attributes), in
+/// bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// Why a string is not a usable name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty")]
+    Empty,
+    #[error("longer than {max} bytes")]
+    TooLong { max: usize },
+    #[error("contains the control character {0:?}")]
+    ControlCharacter(char),
+}
+
+/// Names shown to people are free text but bounded: not blank, at most
+/// [`MAX_NAME_LEN`] bytes, and without control characters (no newlines or escapes to
+/// forge log lines or terminal output). They are displayed as text, never as markup.
+pub fn validate_name(value: &str) -> Result<(), NameError> {
+    if value.trim().is_empty() {
+        return Err(NameError::Empty);
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { max: MAX_NAME_LEN });
+    }
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(NameError::ControlCharacter(c)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_bounded_free_text() {
+        for ok in [
+            "web",
+            "Payments <prod> & \"batch\"",
+            "ünïcode ✓",
+            &"x".repeat(MAX_NAME_LEN),
+        ] {
+            assert_eq!(validate_name(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(validate_name(" "), Err(NameError::Empty));
+        assert_eq!(
+            validate_name(&"x".repeat(MAX_NAME_LEN + 1)),
+            Err(NameError::TooLong { max: MAX_NAME_LEN })
+        );
+        assert_eq!(
+            validate_name("a\nb"),
+            Err(NameError::ControlCharacter('\n'))
+        );
+        assert_eq!(
+            validate_name("a\u{1b}[31m"),
+            Err(NameError::ControlCharacter('\u{1b}'))
+        );
+    }
 
     #[test]
     fn accepts_ordinary_ids() {

@@ -15,7 +15,7 @@ pub mod registry;
 pub mod resources;
 
 pub use command::{Command, CommandBatch, CommandResult, Rejection};
-pub use ids::{AgentId, FrameworkId, IdError, OfferId, TaskId};
+pub use ids::{validate_name, AgentId, FrameworkId, IdError, NameError, OfferId, TaskId};
 pub use model::{
     Agent, AgentInfo, AgentStatus, Framework, FrameworkInfo, FrameworkStatus, Offer, Task,
     TaskSpec, TaskState, TimestampMs, UnknownTaskState,

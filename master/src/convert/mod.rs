@@ -15,6 +15,12 @@ mod sessions;
 
 pub use sessions::*;
 
+/// A name shown to people (see [`agora_registry::validate_name`]), or INVALID_ARGUMENT
+/// naming `field`.
+pub fn name(value: &str, field: &str) -> Result<(), Status> {
+    agora_registry::validate_name(value).map_err(|e| invalid(field, e))
+}
+
 /// INVALID_ARGUMENT naming `field`.
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
@@ -74,9 +80,7 @@ pub fn agent_info_from_proto(
     } else {
         AgentId::new(info.id).map_err(|e| invalid("agent.id", e))?
     };
-    if info.hostname.trim().is_empty() {
-        return Err(invalid("agent.hostname", "empty"));
-    }
+    name(&info.hostname, "agent.hostname")?;
     if !crate::config::is_host_port(&info.address) {
         return Err(invalid(
             "agent.address",
@@ -86,8 +90,9 @@ pub fn agent_info_from_proto(
     let resources = resources_from_proto(&info.resources, "agent.resources")?;
     let mut attributes = Vec::with_capacity(info.attributes.len());
     for (i, a) in info.attributes.into_iter().enumerate() {
-        if a.key.trim().is_empty() {
-            return Err(invalid(&format!("agent.attributes[{i}].key"), "empty"));
+        name(&a.key, &format!("agent.attributes[{i}].key"))?;
+        if !a.value.is_empty() {
+            name(&a.value, &format!("agent.attributes[{i}].value"))?;
         }
         attributes.push((a.key, a.value));
     }

@@ -75,9 +75,7 @@ pub fn subscribe_from_proto(req: pb::SubscribeRequest) -> Result<SubscribeCall, 
     let info = req
         .framework
         .ok_or_else(|| invalid("framework", "missing"))?;
-    if info.name.trim().is_empty() {
-        return Err(invalid("framework.name", "empty"));
-    }
+    super::name(&info.name, "framework.name")?;
     if info.roles.len() != 1 {
         return Err(invalid("framework.roles", "give exactly one role"));
     }
@@ -90,6 +88,9 @@ pub fn subscribe_from_proto(req: pb::SubscribeRequest) -> Result<SubscribeCall, 
             "framework.failover_timeout_seconds",
             format!("{failover} is not a finite, non-negative number"),
         ));
+    }
+    if !info.principal.is_empty() {
+        super::name(&info.principal, "framework.principal")?;
     }
     let id = if info.id.is_empty() {
         None
@@ -125,6 +126,9 @@ pub fn accept_from_proto(req: &pb::AcceptRequest) -> Result<AcceptCall, Status> 
             return Err(invalid(&format!("tasks[{i}].command"), "empty"));
         }
         let resources = resources_from_proto(&t.resources, &format!("tasks[{i}].resources"))?;
+        if !t.name.is_empty() {
+            super::name(&t.name, &format!("tasks[{i}].name"))?;
+        }
         tasks.push(TaskSpec {
             id,
             name: if t.name.is_empty() {
