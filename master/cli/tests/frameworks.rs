@@ -218,8 +218,10 @@ async fn drf_shares_are_equal_and_follow_weights() {
     assert!(out.status.success(), "{out:?}");
     // The first pair is gone (killed), but their tasks' ends still free the resources at
     // once (the agent reports them as the latest state behind the updates the dead
-    // frameworks never acknowledged), not after the failover timeout.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // frameworks never acknowledged), not after the failover timeout (60 s). The bound is
+    // well under that; 5 s was missed once in CI by a task launched just before its
+    // framework died and still TASK_STAGING (under investigation, see the session note).
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let state = cluster.http_state().unwrap_or_default();
         let used = cpus_used(&state, &["eq-a", "eq-b"]);
