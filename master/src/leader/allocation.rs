@@ -81,12 +81,14 @@ pub(super) async fn run(leader: Leader) {
         let view = leader.view();
         if !view.is_leader {
             if was_leader {
+                leader.set_leading(false);
                 leader.frameworks_step_down(view.leader_address);
             }
             was_leader = false;
             continue;
         }
         if !was_leader {
+            leader.set_leading(true);
             leader.became_leader().await;
             prefix = format!(
                 "{}-{}",

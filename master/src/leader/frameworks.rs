@@ -72,6 +72,7 @@ impl Leader {
     /// live subscription to it.
     pub fn require_subscribed(&self, framework: &FrameworkId) -> Result<(), LeaderError> {
         self.require_leader()?;
+        self.slow_failover_gate()?;
         if !self.shared.frameworks.is_open(framework) {
             return Err(LeaderError::Precondition(format!(
                 "framework_id: framework {framework} is not subscribed to this master; subscribe first"
@@ -87,6 +88,7 @@ impl Leader {
     /// Registers (or re-registers) a framework and opens its subscription.
     pub async fn subscribe(&self, call: SubscribeCall) -> Result<Subscription, LeaderError> {
         let view = self.require_leader()?;
+        self.slow_failover_gate()?;
         let id = match call.id {
             None => FrameworkId::new(format!("{}-0000", uuid::Uuid::new_v4()))
                 .expect("uuid ids are valid"),

@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod soft_state;
 mod writer;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub const RESUBSCRIBE_GRACE: Duration = Duration::from_secs(10);
 /// Status updates kept for a framework that is not subscribed, until it is (oldest
 /// dropped beyond this).
 const MAX_UNDELIVERED: usize = 10_000;
+/// How long the slow-failover fault keeps a new leader from serving frameworks.
+const SLOW_FAILOVER_MS: u64 = 8_000;
 /// Commands kept for an agent that is not connected (kills and launches decided at its
 /// re-registration).
 const MAX_AGENT_PENDING: usize = 100_000;
@@ -113,6 +115,9 @@ struct Shared {
     wake: Notify,
     /// Accepts served (for the self-test's drop-launches fault).
     accepts: AtomicU64,
+    /// When this replica became leader (ms; 0 while not leading), for the self-test's
+    /// slow-failover fault.
+    leading_since: AtomicU64,
 }
 
 /// The leader's coordination, shared by every handler of this replica. It acts only while
@@ -145,6 +150,7 @@ impl Leader {
                 health: Mutex::new(AgentHealth::default()),
                 wake: Notify::new(),
                 accepts: AtomicU64::new(0),
+                leading_since: AtomicU64::new(0),
             }),
         }
     }
@@ -184,6 +190,35 @@ impl Leader {
         } else {
             Err(LeaderError::NotLeader(view.leader_address))
         }
+    }
+
+    /// This replica leads from now on, or no longer does.
+    fn set_leading(&self, leading: bool) {
+        let since = if leading { self.now_ms().max(1) } else { 0 };
+        self.shared.leading_since.store(since, Ordering::Relaxed);
+    }
+
+    /// The self-test's slow-failover fault: a new leader serves no framework for its first
+    /// 8 s (a real master never has it on).
+    fn slow_failover_gate(&self) -> Result<(), LeaderError> {
+        if !self.config().faults.slow_failover {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        let since = match self.shared.leading_since.load(Ordering::Relaxed) {
+            0 => {
+                self.set_leading(true);
+                now
+            }
+            t => t,
+        };
+        if now.saturating_sub(since) < SLOW_FAILOVER_MS {
+            tracing::warn!("FAULT slow-failover: not serving frameworks yet");
+            return Err(LeaderError::Unavailable(
+                "FAULT slow-failover: the new leader is not serving yet".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Runs `f` on the registry as applied on this replica.
