@@ -101,7 +101,23 @@ pub fn reconcile_plan(
 impl Leader {
     /// Registers an agent (or registers it again) and reconciles the tasks it reports.
     /// Returns its id and the log index of the registration.
+    ///
+    /// Runs to the end even if the caller goes away, so a committed registration is
+    /// always reconciled.
     pub async fn register_agent(
+        &self,
+        info: AgentInfo,
+        reported: Vec<ReportedTask>,
+    ) -> Result<(AgentId, u64), LeaderError> {
+        let leader = self.clone();
+        tokio::spawn(
+            async move { leader.register_to_the_end(info, reported).await }.in_current_span(),
+        )
+        .await
+        .map_err(|e| LeaderError::Unavailable(format!("register: {e}")))?
+    }
+
+    async fn register_to_the_end(
         &self,
         mut info: AgentInfo,
         reported: Vec<ReportedTask>,

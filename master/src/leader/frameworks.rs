@@ -174,7 +174,23 @@ impl Leader {
 
     /// Launches tasks on offered resources. A launch the registry refuses drops each task
     /// (the framework hears TASK_DROPPED with the reason) and is not an error of the call.
+    ///
+    /// Runs to the end even if the caller goes away: once the launch is committed it must
+    /// reach the agent (a framework killed mid-call left its task TASK_STAGING for good).
     pub async fn accept(
+        &self,
+        framework: &FrameworkId,
+        call: AcceptCall,
+    ) -> Result<(), LeaderError> {
+        let (leader, framework) = (self.clone(), framework.clone());
+        tokio::spawn(
+            async move { leader.accept_to_the_end(&framework, call).await }.in_current_span(),
+        )
+        .await
+        .map_err(|e| LeaderError::Unavailable(format!("accept: {e}")))?
+    }
+
+    async fn accept_to_the_end(
         &self,
         framework: &FrameworkId,
         call: AcceptCall,
