@@ -40,13 +40,42 @@ pub async fn run(
         .route("/health", get(health))
         .with_state(status_rx)
         .merge(grpc);
+    let tls = match &config.security.tls {
+        Some(files) => Some(
+            agora_security::tls::ServerTls::load(files.clone())
+                .map_err(|e| LinkError::Refused(format!("TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    if tls.is_none() {
+        tracing::warn!("INSECURE: --insecure given; the executor API and the link to the masters are plaintext");
+    }
     let mut http_shutdown = shutdown.clone();
+    let options = agora_security::serve::ServeOptions {
+        tls: tls.clone(),
+        allow_plaintext: false,
+    };
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|s| *s).await;
-            })
-            .await;
+        let _ = agora_security::serve::serve(listener, app, options, async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    // Certificates reload on SIGHUP (new connections use them; open ones keep theirs).
+    let reloader = tokio::spawn(async move {
+        let Some(tls) = tls else { return };
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload failed; the previous ones stay in force")
+                }
+            }
+        }
     });
     // Executors of recovered tasks either subscribe again or are found gone.
     tasks.check_recovered_executors();
@@ -62,6 +91,7 @@ pub async fn run(
     };
     let result = master_link::run(config, tasks, status_tx, shutdown).await;
     resender.abort();
+    reloader.abort();
     server.abort();
     result
 }

@@ -1,17 +1,22 @@
 //! The agent's checkpoints in its work dir: for every task, what it is (its TaskInfo) and a
 //! journal of its status updates and their acknowledgements.
 //!
-//! Layout: `<work_dir>/meta/frameworks/<framework>/tasks/<task>/{task.json,updates.jsonl}`.
-//! Every update is appended and fsynced before anyone is told it is checkpointed, and an
-//! acknowledgement is appended the same way, so after a crash the unacknowledged updates
-//! of each task are exactly the ones to send again, in order.
+//! Layout: `<work_dir>/meta/frameworks/<framework>/tasks/<task>/{task.json,updates.jsonl}`,
+//! and `executor.token` while the task's executor runs (the secret it authenticates with;
+//! see [`crate::tasks`]). Every directory is 0700 and every file 0600: only the agent's
+//! user reads them. Every update is appended and fsynced before anyone is told it is
+//! checkpointed, and an acknowledgement is appended the same way, so after a crash the
+//! unacknowledged updates of each task are exactly the ones to send again, in order.
 //!
 //! Task states are written as their Mesos names (TASK_RUNNING), through the domain
 //! [`TaskState`]'s serde, as every journal ever written holds them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::workdir::{PRIVATE_DIR, PRIVATE_FILE};
 
 use agora_registry::TaskState;
 use serde::{Deserialize, Serialize};
@@ -41,6 +46,9 @@ pub struct TaskRecord {
     /// The framework's own executor command, when it brings one.
     #[serde(default)]
     pub executor_command: Option<String>,
+    /// The user the task runs as (empty: the agent's own).
+    #[serde(default)]
+    pub user: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -56,6 +64,18 @@ enum JournalLine {
 pub struct CheckpointError {
     pub path: String,
     pub reason: String,
+}
+
+/// The file holding a running executor's token.
+const TOKEN_FILE: &str = "executor.token";
+
+/// Creates `dir` and its missing parents, private to the agent.
+fn private_dir(dir: &Path) -> Result<(), CheckpointError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+        .map_err(|e| err(dir, e))
 }
 
 fn err(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
@@ -101,11 +121,17 @@ impl Checkpoints {
     /// Records a task at launch (before anything runs).
     pub fn save_task(&self, task: &TaskRecord) -> Result<(), CheckpointError> {
         let dir = self.task_dir(&task.framework_id, &task.task_id);
-        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        private_dir(&dir)?;
         let path = dir.join("task.json");
         let tmp = dir.join("task.json.tmp");
         let bytes = serde_json::to_vec(task).map_err(|e| err(&path, e))?;
-        let mut f = File::create(&tmp).map_err(|e| err(&tmp, e))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PRIVATE_FILE)
+            .open(&tmp)
+            .map_err(|e| err(&tmp, e))?;
         f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
         f.sync_all().map_err(|e| err(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
@@ -122,13 +148,14 @@ impl Checkpoints {
         line: &JournalLine,
     ) -> Result<(), CheckpointError> {
         let dir = self.task_dir(framework, task);
-        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        private_dir(&dir)?;
         let path = dir.join("updates.jsonl");
         let mut bytes = serde_json::to_vec(line).map_err(|e| err(&path, e))?;
         bytes.push(b'\n');
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(PRIVATE_FILE)
             .open(&path)
             .map_err(|e| err(&path, e))?;
         f.write_all(&bytes).map_err(|e| err(&path, e))?;
@@ -159,6 +186,43 @@ impl Checkpoints {
                 uuid: uuid.to_string(),
             },
         )
+    }
+
+    /// Records the token of a task's executor (0600, fsynced), before the executor starts,
+    /// so that an agent restarted while it runs still accepts it.
+    pub fn save_executor_token(
+        &self,
+        framework: &str,
+        task: &str,
+        token: &str,
+    ) -> Result<(), CheckpointError> {
+        let dir = self.task_dir(framework, task);
+        private_dir(&dir)?;
+        let path = dir.join(TOKEN_FILE);
+        crate::workdir::write_private(&path, token.as_bytes()).map_err(|e| err(&path, e))
+    }
+
+    /// The token of a task's executor, if it has one (it still runs, or the agent stopped
+    /// before it saw it end).
+    pub fn executor_token(&self, framework: &str, task: &str) -> Option<String> {
+        std::fs::read_to_string(self.task_dir(framework, task).join(TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Forgets the token of a task's executor (it has ended).
+    pub fn remove_executor_token(
+        &self,
+        framework: &str,
+        task: &str,
+    ) -> Result<(), CheckpointError> {
+        let path = self.task_dir(framework, task).join(TOKEN_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err(&path, e)),
+        }
     }
 
     /// Reads one task's journal. A torn last line (crash mid-append) is ignored: it was
@@ -241,6 +305,7 @@ mod tests {
             command: "true".into(),
             env: vec![],
             executor_command: None,
+            user: String::new(),
         })
         .unwrap();
         c.record_update(&update("t1", "u1", TaskState::TaskStarting))
@@ -265,6 +330,27 @@ mod tests {
         let tasks = c.tasks().unwrap();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].0.command, "true");
+    }
+
+    #[test]
+    fn checkpoints_are_private_and_tokens_come_and_go() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(dir.path());
+        c.record_update(&update("t1", "u1", TaskState::TaskRunning))
+            .unwrap();
+        assert_eq!(c.executor_token("f1", "t1"), None);
+        c.save_executor_token("f1", "t1", "abc").unwrap();
+        assert_eq!(c.executor_token("f1", "t1").as_deref(), Some("abc"));
+        let task_dir = dir.path().join("meta/frameworks/f1/tasks/t1");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&task_dir), 0o700);
+        assert_eq!(mode(&dir.path().join("meta")), 0o700);
+        assert_eq!(mode(&task_dir.join("executor.token")), 0o600);
+        assert_eq!(mode(&task_dir.join("updates.jsonl")), 0o600);
+        c.remove_executor_token("f1", "t1").unwrap();
+        c.remove_executor_token("f1", "t1").unwrap();
+        assert_eq!(c.executor_token("f1", "t1"), None);
     }
 
     #[test]

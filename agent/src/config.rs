@@ -24,6 +24,70 @@ pub struct AgentConfig {
     pub executor_binary: PathBuf,
     /// How long executors wait for this agent to come back before they shut down.
     pub executor_recovery_timeout: std::time::Duration,
+    /// TLS and the credential the agent presents.
+    pub security: AgentSecurity,
+}
+
+/// How an agent proves itself and protects its port.
+#[derive(Clone, Debug, Default)]
+pub struct AgentSecurity {
+    /// Its certificate (Common Name: its principal), key, and the cluster CA: the server
+    /// side of the executor API and its client identity towards the masters.
+    pub tls: Option<agora_security::tls::TlsFiles>,
+    /// A principal and secret to present to the masters (`--credential FILE`), instead of
+    /// or besides the certificate.
+    pub credential: Option<agora_security::credentials::Credential>,
+    /// Run without TLS (`--insecure`).
+    pub insecure: bool,
+}
+
+impl AgentSecurity {
+    /// How the agent talks to the masters.
+    pub fn master_client(
+        &self,
+    ) -> Result<agora_security::client::ClientSecurity, agora_security::SecurityError> {
+        let tls = match &self.tls {
+            Some(files) => Some(agora_security::tls::ClientTls::load(
+                &files.ca,
+                Some((&files.cert, &files.key)),
+            )?),
+            None => None,
+        };
+        Ok(agora_security::client::ClientSecurity {
+            tls,
+            credential: self.credential.clone(),
+        })
+    }
+}
+
+/// An agent's `--credential` file: `{"principal": "...", "secret": "..."}` (Mesos' shape).
+pub fn load_credential(
+    path: &std::path::Path,
+) -> Result<agora_security::credentials::Credential, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        principal: String,
+        secret: String,
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--credential {}: {e}", path.display()))?;
+    let f: File = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "--credential {}: not {{\"principal\": ..., \"secret\": ...}}: {e}",
+            path.display()
+        )
+    })?;
+    if f.principal.is_empty() || f.secret.is_empty() {
+        return Err(format!(
+            "--credential {}: principal and secret must not be empty",
+            path.display()
+        ));
+    }
+    Ok(agora_security::credentials::Credential::new(
+        f.principal,
+        f.secret,
+    ))
 }
 
 /// Why a flag was refused; each message is one line naming the flag and the bad token.
@@ -39,6 +103,8 @@ pub enum ConfigError {
     NoMasters,
     #[error("--advertise: {0:?} is not HOST:PORT")]
     Advertise(String),
+    #[error("refusing to start without TLS: give --tls-cert, --tls-key and --tls-ca (see docs/security.md), or --insecure")]
+    Insecure,
 }
 
 fn is_host_port(s: &str) -> bool {
@@ -128,6 +194,9 @@ impl AgentConfig {
         }
         if !is_host_port(&self.advertise) {
             return Err(ConfigError::Advertise(self.advertise.clone()));
+        }
+        if self.security.tls.is_none() && !self.security.insecure {
+            return Err(ConfigError::Insecure);
         }
         Ok(())
     }

@@ -167,6 +167,7 @@ pub fn task_record(
             .as_ref()
             .map(|e| e.command.clone())
             .filter(|c| !c.trim().is_empty()),
+        user: task.user.clone(),
     };
     Ok((record, resources))
 }
@@ -183,6 +184,7 @@ pub fn task_info(record: &TaskRecord, resources: &Resources) -> pb::TaskInfo {
             .executor_command
             .clone()
             .map(|command| pb::ExecutorInfo { command }),
+        user: record.user.clone(),
     }
 }
 

@@ -10,7 +10,13 @@
 //!   hold one session with the leader, answer its health checks, and find the leader again
 //!   with capped, jittered backoff when the session ends. Its loop
 //!   ([`master_link::follow_leader`]) serves real and simulated agents alike.
-//! - [`checkpoint`]: the work dir's task records and fsynced status-update journals.
+//! - [`checkpoint`]: the work dir's task records, fsynced status-update journals and the
+//!   tokens of running executors.
+//! - [`workdir`]: the work dir's layout and modes (traverse-only above sandboxes, private
+//!   agent state), sandboxes handed to their task's user, output files never opened
+//!   through a symlink.
+//! - [`user`]: the user a task runs as (`TaskInfo.user`): lookup, the decision to switch
+//!   (only a root agent can run tasks as another user), and the switch in a forked child.
 //! - [`tasks`]: launching each task through its own command executor (`agora-executor`,
 //!   in its own session so it outlives the agent, for `--executor-recovery-timeout` at
 //!   most), the executor API, reliable in-order delivery of status updates to the leader,
@@ -36,6 +42,27 @@
 //! Across the crate: no proto <-> domain mapping outside `convert`, no task state spelled
 //! as text (checkpoints hold Mesos names through the domain enum's serde), no wall-clock
 //! read outside `clock`.
+//!
+//! ## What a task can and cannot reach
+//!
+//! A task runs as its user (`TaskInfo.user`, filled by the master; empty: the agent's own
+//! user, as before), with that user's groups, in its own cgroup (joined before the switch,
+//! so it cannot leave it or change its limits), with HOME its sandbox. It can read and
+//! write its own sandbox (mode 0700, owned by its user, its stdout, stderr and
+//! executor.log included) and whatever its user may on the host. It cannot list the work
+//! dir, `sandboxes/` or its framework's directory (0711: traverse, not list), enter
+//! another user's sandbox, or read the agent's state (`meta/` with checkpoints and
+//! executor tokens is 0700, files 0600; `agent_id` 0600); as another user than root it
+//! cannot read other users' processes' environments (`/proc/PID/environ`) or signal
+//! them, PID 1 included. It cannot speak for another executor: the executor API answers
+//! only calls carrying an executor's own token (`authorization: Bearer`, see [`tasks`]),
+//! and only about that executor's framework, executor and task; the built-in executor
+//! keeps its token out of its task's environment (a framework's own executor gets its
+//! token and may pass it on, to tasks that can then speak only for that executor). What
+//! stays shared: tasks of the same user can reach each other's sandboxes and processes
+//! (run them as different users to separate them); the network (the agent's port
+//! included, behind the token); and a task running as the agent's own user (root, with an
+//! empty user) can reach everything the agent can.
 
 mod agent;
 pub mod checkpoint;
@@ -48,5 +75,7 @@ pub mod master_link;
 pub mod simulator;
 pub mod supervisor;
 pub mod tasks;
+pub mod user;
+pub mod workdir;
 
 pub use agent::run;

@@ -61,6 +61,22 @@ struct Args {
     /// master: they register, hold sessions and answer health checks, and run no tasks).
     #[arg(long, env = "AGORA_SIMULATE")]
     simulate: Option<usize>,
+    /// This agent's certificate (PEM; Common Name: the agent's principal). It serves the
+    /// executor API with it and presents it to the masters.
+    #[arg(long, env = "AGORA_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "AGORA_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM) the masters' certificates chain to.
+    #[arg(long, env = "AGORA_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// A principal and secret to present to the masters: {"principal": "...", "secret": "..."}.
+    #[arg(long, env = "AGORA_CREDENTIAL")]
+    credential: Option<PathBuf>,
+    /// Run without TLS: anyone who reaches the masters could claim to be this agent.
+    #[arg(long, env = "AGORA_INSECURE")]
+    insecure: bool,
     /// tracing filter (RUST_LOG also works).
     #[arg(long, env = "AGORA_LOG_LEVEL")]
     log_level: Option<String>,
@@ -114,6 +130,30 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(2, e),
     };
+    let tls = match agora_security::tls::TlsFiles::from_flags(
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.tls_ca.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    let credential = match &args.credential {
+        Some(path) => match config::load_credential(path) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(2, e),
+        },
+        None => None,
+    };
+    let security = config::AgentSecurity {
+        tls,
+        credential,
+        insecure: args.insecure,
+    };
+    let master_security = match security.master_client() {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
     if let Some(n) = args.simulate {
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -129,7 +169,9 @@ fn main() -> ExitCode {
                 let _ = shutdown_tx.send(true);
             });
             tracing::info!(agents = n, "simulating agents");
-            let stats = agora_agent::simulator::run(masters, n, resources, shutdown_rx).await;
+            let stats =
+                agora_agent::simulator::run(masters, master_security, n, resources, shutdown_rx)
+                    .await;
             tracing::info!(
                 registered = stats.registered.load(std::sync::atomic::Ordering::Relaxed),
                 "simulation stopped"
@@ -153,6 +195,7 @@ fn main() -> ExitCode {
         tracing::info!(isolation = isolation.kind(), "isolation");
     }
     let config = AgentConfig {
+        security,
         masters,
         advertise: args
             .advertise

@@ -63,25 +63,14 @@ pub fn load_agent_id(work_dir: &Path) -> Result<Option<String>, LinkError> {
     }
 }
 
-/// Writes the agent id durably (write, fsync, rename, fsync the directory).
+/// Writes the agent id durably (write, fsync, rename, fsync the directory), readable only
+/// by the agent's user (0600).
 fn save_agent_id(work_dir: &Path, id: &str) -> Result<(), LinkError> {
     let path = work_dir.join(ID_FILE);
-    let io = |source| LinkError::IdFile {
+    crate::workdir::write_private(&path, id.as_bytes()).map_err(|source| LinkError::IdFile {
         path: path.display().to_string(),
         source,
-    };
-    let tmp = work_dir.join(format!("{ID_FILE}.tmp"));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(id.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(work_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(())
+    })
 }
 
 /// How long to wait before looking for the leader again, after a failed registration or
@@ -326,7 +315,11 @@ pub async fn run(
     status: watch::Sender<LinkStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
-    let client = MasterClient::with_policy(
+    let security = config
+        .security
+        .master_client()
+        .map_err(|e| LinkError::Refused(format!("TLS: {e}")))?;
+    let client = MasterClient::with_security(
         config.masters.clone(),
         RetryPolicy {
             deadline: Duration::from_secs(6),
@@ -337,6 +330,7 @@ pub async fn run(
             // follow an isolated leader's successor with 5 s here).
             call_timeout: Duration::from_secs(2),
         },
+        security,
     )?;
     let agent_id = load_agent_id(&config.work_dir)?;
     if let Some(id) = &agent_id {

@@ -46,6 +46,7 @@ pub struct SimulationStats {
 /// Runs `count` simulated agents against `masters` until `shutdown`.
 pub async fn run(
     masters: Vec<String>,
+    security: agora_security::client::ClientSecurity,
     count: usize,
     resources: Resources,
     shutdown: watch::Receiver<bool>,
@@ -54,7 +55,7 @@ pub async fn run(
     let mut handles = Vec::new();
     for chunk in 0..count.div_ceil(AGENTS_PER_CONNECTION) {
         let client = Arc::new(
-            MasterClient::with_policy(
+            MasterClient::with_security(
                 masters.clone(),
                 RetryPolicy {
                     deadline: Duration::from_secs(30),
@@ -62,6 +63,7 @@ pub async fn run(
                     max_backoff: Duration::from_secs(1),
                     call_timeout: Duration::from_secs(10),
                 },
+                security.clone(),
             )
             .expect("masters were validated"),
         );

@@ -5,7 +5,10 @@
 //! outside its limits), sending its output to `<sandbox>/stdout` and `<sandbox>/stderr`,
 //! recording its pid in `<sandbox>/.task.pid`, killing it (SIGTERM, then SIGKILL after a
 //! grace period), and turning its end into a [`TaskOutcome`] (exit code, signal, OOM kill, or
-//! killed on request) before removing its cgroup.
+//! killed on request) before removing its cgroup. A task naming a user runs as that user
+//! (groups, group, user switched after it joined its cgroups; HOME its sandbox, USER and
+//! LOGNAME set). The sandbox may be the task's own: files created there are never opened
+//! through a symlink.
 //!
 //! This is the library half of the agent's built-in command executor (a separate process
 //! the agent starts in its own session so it outlives the agent). It must stay usable on its
@@ -24,6 +27,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use crate::isolation::{join_cgroups_from_child, Isolation, IsolationError, Limits, TaskCgroup};
+use crate::user::RunAs;
 
 /// File in the sandbox receiving the task's standard output (appended to).
 pub const STDOUT_FILE: &str = "stdout";
@@ -45,6 +49,8 @@ pub struct TaskSpec {
     pub sandbox: PathBuf,
     /// CPU and memory limits of the task's cgroup.
     pub limits: Limits,
+    /// The user the task runs as (`None`: the supervisor's own).
+    pub user: Option<RunAs>,
 }
 
 /// Why a task could not be started.
@@ -147,20 +153,30 @@ pub async fn start(
     let procs_paths = cgroup.procs_paths();
 
     let mut command = Command::new("/bin/sh");
+    command.arg("-c").arg(&spec.command).current_dir(sandbox);
+    if let Some(user) = &spec.user {
+        command.envs(user.env(sandbox));
+    }
     command
-        .arg("-c")
-        .arg(&spec.command)
-        .current_dir(sandbox)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
+    let user = spec.user.clone();
     // SAFETY: the hook runs in the forked child before exec and only calls
-    // `join_cgroups_from_child`, which is async-signal-safe (getpid/open/write/close, no
-    // allocation, no locks); the paths were allocated before the fork.
+    // `join_cgroups_from_child` (getpid/open/write/close) and `RunAs::switch_in_child`
+    // (setgroups/setgid/setuid), which are async-signal-safe (no allocation, no locks); the
+    // paths and groups were allocated before the fork. The cgroups are joined first: that
+    // needs the supervisor's privileges, which the switch gives up.
     unsafe {
-        command.pre_exec(move || join_cgroups_from_child(&procs_paths));
+        command.pre_exec(move || {
+            join_cgroups_from_child(&procs_paths)?;
+            match &user {
+                Some(user) => user.switch_in_child(),
+                None => Ok(()),
+            }
+        });
     }
 
     let child = match command.spawn() {
@@ -410,21 +426,35 @@ fn validate_spec(spec: &TaskSpec) -> Result<(), SupervisorError> {
     Ok(())
 }
 
+/// Opens an output file of the sandbox (which may be the task's: never through a symlink,
+/// never a FIFO or a hard link to another file).
 fn open_append(path: &Path) -> Result<fs::File, SupervisorError> {
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| SupervisorError::Output {
-            path: path.to_path_buf(),
-            source,
-        })
+    crate::workdir::open_append_no_follow(path, 0o644).map_err(|source| SupervisorError::Output {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-/// Write the pid atomically (temporary file, then rename).
+/// Write the pid atomically (a new temporary file, then rename). The sandbox may be the
+/// task's, which runs by now: whatever it put at the temporary path is removed (never
+/// followed), and the file is created anew (`O_EXCL`, so never through a symlink).
 fn write_pid_file(path: &Path, pid: i32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("pid.tmp");
-    fs::write(&tmp, format!("{pid}\n"))?;
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(format!("{pid}\n").as_bytes())?;
+    drop(f);
     fs::rename(&tmp, path)
 }
 
@@ -529,6 +559,7 @@ mod tests {
                 cpus: 1.0,
                 mem_bytes: MIB,
             },
+            user: None,
         };
         assert!(validate_spec(&spec).is_ok());
         for env in [("", "x"), ("A=B", "x"), ("A", "x\0")] {

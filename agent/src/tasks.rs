@@ -18,6 +18,22 @@
 //! outside it and removes it once the executor has exited, so the cgroup goes even when
 //! the agent is gone by then. When a recovering agent starts, every cgroup under its
 //! `--cgroups-root` that belongs to no recovered task is removed.
+//!
+//! Executor tokens: every executor gets a random 256-bit token (OS randomness, 64 hex
+//! digits) in `AGORA_EXECUTOR_TOKEN`, bound to its framework and executor id, kept in memory
+//! and in its task's checkpoint (0600) while it runs, so a restarted agent still accepts it,
+//! and forgotten when it exits. The executor API ([`ExecutorApi`]) answers only calls
+//! carrying a known token (`authorization: Bearer <token>`, compared in constant time),
+//! and only about that executor's framework, executor id and task: a task, or anything else
+//! on the host that reaches the agent's port, cannot report, subscribe or send messages for
+//! another executor. The built-in executor does not pass its token on to its task.
+//!
+//! Users: a task naming a user (`TaskInfo.user`, resolved by the master) runs as that
+//! user, and so does a framework's own executor ([`crate::user`]); its sandbox is private
+//! to that user ([`crate::workdir`]). The built-in executor and the custom-executor wrapper
+//! stay with the agent's user (they manage the task's cgroups) and switch the task, or the
+//! framework's executor, after it has joined its cgroups. An unknown user fails the task
+//! (`unknown user "NAME"`); an agent that is not root runs tasks only as itself.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -36,7 +52,8 @@ use tonic::{Request, Response, Status};
 use crate::checkpoint::{Checkpoints, TaskRecord, Update};
 use crate::config::AgentConfig;
 use crate::isolation::{Isolation, Limits};
-use crate::{clock, convert};
+use crate::user::RunAs;
+use crate::{clock, convert, user, workdir};
 
 /// Default grace period between SIGTERM and SIGKILL.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
@@ -44,6 +61,30 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// `agora-executor --custom-executor COMMAND` runs a framework's own executor command
 /// (`/bin/sh -c COMMAND`) in the task's cgroup and removes the cgroup once it has exited.
 pub const CUSTOM_EXECUTOR_FLAG: &str = "--custom-executor";
+
+/// The user `agora-executor --custom-executor` runs the framework's executor as (set only
+/// when the task names one).
+pub const ENV_TASK_USER: &str = "AGORA_TASK_USER";
+
+/// What every call to the executor API without a valid token is told (never which part
+/// was wrong).
+const TOKEN_REQUIRED: &str = "executor token required";
+
+/// The agent's own secrets and identity in its environment (its flags and client
+/// settings), which executors and tasks must not inherit.
+const AGENT_ONLY_ENV: [&str; 11] = [
+    "AGORA_SECRET",
+    "AGORA_PRINCIPAL",
+    "AGORA_CREDENTIAL",
+    "AGORA_CONFIG",
+    "AGORA_CERT",
+    "AGORA_KEY",
+    "AGORA_CA",
+    "AGORA_TLS_CERT",
+    "AGORA_TLS_KEY",
+    "AGORA_TLS_CA",
+    "AGORA_INSECURE",
+];
 
 type Key = (String, String);
 type EventTx = mpsc::Sender<Result<pb::ExecutorEvent, Status>>;
@@ -70,6 +111,8 @@ struct TaskEntry {
     launched: bool,
     /// A kill asked for before the executor subscribed.
     pending_kill: Option<Duration>,
+    /// The executor's token, while it runs.
+    token: Option<String>,
 }
 
 #[derive(Default)]
@@ -100,6 +143,32 @@ pub(crate) fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
     Some(convert::update_message(head, latest))
 }
 
+/// A new executor token: 256 bits from the OS's randomness, as 64 hex digits.
+fn new_token() -> Result<String, String> {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| format!("no randomness for the executor's token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `a` and `b` are equal, in a time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The token of an `authorization: Bearer <token>` header, if there is one.
+fn bearer_token(metadata: &tonic::metadata::MetadataMap) -> Option<&[u8]> {
+    let value = metadata.get("authorization")?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
+}
+
 /// Whether a process is alive and not a zombie.
 fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -116,6 +185,10 @@ impl Tasks {
         config: Arc<AgentConfig>,
         isolation: Arc<Isolation>,
     ) -> Result<Tasks, crate::checkpoint::CheckpointError> {
+        workdir::secure(&config.work_dir).map_err(|e| crate::checkpoint::CheckpointError {
+            path: config.work_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let checkpoints = Checkpoints::new(&config.work_dir);
         let executor_binary = config.executor_binary.clone();
         let tasks = Tasks {
@@ -138,6 +211,8 @@ impl Tasks {
                     .outbox
                     .insert(key.clone(), journal.unacknowledged.into_iter().collect());
             }
+            // Its executor may still run and subscribe again with it.
+            let token = checkpoints.executor_token(&key.0, &key.1);
             inner.tasks.insert(
                 key,
                 TaskEntry {
@@ -148,6 +223,7 @@ impl Tasks {
                     executor_pid,
                     launched: true,
                     pending_kill: None,
+                    token,
                 },
             );
         }
@@ -195,14 +271,6 @@ impl Tasks {
             .join("meta/frameworks")
             .join(&key.0)
             .join("tasks")
-            .join(&key.1)
-    }
-
-    fn sandbox(&self, key: &Key) -> PathBuf {
-        self.config
-            .work_dir
-            .join("sandboxes")
-            .join(&key.0)
             .join(&key.1)
     }
 
@@ -367,15 +435,30 @@ impl Tasks {
                     executor_pid: None,
                     launched: false,
                     pending_kill: None,
+                    token: None,
                 },
             );
         }
-        let started = self
-            .checkpoints
-            .save_task(&record)
-            .map_err(|e| e.to_string())
-            .and_then(|()| self.spawn_executor(key));
-        match started {
+        if let Err(e) = self.checkpoints.save_task(&record) {
+            // Known from here on, so the failure is reported like any other end.
+            self.agent_update(
+                key,
+                TaskState::TaskFailed,
+                format!("cannot start the executor: {e}"),
+            );
+            return Ok(());
+        }
+        // The user it runs as: a task the agent cannot run as its user fails (saying why),
+        // and nothing starts.
+        let run_as = match user::plan(&record.user) {
+            Ok(run_as) => run_as,
+            Err(e) => {
+                tracing::warn!(framework = %key.0, task = %key.1, error = %e, "task not started");
+                self.agent_update(key, TaskState::TaskFailed, e.to_string());
+                return Ok(());
+            }
+        };
+        match self.spawn_executor(key, run_as.as_ref()) {
             Ok(pid) => {
                 if let Some(t) = self.lock().tasks.get_mut(key) {
                     t.executor_pid = Some(pid);
@@ -397,19 +480,39 @@ impl Tasks {
 
     /// Starts the executor for one task (the built-in command executor, or the
     /// framework's own under `agora-executor --custom-executor`, in the task's cgroup), in
-    /// its own session so that it survives the agent, and watches it.
-    fn spawn_executor(&self, key: &Key) -> Result<u32, String> {
+    /// its own session so that it survives the agent, and watches it. Its sandbox goes to
+    /// the task's user (`run_as`), and it gets a token of its own.
+    fn spawn_executor(&self, key: &Key, run_as: Option<&RunAs>) -> Result<u32, String> {
         use std::os::unix::process::CommandExt;
         let (custom, resources) = {
             let inner = self.lock();
             let t = inner.tasks.get(key).ok_or("task vanished")?;
             (t.record.executor_command.clone(), t.resources.clone())
         };
-        let sandbox = self.sandbox(key);
-        std::fs::create_dir_all(&sandbox)
-            .map_err(|e| format!("sandbox {}: {e}", sandbox.display()))?;
-        let log = std::fs::File::create(sandbox.join("executor.log")).map_err(|e| e.to_string())?;
+        let (sandbox, log) = workdir::prepare_sandbox(
+            &self.config.work_dir,
+            &key.0,
+            &key.1,
+            run_as.and_then(RunAs::owner),
+        )
+        .map_err(|e| format!("sandbox: {e}"))?;
         let log_out = log.try_clone().map_err(|e| e.to_string())?;
+        // When the agent serves TLS, its executors check its certificate against the CA.
+        let agent_ca = match &self.config.security.tls {
+            Some(files) => Some(
+                std::fs::read_to_string(&files.ca)
+                    .map_err(|e| format!("--tls-ca {}: {e}", files.ca.display()))?,
+            ),
+            None => None,
+        };
+        // Checkpointed before the executor can use it, so a restarted agent accepts it.
+        let token = new_token()?;
+        self.checkpoints
+            .save_executor_token(&key.0, &key.1, &token)
+            .map_err(|e| e.to_string())?;
+        if let Some(t) = self.lock().tasks.get_mut(key) {
+            t.token = Some(token.clone());
+        }
         let agent_id = self
             .agent_id
             .lock()
@@ -440,39 +543,52 @@ impl Tasks {
                         tracing::warn!(task = %key.1, error = %e, "cannot remove the task's stale cgroup");
                     }
                 }
-                Some(
-                    self.isolation
-                        .create(&cg_key, &limits)
-                        .map_err(|e| e.to_string())?,
-                )
+                match self.isolation.create(&cg_key, &limits) {
+                    Ok(cg) => Some(cg),
+                    Err(e) => {
+                        self.forget_token(key);
+                        return Err(e.to_string());
+                    }
+                }
             }
             None => None,
         };
         let mut cmd = std::process::Command::new(&self.executor_binary);
+        for name in AGENT_ONLY_ENV {
+            cmd.env_remove(name);
+        }
+        if let Some(pem) = &agent_ca {
+            cmd.env(agora_driver::executor_driver::ENV_AGENT_CA_PEM, pem);
+        }
         if let Some(command) = &custom {
             cmd.arg(CUSTOM_EXECUTOR_FLAG).arg(command);
+            // The wrapper runs the framework's executor as the task's user.
+            if let Some(run_as) = run_as {
+                cmd.env(ENV_TASK_USER, &run_as.name);
+            }
         }
-        cmd.env(
-            agora_driver::executor_driver::ENV_AGENT_ENDPOINT,
-            &self.config.advertise,
-        )
-        .env(
-            agora_driver::executor_driver::ENV_RECOVERY_TIMEOUT_MS,
-            self.config
-                .executor_recovery_timeout
-                .as_millis()
-                .to_string(),
-        )
-        .env(agora_driver::executor_driver::ENV_FRAMEWORK_ID, &key.0)
-        .env(agora_driver::executor_driver::ENV_EXECUTOR_ID, &key.1)
-        .env(agora_driver::executor_driver::ENV_SANDBOX, &sandbox)
-        .env("AGORA_AGENT_ID", agent_id)
-        .env("AGORA_ISOLATION", isolation_mode)
-        .env("AGORA_CGROUPS_ROOT", self.isolation.root_name())
-        .current_dir(&sandbox)
-        .stdin(std::process::Stdio::null())
-        .stdout(log_out)
-        .stderr(log);
+        cmd.env(agora_driver::executor_driver::ENV_EXECUTOR_TOKEN, &token)
+            .env(
+                agora_driver::executor_driver::ENV_AGENT_ENDPOINT,
+                &self.config.advertise,
+            )
+            .env(
+                agora_driver::executor_driver::ENV_RECOVERY_TIMEOUT_MS,
+                self.config
+                    .executor_recovery_timeout
+                    .as_millis()
+                    .to_string(),
+            )
+            .env(agora_driver::executor_driver::ENV_FRAMEWORK_ID, &key.0)
+            .env(agora_driver::executor_driver::ENV_EXECUTOR_ID, &key.1)
+            .env(agora_driver::executor_driver::ENV_SANDBOX, &sandbox)
+            .env("AGORA_AGENT_ID", agent_id)
+            .env("AGORA_ISOLATION", isolation_mode)
+            .env("AGORA_CGROUPS_ROOT", self.isolation.root_name())
+            .current_dir(&sandbox)
+            .stdin(std::process::Stdio::null())
+            .stdout(log_out)
+            .stderr(log);
         // SAFETY: setsid is async-signal-safe; it detaches the executor from the agent's
         // session and process group so that signals to the agent do not reach it.
         unsafe {
@@ -486,6 +602,7 @@ impl Tasks {
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
+                self.forget_token(key);
                 if let Some(cg) = custom_cgroup {
                     if let Err(e) = cg.destroy() {
                         tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");
@@ -495,7 +612,17 @@ impl Tasks {
             }
         };
         let pid = child.id();
-        let _ = std::fs::write(self.meta_dir(key).join("executor.pid"), pid.to_string());
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(workdir::PRIVATE_FILE)
+                .open(self.meta_dir(key).join("executor.pid"))
+                .and_then(|mut f| f.write_all(pid.to_string().as_bytes()));
+        }
         // Reap it when it exits, so it never lingers as a zombie of ours.
         let this = self.clone();
         let key = key.clone();
@@ -506,9 +633,58 @@ impl Tasks {
         Ok(pid)
     }
 
-    /// An executor process is gone. If its task never reached a terminal state, the agent
-    /// reports TASK_FAILED, so the task still ends.
+    /// Forgets the token of a task's executor, in memory and in its checkpoint.
+    fn forget_token(&self, key: &Key) {
+        if let Some(t) = self.lock().tasks.get_mut(key) {
+            t.token = None;
+        }
+        if let Err(e) = self.checkpoints.remove_executor_token(&key.0, &key.1) {
+            tracing::warn!(framework = %key.0, task = %key.1, error = %e, "cannot remove the executor's token");
+        }
+    }
+
+    /// The executor (framework id, executor id) whose token `token` is, if any. Every
+    /// token is compared, each in constant time.
+    fn executor_of(&self, token: &[u8]) -> Option<Key> {
+        let inner = self.lock();
+        let mut found = None;
+        for (key, t) in &inner.tasks {
+            if let Some(known) = &t.token {
+                if constant_time_eq(known.as_bytes(), token) && found.is_none() {
+                    found = Some(key.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// The executor a call comes from, by its token, checked against the framework and
+    /// executor ids the call names: UNAUTHENTICATED without a known token (whatever was
+    /// wrong), PERMISSION_DENIED naming the field that is not the token's own.
+    fn authorize(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        framework_id: &str,
+        executor_id: &str,
+    ) -> Result<Key, Status> {
+        let key = bearer_token(metadata)
+            .and_then(|token| self.executor_of(token))
+            .ok_or_else(|| Status::unauthenticated(TOKEN_REQUIRED))?;
+        if key.0 != framework_id {
+            return Err(Status::permission_denied(
+                "framework_id: not the framework of this executor",
+            ));
+        }
+        if key.1 != executor_id {
+            return Err(Status::permission_denied("executor_id: not this executor"));
+        }
+        Ok(key)
+    }
+
+    /// An executor process is gone: its token with it. If its task never reached a
+    /// terminal state, the agent reports TASK_FAILED, so the task still ends.
     fn executor_exited(&self, key: &Key, how: Option<String>) {
+        self.forget_token(key);
         // The executor removes the task's cgroup itself; if it was killed before it could,
         // this kills what is left of the task and removes it.
         if let Some(cg) = self.isolation.recover(&cgroup_key(&key.0, &key.1)) {
@@ -539,13 +715,14 @@ impl Tasks {
     }
 
     /// After a restart: executors of unfinished tasks that are no longer running will
-    /// never report; their tasks fail. Those still running are watched until they exit.
+    /// never report; their tasks fail. Those still running (also of ended tasks, still
+    /// delivering their last updates) are watched until they exit, when their tokens go.
     pub fn check_recovered_executors(&self) {
         let keys: Vec<(Key, Option<u32>)> = self
             .lock()
             .tasks
             .iter()
-            .filter(|(_, t)| !t.state.is_terminal())
+            .filter(|(_, t)| !t.state.is_terminal() || t.token.is_some())
             .map(|(k, t)| (k.clone(), t.executor_pid))
             .collect();
         for (key, pid) in keys {
@@ -647,9 +824,13 @@ impl ExecutorService for ExecutorApi {
         &self,
         req: Request<pb::ExecutorSubscribe>,
     ) -> Result<Response<EventStream>, Status> {
+        let key = self.tasks.authorize(
+            req.metadata(),
+            &req.get_ref().framework_id,
+            &req.get_ref().executor_id,
+        )?;
         let req = req.into_inner();
         // The command executor runs exactly one task, named by its executor id.
-        let key = (req.framework_id.clone(), req.executor_id.clone());
         let (tx, rx) = mpsc::channel(64);
         let agent_id = self
             .tasks
@@ -685,8 +866,12 @@ impl ExecutorService for ExecutorApi {
         &self,
         req: Request<pb::FrameworkMessage>,
     ) -> Result<Response<pb::ExecutorUpdateReply>, Status> {
+        let key = self.tasks.authorize(
+            req.metadata(),
+            &req.get_ref().framework_id,
+            &req.get_ref().executor_id,
+        )?;
         let mut m = req.into_inner();
-        let key = (m.framework_id.clone(), m.executor_id.clone());
         let inner = self.tasks.lock();
         if !inner.tasks.contains_key(&key) {
             return Err(Status::not_found(format!(
@@ -712,7 +897,26 @@ impl ExecutorService for ExecutorApi {
         &self,
         req: Request<pb::ExecutorUpdate>,
     ) -> Result<Response<pb::ExecutorUpdateReply>, Status> {
+        let executor = self.tasks.authorize(
+            req.metadata(),
+            &req.get_ref().framework_id,
+            &req.get_ref().executor_id,
+        )?;
         let req = req.into_inner();
+        if let Some(u) = &req.update {
+            // An executor reports only its own tasks: the built-in executor, and a
+            // framework's own, each run the one task their executor id names.
+            if !u.framework_id.is_empty() && u.framework_id != executor.0 {
+                return Err(Status::permission_denied(
+                    "update.framework_id: not the framework of this executor",
+                ));
+            }
+            if u.task_id != executor.1 {
+                return Err(Status::permission_denied(
+                    "update.task_id: not a task of this executor",
+                ));
+            }
+        }
         let update = convert::update_from_executor(req.framework_id, req.update)
             .map_err(Status::invalid_argument)?;
         let key = (update.framework_id.clone(), update.task_id.clone());
@@ -763,4 +967,44 @@ pub fn scalar(res: &Resources, name: &str) -> f64 {
             Value::Ranges(_) => None,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_random_bits_in_hex() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn the_token_is_read_from_a_bearer_header_only() {
+        let with = |v: &str| {
+            let mut m = tonic::metadata::MetadataMap::new();
+            m.insert("authorization", v.parse().unwrap());
+            m
+        };
+        assert_eq!(bearer_token(&with("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(&with("bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&with("Basic abc")), None);
+        assert_eq!(bearer_token(&with("abc")), None);
+        assert_eq!(bearer_token(&tonic::metadata::MetadataMap::new()), None);
+    }
 }

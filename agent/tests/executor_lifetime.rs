@@ -33,6 +33,7 @@ fn task(id: &str, command: &str, executor: Option<&Path>) -> pb::TaskInfo {
         executor: executor.map(|e| pb::ExecutorInfo {
             command: e.display().to_string(),
         }),
+        user: String::new(),
     }
 }
 
@@ -250,6 +251,7 @@ fn checkpoint(work: &Path, task: &str, state: TaskState) {
             command: "sleep 600".into(),
             env: vec![],
             executor_command: None,
+            user: String::new(),
         })
         .unwrap();
     checkpoints
@@ -313,6 +315,8 @@ fn an_agent_started_over_stale_cgroups_removes_them_and_keeps_those_of_live_task
         .arg(&work)
         .args(["--resources", "cpus:2;mem:512;disk:100"])
         .args(["--isolation", "cgroups", "--cgroups-root", &root])
+        // It never reaches a master: no TLS needed.
+        .arg("--insecure")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

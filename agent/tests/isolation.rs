@@ -109,6 +109,7 @@ fn spec(sandbox: &Path, command: &str) -> TaskSpec {
             cpus: 0.5,
             mem_bytes: 64 * MIB,
         },
+        user: None,
     }
 }
 

@@ -127,6 +127,7 @@ impl Batch {
             command,
             env: Default::default(),
             executor: None,
+            user: String::new(),
         }
     }
 

@@ -179,6 +179,7 @@ impl Scheduler for Service {
                         .into_iter()
                         .collect(),
                     executor: None,
+                    user: String::new(),
                 });
                 self.by_task.insert(task_id.clone(), i);
                 self.slots[i] = Slot::Live {

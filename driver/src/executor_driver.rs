@@ -13,6 +13,14 @@
 //! to deliver updates), it asks the executor to shut down (kill its tasks within
 //! [`AGENT_LOST_KILL_GRACE`]), waits at most a little longer for the tasks to end, and
 //! returns [`Ended::AgentLost`]. An agent back within the timeout gets every update.
+//!
+//! Every call to the agent carries the executor's token (`AGORA_EXECUTOR_TOKEN`, which the
+//! agent generated for this executor alone) as gRPC metadata `authorization: Bearer
+//! <token>`; the agent refuses calls without it, and calls naming another executor's
+//! framework, executor or task. The token is sent as a sensitive header value and never
+//! logged. When the agent serves TLS, it gives its executors the CA that signs its
+//! certificate (`AGORA_AGENT_CA_PEM`, the PEM text itself, so an executor running as
+//! another user needs no access to the agent's files) and the driver speaks TLS to it.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,7 +28,11 @@ use std::time::{Duration, Instant};
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::executor_client::ExecutorClient;
+use agora_security::client::ClientSecurity;
+use agora_security::tls::ClientTls;
 use tokio::sync::{watch, Notify};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::convert::{self, OutgoingUpdate};
@@ -31,6 +43,12 @@ pub const ENV_AGENT_ENDPOINT: &str = "AGORA_AGENT_ENDPOINT";
 pub const ENV_FRAMEWORK_ID: &str = "AGORA_FRAMEWORK_ID";
 pub const ENV_EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
 pub const ENV_SANDBOX: &str = "AGORA_SANDBOX";
+/// The executor's secret for the executor API: 64 hex digits the agent generated for this
+/// executor, sent on every call as `authorization: Bearer <token>`.
+pub const ENV_EXECUTOR_TOKEN: &str = "AGORA_EXECUTOR_TOKEN";
+/// The CA (PEM text) that signs the agent's certificate, set when the agent serves TLS:
+/// the driver then speaks TLS to the agent and checks its certificate.
+pub const ENV_AGENT_CA_PEM: &str = "AGORA_AGENT_CA_PEM";
 /// How long an executor waits for its agent to come back, in milliseconds, before it
 /// shuts down (Mesos' `MESOS_RECOVERY_TIMEOUT`).
 pub const ENV_RECOVERY_TIMEOUT_MS: &str = "AGORA_RECOVERY_TIMEOUT_MS";
@@ -63,6 +81,54 @@ pub enum ExecutorDriverError {
     BadEndpoint(String),
     #[error("AGORA_RECOVERY_TIMEOUT_MS: {0:?} is not a number of milliseconds")]
     BadRecoveryTimeout(String),
+    /// The token is not a valid header value (its text is not repeated here).
+    #[error("AGORA_EXECUTOR_TOKEN: not a valid token")]
+    BadToken,
+    #[error("AGORA_AGENT_CA_PEM: {0}")]
+    BadAgentCa(String),
+}
+
+/// Adds `authorization: Bearer <token>` to every call (nothing without a token).
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl BearerToken {
+    fn new(token: Option<&str>) -> Result<BearerToken, ExecutorDriverError> {
+        let Some(token) = token else {
+            return Ok(BearerToken(None));
+        };
+        let mut value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ExecutorDriverError::BadToken)?;
+        // Kept out of debug output and HPACK tables.
+        value.set_sensitive(true);
+        Ok(BearerToken(Some(value)))
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BearerToken(<redacted>)"
+        } else {
+            "BearerToken(None)"
+        })
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A client of the agent's executor API that authenticates every call.
+type AgentClient = ExecutorClient<InterceptedService<Channel, BearerToken>>;
+
+fn agent_client(channel: Channel, token: &BearerToken) -> AgentClient {
+    ExecutorClient::with_interceptor(channel, token.clone())
 }
 
 /// What an executor does with the agent's events. Callbacks run on the driver's task and
@@ -86,9 +152,12 @@ pub trait Executor: Send + 'static {
 }
 
 struct Shared {
-    endpoint: String,
+    /// The agent's executor API (with TLS when the agent serves it).
+    endpoint: Endpoint,
     framework_id: String,
     executor_id: String,
+    /// Sent with every call.
+    token: BearerToken,
     /// Updates not yet checkpointed by the agent, oldest first.
     outbox: Mutex<VecDeque<OutgoingUpdate>>,
     outbox_changed: Notify,
@@ -187,11 +256,13 @@ impl ExecutorHandle {
             data,
         };
         let endpoint = self.shared.endpoint.clone();
+        let token = self.shared.token.clone();
         tokio::spawn(async move {
-            if let Ok(ch) = Endpoint::from_shared(format!("http://{endpoint}")) {
-                if let Err(status) = ExecutorClient::new(ch.connect_lazy()).send_message(m).await {
-                    tracing::debug!(%status, "framework message not delivered");
-                }
+            if let Err(status) = agent_client(endpoint.connect_lazy(), &token)
+                .send_message(m)
+                .await
+            {
+                tracing::debug!(%status, "framework message not delivered");
             }
         });
     }
@@ -223,22 +294,33 @@ impl ExecutorHandle {
 
 /// Connects an executor to its agent.
 pub struct ExecutorDriver {
-    endpoint: String,
     handle: ExecutorHandle,
     recovery_timeout: Duration,
 }
 
 impl ExecutorDriver {
     /// From the environment the agent set (`AGORA_AGENT_ENDPOINT`, `AGORA_FRAMEWORK_ID`,
-    /// `AGORA_EXECUTOR_ID`).
+    /// `AGORA_EXECUTOR_ID`, `AGORA_EXECUTOR_TOKEN`, and `AGORA_AGENT_CA_PEM` when the
+    /// agent serves TLS).
     pub fn from_env() -> Result<ExecutorDriver, ExecutorDriverError> {
         let var = |name: &'static str| {
             std::env::var(name).map_err(|_| ExecutorDriverError::MissingEnv(name))
         };
-        let driver = Self::new(
+        let agent_ca = match std::env::var(ENV_AGENT_CA_PEM) {
+            Ok(pem) => {
+                let tls = ClientTls::from_pem(pem.into_bytes(), None);
+                tls.rustls_config()
+                    .map_err(|e| ExecutorDriverError::BadAgentCa(e.to_string()))?;
+                Some(tls)
+            }
+            Err(_) => None,
+        };
+        let driver = Self::with_auth(
             &var(ENV_AGENT_ENDPOINT)?,
             &var(ENV_FRAMEWORK_ID)?,
             &var(ENV_EXECUTOR_ID)?,
+            Some(&var(ENV_EXECUTOR_TOKEN)?),
+            agent_ca,
         )?;
         Ok(match std::env::var(ENV_RECOVERY_TIMEOUT_MS) {
             Ok(ms) => driver.recovery_timeout(Duration::from_millis(
@@ -257,22 +339,53 @@ impl ExecutorDriver {
         self
     }
 
+    /// A plaintext driver that sends no token (an agent refuses its calls: use
+    /// [`ExecutorDriver::from_env`] or [`ExecutorDriver::with_auth`]).
     pub fn new(
         agent_endpoint: &str,
         framework_id: &str,
         executor_id: &str,
     ) -> Result<ExecutorDriver, ExecutorDriverError> {
-        Endpoint::from_shared(format!("http://{agent_endpoint}"))
-            .map_err(|_| ExecutorDriverError::BadEndpoint(agent_endpoint.to_string()))?;
+        Self::with_auth(agent_endpoint, framework_id, executor_id, None, None)
+    }
+
+    /// A driver that authenticates every call with `token` (the agent's
+    /// `AGORA_EXECUTOR_TOKEN` for this executor), over TLS checked against `agent_ca`
+    /// when given (plaintext otherwise).
+    pub fn with_auth(
+        agent_endpoint: &str,
+        framework_id: &str,
+        executor_id: &str,
+        token: Option<&str>,
+        agent_ca: Option<ClientTls>,
+    ) -> Result<ExecutorDriver, ExecutorDriverError> {
+        let tls = agent_ca.is_some();
+        let endpoint = ClientSecurity {
+            tls: agent_ca,
+            credential: None,
+        }
+        .endpoint(agent_endpoint)
+        .map_err(|e| {
+            if tls {
+                ExecutorDriverError::BadAgentCa(e.to_string())
+            } else {
+                ExecutorDriverError::BadEndpoint(agent_endpoint.to_string())
+            }
+        })?
+        .connect_timeout(Duration::from_millis(500))
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true);
+        let token = BearerToken::new(token)?;
         let (stop, _) = watch::channel(false);
         Ok(ExecutorDriver {
             recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
-            endpoint: agent_endpoint.to_string(),
             handle: ExecutorHandle {
                 shared: Arc::new(Shared {
-                    endpoint: agent_endpoint.to_string(),
+                    endpoint,
                     framework_id: framework_id.to_string(),
                     executor_id: executor_id.to_string(),
+                    token,
                     outbox: Mutex::new(VecDeque::new()),
                     outbox_changed: Notify::new(),
                     live: Mutex::new(BTreeSet::new()),
@@ -291,13 +404,7 @@ impl ExecutorDriver {
     }
 
     fn channel(&self) -> Channel {
-        Endpoint::from_shared(format!("http://{}", self.endpoint))
-            .expect("checked in new")
-            .connect_timeout(Duration::from_millis(500))
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(2))
-            .keep_alive_while_idle(true)
-            .connect_lazy()
+        self.handle.shared.endpoint.connect_lazy()
     }
 
     /// Runs until the executor calls [`ExecutorHandle::stop`] and every update is
@@ -367,7 +474,10 @@ impl ExecutorDriver {
                 executor_id: shared.executor_id.clone(),
                 task_ids: shared.live_tasks(),
             };
-            match ExecutorClient::new(self.channel()).subscribe(req).await {
+            match agent_client(self.channel(), &shared.token)
+                .subscribe(req)
+                .await
+            {
                 Ok(resp) => {
                     shared.subscribed(true);
                     backoff = Duration::from_millis(100);
@@ -451,7 +561,7 @@ async fn agent_unreachable(shared: &Shared, timeout: Duration) {
 /// stopped with an empty outbox.
 async fn deliver_updates(channel: Channel, handle: ExecutorHandle, backoff_cap: Duration) {
     let shared = handle.shared.clone();
-    let mut client = ExecutorClient::new(channel);
+    let mut client = agent_client(channel, &shared.token);
     let mut backoff = Duration::from_millis(50);
     loop {
         let next = shared
@@ -592,6 +702,24 @@ mod tests {
         let bound = timeout + AGENT_LOST_KILL_GRACE + AGENT_LOST_MARGIN;
         assert!(took >= bound - Duration::from_millis(50), "{took:?}");
         assert!(took < bound + Duration::from_millis(300), "{took:?}");
+    }
+
+    #[test]
+    fn every_call_carries_the_token_as_a_sensitive_bearer_header() {
+        use tonic::service::Interceptor;
+        let mut token = BearerToken::new(Some("0123abcd")).unwrap();
+        let req = token.call(tonic::Request::new(())).unwrap();
+        let value = req.metadata().get("authorization").expect("the header");
+        assert_eq!(value, "Bearer 0123abcd");
+        assert!(value.is_sensitive());
+        assert!(!format!("{token:?}").contains("0123abcd"));
+        let mut none = BearerToken::new(None).unwrap();
+        let req = none.call(tonic::Request::new(())).unwrap();
+        assert!(req.metadata().get("authorization").is_none());
+        let bad = ExecutorDriver::with_auth("127.0.0.1:1", "fw-1", "t1", Some("a\nb"), None);
+        assert!(matches!(bad, Err(ExecutorDriverError::BadToken)));
+        let message = ExecutorDriverError::BadToken.to_string();
+        assert!(!message.contains("a\nb"), "{message}");
     }
 
     #[test]

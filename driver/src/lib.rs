@@ -25,8 +25,9 @@ pub mod scheduler_driver;
 mod status;
 
 pub use agora_registry::TaskState;
+pub use agora_security as security;
 pub use executor_driver::{Executor, ExecutorDriver, ExecutorHandle};
-pub use master_client::{DriverError, MasterClient, RetryPolicy};
+pub use master_client::{DriverError, MasterChannel, MasterClient, RetryPolicy};
 pub use scheduler_driver::{Scheduler, SchedulerDriver, SchedulerHandle};
 pub use status::TaskStatus;
 

@@ -5,10 +5,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use agora_proto::LEADER_METADATA_KEY;
+use agora_security::client::{AuthorizedChannel, ClientOverrides, ClientSecurity, ClientSettings};
 use rand::Rng;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+/// A channel to one master: TLS when the client has the cluster CA, and the client's
+/// credential on every call.
+pub type MasterChannel = AuthorizedChannel;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +26,10 @@ pub enum DriverError {
     /// The leader answered with an error that retrying will not fix.
     #[error("{}", .0.message())]
     Rejected(Status),
+    /// The client's TLS or credential settings are unusable (a file named by
+    /// `AGORA_CONFIG`, `AGORA_CA`, ... cannot be read or parsed).
+    #[error("{0}")]
+    Security(String),
 }
 
 impl DriverError {
@@ -63,8 +71,9 @@ impl Default for RetryPolicy {
 pub struct MasterClient {
     masters: Vec<String>,
     policy: RetryPolicy,
+    security: ClientSecurity,
     /// The master believed to lead, and a channel to it.
-    current: Mutex<Option<(String, Channel)>>,
+    current: Mutex<Option<(String, MasterChannel)>>,
 }
 
 /// Whether `s` is HOST:PORT with a non-zero numeric port.
@@ -73,16 +82,22 @@ fn is_host_port(s: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
-fn endpoint(addr: &str, policy: &RetryPolicy) -> Result<Channel, DriverError> {
+fn endpoint(
+    addr: &str,
+    policy: &RetryPolicy,
+    security: &ClientSecurity,
+) -> Result<MasterChannel, DriverError> {
     if !is_host_port(addr) {
         return Err(DriverError::BadAddress(addr.to_string()));
     }
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
+    let channel = security
+        .endpoint(addr)
         .map_err(|_| DriverError::BadAddress(addr.to_string()))?
         .connect_timeout(Duration::from_millis(500))
         .timeout(policy.call_timeout)
         .tcp_nodelay(true)
-        .connect_lazy())
+        .connect_lazy();
+    Ok(security.authorized(channel))
 }
 
 /// Whether a status means "ask another master" rather than a real answer.
@@ -98,7 +113,10 @@ fn is_retryable(status: &Status) -> bool {
 }
 
 impl MasterClient {
-    /// A client over `masters` (HOST:PORT each), any or all of the quorum.
+    /// A client over `masters` (HOST:PORT each), any or all of the quorum, with the TLS
+    /// and credential settings of the environment: `AGORA_CA`, `AGORA_PRINCIPAL`,
+    /// `AGORA_SECRET`, ..., else the client configuration file (`AGORA_CONFIG`, else the
+    /// user's `agora/client.json`, which `agora dev` writes).
     pub fn new(masters: Vec<String>) -> Result<Self, DriverError> {
         Self::with_policy(masters, RetryPolicy::default())
     }
@@ -108,18 +126,37 @@ impl MasterClient {
         &self.policy
     }
 
+    /// Like [`MasterClient::new`], with a retry policy.
     pub fn with_policy(masters: Vec<String>, policy: RetryPolicy) -> Result<Self, DriverError> {
+        let settings = ClientSettings::discover(&ClientOverrides::default())
+            .map_err(|e| DriverError::Security(e.to_string()))?;
+        Self::with_security(masters, policy, settings.security)
+    }
+
+    /// A client with explicit TLS and credential settings (nothing read from the
+    /// environment): what an agent uses.
+    pub fn with_security(
+        masters: Vec<String>,
+        policy: RetryPolicy,
+        security: ClientSecurity,
+    ) -> Result<Self, DriverError> {
         if masters.is_empty() {
             return Err(DriverError::NoMasters);
         }
         for m in &masters {
-            endpoint(m, &policy)?;
+            endpoint(m, &policy, &security)?;
         }
         Ok(MasterClient {
             masters,
             policy,
+            security,
             current: Mutex::new(None),
         })
+    }
+
+    /// The TLS and credential settings of this client.
+    pub fn security(&self) -> &ClientSecurity {
+        &self.security
     }
 
     /// Parses a comma-separated `HOST:PORT,HOST:PORT` list.
@@ -148,32 +185,35 @@ impl MasterClient {
     }
 
     /// A channel to one specific master (not necessarily the leader).
-    pub fn channel_to(&self, addr: &str) -> Result<Channel, DriverError> {
-        endpoint(addr, &self.policy)
+    pub fn channel_to(&self, addr: &str) -> Result<MasterChannel, DriverError> {
+        endpoint(addr, &self.policy, &self.security)
     }
 
     /// A channel for a long-lived stream to `addr`: no per-call timeout, and HTTP/2
     /// keepalive so a master that dies, pauses or is cut off ends the stream within
     /// about three seconds.
-    pub fn session_channel(&self, addr: &str) -> Result<Channel, DriverError> {
+    pub fn session_channel(&self, addr: &str) -> Result<MasterChannel, DriverError> {
         if !is_host_port(addr) {
             return Err(DriverError::BadAddress(addr.to_string()));
         }
-        Ok(Endpoint::from_shared(format!("http://{addr}"))
+        let channel = self
+            .security
+            .endpoint(addr)
             .map_err(|_| DriverError::BadAddress(addr.to_string()))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
-            .connect_lazy())
+            .connect_lazy();
+        Ok(self.security.authorized(channel))
     }
 
     /// Calls `f` on the leader's channel, following redirects and skipping dead masters
     /// until the leader answers or the policy's deadline passes.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, DriverError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(MasterChannel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.call_on(f, false).await
@@ -183,7 +223,7 @@ impl MasterClient {
     /// channel has no per-call timeout, and HTTP/2 keepalive notices a dead leader.
     pub async fn stream<T, F, Fut>(&self, f: F) -> Result<T, DriverError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(MasterChannel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.call_on(f, true).await
@@ -191,14 +231,14 @@ impl MasterClient {
 
     async fn call_on<T, F, Fut>(&self, mut f: F, streaming: bool) -> Result<T, DriverError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(MasterChannel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let open = |addr: &str| {
             if streaming {
                 self.session_channel(addr)
             } else {
-                endpoint(addr, &self.policy)
+                endpoint(addr, &self.policy, &self.security)
             }
         };
         let start = Instant::now();
@@ -226,7 +266,7 @@ impl MasterClient {
                     if !streaming {
                         *self.current.lock().expect("lock") = Some((addr, channel));
                     } else {
-                        let ch = endpoint(&addr, &self.policy)?;
+                        let ch = endpoint(&addr, &self.policy, &self.security)?;
                         *self.current.lock().expect("lock") = Some((addr, ch));
                     }
                     return Ok(resp.into_inner());

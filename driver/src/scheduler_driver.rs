@@ -21,6 +21,7 @@
 //!             command: "echo hello".into(),
 //!             env: Default::default(),
 //!             executor: None,
+//!             user: String::new(), // the framework's user
 //!         };
 //!         h.accept(vec![offer.id.clone()], vec![task], None);
 //!     }
@@ -118,7 +119,7 @@ impl SchedulerHandle {
         f: F,
     ) -> tokio::task::JoinHandle<Result<(), DriverError>>
     where
-        F: FnMut(tonic::transport::Channel) -> Fut + Send + 'static,
+        F: FnMut(crate::MasterChannel) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<tonic::Response<pb::CallReply>, tonic::Status>>
             + Send,
     {
@@ -325,27 +326,39 @@ pub struct SchedulerDriver {
 }
 
 impl SchedulerDriver {
-    /// A driver for `framework` over `masters` (HOST:PORT,...; any or all of the quorum).
+    /// A driver for `framework` over `masters` (HOST:PORT,...; any or all of the quorum),
+    /// with the TLS and credential settings of the environment (see [`MasterClient::new`]).
     pub fn new(
         masters: &str,
         framework: pb::FrameworkInfo,
     ) -> Result<SchedulerDriver, DriverError> {
         let client = MasterClient::from_list(masters)?;
-        let client = MasterClient::with_policy(
-            client.masters().to_vec(),
-            RetryPolicy {
-                deadline: Duration::from_secs(30),
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(500),
-                // A leader cut off by a partition swallows calls: give up on it soon and
-                // try the others (an accept retried this way is answered, not run twice).
-                call_timeout: Duration::from_secs(3),
-            },
-        )?;
+        let client = MasterClient::with_policy(client.masters().to_vec(), Self::retry_policy())?;
+        Ok(Self::with_client(client, framework))
+    }
+
+    /// How the driver's client retries by default.
+    pub fn retry_policy() -> RetryPolicy {
+        RetryPolicy {
+            deadline: Duration::from_secs(30),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            // A leader cut off by a partition swallows calls: give up on it soon and
+            // try the others (an accept retried this way is answered, not run twice).
+            call_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// A driver over a client built by the caller (explicit TLS and credentials). An
+    /// empty `framework.user` becomes the user running this process, as in Mesos.
+    pub fn with_client(client: MasterClient, mut framework: pb::FrameworkInfo) -> SchedulerDriver {
+        if framework.user.is_empty() {
+            framework.user = current_user().unwrap_or_default();
+        }
         let (stop, _) = watch::channel(false);
         let (subscription, _) = watch::channel(0);
         let framework_id = (!framework.id.is_empty()).then(|| framework.id.clone());
-        Ok(SchedulerDriver {
+        SchedulerDriver {
             framework,
             implicit_acknowledgements: true,
             handle: SchedulerHandle {
@@ -356,7 +369,7 @@ impl SchedulerDriver {
                     subscription,
                 }),
             },
-        })
+        }
     }
 
     /// Whether the driver acknowledges each status update after the `status_update`
@@ -478,5 +491,24 @@ impl SchedulerDriver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+}
+
+/// The name of the user this process runs as.
+fn current_user() -> Option<String> {
+    // SAFETY: getpwuid_r writes into the buffers given and nothing else.
+    unsafe {
+        let uid = libc::geteuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
     }
 }

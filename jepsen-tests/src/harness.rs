@@ -434,6 +434,10 @@ impl Run {
         if join {
             args.push("--join".into());
         }
+        // TLS (a replica certificate for its namespace's address), credentials, ACLs.
+        args.extend(
+            agora_test_cluster::pki::pki().master_flags(id, &host.addr(MASTER_PORT).to_string()),
+        );
         let env = if faulty {
             vec![("AGORA_FAULTS".into(), self.opts.master_faults.join(","))]
         } else {
@@ -1206,7 +1210,10 @@ async fn drive(
                 // the agent's owner mark, so the run's end finds both.
                 "--cgroups-root".into(),
                 owner(&host),
-            ],
+            ]
+            .into_iter()
+            .chain(agora_test_cluster::pki::pki().agent_flags(&host.addr(AGENT_PORT).to_string()))
+            .collect(),
             env: Vec::new(),
             log: run.dir.join("logs").join(format!("{name}.log")),
             host,

@@ -49,13 +49,21 @@ struct Phase {
 
 /// `clients` concurrent writers on one HTTP/2 connection to the leader, until `writes`
 /// writes are committed in total.
-async fn write_phase(leader_addr: &str, clients: usize, writes: usize, id_base: usize) -> Phase {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{leader_addr}"))
+async fn write_phase(
+    security: &agora_security::client::ClientSecurity,
+    leader_addr: &str,
+    clients: usize,
+    writes: usize,
+    id_base: usize,
+) -> Phase {
+    let ch = security
+        .endpoint(leader_addr)
         .unwrap()
         .tcp_nodelay(true)
         .connect()
         .await
         .unwrap();
+    let ch = security.authorized(ch);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut handles = Vec::new();
@@ -108,10 +116,20 @@ fn main() {
         let (leader, _, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
         let leader_addr = cluster.node(leader).addr.clone();
 
-        // Throughput and latency.
-        let single = write_phase(&leader_addr, 1, if quick { 500 } else { 3_000 }, 0).await;
+        // Throughput and latency, with TLS and authentication on (the default).
+        let security = cluster.client_security();
+        let single =
+            write_phase(&security, &leader_addr, 1, if quick { 500 } else { 3_000 }, 0).await;
         let big = if quick { 10_000 } else { 100_000 };
-        let many = write_phase(&leader_addr, 64, big, 1_000_000).await;
+        let many = write_phase(&security, &leader_addr, 64, big, 1_000_000).await;
+        // The same 64 clients against a quorum started --insecure: what security costs.
+        let insecure = {
+            let plain = Cluster::start_insecure(3, &[]);
+            let (leader, _, _) = plain.wait_leader(1, Duration::from_secs(10)).await;
+            let addr = plain.addrs()[leader as usize - 1].clone();
+            write_phase(&plain.client_security(), &addr, 64, big, 1_000_000).await
+        };
+        let rate = |p: &Phase| p.writes as f64 / p.elapsed.as_secs_f64();
         report.push_str("### Committed registry writes through a 3-replica quorum (loopback, fsync on)\n\n");
         report.push_str("| clients | writes | writes/s | p50 commit | p99 commit |\n|---|---|---|---|---|\n");
         for p in [&single, &many] {
@@ -124,6 +142,17 @@ fn main() {
                 ms(percentile(&p.latencies, 0.99)),
             ));
         }
+
+        report.push_str(&format!(
+            "\n### TLS and authentication on vs off (64 clients, {big} writes each)\n\n| security | writes/s | p50 commit | p99 commit |\n|---|---|---|---|\n| TLS + credentials + ACLs | {:.0} | {} | {} |\n| --insecure | {:.0} | {} | {} |\n\nSecure throughput is {:.1}% of insecure.\n",
+            rate(&many),
+            ms(percentile(&many.latencies, 0.5)),
+            ms(percentile(&many.latencies, 0.99)),
+            rate(&insecure),
+            ms(percentile(&insecure.latencies, 0.5)),
+            ms(percentile(&insecure.latencies, 0.99)),
+            100.0 * rate(&many) / rate(&insecure),
+        ));
 
         // Storage after the writes (snapshots every 10,000 entries, 1,000 kept after).
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -31,8 +31,8 @@ enum PeerView {
     Answered { pristine: bool, established: bool },
 }
 
-async fn ask(id: u64, addr: &str) -> PeerView {
-    let Ok(ch) = channel(addr) else {
+async fn ask(id: u64, addr: &str, security: &agora_security::client::ClientSecurity) -> PeerView {
+    let Ok(ch) = channel(addr, security) else {
         return PeerView::Unreachable;
     };
     let mut req = tonic::Request::new(NodeStatusRequest { expected_id: id });
@@ -76,7 +76,7 @@ pub async fn run(master: Quorum, pristine: bool) {
         let mut all_pristine = true;
         let mut established = false;
         for (id, addr) in &others {
-            match ask(*id, addr).await {
+            match ask(*id, addr, &master.peer_security).await {
                 PeerView::Unreachable => all_answered = false,
                 PeerView::Answered {
                     pristine,

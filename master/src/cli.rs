@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::{parse_peers, Security};
 use crate::faults::Faults;
-use crate::{config::parse_peers, Config, MasterError, RaftTiming};
+use crate::{Config, MasterError, RaftTiming};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -53,6 +54,32 @@ struct Args {
     #[arg(long, env = "AGORA_JOIN")]
     join: bool,
     /// tracing filter, e.g. info or agora_master=debug (RUST_LOG also works).
+    /// This replica's certificate (PEM; Common Name `master-<id>`, a SAN for its
+    /// advertised host).
+    #[arg(long, env = "AGORA_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "AGORA_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): peers, agents and client certificates must chain to it.
+    #[arg(long, env = "AGORA_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Also accept plaintext HTTP/gRPC on the TLS port, for clients that cannot do TLS.
+    #[arg(long, env = "AGORA_TLS_ALLOW_PLAINTEXT")]
+    tls_allow_plaintext: bool,
+    /// Principals and secrets: {"credentials": [{"principal": "...", "secret": "..."}]}.
+    #[arg(long, env = "AGORA_CREDENTIALS")]
+    credentials: Option<PathBuf>,
+    /// ACLs in Mesos' JSON shape (see docs/security.md).
+    #[arg(long, env = "AGORA_ACLS")]
+    acls: Option<PathBuf>,
+    /// Require credentials on read-only HTTP too (/state, /metrics, the web UI).
+    #[arg(long, env = "AGORA_AUTHENTICATE_HTTP_READONLY")]
+    authenticate_http_readonly: bool,
+    /// Run without TLS or credentials: anyone who reaches the port can run commands on
+    /// every agent. For a laptop, never for a network.
+    #[arg(long, env = "AGORA_INSECURE")]
+    insecure: bool,
     #[arg(long, env = "AGORA_LOG_LEVEL")]
     log_level: Option<String>,
 }
@@ -94,6 +121,22 @@ pub fn main(faults: Faults) -> ExitCode {
         },
         None => [(args.id, advertise.clone())].into_iter().collect(),
     };
+    let tls = match agora_security::tls::TlsFiles::from_flags(
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.tls_ca.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    let security = Security {
+        tls,
+        allow_plaintext: args.tls_allow_plaintext,
+        credentials: args.credentials.clone(),
+        acls: args.acls.clone(),
+        authenticate_http_readonly: args.authenticate_http_readonly,
+        insecure: args.insecure,
+    };
     let config = Config {
         id: args.id,
         advertise,
@@ -109,6 +152,7 @@ pub fn main(faults: Faults) -> ExitCode {
         },
         join: args.join,
         faults,
+        security,
     };
     if let Err(e) = config.validate() {
         return fail(2, e);
@@ -127,7 +171,12 @@ pub fn main(faults: Faults) -> ExitCode {
         };
         match crate::run(config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e @ (MasterError::WorkDirLocked { .. } | MasterError::Config(_))) => fail(2, e),
+            Err(
+                e @ (MasterError::WorkDirLocked { .. }
+                | MasterError::Config(_)
+                | MasterError::Security(_)
+                | MasterError::Acls { .. }),
+            ) => fail(2, e),
             Err(e) => fail(1, e),
         }
     })

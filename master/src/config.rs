@@ -31,6 +31,34 @@ pub struct Config {
     pub join: bool,
     /// Deliberate bugs for the harness's self-test; always none in `agora-master`.
     pub faults: crate::faults::Faults,
+    /// TLS, credentials and ACLs.
+    pub security: Security,
+}
+
+/// How a replica protects its port: TLS (`--tls-*`), who may call (`--credentials`,
+/// `--acls`), and whether it may run without them (`--insecure`).
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// The replica's certificate (CN `master-<id>`), key, and the cluster CA.
+    pub tls: Option<agora_security::tls::TlsFiles>,
+    /// Also accept plaintext on the TLS port (`--tls-allow-plaintext`).
+    pub allow_plaintext: bool,
+    /// Principals and secrets (Mesos' JSON shape).
+    pub credentials: Option<PathBuf>,
+    /// ACLs (Mesos' JSON shape); none: every authenticated principal may do everything
+    /// except act for another's framework or agent.
+    pub acls: Option<PathBuf>,
+    /// Also require credentials on read-only HTTP (`/state`, `/metrics`, the UI).
+    pub authenticate_http_readonly: bool,
+    /// Run without TLS or credentials (said on `/health` and in the log).
+    pub insecure: bool,
+}
+
+impl Security {
+    /// Whether something that should protect this replica is missing.
+    pub fn is_insecure(&self) -> bool {
+        self.tls.is_none() || self.credentials.is_none()
+    }
 }
 
 /// Raft timing.
@@ -78,6 +106,12 @@ pub enum ConfigError {
     },
     #[error("{flag} must be greater than zero")]
     ZeroDuration { flag: &'static str },
+    #[error("refusing to start without {missing}: give --tls-cert, --tls-key, --tls-ca and --credentials (see docs/security.md), or --insecure")]
+    Insecure { missing: &'static str },
+    #[error("--tls-allow-plaintext needs TLS (--tls-cert, --tls-key, --tls-ca)")]
+    PlaintextWithoutTls,
+    #[error("--authenticate-http-readonly needs --credentials")]
+    ReadonlyWithoutCredentials,
     #[error("--raft-election-timeout ({election:?}) must be at least 3x --raft-heartbeat-interval ({heartbeat:?})")]
     ElectionTooShort {
         election: Duration,
@@ -149,6 +183,29 @@ impl Config {
                 return Err(ConfigError::ZeroDuration { flag });
             }
         }
+        let sec = &self.security;
+        if !sec.insecure {
+            match (&sec.tls, &sec.credentials) {
+                (None, None) => {
+                    return Err(ConfigError::Insecure {
+                        missing: "TLS and credentials",
+                    })
+                }
+                (None, Some(_)) => return Err(ConfigError::Insecure { missing: "TLS" }),
+                (Some(_), None) => {
+                    return Err(ConfigError::Insecure {
+                        missing: "credentials",
+                    })
+                }
+                (Some(_), Some(_)) => {}
+            }
+        }
+        if sec.allow_plaintext && sec.tls.is_none() {
+            return Err(ConfigError::PlaintextWithoutTls);
+        }
+        if sec.authenticate_http_readonly && sec.credentials.is_none() {
+            return Err(ConfigError::ReadonlyWithoutCredentials);
+        }
         if self.raft.election_timeout_min < self.raft.heartbeat_interval * 3 {
             return Err(ConfigError::ElectionTooShort {
                 election: self.raft.election_timeout_min,
@@ -195,7 +252,45 @@ mod tests {
             max_agent_ping_timeouts: 5,
             raft: RaftTiming::default(),
             join: false,
+            security: Security {
+                insecure: true,
+                ..Default::default()
+            },
         }
+    }
+
+    #[test]
+    fn refuses_to_start_unprotected_unless_insecure() {
+        let mut c = config(1, "1=a:1", "a:1");
+        c.security.insecure = false;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Insecure {
+                missing: "TLS and credentials"
+            })
+        );
+        c.security.credentials = Some("/c.json".into());
+        assert_eq!(c.validate(), Err(ConfigError::Insecure { missing: "TLS" }));
+        c.security.tls = Some(agora_security::tls::TlsFiles {
+            cert: "/c".into(),
+            key: "/k".into(),
+            ca: "/ca".into(),
+        });
+        assert_eq!(c.validate(), Ok(()));
+        c.security.credentials = None;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Insecure {
+                missing: "credentials"
+            })
+        );
+        c.security.insecure = true;
+        c.security.tls = None;
+        c.security.allow_plaintext = true;
+        assert_eq!(c.validate(), Err(ConfigError::PlaintextWithoutTls));
+        c.security.allow_plaintext = false;
+        c.security.authenticate_http_readonly = true;
+        assert_eq!(c.validate(), Err(ConfigError::ReadonlyWithoutCredentials));
     }
 
     #[test]

@@ -51,6 +51,121 @@ pub enum MasterError {
     Raft(String),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Security(#[from] agora_security::SecurityError),
+    #[error("{path}: {source}")]
+    Acls {
+        path: String,
+        #[source]
+        source: agora_acl::AclError,
+    },
+}
+
+/// The replica's security, loaded from its files: TLS for its port and for its peers,
+/// the authentication gate, and the ACLs.
+struct LoadedSecurity {
+    tls: Option<Arc<agora_security::tls::ServerTls>>,
+    peers: agora_security::client::ClientSecurity,
+    gate: Arc<transport::auth::Gate>,
+    acls: agora_acl::Acls,
+}
+
+fn load_acls(path: &std::path::Path) -> Result<agora_acl::Acls, MasterError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| agora_security::SecurityError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    agora_acl::Acls::parse(&text).map_err(|source| MasterError::Acls {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn load_security(config: &Config) -> Result<LoadedSecurity, MasterError> {
+    use agora_security::authenticate::Authenticator;
+    let sec = &config.security;
+    let tls = sec
+        .tls
+        .clone()
+        .map(agora_security::tls::ServerTls::load)
+        .transpose()?;
+    let peers = match &sec.tls {
+        Some(files) => agora_security::client::ClientSecurity {
+            tls: Some(agora_security::tls::ClientTls::load(
+                &files.ca,
+                Some((&files.cert, &files.key)),
+            )?),
+            credential: None,
+        },
+        None => agora_security::client::ClientSecurity::insecure(),
+    };
+    let authenticator = match &sec.credentials {
+        Some(path) => Authenticator::from_file(path.clone())?,
+        None => Authenticator::without_credentials(),
+    };
+    let acls = match &sec.acls {
+        Some(path) => load_acls(path)?,
+        None => agora_acl::Acls::permissive(),
+    };
+    if let Some(tls) = &tls {
+        // A replica's certificate must name it, or its peers refuse its Raft calls.
+        let names = agora_security::tls::load_certs(&tls.files().cert)?
+            .first()
+            .and_then(|c| agora_security::tls::common_name(c));
+        let expected = agora_security::master_principal(config.id);
+        if names.as_deref() != Some(expected.as_str()) {
+            return Err(MasterError::Security(agora_security::SecurityError::Config(format!(
+                "--tls-cert: its Common Name is {names:?}, but replica {} needs {expected:?} (peers accept Raft calls only from master-<id>)",
+                config.id
+            ))));
+        }
+    }
+    let gate = Arc::new(transport::auth::Gate {
+        authenticator,
+        peers_need_certificates: tls.is_some(),
+        authenticate_http_readonly: sec.authenticate_http_readonly,
+    });
+    Ok(LoadedSecurity {
+        tls,
+        peers,
+        gate,
+        acls,
+    })
+}
+
+/// Reloads certificates, credentials and ACLs on SIGHUP. A file that fails to load keeps
+/// the previous one in force (and says so in the log); open connections are not touched.
+async fn reload_on_hangup(
+    config: Arc<Config>,
+    tls: Option<Arc<agora_security::tls::ServerTls>>,
+    gate: Arc<transport::auth::Gate>,
+    leader: leader::Leader,
+) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot watch SIGHUP: certificates will not be reloaded");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading certificates, credentials and ACLs");
+        if let Some(tls) = &tls {
+            if let Err(e) = tls.reload() {
+                tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in force");
+            }
+        }
+        if let Err(e) = gate.authenticator.reload() {
+            tracing::error!(error = %e, "credentials reload failed; the previous credentials stay in force");
+        }
+        if let Some(path) = &config.security.acls {
+            match load_acls(path) {
+                Ok(acls) => leader.replace_acls(acls),
+                Err(e) => {
+                    tracing::error!(error = %e, "ACL reload failed; the previous ACLs stay in force")
+                }
+            }
+        }
+    }
 }
 
 /// Takes an exclusive lock on `work_dir/LOCK` for the life of the process.
@@ -107,6 +222,14 @@ async fn run_replica(
     clock: clock::SharedClock,
 ) -> Result<(), MasterError> {
     config.validate()?;
+    let security = load_security(&config)?;
+    if config.security.is_insecure() {
+        tracing::warn!(
+            tls = config.security.tls.is_some(),
+            credentials = config.security.credentials.is_some(),
+            "INSECURE: --insecure given; anyone who can reach this port can act on the cluster"
+        );
+    }
     let _lock = lock_work_dir(&config)?;
     let (log, sm) = store::open(&config.work_dir.join("raft"))?;
     let pristine = store::is_pristine(&log, &sm);
@@ -120,7 +243,9 @@ async fn run_replica(
     let raft = Raft::new(
         config.id,
         raft_config,
-        raft_network::PeerNetworkFactory,
+        raft_network::PeerNetworkFactory {
+            security: security.peers.clone(),
+        },
         log,
         sm,
     )
@@ -131,7 +256,12 @@ async fn run_replica(
     // A replica that starts with an empty store may have voted before it lost that store;
     // it does not vote until bootstrap decides it is safe.
     let quarantined = pristine && !config.join;
-    let quorum = quorum::Quorum::new(config.clone(), raft.clone(), quarantined);
+    let quorum = quorum::Quorum::new(
+        config.clone(),
+        raft.clone(),
+        quarantined,
+        security.peers.clone(),
+    );
     let metrics = metrics::Metrics::new();
     let writer = leader::Writer::start(raft.clone(), metrics.clone());
     let leader = leader::Leader::new(
@@ -141,6 +271,7 @@ async fn run_replica(
         writer,
         clock,
         metrics,
+        leader::authz::Authz::new(security.acls, config.security.credentials.is_some()),
     );
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -164,7 +295,13 @@ async fn run_replica(
         .max_decoding_message_size(raft_network::MAX_PEER_MESSAGE)
         .max_encoding_message_size(raft_network::MAX_PEER_MESSAGE),
     );
-    let app = transport::router(leader.clone(), peers);
+    let app = transport::router(leader.clone(), peers, security.gate.clone());
+    let reloader = tokio::spawn(reload_on_hangup(
+        config.clone(),
+        security.tls.clone(),
+        security.gate.clone(),
+        leader.clone(),
+    ));
 
     let loops = leader.spawn_loops();
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
@@ -175,7 +312,15 @@ async fn run_replica(
         closing.close_sessions();
         let _ = stopping_tx.send(());
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let serve = agora_security::serve::serve(
+        listener,
+        app,
+        agora_security::serve::ServeOptions {
+            tls: security.tls.clone(),
+            allow_plaintext: config.security.allow_plaintext,
+        },
+        shutdown,
+    );
     let served = tokio::select! {
         served = serve => served.map_err(MasterError::Serve),
         // A client that keeps its connection open does not hold the stop up for long.
@@ -189,6 +334,7 @@ async fn run_replica(
         }
     };
     bootstrap.abort();
+    reloader.abort();
     for l in loops {
         l.abort();
     }

@@ -68,14 +68,22 @@ pub struct Quorum {
     pub(crate) raft: Raft,
     /// Set while this replica must not vote (see [`crate::bootstrap`]).
     pub(crate) quarantined: Arc<AtomicBool>,
+    /// How this replica reaches its peers (TLS with its own certificate, or plaintext).
+    pub(crate) peer_security: agora_security::client::ClientSecurity,
 }
 
 impl Quorum {
-    pub fn new(config: Arc<Config>, raft: Raft, quarantined: bool) -> Quorum {
+    pub fn new(
+        config: Arc<Config>,
+        raft: Raft,
+        quarantined: bool,
+        peer_security: agora_security::client::ClientSecurity,
+    ) -> Quorum {
         Quorum {
             config,
             raft,
             quarantined: Arc::new(AtomicBool::new(quarantined)),
+            peer_security,
         }
     }
 
@@ -138,6 +146,11 @@ impl Quorum {
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
         }
+    }
+
+    /// The ids of every member (voters and learners).
+    pub fn member_ids(&self) -> Vec<u64> {
+        self.status().members.iter().map(|m| m.id).collect()
     }
 
     /// Adds a replica (started with `--join`) as a learner.

@@ -10,6 +10,7 @@ use crate::store::{NodeId, Raft, TypeConfig};
 use agora_proto::v1::raft_peer_client::RaftPeerClient;
 use agora_proto::v1::raft_peer_server::RaftPeer;
 use agora_proto::v1::{NodeStatusReply, NodeStatusRequest, RaftMessage, SnapshotChunk};
+use agora_security::client::ClientSecurity;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -21,16 +22,22 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Largest gRPC message between replicas (a snapshot chunk plus framing).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// Opens a lazily connecting channel to `addr` (HOST:PORT). Connection failures surface
-/// on the first call, quickly, so a dead peer is reported unreachable at once.
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+/// Opens a lazily connecting channel to `addr` (HOST:PORT): TLS with this replica's own
+/// certificate (`master-<id>`) as its client identity when `security` has TLS. Connection
+/// failures surface on the first call, quickly, so a dead peer is reported unreachable at
+/// once.
+pub fn channel(
+    addr: &str,
+    security: &ClientSecurity,
+) -> Result<Channel, agora_security::SecurityError> {
+    Ok(security
+        .endpoint(addr)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -40,13 +47,16 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 
 /// Creates one [`PeerClient`] per replication target.
 #[derive(Clone, Default)]
-pub struct PeerNetworkFactory;
+pub struct PeerNetworkFactory {
+    /// TLS to peers (this replica's certificate as client identity), or plaintext.
+    pub security: ClientSecurity,
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let client = channel(&node.addr).ok().map(|ch| {
+        let client = channel(&node.addr, &self.security).ok().map(|ch| {
             RaftPeerClient::new(ch)
                 .max_decoding_message_size(MAX_PEER_MESSAGE)
                 .max_encoding_message_size(MAX_PEER_MESSAGE)
@@ -173,6 +183,26 @@ fn bad_request(e: serde_json::Error) -> Status {
     Status::invalid_argument(format!("json: undecodable Raft message: {e}"))
 }
 
+/// A peer call must come from the replica its vote names: with TLS on, the certificate
+/// (`master-<id>`) proves which replica is calling, and a vote or append naming another
+/// one is refused (a replica's key cannot be used to speak for its peers).
+fn require_sender<T>(req: &Request<T>, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+    let proven = req
+        .extensions()
+        .get::<crate::transport::auth::PeerReplica>()
+        .and_then(|p| p.0);
+    match proven {
+        Some(id) if vote.leader_id().voted_for() != Some(id) => {
+            tracing::warn!(certificate = id, vote = %vote, "Raft call naming another replica refused");
+            Err(Status::permission_denied(format!(
+                "vote: names replica {:?}, but the caller's certificate is master-{id}",
+                vote.leader_id().voted_for()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn reply<T: Serialize, E: Serialize>(
     result: Result<T, E>,
 ) -> Result<Response<RaftMessage>, Status> {
@@ -187,14 +217,16 @@ impl RaftPeer for RaftPeerService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
-            serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
+            serde_json::from_slice(&req.get_ref().json).map_err(bad_request)?;
+        require_sender(&req, &rpc.vote)?;
         reply(self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         use std::sync::atomic::Ordering;
         let rpc: VoteRequest<NodeId> =
-            serde_json::from_slice(&req.into_inner().json).map_err(bad_request)?;
+            serde_json::from_slice(&req.get_ref().json).map_err(bad_request)?;
+        require_sender(&req, &rpc.vote)?;
         if self.quarantined.load(Ordering::Acquire) {
             tracing::info!(vote = %rpc.vote, "vote refused: this replica's store was wiped and it has not rejoined yet");
             return Err(Status::unavailable(
@@ -208,9 +240,10 @@ impl RaftPeer for RaftPeerService {
         &self,
         req: Request<SnapshotChunk>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let chunk = req.into_inner();
         let mut rpc: InstallSnapshotRequest<TypeConfig> =
-            serde_json::from_slice(&chunk.header_json).map_err(bad_request)?;
+            serde_json::from_slice(&req.get_ref().header_json).map_err(bad_request)?;
+        require_sender(&req, &rpc.vote)?;
+        let chunk = req.into_inner();
         rpc.data = chunk.data;
         reply(self.raft.install_snapshot(rpc).await)
     }

@@ -181,9 +181,10 @@ async fn http_endpoints_and_follower_redirect() {
     );
 
     // A gRPC call on a follower names the leader.
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", follower.addr))
-        .unwrap()
-        .connect_lazy();
+    let ch = cluster
+        .client_security()
+        .connect_lazy(&follower.addr, Duration::from_secs(1))
+        .unwrap();
     let err = MasterRpc::new(ch)
         .get_state(pb::GetStateRequest {})
         .await
@@ -254,6 +255,27 @@ fn bad_flags_exit_2_with_one_line() {
             ],
             "--allocation-interval",
         ),
+        // Secure by default: no TLS or credentials, no start (unless --insecure).
+        (
+            vec!["--id", "1", "--listen", "127.0.0.1:1", "--work-dir", wd],
+            "refusing to start without TLS and credentials",
+        ),
+        (
+            vec!["--id", "1", "--work-dir", wd, "--tls-cert", "c.pem"],
+            "--tls-cert, --tls-key and --tls-ca go together",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--work-dir",
+                wd,
+                "--insecure",
+                "--credentials",
+                "/nonexistent/credentials.json",
+            ],
+            "/nonexistent/credentials.json",
+        ),
     ] {
         let (code, stderr) = master(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
@@ -275,11 +297,15 @@ async fn work_dir_held_by_another_process_exits_2() {
         &format!("127.0.0.1:{port}"),
         "--work-dir",
         n.work_dir.to_str().unwrap(),
+        "--insecure",
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("held by another running process"),
         "{stderr}"
     );
-    assert_eq!(stderr.trim().lines().count(), 1);
+    // One line of error; the only other line is the log's INSECURE warning.
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("INSECURE"), "{stderr}");
 }

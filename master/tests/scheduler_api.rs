@@ -27,6 +27,7 @@ const TERMINAL: [pb::TaskState; 8] = [
 
 fn framework(name: &str, role: &str, failover: f64) -> pb::FrameworkInfo {
     pb::FrameworkInfo {
+        user: String::new(),
         id: String::new(),
         name: name.into(),
         roles: vec![role.into()],
@@ -157,6 +158,7 @@ fn scalar(name: &str, v: f64) -> pb::Resource {
 
 fn task(id: &str, name: &str, cpus: f64, mem: f64, command: &str) -> pb::TaskInfo {
     pb::TaskInfo {
+        user: String::new(),
         task_id: id.into(),
         name: name.into(),
         resources: vec![scalar("cpus", cpus), scalar("mem", mem)],

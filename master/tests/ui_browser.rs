@@ -60,6 +60,7 @@ async fn markup_in_cluster_data_is_shown_as_text() {
         .expect("an agent with markup in its hostname registers");
     let req = pb::SubscribeRequest {
         framework: Some(pb::FrameworkInfo {
+            user: String::new(),
             id: String::new(),
             name: FRAMEWORK_MARKUP.into(),
             roles: vec!["*".into()],

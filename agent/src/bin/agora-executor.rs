@@ -13,6 +13,13 @@
 //! environment. It stays outside the cgroup, waits for the executor to exit (the executor
 //! dies with it: parent-death signal), then kills whatever is left in the cgroup, removes
 //! it and exits with the executor's status.
+//!
+//! Users: both stay with the agent's user (they create and remove the task's cgroups) and
+//! run the task, or the framework's executor, as the task's user (`TaskInfo.user`;
+//! `AGORA_TASK_USER` for the wrapper), switched after it joined its cgroups. The built-in
+//! executor keeps its executor token (`AGORA_EXECUTOR_TOKEN`) to itself: it is gone from
+//! its environment before the task starts. A framework's own executor gets it (it talks
+//! to the agent with it).
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -22,8 +29,10 @@ use agora_agent::isolation::{
     join_cgroups_from_child, Isolation, IsolationMode, Limits, TaskCgroup,
 };
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
-use agora_agent::tasks::{cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG};
-use agora_driver::executor_driver::{Ended, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX};
+use agora_agent::tasks::{cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_TASK_USER};
+use agora_driver::executor_driver::{
+    Ended, ENV_EXECUTOR_ID, ENV_EXECUTOR_TOKEN, ENV_FRAMEWORK_ID, ENV_SANDBOX,
+};
 use agora_driver::{Executor, ExecutorDriver, ExecutorHandle, TaskState};
 use agora_proto::v1 as pb;
 
@@ -88,6 +97,16 @@ impl Executor for CommandExecutor {
                 ),
                 (ENV_SANDBOX.to_string(), sandbox.display().to_string()),
             ]);
+            // The agent checked the user before it started this executor; it may have gone
+            // since.
+            let user = match agora_agent::user::plan(&task.user) {
+                Ok(user) => user,
+                Err(e) => {
+                    handle.send_status_update(&id, TaskState::TaskFailed, &e.to_string(), None);
+                    handle.stop();
+                    return;
+                }
+            };
             let spec = TaskSpec {
                 command: task.command.clone(),
                 env,
@@ -96,6 +115,7 @@ impl Executor for CommandExecutor {
                     cpus: scalar(&resources, "cpus").max(0.01),
                     mem_bytes: (mem_mb * 1024.0 * 1024.0) as u64,
                 },
+                user,
             };
             if lock(&state).killed_early.is_some() {
                 handle.send_status_update(
@@ -221,6 +241,9 @@ fn run_command_executor() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The driver has the token; the task, which inherits this environment, must not.
+    // (Still one thread here: the runtime starts below.)
+    std::env::remove_var(ENV_EXECUTOR_TOKEN);
     let isolation = match isolation_from_env() {
         Ok(i) => Arc::new(i),
         Err(e) => {
@@ -287,22 +310,50 @@ fn run_custom_executor(command: &str) -> ExitCode {
         .as_ref()
         .map(TaskCgroup::procs_paths)
         .unwrap_or_default();
+    // The user the framework's executor runs as (the agent checked it before it started
+    // this wrapper; it may have gone since).
+    let user = match agora_agent::user::plan(&var(ENV_TASK_USER)) {
+        Ok(user) => user,
+        Err(e) => {
+            eprintln!("agora-executor: {e}");
+            if let Some(cgroup) = cgroup {
+                if let Err(e) = cgroup.destroy() {
+                    tracing::error!(error = %e, "cannot remove the task's cgroup");
+                }
+            }
+            return ExitCode::from(1);
+        }
+    };
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.arg("-c").arg(command);
+    if let Some(user) = &user {
+        let home = std::env::var_os(ENV_SANDBOX)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        cmd.envs(user.env(&home));
+    }
     // SAFETY: the hook runs in the forked child before exec and only makes
-    // async-signal-safe calls (prctl, getppid, and join_cgroups_from_child's
-    // getpid/open/write/close, on paths allocated before the fork).
+    // async-signal-safe calls (join_cgroups_from_child's getpid/open/write/close, on paths
+    // allocated before the fork; setgroups/setgid/setuid on groups allocated before it;
+    // prctl, getppid).
     unsafe {
         cmd.pre_exec(move || {
-            // The executor dies with this process, so it never runs unwatched.
+            // Joining the cgroups needs this process's privileges, which the switch to the
+            // task's user gives up.
+            join_cgroups_from_child(&procs)?;
+            if let Some(user) = &user {
+                user.switch_in_child()?;
+            }
+            // The executor dies with this process, so it never runs unwatched. (Set after
+            // the switch: a change of user clears it.)
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::getppid() != parent {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
-            join_cgroups_from_child(&procs)
+            Ok(())
         });
     }
     let status = cmd.spawn().and_then(|mut child| {

@@ -20,6 +20,7 @@
 //! crate, so it can never depend on the master.
 
 pub mod overcommit;
+pub mod pki;
 pub mod reap;
 
 use std::path::PathBuf;
@@ -56,7 +57,10 @@ pub fn binary(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--workspace", "--bin", name]);
+        // With the examples: they take the dev-dependencies' features, as the test build
+        // does, so neither build undoes the other's (TLS crates rebuilt, ~20 s, each time).
+        cmd.args(["build", "--workspace", "--examples", "--bin", name]);
+        clean_cargo_env(&mut cmd);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -67,22 +71,55 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Drops the variables `cargo test` sets for a test process (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_*`, ...) from a nested `cargo build`: a build script that watches one (ring's
+/// watches `CARGO_MANIFEST_DIR`) would otherwise rerun, and rebuild the TLS stack, each
+/// time a test of another package builds a binary.
+fn clean_cargo_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || key == "CARGO_TARGET_TMPDIR"
+        {
+            cmd.env_remove(key);
+        }
+    }
+}
+
 /// Path of an example binary of a workspace package, built first (once per test process).
+/// It is built with the whole workspace's features, as [`binary`] builds: building one
+/// package alone resolves other features and rebuilds shared dependencies (TLS, ~20 s)
+/// back and forth between the two.
 pub fn example(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let _ = package;
     let exe = std::env::current_exe().expect("current exe");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps")
         .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", package, "--example", name]);
-    if profile_dir.ends_with("release") {
-        cmd.arg("--release");
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--workspace", "--example", name]);
+        clean_cargo_env(&mut cmd);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building example {name} failed");
+        built.push(name.to_string());
     }
-    let status = cmd.status().expect("running cargo build");
-    assert!(status.success(), "building example {name} failed");
     profile_dir.join("examples").join(name)
 }
 
@@ -95,6 +132,8 @@ pub fn free_port() -> u16 {
 }
 
 pub struct Node {
+    /// With TLS, credentials and ACLs from [`pki`] (else `--insecure`).
+    pub secure: bool,
     pub id: u64,
     pub addr: String,
     pub work_dir: PathBuf,
@@ -131,6 +170,11 @@ impl Node {
         if self.join {
             cmd.arg("--join");
         }
+        if self.secure {
+            cmd.args(pki::pki().master_flags(self.id, &self.addr));
+        } else {
+            cmd.arg("--insecure");
+        }
         cmd.args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -164,12 +208,18 @@ impl Node {
 
     pub async fn status(&self) -> Option<pb::StatusReply> {
         self.child.as_ref()?;
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+        let security = if self.secure {
+            pki::pki().client_security(Some(pki::ADMIN))
+        } else {
+            agora_security::client::ClientSecurity::insecure()
+        };
+        let ch = security
+            .endpoint(&self.addr)
             .ok()?
             .connect_timeout(Duration::from_millis(200))
             .timeout(Duration::from_millis(500))
             .connect_lazy();
-        MasterRpc::new(ch)
+        MasterRpc::new(security.authorized(ch))
             .get_status(pb::GetStatusRequest {})
             .await
             .ok()
@@ -184,6 +234,8 @@ impl Drop for Node {
 }
 
 pub struct Cluster {
+    /// With TLS, credentials and ACLs (the default), or `--insecure` (for comparisons).
+    pub secure: bool,
     pub nodes: Vec<Node>,
     pub dir: tempfile::TempDir,
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -217,8 +269,19 @@ impl Cluster {
         Self::start_with(n, &[])
     }
 
-    /// Starts `n` replicas, each with `extra_args` added to its flags.
+    /// Starts `n` replicas, each with `extra_args` added to its flags, with TLS,
+    /// credentials and ACLs on.
     pub fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_with_security(n, extra_args, true)
+    }
+
+    /// Starts `n` replicas with `--insecure` (no TLS, no credentials): only to measure
+    /// what security costs.
+    pub fn start_insecure(n: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_with_security(n, extra_args, false)
+    }
+
+    fn start_with_security(n: usize, extra_args: &[&str], secure: bool) -> Cluster {
         let serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let addrs: Vec<String> = (0..n)
@@ -234,6 +297,7 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, a)| Node {
+                secure,
                 id: i as u64 + 1,
                 addr: a.clone(),
                 work_dir: dir.path().join(format!("m{}", i + 1)),
@@ -249,6 +313,7 @@ impl Cluster {
             n.start();
         }
         Cluster {
+            secure,
             nodes,
             dir,
             _serial: serial,
@@ -259,6 +324,7 @@ impl Cluster {
     pub fn add_joiner(&mut self, id: u64) -> &mut Node {
         let addr = format!("127.0.0.1:{}", free_port());
         self.nodes.push(Node {
+            secure: self.secure,
             id,
             addr: addr.clone(),
             work_dir: self.dir.path().join(format!("m{id}")),
@@ -280,26 +346,38 @@ impl Cluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
+    /// How a client reaches this cluster as the admin (TLS and its credential), or
+    /// plaintext for an insecure cluster.
+    pub fn client_security(&self) -> agora_security::client::ClientSecurity {
+        if self.secure {
+            pki::pki().client_security(Some(pki::ADMIN))
+        } else {
+            agora_security::client::ClientSecurity::insecure()
+        }
+    }
+
     pub fn client(&self) -> MasterClient {
-        MasterClient::with_policy(
+        MasterClient::with_security(
             self.addrs(),
             RetryPolicy {
                 deadline: Duration::from_secs(10),
                 ..Default::default()
             },
+            self.client_security(),
         )
         .unwrap()
     }
 
     /// A client that gives up quickly (to show that a minority accepts nothing).
     pub fn impatient_client(&self) -> MasterClient {
-        MasterClient::with_policy(
+        MasterClient::with_security(
             self.addrs(),
             RetryPolicy {
                 deadline: Duration::from_secs(3),
                 call_timeout: Duration::from_secs(1),
                 ..Default::default()
             },
+            self.client_security(),
         )
         .unwrap()
     }
@@ -426,6 +504,8 @@ pub struct AgentNode {
     owner: String,
     /// Whether `cgroups_root` is the fixture's own, to remove on drop.
     own_root: bool,
+    /// With a certificate from [`pki`] (else `--insecure`).
+    secure: bool,
     child: Option<Child>,
 }
 
@@ -462,6 +542,7 @@ impl AgentNode {
             cgroups_root: named.unwrap_or_else(|| owner.clone()),
             owner,
             args,
+            secure: cluster.secure,
             child: None,
         }
     }
@@ -486,6 +567,11 @@ impl AgentNode {
         .args(["--executor-recovery-timeout", "30s"]);
         if self.own_root {
             cmd.args(["--cgroups-root", &self.cgroups_root]);
+        }
+        if self.secure {
+            cmd.args(pki::pki().agent_flags(&self.addr));
+        } else {
+            cmd.arg("--insecure");
         }
         cmd.args(&self.args)
             .env(reap::OWNER_ENV, &self.owner)
@@ -537,7 +623,11 @@ impl AgentNode {
 
     /// The agent's `/health` JSON.
     pub fn health(&self) -> Option<serde_json::Value> {
-        let (code, body) = http_get(&self.addr, "/health")?;
+        let (code, body) = if self.secure {
+            https_get(&self.addr, "/health")?
+        } else {
+            http_get(&self.addr, "/health")?
+        };
         (code == 200).then(|| serde_json::from_str(&body).ok())?
     }
 
@@ -556,19 +646,41 @@ impl Drop for AgentNode {
 
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
+    get_over(connect(addr)?, addr, path)
+}
+
+/// `GET path` over TLS, trusting the fixture's CA (an agent's port is TLS-only).
+pub fn https_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let tls = agora_security::tls::ClientTls::load(&pki::pki().ca_path(), None).ok()?;
+    let config = std::sync::Arc::new(tls.rustls_config().ok()?);
+    let host = addr.rsplit_once(':')?.0.to_string();
+    let name = rustls::pki_types::ServerName::try_from(host).ok()?;
+    let conn = rustls::ClientConnection::new(config, name).ok()?;
+    get_over(rustls::StreamOwned::new(conn, connect(addr)?), addr, path)
+}
+
+fn connect(addr: &str) -> Option<std::net::TcpStream> {
     // Short timeouts: a paused (SIGSTOPped) process accepts connections but never answers.
     let target = addr.parse::<std::net::SocketAddr>().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+    let s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+    Some(s)
+}
+
+fn get_over(
+    mut s: impl std::io::Read + std::io::Write,
+    addr: &str,
+    path: &str,
+) -> Option<(u16, String)> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
+    // A TLS peer may close without close_notify: keep what arrived.
+    let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n")?;
     let code = head.split_whitespace().nth(1)?.parse().ok()?;

@@ -125,6 +125,7 @@ impl Workload {
             value: Some(pb::resource::Value::Scalar(v)),
         };
         pb::TaskInfo {
+            user: String::new(),
             task_id: id.into(),
             name: id.into(),
             resources: vec![res("cpus", self.args.cpus), res("mem", self.args.mem)],

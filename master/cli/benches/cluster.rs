@@ -126,6 +126,7 @@ impl Scheduler for Launcher {
             let id = format!("bench-{}", self.launched);
             self.launched += 1;
             let task = pb::TaskInfo {
+                user: String::new(),
                 task_id: id.clone(),
                 name: id.clone(),
                 resources: vec![

@@ -202,6 +202,8 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
+    let mut security =
+        crate::dev_pki::DevSecurity::generate(&work_dir, master_ports.len(), agent_ports.len())?;
 
     // Signals are caught from here on (before any child exists).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -237,6 +239,8 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             "--work-dir".into(),
             work_dir.join(&name).display().to_string(),
         ];
+        let mut args = args;
+        args.extend(security.master_flags(i));
         children.push(spawn(
             &master_bin,
             &name,
@@ -275,6 +279,7 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             args.push("--executor-recovery-timeout".into());
             args.push(TEMPORARY_RECOVERY_TIMEOUT.into());
         }
+        args.extend(security.agent_flags(i));
         children.push(spawn(
             &agent_bin,
             &name,
@@ -284,7 +289,11 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
 
     let exit = runtime.block_on(async {
-        let client = MasterClient::from_list(&addrs.join(","))?;
+        let client = MasterClient::with_security(
+            addrs.clone(),
+            agora_driver::RetryPolicy::default(),
+            security.client_security()?,
+        )?;
         let leader = tokio::select! {
             leader = wait_leader(&client) => leader,
             sig = signals.recv() => {
@@ -312,8 +321,34 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             Ok(s) => say!("  leader    {} (term {})", s.leader_address, s.term),
             Err(e) => say!("  leader    not elected yet ({e})"),
         }
-        say!("  web UI    http://{}/", addrs[0]);
+        let user_config = security.write_client_config(&addrs.join(","))?;
+        say!("  web UI    https://{}/ (or http:// on loopback)", addrs[0]);
         say!("  masters   --masters {}", addrs.join(","));
+        say!(
+            "  security  TLS (CA {}), principal {} (secret in {}), ACLs {}",
+            security.ca.display(),
+            crate::dev_pki::ADMIN,
+            security.credentials.display(),
+            security.acls.display()
+        );
+        match user_config {
+            Some(p) => say!(
+                "  clients   `agora` and the driver read {} (AGORA_CONFIG={} for others)",
+                p.display(),
+                security.client_config.display()
+            ),
+            None => say!(
+                "  clients   export AGORA_CONFIG={}",
+                security.client_config.display()
+            ),
+        }
+        say!(
+            "  curl      curl --cacert {} -u {}:$(jq -r .secret {}) https://{}/state",
+            security.ca.display(),
+            crate::dev_pki::ADMIN,
+            security.client_config.display(),
+            addrs[0]
+        );
         say!(
             "  work dir  {}{}",
             work_dir.display(),
@@ -324,7 +359,9 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         say!("stopping...");
         stop(&mut children, &mut signals).await;
         anyhow::Ok(exit)
-    })?;
+    });
+    security.remove_client_config();
+    let exit = exit?;
     drop(children);
     remove_empty_cgroup_roots(&cgroup_roots);
     if temporary {

@@ -6,6 +6,7 @@
 
 mod clock;
 mod dev;
+mod dev_pki;
 mod run;
 mod table;
 
@@ -21,16 +22,49 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(name = "agora", version, about = "Agora cluster CLI")]
 struct Cli {
-    /// Any or all masters, HOST:PORT,HOST:PORT,...
-    #[arg(
-        long,
-        env = "AGORA_MASTERS",
-        default_value = "127.0.0.1:5050",
-        global = true
-    )]
-    masters: String,
+    /// Any or all masters, HOST:PORT,HOST:PORT,... (default: the client configuration's,
+    /// else 127.0.0.1:5050).
+    #[arg(long, env = "AGORA_MASTERS", global = true)]
+    masters: Option<String>,
+    /// The CA that signs the masters' certificates (PEM): the CLI then speaks TLS.
+    #[arg(long, env = "AGORA_CA", global = true)]
+    ca: Option<std::path::PathBuf>,
+    /// The principal to act as (with --secret).
+    #[arg(long, env = "AGORA_PRINCIPAL", global = true)]
+    principal: Option<String>,
+    /// The principal's secret. Prefer AGORA_SECRET or the client configuration: a flag
+    /// shows in the process list.
+    #[arg(long, env = "AGORA_SECRET", global = true, hide_env_values = true)]
+    secret: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the CLI reaches the cluster and how it proves who it is: flags, then `AGORA_*`,
+/// then the client configuration file (`AGORA_CONFIG`, else the one `agora dev` writes in
+/// the user's config dir).
+pub struct Target {
+    pub masters: String,
+    pub security: agora_driver::security::client::ClientSecurity,
+}
+
+fn target(cli: &Cli) -> Result<Target, String> {
+    let settings = agora_driver::security::client::ClientSettings::discover(
+        &agora_driver::security::client::ClientOverrides {
+            masters: cli.masters.clone(),
+            ca: cli.ca.clone(),
+            principal: cli.principal.clone(),
+            secret: cli.secret.clone(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Target {
+        masters: settings
+            .masters
+            .unwrap_or_else(|| "127.0.0.1:5050".to_string()),
+        security: settings.security,
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,17 +173,28 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let cli = match cli.command {
-        Command::Run(args) => return run::run(&cli.masters, args).await,
-        other => Cli {
-            masters: cli.masters,
-            command: other,
-        },
+    let target = match target(&cli) {
+        Ok(t) => t,
+        Err(e) => return usage(e),
     };
-    let client = match MasterClient::from_list(&cli.masters) {
+    let masters: Vec<String> = target
+        .masters
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let client = match MasterClient::with_security(
+        masters,
+        agora_driver::RetryPolicy::default(),
+        target.security.clone(),
+    ) {
         Ok(c) => c,
         Err(e) => return usage(format!("--masters: {e}")),
     };
+    if let Command::Run(args) = cli.command {
+        return run::run(client, args).await;
+    }
     match cli.command {
         Command::Dev(_) | Command::Run(_) => unreachable!("handled above"),
         Command::Status => status(&client).await,

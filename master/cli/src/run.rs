@@ -87,6 +87,7 @@ impl Scheduler for Run {
             h.accept(
                 vec![offer.id],
                 vec![pb::TaskInfo {
+                    user: String::new(),
                     task_id: self.task_id.clone(),
                     name: self.task_id.clone(),
                     resources,
@@ -128,7 +129,8 @@ impl Scheduler for Run {
     }
 }
 
-pub async fn run(masters: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Runs the command as a task through `client`'s cluster.
+pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::Result<ExitCode> {
     for (flag, v) in [("--cpus", args.cpus), ("--mem", args.mem)] {
         if !v.is_finite() || v <= 0.0 {
             eprintln!("agora: {flag} must be a positive number, not {v}");
@@ -136,6 +138,7 @@ pub async fn run(masters: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let framework = pb::FrameworkInfo {
+        user: String::new(),
         id: String::new(),
         name: args.name.clone(),
         roles: vec![args.role.clone()],
@@ -143,13 +146,18 @@ pub async fn run(masters: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
         failover_timeout_seconds: 0.0,
         capabilities: vec![],
     };
-    let driver = match SchedulerDriver::new(masters, framework) {
-        Ok(d) => d,
+    let client = match agora_driver::MasterClient::with_security(
+        client.masters().to_vec(),
+        SchedulerDriver::retry_policy(),
+        client.security().clone(),
+    ) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("agora: --masters: {e}");
             return Ok(ExitCode::from(2));
         }
     };
+    let driver = SchedulerDriver::with_client(client, framework);
     let handle = driver.handle();
     let result = Arc::new(Mutex::new(None));
     let task_id = format!("{}-{}", args.name, &uuid_suffix());

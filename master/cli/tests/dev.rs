@@ -70,6 +70,8 @@ impl Dev {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
         cmd.args(["dev", "--base-port", &base.to_string(), "--work-dir"])
             .arg(work)
+            // The "user's" client configuration, where `agora dev` writes it.
+            .env("AGORA_CONFIG", user_config(work))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = reap::spawn(cmd).unwrap();
@@ -146,6 +148,28 @@ fn gone_within(pids: &[i32], within: Duration) -> Duration {
     }
 }
 
+/// Where a test's `agora dev` writes the user's client configuration (AGORA_CONFIG), so
+/// tests never touch the real one in ~/.config.
+fn user_config(work: &Path) -> std::path::PathBuf {
+    work.join("user-config").join("client.json")
+}
+
+/// The CLI as a user in a new shell: no flags, no AGORA_* variables but the client
+/// configuration's place.
+fn cli(work: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    for v in [
+        "AGORA_MASTERS",
+        "AGORA_CA",
+        "AGORA_PRINCIPAL",
+        "AGORA_SECRET",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("AGORA_CONFIG", user_config(work));
+    cmd
+}
+
 #[test]
 fn dev_cluster_starts_answers_and_stops() {
     let _serial = agora_test_cluster::serial();
@@ -160,11 +184,12 @@ fn dev_cluster_starts_answers_and_stops() {
         "no leader reported: {seen}"
     );
     assert!(
-        seen.contains(&format!("http://127.0.0.1:{base}/")),
+        seen.contains(&format!("https://127.0.0.1:{base}/")),
         "{seen}"
     );
+    assert!(seen.contains("principal admin"), "{seen}");
 
-    let status = Command::new(env!("CARGO_BIN_EXE_agora"))
+    let status = cli(work.path())
         .args(["--masters", &format!("127.0.0.1:{}", base + 2), "status"])
         .output()
         .unwrap();
@@ -176,13 +201,8 @@ fn dev_cluster_starts_answers_and_stops() {
     // Two agents register and /state shows them with resources, used and offered.
     let start = Instant::now();
     let agents = loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args([
-                "--masters",
-                &format!("127.0.0.1:{base}"),
-                "agents",
-                "--json",
-            ])
+        let out = cli(work.path())
+            .args(["agents", "--json"])
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -215,6 +235,32 @@ fn dev_cluster_starts_answers_and_stops() {
         agents[0]["resources"].as_str().unwrap().contains("cpus:2"),
         "{agents}"
     );
+    // `agora run -- true` in a new shell works with no flags: TLS and the admin's
+    // credential come from the client configuration `agora dev` wrote.
+    let run = cli(work.path())
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Without it (another user, no configuration) the cluster refuses the CLI.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .env_remove("AGORA_CONFIG")
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["--masters", &format!("127.0.0.1:{base}"), "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
+        "{out:?}"
+    );
     let pids = dev.cluster_pids();
 
     dev.signal(libc::SIGTERM);
@@ -222,8 +268,9 @@ fn dev_cluster_starts_answers_and_stops() {
     assert_eq!(code, Some(0), "dev exited with {code:?}");
     gone_within(&pids, Duration::from_secs(2));
     eprintln!("SIGTERM: dev and its 5 children stopped in {took:?}");
-    // --work-dir keeps state between runs.
+    // --work-dir keeps state between runs; the user's client configuration is removed.
     assert!(work.path().join("master-1").exists());
+    assert!(!user_config(work.path()).exists());
 }
 
 /// SIGKILL leaves `agora dev` no chance to stop anything: its children must still die

@@ -160,9 +160,27 @@ async fn saturated_shares(cluster: &Cluster, names: [&str; 2]) -> Vec<(f64, f64)
         }
         if let Some(state) = cluster.http_state() {
             let used = cpus_used(&state, &names);
+            if std::env::var("DEBUG_STATE").is_ok() && used[0] == 0.0 {
+                eprintln!("STATE {}", state["frameworks"]);
+            }
             if (used[0] + used[1] - 8.0).abs() < 1e-6 {
                 samples.push((used[0], used[1]));
             }
+        }
+    }
+    // A framework that never ran anything: show what it said.
+    for (i, b) in batches.iter().enumerate() {
+        if samples
+            .iter()
+            .all(|s| if i == 0 { s.0 } else { s.1 } == 0.0)
+        {
+            let out = b.output();
+            let tail: Vec<&str> = out.lines().rev().take(30).collect();
+            eprintln!(
+                "{} ran nothing; its last lines:\n{}",
+                names[i],
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
     }
     for b in &mut batches {

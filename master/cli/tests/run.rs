@@ -259,6 +259,7 @@ impl agora_driver::Scheduler for Chatty {
             }
             self.launched = true;
             let task = pb::TaskInfo {
+                user: String::new(),
                 task_id: "chatty".into(),
                 name: "chatty".into(),
                 resources: vec![

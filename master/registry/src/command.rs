@@ -92,6 +92,12 @@ pub enum Rejection {
     },
     #[error("agent {0} is not active")]
     AgentNotActive(AgentId),
+    #[error("{what} is bound to principal {registered:?}, not {claimed:?}")]
+    PrincipalMismatch {
+        what: String,
+        registered: String,
+        claimed: String,
+    },
     #[error("framework {0} is not registered")]
     UnknownFramework(FrameworkId),
     #[error("framework {0} is not active")]

@@ -19,6 +19,11 @@ pub struct AgentInfo {
     pub resources: Resources,
     /// Free-form `key:value` attributes, in the order given.
     pub attributes: Vec<(String, String)>,
+    /// The principal that registered it (its certificate's or credential's); only that
+    /// principal may register it again or open its session. None on a cluster without
+    /// authentication.
+    #[serde(default)]
+    pub principal: Option<String>,
 }
 
 /// Whether an agent is in the pool.
@@ -47,6 +52,9 @@ pub struct FrameworkInfo {
     pub principal: Option<String>,
     /// How long its tasks outlive a lost connection before they are killed.
     pub failover_timeout_ms: u64,
+    /// The user its tasks run as unless a task names its own.
+    #[serde(default)]
+    pub user: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +183,9 @@ pub struct TaskSpec {
     pub resources: Resources,
     /// Opaque to the registry: the command or executor description the agent runs.
     pub launch: Vec<u8>,
+    /// The user it runs as (resolved by the master: the task's, else its framework's).
+    #[serde(default)]
+    pub user: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +201,9 @@ pub struct Task {
     pub exit_code: Option<i32>,
     pub updated_at_ms: TimestampMs,
     pub launch: Vec<u8>,
+    /// The user it runs as.
+    #[serde(default)]
+    pub user: String,
 }
 
 /// Resources of one agent offered to one framework and not yet accepted, declined or

@@ -314,7 +314,13 @@ impl Registry {
     }
 
     fn register_agent(&mut self, info: &AgentInfo, now_ms: TimestampMs) -> CommandResult {
+        let mut info = info.clone();
         if let Some(existing) = self.data.agents.get(&info.id) {
+            info.principal = bound_principal(
+                &format!("agent {}", info.id),
+                existing.info.principal.as_deref(),
+                info.principal.take(),
+            )?;
             if existing.info.address != info.address {
                 return Err(Rejection::AgentAddressMismatch {
                     id: info.id.clone(),
@@ -350,6 +356,14 @@ impl Registry {
 
     fn register_framework(&mut self, info: &FrameworkInfo, now_ms: TimestampMs) -> CommandResult {
         validate_framework_role(&info.role).map_err(|e| Rejection::BadRole(e.to_string()))?;
+        let mut info = info.clone();
+        if let Some(existing) = self.data.frameworks.get(&info.id) {
+            info.principal = bound_principal(
+                &format!("framework {}", info.id),
+                existing.info.principal.as_deref(),
+                info.principal.take(),
+            )?;
+        }
         let registered_at_ms = match self.data.frameworks.get(&info.id) {
             Some(existing) if existing.info.role != info.role => {
                 return Err(Rejection::FrameworkRoleMismatch {
@@ -507,6 +521,7 @@ impl Registry {
                 exit_code: None,
                 updated_at_ms: now_ms,
                 launch: t.launch.clone(),
+                user: t.user.clone(),
             };
             self.add_used(&task);
             self.data
@@ -751,5 +766,24 @@ impl Registry {
             }
         }
         Ok(())
+    }
+}
+
+/// The principal a registration leaves an agent or framework bound to: the one it is
+/// registered with stays (a registration naming none keeps it); a different one is
+/// refused, so a principal can never take over another's agent or framework.
+fn bound_principal(
+    what: &str,
+    registered: Option<&str>,
+    claimed: Option<String>,
+) -> Result<Option<String>, Rejection> {
+    match (registered, claimed) {
+        (Some(r), Some(c)) if r != c => Err(Rejection::PrincipalMismatch {
+            what: what.to_string(),
+            registered: r.to_string(),
+            claimed: c,
+        }),
+        (Some(r), _) => Ok(Some(r.to_string())),
+        (None, c) => Ok(c),
     }
 }

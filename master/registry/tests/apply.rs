@@ -22,6 +22,7 @@ fn tid(s: &str) -> TaskId {
 fn agent(id: &str, resources: &str) -> Command {
     Command::RegisterAgent {
         info: AgentInfo {
+            principal: None,
             id: aid(id),
             hostname: format!("{id}.local"),
             address: format!("{id}:5051"),
@@ -35,6 +36,7 @@ fn agent(id: &str, resources: &str) -> Command {
 fn framework(id: &str, role: &str) -> Command {
     Command::RegisterFramework {
         info: FrameworkInfo {
+            user: String::new(),
             id: fid(id),
             name: format!("{id}-name"),
             role: role.into(),
@@ -62,6 +64,7 @@ fn launch(f: &str, offers: &[&str], tasks: &[(&str, &str)]) -> Command {
         tasks: tasks
             .iter()
             .map(|(id, r)| TaskSpec {
+                user: String::new(),
                 id: tid(id),
                 name: id.to_string(),
                 resources: res(r),
@@ -119,6 +122,52 @@ fn agent_registration_and_address_guard() {
         apply(&mut reg, &imposter),
         Err(Rejection::AgentAddressMismatch { .. })
     ));
+}
+
+fn with_principal(mut cmd: Command, principal: Option<&str>) -> Command {
+    match &mut cmd {
+        Command::RegisterAgent { info, .. } => info.principal = principal.map(str::to_string),
+        Command::RegisterFramework { info, .. } => info.principal = principal.map(str::to_string),
+        _ => unreachable!(),
+    }
+    cmd
+}
+
+#[test]
+fn agents_and_frameworks_stay_bound_to_their_principal() {
+    let mut reg = Registry::new();
+    let a = || agent("a1", "cpus:4");
+    apply(&mut reg, &with_principal(a(), Some("agent-a"))).unwrap();
+    // Another principal cannot take the agent over; its own can register it again, and
+    // a registration naming no principal keeps the binding.
+    assert!(matches!(
+        apply(&mut reg, &with_principal(a(), Some("evil"))),
+        Err(Rejection::PrincipalMismatch { .. })
+    ));
+    apply(&mut reg, &with_principal(a(), Some("agent-a"))).unwrap();
+    apply(&mut reg, &with_principal(a(), None)).unwrap();
+    assert_eq!(
+        reg.agent(&aid("a1")).unwrap().info.principal.as_deref(),
+        Some("agent-a")
+    );
+    // An agent registered without a principal (no authentication) is bound by the first
+    // principal that registers it.
+    apply(&mut reg, &agent("a2", "cpus:1")).unwrap();
+    apply(&mut reg, &with_principal(agent("a2", "cpus:1"), Some("p"))).unwrap();
+    assert!(apply(&mut reg, &with_principal(agent("a2", "cpus:1"), Some("q"))).is_err());
+
+    let f = || framework("f1", "web");
+    apply(&mut reg, &with_principal(f(), Some("team-a"))).unwrap();
+    let err = apply(&mut reg, &with_principal(f(), Some("team-b"))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "framework f1 is bound to principal \"team-a\", not \"team-b\""
+    );
+    apply(&mut reg, &with_principal(f(), None)).unwrap();
+    assert_eq!(
+        reg.framework(&fid("f1")).unwrap().info.principal.as_deref(),
+        Some("team-a")
+    );
 }
 
 #[test]

@@ -102,6 +102,8 @@ pub fn agent_info_from_proto(
         address: info.address,
         resources,
         attributes,
+        // Set from the authenticated caller, never from the request.
+        principal: None,
     })
 }
 

@@ -92,6 +92,9 @@ pub fn subscribe_from_proto(req: pb::SubscribeRequest) -> Result<SubscribeCall, 
     if !info.principal.is_empty() {
         super::name(&info.principal, "framework.principal")?;
     }
+    if !info.user.is_empty() {
+        user_name(&info.user, "framework.user")?;
+    }
     let id = if info.id.is_empty() {
         None
     } else {
@@ -103,11 +106,38 @@ pub fn subscribe_from_proto(req: pb::SubscribeRequest) -> Result<SubscribeCall, 
         role,
         principal: (!info.principal.is_empty()).then_some(info.principal),
         failover_timeout_ms: (failover * 1000.0) as u64,
+        user: info.user,
     })
 }
 
-/// An accept's offers, tasks and filters (the caller is checked before).
-pub fn accept_from_proto(req: &pb::AcceptRequest) -> Result<AcceptCall, Status> {
+/// The user a task runs as when neither it nor its framework names one.
+pub const DEFAULT_TASK_USER: &str = "root";
+
+/// A Unix user name: 1 to 32 of `[A-Za-z0-9._-]`, not starting with `-`.
+pub fn user_name(name: &str, field: &str) -> Result<(), Status> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{name:?} is not a user name (1-32 of letters, digits, '.', '_', '-')"),
+        ))
+    }
+}
+
+/// An accept's offers, tasks and filters (the caller is checked before). Each task runs
+/// as its own user, else `framework_user`, else [`DEFAULT_TASK_USER`]; the resolved user
+/// is written into the task description the agent gets.
+pub fn accept_from_proto(
+    req: &pb::AcceptRequest,
+    framework_user: &str,
+) -> Result<AcceptCall, Status> {
     if req.offer_ids.is_empty() {
         return Err(invalid("offer_ids", "empty"));
     }
@@ -129,6 +159,14 @@ pub fn accept_from_proto(req: &pb::AcceptRequest) -> Result<AcceptCall, Status> 
         if !t.name.is_empty() {
             super::name(&t.name, &format!("tasks[{i}].name"))?;
         }
+        let user = [t.user.as_str(), framework_user, DEFAULT_TASK_USER]
+            .into_iter()
+            .find(|u| !u.is_empty())
+            .unwrap_or(DEFAULT_TASK_USER)
+            .to_string();
+        user_name(&user, &format!("tasks[{i}].user"))?;
+        let mut described = t.clone();
+        described.user = user.clone();
         tasks.push(TaskSpec {
             id,
             name: if t.name.is_empty() {
@@ -137,8 +175,9 @@ pub fn accept_from_proto(req: &pb::AcceptRequest) -> Result<AcceptCall, Status> 
                 t.name.clone()
             },
             resources,
-            // The agent gets the framework's own description of the task.
-            launch: t.encode_to_vec(),
+            // The agent gets the framework's own description of the task, with its user.
+            launch: described.encode_to_vec(),
+            user,
         });
     }
     Ok(AcceptCall {

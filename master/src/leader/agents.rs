@@ -81,6 +81,7 @@ pub fn reconcile_plan(
                     name: t.name.clone(),
                     resources: t.resources.clone(),
                     launch: t.launch.clone(),
+                    user: t.user.clone(),
                 },
             )),
             None => plan.lost.push((t.framework_id.clone(), t.id.clone())),

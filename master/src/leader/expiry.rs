@@ -95,6 +95,7 @@ mod tests {
             &mut reg,
             Command::RegisterAgent {
                 info: AgentInfo {
+                    principal: None,
                     id: AgentId::new("a").unwrap(),
                     hostname: "h".into(),
                     address: "h:1".into(),
@@ -109,6 +110,7 @@ mod tests {
                 &mut reg,
                 Command::RegisterFramework {
                     info: FrameworkInfo {
+                        user: String::new(),
                         id: FrameworkId::new(id).unwrap(),
                         name: id.into(),
                         role: "*".into(),

@@ -16,6 +16,7 @@ pub fn registry_with_two_tasks() -> (Registry, FrameworkId) {
         &mut reg,
         Command::RegisterAgent {
             info: AgentInfo {
+                principal: None,
                 id: a.clone(),
                 hostname: "h".into(),
                 address: "h:1".into(),
@@ -29,6 +30,7 @@ pub fn registry_with_two_tasks() -> (Registry, FrameworkId) {
         &mut reg,
         Command::RegisterFramework {
             info: FrameworkInfo {
+                user: String::new(),
                 id: f.clone(),
                 name: "n".into(),
                 role: "*".into(),
@@ -52,6 +54,7 @@ pub fn registry_with_two_tasks() -> (Registry, FrameworkId) {
         },
     );
     let spec = |id: &str| TaskSpec {
+        user: String::new(),
         id: TaskId::new(id).unwrap(),
         name: id.into(),
         resources: Resources::parse("cpus:1;mem:64").unwrap(),

@@ -31,8 +31,12 @@ pub struct SubscribeCall {
     pub id: Option<FrameworkId>,
     pub name: String,
     pub role: String,
+    /// The authenticated principal (else the one the framework declared, on a cluster
+    /// without authentication).
     pub principal: Option<String>,
     pub failover_timeout_ms: u64,
+    /// The user its tasks run as unless a task names its own.
+    pub user: String,
 }
 
 /// A live subscription: its id and the stream of its events.
@@ -81,6 +85,12 @@ impl Leader {
         Ok(())
     }
 
+    /// The user a framework's tasks run as unless they name one (empty if unknown).
+    pub fn framework_user(&self, framework: &FrameworkId) -> String {
+        self.read(|reg| reg.framework(framework).map(|f| f.info.user.clone()))
+            .unwrap_or_default()
+    }
+
     pub fn is_subscribed(&self, framework: &FrameworkId) -> bool {
         self.shared.frameworks.is_open(framework)
     }
@@ -89,6 +99,13 @@ impl Leader {
     pub async fn subscribe(&self, call: SubscribeCall) -> Result<Subscription, LeaderError> {
         let view = self.require_leader()?;
         self.slow_failover_gate()?;
+        self.authorize(
+            call.principal.as_deref(),
+            &agora_acl::Action::RegisterFramework { role: &call.role },
+        )?;
+        if let Some(id) = &call.id {
+            self.require_framework_owner(call.principal.as_deref(), id)?;
+        }
         let id = match call.id {
             None => FrameworkId::new(format!("{}-0000", uuid::Uuid::new_v4()))
                 .expect("uuid ids are valid"),
@@ -111,6 +128,7 @@ impl Leader {
                 role: call.role,
                 principal: call.principal,
                 failover_timeout_ms: call.failover_timeout_ms,
+                user: call.user,
             },
             now_ms: self.now_ms(),
         })
@@ -196,6 +214,18 @@ impl Leader {
         call: AcceptCall,
     ) -> Result<(), LeaderError> {
         self.require_subscribed(framework)?;
+        // The framework's principal (the caller was checked to be it) must be allowed to
+        // run each task as its user.
+        let principal = self.read(|reg| {
+            reg.framework(framework)
+                .and_then(|f| f.info.principal.clone())
+        });
+        for t in &call.tasks {
+            self.authorize(
+                principal.as_deref(),
+                &agora_acl::Action::RunTask { user: &t.user },
+            )?;
+        }
         let span = tracing::info_span!("accept", framework = %framework, tasks = call.tasks.len());
         // What the offers hold, to return the unused part to the allocator's pool.
         let offers: Vec<Offer> = self.read(|reg| {

@@ -182,6 +182,7 @@ mod tests {
         for id in ids {
             reg.apply(&Command::RegisterAgent {
                 info: AgentInfo {
+                    principal: None,
                     id: AgentId::new(*id).unwrap(),
                     hostname: "h".into(),
                     address: format!("{id}:1"),

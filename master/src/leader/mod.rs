@@ -9,6 +9,7 @@
 
 mod agents;
 mod allocation;
+pub mod authz;
 mod expiry;
 #[cfg(test)]
 mod fixtures;
@@ -76,6 +77,9 @@ pub enum LeaderError {
     /// A request that cannot be served in the cluster's present state.
     #[error("{0}")]
     Precondition(String),
+    /// The caller may not do this (binding or ACLs); the message says why.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl LeaderError {
@@ -118,6 +122,8 @@ struct Shared {
     /// When this replica became leader (ms; 0 while not leading), for the self-test's
     /// slow-failover fault.
     leading_since: AtomicU64,
+    /// ACLs and the binding rule.
+    authz: authz::Authz,
 }
 
 /// The leader's coordination, shared by every handler of this replica. It acts only while
@@ -135,6 +141,7 @@ impl Leader {
         writer: Writer,
         clock: SharedClock,
         metrics: Metrics,
+        authz: authz::Authz,
     ) -> Leader {
         Leader {
             shared: Arc::new(Shared {
@@ -151,6 +158,7 @@ impl Leader {
                 wake: Notify::new(),
                 accepts: AtomicU64::new(0),
                 leading_since: AtomicU64::new(0),
+                authz,
             }),
         }
     }

@@ -9,7 +9,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::{leader_status, session_status};
+use super::{leader_status, principal, session_status};
 use crate::convert::{self, invalid};
 use crate::leader::Leader;
 
@@ -34,6 +34,7 @@ impl AgentGateway for AgentGatewayApi {
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<MasterStream>, Status> {
         self.leader.require_leader().map_err(leader_status)?;
+        let who = principal(&req);
         let mut inbound = req.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(pb::AgentMessage {
@@ -43,6 +44,10 @@ impl AgentGateway for AgentGatewayApi {
             _ => return Err(invalid("hello", "the first message must be hello")),
         };
         let agent = convert::agent_id(&hello.agent_id, "hello.agent_id")?;
+        // Only the principal that registered the agent may open its session.
+        self.leader
+            .require_agent_owner(who.as_deref(), &agent)
+            .map_err(leader_status)?;
         let session = self
             .leader
             .open_agent_session(&agent, &hello.address)

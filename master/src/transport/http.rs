@@ -51,15 +51,27 @@ async fn health(axum::extract::State(leader): axum::extract::State<Leader>) -> R
             "role": role,
             "leader": v.leader_address,
             "term": v.term,
+            // Started with --insecure and missing TLS or credentials.
+            "insecure": leader.config().security.is_insecure(),
         }),
     )
 }
 
-/// The cluster state as JSON, from the leader's registry.
-pub fn state_json(leader: &Leader, term: u64) -> serde_json::Value {
+/// The cluster state as JSON, from the leader's registry: what `principal` may see of it
+/// (the `view_frameworks`, `view_tasks` and `view_agents` ACLs).
+pub fn state_json(leader: &Leader, term: u64, principal: Option<&str>) -> serde_json::Value {
+    use agora_acl::Action;
     leader.read(|reg| {
         let agents: Vec<_> = reg
             .agents()
+            .filter(|a| {
+                leader.may_view(
+                    principal,
+                    &Action::ViewAgent {
+                        agent: a.info.id.as_str(),
+                    },
+                )
+            })
             .map(|a| {
                 let alloc = reg.agent_allocation(&a.info.id);
                 json!({
@@ -76,12 +88,15 @@ pub fn state_json(leader: &Leader, term: u64) -> serde_json::Value {
             .collect();
         let frameworks: Vec<_> = reg
             .frameworks()
+            .filter(|f| leader.may_view(principal, &Action::ViewFramework { user: &f.info.user }))
             .map(|f| {
                 let alloc = reg.framework_allocation(&f.info.id);
                 json!({
                     "id": f.info.id,
                     "name": f.info.name,
                     "role": f.info.role,
+                    "principal": f.info.principal,
+                    "user": f.info.user,
                     "active": f.status == agora_registry::FrameworkStatus::Active,
                     "used": resources_json(&alloc.used),
                     "offered": resources_json(&alloc.offered),
@@ -90,8 +105,10 @@ pub fn state_json(leader: &Leader, term: u64) -> serde_json::Value {
             .collect();
         let tasks: Vec<_> = reg
             .tasks()
+            .filter(|t| leader.may_view(principal, &Action::ViewTask { user: &t.user }))
             .map(|t| {
                 json!({
+                    "user": t.user,
                     "id": t.id,
                     "framework_id": t.framework_id,
                     "agent_id": t.agent_id,
@@ -112,15 +129,28 @@ pub fn state_json(leader: &Leader, term: u64) -> serde_json::Value {
     })
 }
 
-async fn state(axum::extract::State(leader): axum::extract::State<Leader>) -> Response {
+async fn state(
+    axum::extract::State(leader): axum::extract::State<Leader>,
+    caller: Option<axum::Extension<agora_security::authenticate::Caller>>,
+    conn: Option<axum::Extension<agora_security::serve::ConnectionInfo>>,
+) -> Response {
     let v = leader.view();
+    let principal = caller.and_then(|c| c.0.principal);
     if v.is_leader {
-        return json_response(StatusCode::OK, state_json(&leader, v.term));
+        return json_response(
+            StatusCode::OK,
+            state_json(&leader, v.term, principal.as_deref()),
+        );
     }
+    let scheme = if conn.is_some_and(|c| c.0.tls) {
+        "https"
+    } else {
+        "http"
+    };
     match v.leader_address {
         Some(addr) => (
             StatusCode::TEMPORARY_REDIRECT,
-            [(header::LOCATION, format!("http://{addr}/state"))],
+            [(header::LOCATION, format!("{scheme}://{addr}/state"))],
         )
             .into_response(),
         None => json_response(

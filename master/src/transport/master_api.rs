@@ -5,7 +5,7 @@ use agora_proto::v1::master_server::Master as MasterService;
 use agora_registry::AgentId;
 use tonic::{Request, Response, Status};
 
-use super::leader_status;
+use super::{leader_status, principal};
 use crate::convert;
 use crate::leader::Leader;
 
@@ -25,10 +25,25 @@ impl MasterService for MasterApi {
         &self,
         req: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let info = convert::agent_info_from_proto(req.agent, || {
+        let mut info = convert::agent_info_from_proto(req.agent, || {
             AgentId::new(format!("{}-S", uuid::Uuid::new_v4())).expect("uuid ids are valid")
         })?;
+        // The agent is bound to the principal that registers it: nobody else may
+        // register it again, open its session or report its tasks.
+        self.leader
+            .authorize(
+                who.as_deref(),
+                &agora_acl::Action::RegisterAgent {
+                    agent: info.id.as_str(),
+                },
+            )
+            .map_err(leader_status)?;
+        self.leader
+            .require_agent_owner(who.as_deref(), &info.id)
+            .map_err(leader_status)?;
+        info.principal = who;
         let reported = convert::reported_tasks_from_proto(&req.tasks)?;
         let (agent_id, log_index) = self
             .leader
@@ -43,21 +58,38 @@ impl MasterService for MasterApi {
 
     async fn get_state(
         &self,
-        _req: Request<pb::GetStateRequest>,
+        req: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
+        use agora_acl::Action;
+        let who = principal(&req);
+        let who = who.as_deref();
         let view = self.leader.require_leader().map_err(leader_status)?;
-        let state = self.leader.read(|reg| pb::ClusterState {
-            leader: self.leader.quorum().advertise().to_string(),
+        let leader = &self.leader;
+        let state = leader.read(|reg| pb::ClusterState {
+            leader: leader.quorum().advertise().to_string(),
             term: view.term,
             agents: reg
                 .agents()
+                .filter(|a| {
+                    leader.may_view(
+                        who,
+                        &Action::ViewAgent {
+                            agent: a.info.id.as_str(),
+                        },
+                    )
+                })
                 .map(|a| convert::agent_to_proto(a, &reg.agent_allocation(&a.info.id)))
                 .collect(),
             frameworks: reg
                 .frameworks()
+                .filter(|f| leader.may_view(who, &Action::ViewFramework { user: &f.info.user }))
                 .map(|f| convert::framework_to_proto(f, &reg.framework_allocation(&f.info.id)))
                 .collect(),
-            tasks: reg.tasks().map(convert::task_to_proto).collect(),
+            tasks: reg
+                .tasks()
+                .filter(|t| leader.may_view(who, &Action::ViewTask { user: &t.user }))
+                .map(convert::task_to_proto)
+                .collect(),
         });
         Ok(Response::new(state))
     }

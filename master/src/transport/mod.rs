@@ -5,6 +5,7 @@
 //! What it must not do: keep state, decide policy, or write the registry.
 
 mod agent_gateway;
+pub mod auth;
 pub mod http;
 mod master_api;
 mod operator;
@@ -22,8 +23,12 @@ use crate::leader::{Leader, LeaderError};
 use crate::quorum::QuorumError;
 
 /// The gRPC services of the client-facing API added to `grpc` (the quorum's own), and the
-/// HTTP routes, as one router.
-pub fn router(leader: Leader, grpc: tonic::service::Routes) -> axum::Router {
+/// HTTP routes, as one router behind the authentication [`auth::gate`].
+pub fn router(
+    leader: Leader,
+    grpc: tonic::service::Routes,
+    gate: std::sync::Arc<auth::Gate>,
+) -> axum::Router {
     let grpc = grpc
         .add_service(MasterServer::new(master_api::MasterApi::new(
             leader.clone(),
@@ -38,7 +43,9 @@ pub fn router(leader: Leader, grpc: tonic::service::Routes) -> axum::Router {
             leader.clone(),
         )))
         .into_axum_router();
-    http::router(leader).merge(grpc)
+    http::router(leader)
+        .merge(grpc)
+        .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
 }
 
 /// The refusal a follower gives: UNAVAILABLE, naming the leader in the message and in the
@@ -63,7 +70,16 @@ fn leader_status(e: LeaderError) -> Status {
         LeaderError::Rejected(r) => Status::failed_precondition(r.to_string()),
         LeaderError::Invalid { field, reason } => crate::convert::invalid(&field, reason),
         LeaderError::Precondition(msg) => Status::failed_precondition(msg),
+        LeaderError::PermissionDenied(msg) => Status::permission_denied(msg),
     }
+}
+
+/// The principal the request's connection or credential proved (see [`auth`]); none
+/// on a cluster without authentication.
+fn principal<T>(req: &tonic::Request<T>) -> Option<String> {
+    req.extensions()
+        .get::<agora_security::authenticate::Caller>()
+        .and_then(|c| c.principal.clone())
 }
 
 fn session_status(end: SessionEnd) -> Status {

@@ -4,7 +4,7 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::operator_server::Operator as OperatorService;
 use tonic::{Request, Response, Status};
 
-use super::{leader_status, quorum_status};
+use super::{leader_status, principal, quorum_status};
 use crate::convert::{self, invalid};
 use crate::leader::Leader;
 use crate::quorum::MembershipChange;
@@ -47,9 +47,16 @@ impl OperatorService for OperatorApi {
         &self,
         req: Request<pb::SetWeightRequest>,
     ) -> Result<Response<pb::WeightsReply>, Status> {
+        let caller = principal(&req);
         let req = req.into_inner();
         agora_registry::resources::validate_framework_role(&req.role)
             .map_err(|e| invalid("role", e))?;
+        self.leader
+            .authorize(
+                caller.as_deref(),
+                &agora_acl::Action::UpdateWeight { role: &req.role },
+            )
+            .map_err(leader_status)?;
         if !(req.weight.is_finite() && req.weight > 0.0) {
             return Err(invalid(
                 "weight",
@@ -75,7 +82,16 @@ impl OperatorService for OperatorApi {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
+        let caller = principal(&req);
         let req = req.into_inner();
+        self.leader
+            .authorize(
+                caller.as_deref(),
+                &agora_acl::Action::UpdateMembership {
+                    member: &req.id.to_string(),
+                },
+            )
+            .map_err(leader_status)?;
         let change = self
             .leader
             .quorum()
@@ -89,7 +105,21 @@ impl OperatorService for OperatorApi {
         &self,
         req: Request<pb::ChangeMembershipRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
+        let caller = principal(&req);
         let req = req.into_inner();
+        // Every replica whose role changes is an object of the call: the new voters, and
+        // the old ones that are dropped.
+        let current: Vec<u64> = self.leader.quorum().member_ids();
+        for id in req.voter_ids.iter().chain(current.iter()) {
+            self.leader
+                .authorize(
+                    caller.as_deref(),
+                    &agora_acl::Action::UpdateMembership {
+                        member: &id.to_string(),
+                    },
+                )
+                .map_err(leader_status)?;
+        }
         let change = self
             .leader
             .quorum()

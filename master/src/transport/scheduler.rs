@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{leader_status, session_status};
+use super::{leader_status, principal, session_status};
 use crate::convert;
 use crate::leader::messages::FrameworkMessage;
 use crate::leader::Leader;
@@ -25,9 +25,18 @@ impl SchedulerApi {
         SchedulerApi { leader }
     }
 
-    /// The framework making a call: this replica leads, the id is valid, and the framework
-    /// is subscribed to it.
-    fn caller(&self, id: &str) -> Result<FrameworkId, Status> {
+    /// The framework a call names: this replica leads, the id is valid, the framework is
+    /// subscribed to it, and it belongs to the caller's principal.
+    fn caller(&self, id: &str, principal: Option<&str>) -> Result<FrameworkId, Status> {
+        let id = self.subscribed(id)?;
+        self.leader
+            .require_framework_owner(principal, &id)
+            .map_err(leader_status)?;
+        Ok(id)
+    }
+
+    /// The framework a call names, whoever owns it.
+    fn subscribed(&self, id: &str) -> Result<FrameworkId, Status> {
         self.leader.require_leader().map_err(leader_status)?;
         let id = convert::framework_id(id, "framework_id")?;
         self.leader.require_subscribed(&id).map_err(leader_status)?;
@@ -50,7 +59,22 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         self.leader.require_leader().map_err(leader_status)?;
-        let call = convert::subscribe_from_proto(req.into_inner())?;
+        let who = principal(&req);
+        let mut call = convert::subscribe_from_proto(req.into_inner())?;
+        // A framework acts as the principal it proved; declaring another is refused.
+        if let Some(who) = who {
+            if call
+                .principal
+                .as_ref()
+                .is_some_and(|declared| *declared != who)
+            {
+                return Err(Status::permission_denied(format!(
+                    "framework.principal: {:?} is not the authenticated principal {who:?}",
+                    call.principal.as_deref().unwrap_or_default()
+                )));
+            }
+            call.principal = Some(who);
+        }
         let subscription = self.leader.subscribe(call).await.map_err(leader_status)?;
         let events = ReceiverStream::new(subscription.events).map(|e| {
             e.map(convert::framework_event_to_proto)
@@ -63,9 +87,10 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::AcceptRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let framework = self.caller(&req.framework_id)?;
-        let call = convert::accept_from_proto(&req)?;
+        let framework = self.caller(&req.framework_id, who.as_deref())?;
+        let call = convert::accept_from_proto(&req, &self.leader.framework_user(&framework))?;
         done(self.leader.accept(&framework, call).await)
     }
 
@@ -73,8 +98,9 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::DeclineRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let framework = self.caller(&req.framework_id)?;
+        let framework = self.caller(&req.framework_id, who.as_deref())?;
         let refuse = convert::refuse_from_proto(req.filters.as_ref())?;
         let ids = convert::offer_ids(&req.offer_ids, "offer_ids", false)?;
         done(self.leader.decline(&framework, &ids, refuse).await)
@@ -84,7 +110,8 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::FrameworkCall>,
     ) -> Result<Response<pb::CallReply>, Status> {
-        let framework = self.caller(&req.into_inner().framework_id)?;
+        let who = principal(&req);
+        let framework = self.caller(&req.into_inner().framework_id, who.as_deref())?;
         done(self.leader.revive(&framework))
     }
 
@@ -92,13 +119,15 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::FrameworkCall>,
     ) -> Result<Response<pb::CallReply>, Status> {
-        let framework = self.caller(&req.into_inner().framework_id)?;
+        let who = principal(&req);
+        let framework = self.caller(&req.into_inner().framework_id, who.as_deref())?;
         done(self.leader.suppress(&framework))
     }
 
     async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let framework = self.caller(&req.framework_id)?;
+        let framework = self.caller(&req.framework_id, who.as_deref())?;
         let task = convert::task_id(&req.task_id, "task_id")?;
         done(self.leader.kill(&framework, &task, req.grace_period_ms))
     }
@@ -107,8 +136,9 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let framework = self.caller(&req.framework_id)?;
+        let framework = self.caller(&req.framework_id, who.as_deref())?;
         let task = convert::task_id(&req.task_id, "task_id")?;
         if req.uuid.is_empty() {
             return Err(convert::invalid("uuid", "empty"));
@@ -120,8 +150,9 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let framework = self.caller(&req.framework_id)?;
+        let framework = self.caller(&req.framework_id, who.as_deref())?;
         let tasks = req
             .task_ids
             .iter()
@@ -135,8 +166,9 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::FrameworkMessage>,
     ) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let m = req.into_inner();
-        let framework = self.caller(&m.framework_id)?;
+        let framework = self.caller(&m.framework_id, who.as_deref())?;
         let agent = convert::agent_id(&m.agent_id, "agent_id")?;
         agora_registry::ids::validate_id(&m.executor_id)
             .map_err(|e| convert::invalid("executor_id", e))?;
@@ -152,8 +184,9 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
-        let framework = self.caller(&req.framework_id)?;
+        let framework = self.caller(&req.framework_id, who.as_deref())?;
         let agent = convert::agent_id(&req.agent_id, "agent_id")?;
         agora_registry::ids::validate_id(&req.executor_id)
             .map_err(|e| convert::invalid("executor_id", e))?;
@@ -167,7 +200,11 @@ impl Scheduler for SchedulerApi {
         &self,
         req: Request<pb::FrameworkCall>,
     ) -> Result<Response<pb::CallReply>, Status> {
-        let framework = self.caller(&req.into_inner().framework_id)?;
+        let who = principal(&req);
+        let framework = self.subscribed(&req.into_inner().framework_id)?;
+        self.leader
+            .authorize_teardown(who.as_deref(), &framework)
+            .map_err(leader_status)?;
         done(self.leader.teardown(&framework).await)
     }
 }

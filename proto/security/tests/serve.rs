@@ -1,0 +1,186 @@
+//! The accept loop over real sockets: TLS with and without a client certificate, a
+//! certificate from another CA, plaintext refused unless allowed, and a reload.
+
+use std::sync::Arc;
+
+use agora_security::generate::Authority;
+use agora_security::serve::{serve, ConnectionInfo, ServeOptions};
+use agora_security::tls::{ClientTls, ServerTls, TlsFiles};
+use axum::routing::get;
+use axum::{Extension, Router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn app() -> Router {
+    Router::new().route(
+        "/who",
+        get(|Extension(info): Extension<ConnectionInfo>| async move {
+            format!("tls={} principal={:?}", info.tls, info.peer_principal)
+        }),
+    )
+}
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    server: TlsFiles,
+    client: TlsFiles,
+    ca: Authority,
+    dir: std::path::PathBuf,
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new("cluster").unwrap();
+    let server = ca
+        .write_issued(dir.path(), "server", "master-1", &["127.0.0.1".into()])
+        .unwrap();
+    let client = ca
+        .write_issued(dir.path(), "agent", "agent-a", &[])
+        .unwrap();
+    Pki {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        server,
+        client,
+        ca,
+    }
+}
+
+async fn start(options: ServeOptions) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, app(), options, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+async fn request<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+) -> std::io::Result<String> {
+    s.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out))
+}
+
+async fn get_tls(addr: &str, tls: &ClientTls) -> std::io::Result<String> {
+    let config = Arc::new(tls.rustls_config().unwrap());
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    request(s).await
+}
+
+async fn get_plain(addr: &str) -> std::io::Result<String> {
+    request(tokio::net::TcpStream::connect(addr).await?).await
+}
+
+fn client(pki: &Pki, with_cert: bool) -> ClientTls {
+    let id = with_cert.then_some((pki.client.cert.as_path(), pki.client.key.as_path()));
+    ClientTls::load(&pki.client.ca, id).unwrap()
+}
+
+#[tokio::test]
+async fn tls_names_the_client_certificate_and_refuses_plaintext() {
+    let pki = pki();
+    let tls = ServerTls::load(pki.server.clone()).unwrap();
+    let (addr, _stop) = start(ServeOptions {
+        tls: Some(tls),
+        allow_plaintext: false,
+    })
+    .await;
+    assert_eq!(
+        get_tls(&addr, &client(&pki, true)).await.unwrap(),
+        "tls=true principal=Some(\"agent-a\")"
+    );
+    assert_eq!(
+        get_tls(&addr, &client(&pki, false)).await.unwrap(),
+        "tls=true principal=None"
+    );
+    // Plaintext: the connection is closed without an answer.
+    assert_eq!(get_plain(&addr).await.unwrap_or_default(), "");
+}
+
+#[tokio::test]
+async fn plaintext_beside_tls_when_allowed() {
+    let pki = pki();
+    let tls = ServerTls::load(pki.server.clone()).unwrap();
+    let (addr, _stop) = start(ServeOptions {
+        tls: Some(tls),
+        allow_plaintext: true,
+    })
+    .await;
+    assert_eq!(get_plain(&addr).await.unwrap(), "tls=false principal=None");
+    assert_eq!(
+        get_tls(&addr, &client(&pki, true)).await.unwrap(),
+        "tls=true principal=Some(\"agent-a\")"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused_and_a_client_rejects_a_foreign_server() {
+    let pki = pki();
+    let tls = ServerTls::load(pki.server.clone()).unwrap();
+    let (addr, _stop) = start(ServeOptions {
+        tls: Some(tls),
+        allow_plaintext: false,
+    })
+    .await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Authority::new("other").unwrap();
+    let forged = other
+        .write_issued(other_dir.path(), "m", "master-2", &["127.0.0.1".into()])
+        .unwrap();
+    // A client certificate (naming a replica!) from another CA, trusting the right CA.
+    let bad_client = ClientTls::load(&pki.server.ca, Some((&forged.cert, &forged.key))).unwrap();
+    assert!(get_tls(&addr, &bad_client).await.is_err());
+    // A client trusting only the other CA refuses the real server.
+    let wrong_trust = ClientTls::load(&forged.ca, None).unwrap();
+    assert!(get_tls(&addr, &wrong_trust).await.is_err());
+}
+
+#[tokio::test]
+async fn reload_takes_new_certificates_for_new_connections() {
+    let pki = pki();
+    let tls = ServerTls::load(pki.server.clone()).unwrap();
+    let (addr, _stop) = start(ServeOptions {
+        tls: Some(tls.clone()),
+        allow_plaintext: false,
+    })
+    .await;
+    assert!(get_tls(&addr, &client(&pki, true)).await.is_ok());
+    // Rotate: a new CA signs a new server certificate, written over the old files.
+    let ca2 = Authority::new("cluster-2").unwrap();
+    let rotated = ca2
+        .write_issued(
+            &pki.dir.join("new"),
+            "server",
+            "master-1",
+            &["127.0.0.1".into()],
+        )
+        .unwrap();
+    std::fs::copy(&rotated.cert, &pki.server.cert).unwrap();
+    std::fs::copy(&rotated.key, &pki.server.key).unwrap();
+    std::fs::copy(&rotated.ca, &pki.server.ca).unwrap();
+    // Not yet reloaded: the old server certificate is still served.
+    let old_client = ClientTls::from_pem(pki.ca.cert_pem().into_bytes(), None);
+    assert!(get_tls(&addr, &old_client).await.is_ok());
+    tls.reload().unwrap();
+    assert!(get_tls(&addr, &old_client).await.is_err());
+    let new_client = ClientTls::from_pem(ca2.cert_pem().into_bytes(), None);
+    assert_eq!(
+        get_tls(&addr, &new_client).await.unwrap(),
+        "tls=true principal=None"
+    );
+    // A broken file keeps the last good configuration.
+    std::fs::write(&pki.server.key, "garbage").unwrap();
+    assert!(tls.reload().is_err());
+    assert!(get_tls(&addr, &new_client).await.is_ok());
+}
