@@ -143,23 +143,11 @@ pub(crate) fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
     Some(convert::update_message(head, latest))
 }
 
+use agora_security::credentials::constant_time_eq;
+
 /// A new executor token: 256 bits from the OS's randomness, as 64 hex digits.
 fn new_token() -> Result<String, String> {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|e| format!("no randomness for the executor's token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Whether `a` and `b` are equal, in a time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    Ok(agora_security::credentials::random_secret())
 }
 
 /// The token of an `authorization: Bearer <token>` header, if there is one.
@@ -982,15 +970,6 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn constant_time_eq_is_equality() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
     }
 
     #[test]

@@ -31,7 +31,6 @@ use agora_proto::v1::executor_client::ExecutorClient;
 use agora_security::client::ClientSecurity;
 use agora_security::tls::ClientTls;
 use tokio::sync::{watch, Notify};
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -89,38 +88,12 @@ pub enum ExecutorDriverError {
 }
 
 /// Adds `authorization: Bearer <token>` to every call (nothing without a token).
-#[derive(Clone)]
-pub struct BearerToken(Option<MetadataValue<Ascii>>);
+pub type BearerToken = agora_security::client::Authorize;
 
-impl BearerToken {
-    fn new(token: Option<&str>) -> Result<BearerToken, ExecutorDriverError> {
-        let Some(token) = token else {
-            return Ok(BearerToken(None));
-        };
-        let mut value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| ExecutorDriverError::BadToken)?;
-        // Kept out of debug output and HPACK tables.
-        value.set_sensitive(true);
-        Ok(BearerToken(Some(value)))
-    }
-}
-
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "BearerToken(<redacted>)"
-        } else {
-            "BearerToken(None)"
-        })
-    }
-}
-
-impl tonic::service::Interceptor for BearerToken {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            req.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(req)
+fn bearer_token(token: Option<&str>) -> Result<BearerToken, ExecutorDriverError> {
+    match token {
+        None => Ok(BearerToken::default()),
+        Some(t) => BearerToken::bearer(t).ok_or(ExecutorDriverError::BadToken),
     }
 }
 
@@ -376,7 +349,7 @@ impl ExecutorDriver {
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2))
         .keep_alive_while_idle(true);
-        let token = BearerToken::new(token)?;
+        let token = bearer_token(token)?;
         let (stop, _) = watch::channel(false);
         Ok(ExecutorDriver {
             recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
@@ -707,13 +680,13 @@ mod tests {
     #[test]
     fn every_call_carries_the_token_as_a_sensitive_bearer_header() {
         use tonic::service::Interceptor;
-        let mut token = BearerToken::new(Some("0123abcd")).unwrap();
+        let mut token = bearer_token(Some("0123abcd")).unwrap();
         let req = token.call(tonic::Request::new(())).unwrap();
         let value = req.metadata().get("authorization").expect("the header");
         assert_eq!(value, "Bearer 0123abcd");
         assert!(value.is_sensitive());
         assert!(!format!("{token:?}").contains("0123abcd"));
-        let mut none = BearerToken::new(None).unwrap();
+        let mut none = bearer_token(None).unwrap();
         let req = none.call(tonic::Request::new(())).unwrap();
         assert!(req.metadata().get("authorization").is_none());
         let bad = ExecutorDriver::with_auth("127.0.0.1:1", "fw-1", "t1", Some("a\nb"), None);

@@ -16,7 +16,7 @@ use agora_proto::v1::scheduler_client::SchedulerClient;
 use agora_security::client::{AuthorizedChannel, ClientSecurity};
 use agora_security::credentials::Credential;
 use agora_security::tls::ClientTls;
-use common::pki::{pki, ADMIN, AGENT, TEAM_A, TEAM_B};
+use common::pki::{pki, ADMIN, AGENT, AGENT_2, TEAM_A, TEAM_B};
 use common::*;
 use tonic::Code;
 
@@ -424,9 +424,23 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
         .await
         .unwrap()
         .into_inner();
+    // A framework principal may not register agents at all (the ACLs): a fake agent with
+    // 100,000 cpus would attract other frameworks' tasks.
+    let mut fake = agent_info(2);
+    fake.resources[0].value = Some(pb::resource::Value::Scalar(100_000.0));
+    let s = MasterRpc::new(as_principal(&addr, Some(TEAM_B)))
+        .register_agent(pb::RegisterAgentRequest {
+            agent: Some(fake),
+            tasks: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("register_agents"), "{s:?}");
+    // Another agent principal cannot take this agent's id.
     let mut stolen = info.clone();
     stolen.id = reply.agent_id.clone();
-    let impostor = as_principal(&addr, Some(TEAM_B));
+    let impostor = with_certificate(&addr, AGENT_2);
     let s = MasterRpc::new(impostor.clone())
         .register_agent(pb::RegisterAgentRequest {
             agent: Some(stolen.clone()),
@@ -454,4 +468,115 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
         })
         .await
         .unwrap();
+}
+
+/// A client certificate from another CA cannot register an agent (nor reach anything:
+/// the handshake fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_cannot_register_an_agent() {
+    let cluster = Cluster::start(1);
+    let addr = leader_addr(&cluster).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rogue = agora_security::generate::Authority::new("rogue").unwrap();
+    let files = rogue
+        .write_issued(dir.path(), "a", AGENT, &["127.0.0.1".into()])
+        .unwrap();
+    let tls = ClientTls::load(&pki().ca_path(), Some((&files.cert, &files.key))).unwrap();
+    let err = MasterRpc::new(channel(
+        &addr,
+        &ClientSecurity {
+            tls: Some(tls),
+            credential: None,
+        },
+    ))
+    .register_agent(pb::RegisterAgentRequest {
+        agent: Some(agent_info(1)),
+        tasks: vec![],
+    })
+    .await
+    .unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    let state = cluster.http_state().unwrap();
+    assert_eq!(state["agents"].as_array().map(Vec::len), Some(0), "{state}");
+}
+
+/// A raw HTTP/1.1 GET with optional `Authorization`, over plaintext (the fixture's
+/// masters allow it beside TLS). Returns the status and the head.
+fn get_with(addr: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let head = buf.split_once("\r\n\r\n").map(|(h, _)| h).unwrap_or(&buf);
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, head.to_lowercase())
+}
+
+/// With --authenticate-http-readonly, /state, /metrics and the UI ask for credentials
+/// (401 with a Basic challenge, so a browser prompts); /health stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_http_takes_credentials_when_asked_to() {
+    let cluster = Cluster::start_with(1, &["--authenticate-http-readonly"]);
+    let addr = leader_addr(&cluster).await;
+    for path in ["/state", "/metrics", "/", "/ui.js"] {
+        let (code, head) = get_with(&addr, path, None);
+        assert_eq!(code, 401, "{path}: {head}");
+        assert!(head.contains("www-authenticate: basic"), "{path}: {head}");
+        let wrong = Credential::new(ADMIN, "wrong").authorization();
+        assert_eq!(get_with(&addr, path, Some(&wrong)).0, 401, "{path}");
+        let right = pki().credential(ADMIN).authorization();
+        assert_eq!(get_with(&addr, path, Some(&right)).0, 200, "{path}");
+    }
+    assert_eq!(get_with(&addr, "/health", None).0, 200);
+}
+
+/// Certificates reload on SIGHUP without dropping the quorum: a replica's certificate
+/// rewritten in place is served to new connections after the signal, and the leader and
+/// its term stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_certificates_and_keeps_the_quorum() {
+    let mut cluster = Cluster::start(3);
+    let (leader, term, _) = cluster.wait_leader(1, Duration::from_secs(15)).await;
+    let node = cluster.node(1);
+    let addr = node.addr.clone();
+    let pid = node.pid().unwrap();
+    // The new certificate also names "reloaded.test"; the old one does not.
+    let files = pki().master(1, &addr);
+    assert!(https_get_as(&addr, "reloaded.test", "/health").is_none());
+    pki().reissue(
+        &files,
+        "master-1",
+        &["127.0.0.1".into(), "reloaded.test".into()],
+    );
+    // Not yet reloaded.
+    assert!(https_get_as(&addr, "reloaded.test", "/health").is_none());
+    for n in &cluster.nodes {
+        signal(n.pid().unwrap(), libc::SIGHUP);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some((200, _)) = https_get_as(&addr, "reloaded.test", "/health") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new certificate not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every replica is still running (SIGHUP did not stop it), the quorum still has its
+    // leader and term, and writes still commit.
+    assert!(cluster.nodes.iter().all(|n| n.is_running()));
+    assert_eq!(cluster.node(1).pid(), Some(pid));
+    let (now_leader, now_term, _) = cluster.wait_leader(1, Duration::from_secs(5)).await;
+    assert_eq!((now_leader, now_term), (leader, term));
+    register(&cluster.client(), 7).await.unwrap();
 }

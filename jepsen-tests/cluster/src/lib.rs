@@ -651,10 +651,14 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 /// `GET path` over TLS, trusting the fixture's CA (an agent's port is TLS-only).
 pub fn https_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    https_get_as(addr, addr.rsplit_once(':')?.0, path)
+}
+
+/// `GET path` over TLS to `addr`, verifying the server's certificate for `server_name`.
+pub fn https_get_as(addr: &str, server_name: &str, path: &str) -> Option<(u16, String)> {
     let tls = agora_security::tls::ClientTls::load(&pki::pki().ca_path(), None).ok()?;
     let config = std::sync::Arc::new(tls.rustls_config().ok()?);
-    let host = addr.rsplit_once(':')?.0.to_string();
-    let name = rustls::pki_types::ServerName::try_from(host).ok()?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).ok()?;
     let conn = rustls::ClientConnection::new(config, name).ok()?;
     get_over(rustls::StreamOwned::new(conn, connect(addr)?), addr, path)
 }

@@ -20,11 +20,19 @@ pub const TEAM_A: &str = "team-a";
 pub const TEAM_B: &str = "team-b";
 /// The principal the fixture's agents register as (by certificate).
 pub const AGENT: &str = "agent";
+/// Another agent principal the ACLs allow (for tests of one agent posing as another).
+pub const AGENT_2: &str = "agent-2";
 
 /// The ACLs of test clusters: the admin may change weights and membership and tear down
-/// any framework; nobody else may; everything else is permitted.
+/// any framework; only agent principals (and the admin, whose tests and benchmarks register
+/// agents through the API) may register agents; nobody else may do those; everything else
+/// is permitted.
 pub const ACLS: &str = r#"{
   "permissive": true,
+  "register_agents": [
+    {"principals": {"values": ["agent", "agent-2", "admin"]}, "agents": {"type": "ANY"}},
+    {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}
+  ],
   "update_weights": [
     {"principals": {"values": ["admin"]}, "roles": {"type": "ANY"}},
     {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}
@@ -128,6 +136,14 @@ impl TestPki {
             .expect("issue certificate");
         issued.insert(key, files.clone());
         files
+    }
+
+    /// Issues a new certificate for `principal` naming `hosts` and writes it over `files`
+    /// (as an operator rotating certificates in place before a SIGHUP).
+    pub fn reissue(&self, files: &TlsFiles, principal: &str, hosts: &[String]) {
+        let issued = self.ca.issue(principal, hosts).expect("issue certificate");
+        std::fs::write(&files.cert, issued.cert_pem).expect("write certificate");
+        std::fs::write(&files.key, issued.key_pem).expect("write key");
     }
 
     /// A replica's certificate (`master-<id>`) for the host of `addr`.

@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
-//! its simulated-agent half).
+//! its simulated-agent half, AGORA_BENCH_ONLY=security for the third with TLS and
+//! authentication on and then off).
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,7 @@ async fn simulation(report: &mut String, quick: bool) {
             "--log-level",
             "warn",
         ])
+        .args(pki::pki().agent_flags("127.0.0.1:0"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -255,14 +257,19 @@ async fn launch_latency(report: &mut String, quick: bool) {
 /// End-to-end throughput: the `batch` example runs `n` `true` tasks (0.5 cpu each) on 10
 /// real agents (cgroups) under a 3-master quorum; tasks launched and finished per second,
 /// from subscription to the last TASK_FINISHED.
-async fn throughput(report: &mut String, quick: bool, simulated: bool) {
+/// `secure`: TLS, credentials and ACLs on (the default), or every process `--insecure`.
+async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: bool) {
     let n = match (quick, simulated) {
         (true, _) => 300,
         (false, false) => 2000,
         (false, true) => 20000,
     };
     let agents = 10;
-    let cluster = Cluster::start_with(3, &["--allocation-interval", "50ms"]);
+    let cluster = if secure {
+        Cluster::start_with(3, &["--allocation-interval", "50ms"])
+    } else {
+        Cluster::start_insecure(3, &["--allocation-interval", "50ms"])
+    };
     cluster.wait_leader(1, Duration::from_secs(10)).await;
     let mut nodes = Vec::new();
     if simulated {
@@ -306,8 +313,15 @@ async fn throughput(report: &mut String, quick: bool, simulated: bool) {
         .collect();
     let ticks_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
     let batch = example("agora-driver", "batch");
+    // An insecure cluster's client must not find the fixture's (TLS) configuration.
+    let no_config = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(batch);
+    if !secure {
+        cmd.env_remove("AGORA_CONFIG")
+            .env("XDG_CONFIG_HOME", no_config.path());
+    }
     let started = Instant::now();
-    let out = Command::new(batch)
+    let out = cmd
         .args([
             "--masters",
             &cluster.addrs().join(","),
@@ -347,8 +361,13 @@ async fn throughput(report: &mut String, quick: bool, simulated: bool) {
     } else {
         "real agents with cgroups, a process per task"
     };
+    let security = if secure {
+        "TLS + credentials + ACLs"
+    } else {
+        "--insecure"
+    };
     report.push_str(&format!(
-        "### End-to-end throughput ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, `batch` example)\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n",
+        "### End-to-end throughput, {security} ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, `batch` example)\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n",
         wall.as_secs_f64(),
         n as f64 / wall.as_secs_f64(),
     ));
@@ -365,16 +384,25 @@ fn main() {
     let only = std::env::var("AGORA_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
         if only == "throughput-simulated" {
-            throughput(&mut report, quick, true).await;
+            throughput(&mut report, quick, true, true).await;
+            return;
+        }
+        if only == "security" {
+            for simulated in [true, false] {
+                throughput(&mut report, quick, simulated, true).await;
+                throughput(&mut report, quick, simulated, false).await;
+            }
             return;
         }
         if only == "throughput" {
-            throughput(&mut report, quick, true).await;
-            throughput(&mut report, quick, false).await;
+            throughput(&mut report, quick, true, true).await;
+            throughput(&mut report, quick, false, true).await;
             return;
         }
-        throughput(&mut report, quick, true).await;
-        throughput(&mut report, quick, false).await;
+        throughput(&mut report, quick, true, true).await;
+        throughput(&mut report, quick, true, false).await;
+        throughput(&mut report, quick, false, true).await;
+        throughput(&mut report, quick, false, false).await;
         launch_latency(&mut report, quick).await;
         simulation(&mut report, quick).await;
     });

@@ -19,9 +19,14 @@ use anyhow::Context;
 /// The principal `agora dev` gives the operator.
 pub const ADMIN: &str = "admin";
 
-/// Operator calls for the admin only; everything else permitted (a laptop cluster).
+/// Operator calls for the admin only, agent registration for the agents; everything else
+/// permitted (a laptop cluster).
 const ACLS: &str = r#"{
   "permissive": true,
+  "register_agents": [
+    {"principals": {"values": ["agent-1", "agent-2"]}, "agents": {"type": "ANY"}},
+    {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}
+  ],
   "update_weights": [
     {"principals": {"values": ["admin"]}, "roles": {"type": "ANY"}},
     {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}

@@ -33,18 +33,36 @@ pub struct ClientSecurity {
     pub credential: Option<Credential>,
 }
 
-/// Adds the client's `authorization` to every gRPC call.
-#[derive(Clone, Debug, Default)]
+/// Adds the client's `authorization` to every gRPC call (nothing without a credential).
+/// The value is marked sensitive (kept out of HPACK tables) and never shown by `Debug`.
+#[derive(Clone, Default)]
 pub struct Authorize(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for Authorize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Authorize(<redacted>)"
+        } else {
+            "Authorize(None)"
+        })
+    }
+}
+
+fn sensitive(value: String) -> Option<MetadataValue<Ascii>> {
+    let mut v: MetadataValue<Ascii> = value.parse().ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
 
 impl Authorize {
     pub fn new(credential: Option<&Credential>) -> Self {
-        Authorize(credential.and_then(|c| c.authorization().parse().ok()))
+        Authorize(credential.and_then(|c| sensitive(c.authorization())))
     }
 
-    /// A bearer token (executors to their agent).
-    pub fn bearer(token: &str) -> Self {
-        Authorize(format!("Bearer {token}").parse().ok())
+    /// A bearer token (an executor to its agent). `None` if the token is not printable
+    /// ASCII.
+    pub fn bearer(token: &str) -> Option<Self> {
+        sensitive(format!("Bearer {token}")).map(|v| Authorize(Some(v)))
     }
 }
 

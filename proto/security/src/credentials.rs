@@ -192,6 +192,14 @@ impl CredentialStore {
     }
 }
 
+/// A random secret (or token): 256 bits from the OS's randomness, as 64 hex digits.
+pub fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Equality whose time depends only on the lengths, not on where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u64;

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -106,12 +105,7 @@ impl Authority {
     }
 }
 
-/// A random secret: 32 bytes from the OS, hex.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::credentials::random_secret;
 
 #[cfg(test)]
 mod tests {
