@@ -39,7 +39,8 @@ pub async fn run(
     let app = Router::new()
         .route("/health", get(health))
         .with_state(status_rx)
-        .merge(grpc);
+        .merge(grpc)
+        .fallback(agora_security::serve::unknown_path);
     let tls = match &config.security.tls {
         Some(files) => Some(
             agora_security::tls::ServerTls::load(files.clone())

@@ -112,6 +112,15 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let mut report = String::new();
+        let big = if quick { 10_000 } else { 100_000 };
+        // First, 64 clients against a quorum started --insecure: what security costs. (One
+        // fixture cluster at a time: each holds the fixture's serial lock.)
+        let insecure = {
+            let plain = Cluster::start_insecure(3, &[]);
+            let (leader, _, _) = plain.wait_leader(1, Duration::from_secs(10)).await;
+            let addr = plain.addrs()[leader as usize - 1].clone();
+            write_phase(&plain.client_security(), &addr, 64, big, 1_000_000).await
+        };
         let mut cluster = Cluster::start(3);
         let (leader, _, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
         let leader_addr = cluster.node(leader).addr.clone();
@@ -120,15 +129,7 @@ fn main() {
         let security = cluster.client_security();
         let single =
             write_phase(&security, &leader_addr, 1, if quick { 500 } else { 3_000 }, 0).await;
-        let big = if quick { 10_000 } else { 100_000 };
         let many = write_phase(&security, &leader_addr, 64, big, 1_000_000).await;
-        // The same 64 clients against a quorum started --insecure: what security costs.
-        let insecure = {
-            let plain = Cluster::start_insecure(3, &[]);
-            let (leader, _, _) = plain.wait_leader(1, Duration::from_secs(10)).await;
-            let addr = plain.addrs()[leader as usize - 1].clone();
-            write_phase(&plain.client_security(), &addr, 64, big, 1_000_000).await
-        };
         let rate = |p: &Phase| p.writes as f64 / p.elapsed.as_secs_f64();
         report.push_str("### Committed registry writes through a 3-replica quorum (loopback, fsync on)\n\n");
         report.push_str("| clients | writes | writes/s | p50 commit | p99 commit |\n|---|---|---|---|---|\n");

@@ -523,10 +523,12 @@ async fn check_calls(client: &MasterClient, id: &str, code: Code, needle: &str) 
 
 /// Cases 5 to 8 on one master and one agent (2 cpus): another framework's offer, duplicate
 /// task ids (in one accept, and of a task launched earlier), a launch bigger than the
-/// offer, and declines with bad refuse_seconds. Each leaves the offer outstanding and
-/// records no task.
+/// offer, and declines with bad refuse_seconds. None records a task. A request refused
+/// before any work (INVALID_ARGUMENT) leaves the offer outstanding; a launch the registry
+/// refuses is refused in the accept's reply (FAILED_PRECONDITION) and the offer's
+/// resources return to the pool, to be offered again at once (issue 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
+async fn bad_accepts_and_declines_are_refused_and_lose_nothing() {
     let cluster = Cluster::start_with(1, &["--allocation-interval", "100ms"]);
     cluster.wait_leader(1, 10 * SECOND).await;
     let mut agent = AgentNode::new(
@@ -553,8 +555,9 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     assert_eq!(offered_cpus(&client, &a.id).await, 2.0);
     assert_eq!(offered_cpus(&client, &b.id).await, 0.0);
 
-    // 5: B accepts A's offer under its own id: its task is dropped, naming the owner.
-    accept(
+    // 5: B accepts A's offer under its own id: refused, naming the owner, and its task is
+    // dropped; A's offer stays A's.
+    let err = accept(
         &client,
         &b.id,
         &[&offer_a],
@@ -562,7 +565,16 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
         None,
     )
     .await
-    .expect("a refused launch is reported as TASK_DROPPED, not as an error");
+    .expect_err("a launch on another framework's offer is refused");
+    let status = err.status().expect("a refusal");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("no task launched")
+            && status
+                .message()
+                .contains(&format!("belongs to framework {}", a.id)),
+        "{status:?}"
+    );
     let u = b.update("steal").await;
     assert_eq!(u.state(), pb::TaskState::TaskDropped, "{u:?}");
     assert!(
@@ -586,8 +598,9 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     teardown(&client, &b.id).await.unwrap();
     drop(b);
 
-    // 7: a launch needing more than the offer holds.
-    accept(
+    // 7: a launch needing more than the offer holds: refused in the reply, the task
+    // dropped, and the offer's resources offered again at once under a new offer.
+    let err = accept(
         &client,
         &a.id,
         &[&offer_a],
@@ -595,7 +608,12 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
         None,
     )
     .await
-    .unwrap();
+    .expect_err("a launch bigger than the offer is refused");
+    assert_eq!(
+        err.status().map(|s| s.code()),
+        Some(Code::FailedPrecondition),
+        "{err:?}"
+    );
     let u = a.update("too-big").await;
     assert_eq!(u.state(), pb::TaskState::TaskDropped, "{u:?}");
     assert!(
@@ -604,6 +622,11 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     );
     let s = state(&client).await;
     assert!(s.tasks.is_empty(), "{:?}", s.tasks);
+    let offers = a.offers().await;
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_ne!(offers[0].id, offer_a, "the refused offer is withdrawn");
+    assert_eq!(scalar_of(&offers[0].resources, "cpus"), Some(2.0));
+    let offer_a = offers[0].id.clone();
     assert_eq!(offered_cpus(&client, &a.id).await, 2.0);
 
     // 6a: the same task id twice in one accept.
@@ -724,7 +747,7 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
     };
     assert_ne!(answer.state(), pb::TaskState::TaskDropped, "{answer:?}");
 
-    accept(
+    let err = accept(
         &client,
         &a.id,
         &[&offer_rest],
@@ -732,7 +755,12 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
         None,
     )
     .await
-    .unwrap();
+    .expect_err("a task id in use is refused");
+    assert_eq!(
+        err.status().map(|s| s.code()),
+        Some(Code::FailedPrecondition),
+        "{err:?}"
+    );
     let u = a
         .next(10 * SECOND, |k| match k {
             pb::event::Kind::Update(u) if u.state() == pb::TaskState::TaskDropped => Some(u),
@@ -754,7 +782,10 @@ async fn bad_accepts_and_declines_leave_the_offer_outstanding() {
         ("original", "original", Some(0.5))
     );
     assert_ne!(t.state(), pb::TaskState::TaskDropped, "{t:?}");
-    assert_eq!(offered_cpus(&client, &a.id).await, 1.5);
+    // The refused accept's offer came back as a new one.
+    let offers = a.offers().await;
+    assert_ne!(offers[0].id, offer_rest);
+    assert_eq!(scalar_of(&offers[0].resources, "cpus"), Some(1.5));
 
     // Kill the task and follow it to its end (acknowledging each update, so the agent
     // sends the next): once TASK_KILLED is here the agent has checkpointed it, so the

@@ -332,7 +332,7 @@ async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: b
             "--cpus",
             "0.5",
             "--mem",
-            "16",
+            "32",
         ])
         .output()
         .unwrap();

@@ -92,29 +92,90 @@ pub enum AmountError {
     TooLarge,
     #[error("range {0}-{1} has its start after its end")]
     InvertedRange(u64, u64),
+    /// More than [`MAX_RANGES_PER_RESOURCE`] intervals in one ranges value from input.
+    #[error("{count} ranges, at most {MAX_RANGES_PER_RESOURCE}")]
+    TooManyRanges { count: usize },
 }
 
+/// Most intervals one ranges value may hold when it is built from input: by [`Ranges::new`]
+/// (counted as given, before merging, so the sort is bounded too) and in every entry of a
+/// [`Resources`] built by [`Resources::parse`] or [`Resources::from_checked`] (counted after
+/// merging). Results of arithmetic (a [`Ranges::union`], [`Resources::add`]) are never
+/// limited, nor are values read back with serde (the log and snapshots hold such results).
+pub const MAX_RANGES_PER_RESOURCE: usize = 1_000;
+
+/// Most entries one [`Resources`] may have when it is built from input: tokens given to
+/// [`Resources::parse`], items given to [`Resources::from_checked`] (counted as given, before
+/// entries with the same name, role and kind are merged). Results of arithmetic are never
+/// limited.
+pub const MAX_RESOURCES: usize = 128;
+
 /// A set of integers kept as sorted, disjoint, non-adjacent inclusive ranges.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Every set operation is a single sweep over both sorted lists: `union`, `intersection`,
+/// `difference` and `checked_sub` take O(n + m), `contains` O(m log(n/m) + m) (never more
+/// than O(n + m)); [`Ranges::new`] sorts once, O(n log n). Deserializing normalizes (and
+/// refuses inverted pairs) but does not apply [`MAX_RANGES_PER_RESOURCE`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "Vec<(u64, u64)>")]
 pub struct Ranges(Vec<(u64, u64)>);
 
+impl Serialize for Ranges {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The same form as `#[serde(transparent)]`: a sequence of `[begin, end]` pairs.
+        self.0.serialize(serializer)
+    }
+}
+
+impl TryFrom<Vec<(u64, u64)>> for Ranges {
+    type Error = AmountError;
+
+    /// Normalizes any pairs, refusing inverted ones; no limit on their number (this is how
+    /// values come back from the log; input goes through [`Ranges::new`]).
+    fn try_from(pairs: Vec<(u64, u64)>) -> Result<Self, AmountError> {
+        Ranges::normalize(pairs)
+    }
+}
+
 impl Ranges {
-    /// Builds a normalized set from inclusive `(begin, end)` pairs in any order.
+    /// Builds a normalized set from inclusive `(begin, end)` pairs in any order; the domain
+    /// boundary for ranges from input. Refuses more than [`MAX_RANGES_PER_RESOURCE`] pairs
+    /// (without storing the surplus) and inverted pairs. O(n log n).
     pub fn new(pairs: impl IntoIterator<Item = (u64, u64)>) -> Result<Self, AmountError> {
-        let mut pairs: Vec<(u64, u64)> = pairs.into_iter().collect();
+        let mut pairs = pairs.into_iter();
+        let mut kept = Vec::with_capacity(pairs.size_hint().0.min(MAX_RANGES_PER_RESOURCE));
+        for pair in pairs.by_ref() {
+            if kept.len() == MAX_RANGES_PER_RESOURCE {
+                return Err(AmountError::TooManyRanges {
+                    count: MAX_RANGES_PER_RESOURCE + 1 + pairs.count(),
+                });
+            }
+            kept.push(pair);
+        }
+        Ranges::normalize(kept)
+    }
+
+    /// Sorts and merges any number of pairs, refusing inverted ones. O(n) when they are
+    /// already normalized, O(n log n) otherwise.
+    fn normalize(mut pairs: Vec<(u64, u64)>) -> Result<Self, AmountError> {
         if let Some(&(b, e)) = pairs.iter().find(|(b, e)| b > e) {
             return Err(AmountError::InvertedRange(b, e));
         }
-        pairs.sort_unstable();
-        let mut out: Vec<(u64, u64)> = Vec::with_capacity(pairs.len());
-        for (b, e) in pairs {
-            match out.last_mut() {
-                Some(last) if b <= last.1.saturating_add(1) => last.1 = last.1.max(e),
-                _ => out.push((b, e)),
+        if !is_normalized(&pairs) {
+            pairs.sort_unstable();
+            let mut kept = 0;
+            for i in 0..pairs.len() {
+                let (b, e) = pairs[i];
+                if kept > 0 && b <= pairs[kept - 1].1.saturating_add(1) {
+                    pairs[kept - 1].1 = pairs[kept - 1].1.max(e);
+                } else {
+                    pairs[kept] = (b, e);
+                    kept += 1;
+                }
             }
+            pairs.truncate(kept);
         }
-        Ok(Ranges(out))
+        Ok(Ranges(pairs))
     }
 
     pub fn pairs(&self) -> &[(u64, u64)] {
@@ -125,49 +186,169 @@ impl Ranges {
         self.0.is_empty()
     }
 
-    /// How many integers the set holds.
+    /// How many integers the set holds (saturating at `u64::MAX`: the full range
+    /// `0-18446744073709551615` holds one more).
     pub fn count(&self) -> u64 {
-        self.0.iter().map(|(b, e)| e - b + 1).sum()
+        self.0
+            .iter()
+            .map(|(b, e)| (e - b).saturating_add(1))
+            .fold(0, u64::saturating_add)
     }
 
+    /// `self ∪ other`. O(n + m), copying runs of one side that fall between two ranges of
+    /// the other in bulk; never limited.
     pub fn union(&self, other: &Ranges) -> Ranges {
-        Ranges::new(self.0.iter().chain(other.0.iter()).copied())
-            .expect("normalized ranges are never inverted")
-    }
-
-    /// Whether every integer of `other` is in `self`.
-    pub fn contains(&self, other: &Ranges) -> bool {
-        other.0.iter().all(|&(b, e)| {
-            // Normalized: a contained range lies inside exactly one of our ranges.
-            let idx = self.0.partition_point(|&(_, end)| end < b);
-            self.0.get(idx).is_some_and(|&(sb, se)| sb <= b && e <= se)
-        })
-    }
-
-    /// `self` minus `other`, or `None` when `other` is not contained in `self`.
-    pub fn checked_sub(&self, other: &Ranges) -> Option<Ranges> {
-        if !self.contains(other) {
-            return None;
+        if other.0.is_empty() {
+            return self.clone();
         }
-        let mut out = Vec::with_capacity(self.0.len() + other.0.len());
-        for &(b, e) in &self.0 {
-            // `start` is the first integer of [b, e] not yet cut away; None once a hole
-            // reaches u64::MAX.
+        if self.0.is_empty() {
+            return other.clone();
+        }
+        let (mut a, mut b) = (&self.0[..], &other.0[..]);
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(a.len() + b.len());
+        loop {
+            // `a` is the side whose next range starts first.
+            if b.first()
+                .is_some_and(|y| a.first().is_none_or(|x| y.0 < x.0))
+            {
+                std::mem::swap(&mut a, &mut b);
+            }
+            let Some((&(s, e), rest)) = a.split_first() else {
+                break;
+            };
+            a = rest;
+            match out.last_mut() {
+                Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+                _ => {
+                    out.push((s, e));
+                    // The next ranges of this side that start before the other side's next
+                    // one touch neither this one nor each other (normalized): copy them.
+                    let run = match b.first() {
+                        Some(&(next, _)) => gallop(a, |&(x, _)| x < next),
+                        None => a.len(),
+                    };
+                    out.extend_from_slice(&a[..run]);
+                    a = &a[run..];
+                }
+            }
+        }
+        Ranges(out)
+    }
+
+    /// `self ∩ other`. O(n + m), skipping ahead on the longer side.
+    pub fn intersection(&self, other: &Ranges) -> Ranges {
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let ((ab, ae), (bb, be)) = (a[i], b[j]);
+            if ae < bb {
+                i += gallop(&a[i..], |&(_, e)| e < bb);
+            } else if be < ab {
+                j += gallop(&b[j..], |&(_, e)| e < ab);
+            } else {
+                // Pieces are normalized: two adjacent integers in both sets lie in one
+                // range of each, so in one piece.
+                out.push((ab.max(bb), ae.min(be)));
+                if ae < be {
+                    i += 1;
+                } else {
+                    j += 1;
+                }
+            }
+        }
+        Ranges(out)
+    }
+
+    /// `self` without the integers of `other` (whether or not `other` is contained).
+    /// O(n + m), copying our ranges that no hole touches in bulk.
+    pub fn difference(&self, other: &Ranges) -> Ranges {
+        let (a, holes) = (&self.0, &other.0);
+        if a.is_empty() || holes.is_empty() {
+            return self.clone();
+        }
+        // Each hole splits at most one of our ranges in two.
+        let mut out = Vec::with_capacity(a.len() + holes.len().min(a.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() {
+            let Some(&(next_hole, _)) = holes.get(j) else {
+                out.extend_from_slice(&a[i..]);
+                break;
+            };
+            // Our ranges that end before the next hole are kept whole.
+            let untouched = gallop(&a[i..], |&(_, e)| e < next_hole);
+            out.extend_from_slice(&a[i..i + untouched]);
+            i += untouched;
+            let Some(&(b, e)) = a.get(i) else { break };
+            // Holes that end before this range (in the gap before it) cut nothing.
+            j += gallop(&holes[j..], |&(_, he)| he < b);
+            // The first integer of [b, e] not yet cut away; None once a hole reaches
+            // u64::MAX.
             let mut start = Some(b);
-            for &(hb, he) in other.0.iter().filter(|&&(hb, he)| he >= b && hb <= e) {
-                if let Some(s) = start {
-                    if hb > s {
-                        out.push((s, hb - 1));
-                    }
+            while let (Some(s), Some(&(hb, he))) = (start, holes.get(j)) {
+                if hb > e {
+                    break;
+                }
+                if hb > s {
+                    out.push((s, hb - 1));
                 }
                 start = he.checked_add(1);
+                if he >= e {
+                    // This hole may reach into our next range: keep it.
+                    break;
+                }
+                j += 1;
             }
             if let Some(s) = start.filter(|&s| s <= e) {
                 out.push((s, e));
             }
+            i += 1;
         }
-        Some(Ranges(out))
+        Ranges(out)
     }
+
+    /// Whether every integer of `other` is in `self`. O(m log(n/m) + m).
+    pub fn contains(&self, other: &Ranges) -> bool {
+        let a = &self.0;
+        let mut i = 0;
+        other.0.iter().all(|&(b, e)| {
+            // Normalized: a contained range lies inside exactly one of our ranges, the
+            // first one ending at or after its start.
+            i += gallop(&a[i..], |&(_, end)| end < b);
+            a.get(i).is_some_and(|&(sb, se)| sb <= b && e <= se)
+        })
+    }
+
+    /// `self` minus `other`, or `None` when `other` is not contained in `self`. O(n + m).
+    pub fn checked_sub(&self, other: &Ranges) -> Option<Ranges> {
+        self.contains(other).then(|| self.difference(other))
+    }
+}
+
+/// Sorted, disjoint and non-adjacent (pairs already known not inverted).
+fn is_normalized(pairs: &[(u64, u64)]) -> bool {
+    pairs
+        .windows(2)
+        .all(|w| w[0].1.checked_add(1).is_some_and(|next| next < w[1].0))
+}
+
+/// The first index of `s` where `pred` is false, for a `pred` that holds on a prefix of `s`:
+/// an exponential then binary search, O(log k) for an answer k, so a sweep that skips ahead
+/// with it costs O(m log(n/m)) instead of O(n) when one side is much shorter.
+#[inline]
+fn gallop<T>(s: &[T], pred: impl Fn(&T) -> bool) -> usize {
+    // Interleaved inputs mostly skip nothing: answer that without a search.
+    match s.first() {
+        Some(x) if pred(x) => {}
+        _ => return 0,
+    }
+    let mut hi = 1;
+    while hi < s.len() && pred(&s[hi]) {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(s.len());
+    lo + s[lo..hi].partition_point(pred)
 }
 
 impl fmt::Display for Ranges {
@@ -237,12 +418,31 @@ impl Resource {
 pub struct Resources(Vec<Resource>);
 
 impl From<Vec<Resource>> for Resources {
-    fn from(items: Vec<Resource>) -> Self {
-        let mut out = Resources::default();
-        for r in items {
-            out.add_one(r);
+    /// Normalizes: drops empty amounts and merges entries with the same key (scalars summed,
+    /// ranges united). O(k log k) in entries, plus one sort of all the pairs of a key that
+    /// appears more than once; never limited (see [`Resources::from_checked`] for input).
+    fn from(mut items: Vec<Resource>) -> Self {
+        items.retain(|r| !r.value.is_empty());
+        // Stable: entries of one key keep their order (irrelevant to the result, but cheap).
+        items.sort_by(|x, y| x.key().cmp(&y.key()));
+        let mut out: Vec<Resource> = Vec::with_capacity(items.len());
+        let mut items = items.into_iter().peekable();
+        while let Some(mut first) = items.next() {
+            let mut more_pairs: Vec<(u64, u64)> = Vec::new();
+            while let Some(next) = items.next_if(|n| n.key() == first.key()) {
+                match (&mut first.value, next.value) {
+                    (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
+                    (Value::Ranges(_), Value::Ranges(b)) => more_pairs.extend(b.0),
+                    _ => unreachable!("the key includes the kind"),
+                }
+            }
+            if let (Value::Ranges(r), false) = (&mut first.value, more_pairs.is_empty()) {
+                more_pairs.extend_from_slice(&r.0);
+                *r = Ranges::normalize(more_pairs).expect("normalized ranges are never inverted");
+            }
+            out.push(first);
         }
-        out
+        Resources(out)
     }
 }
 
@@ -267,6 +467,9 @@ pub enum ResourceError {
     Role { role: String, reason: &'static str },
     #[error("bad resource name {name:?}: {reason}")]
     Name { name: String, reason: &'static str },
+    /// More than [`MAX_RESOURCES`] entries in one resources value from input.
+    #[error("{count} resources, at most {MAX_RESOURCES}")]
+    TooManyResources { count: usize },
 }
 
 /// Roles are 1 to 255 characters of letters, digits, `-`, `_`, `.` and `/` (hierarchical
@@ -339,12 +542,17 @@ impl Resources {
 
     /// Parses Mesos' text form: `cpus:4;mem:8192;disk:20000;ports:[31000-32000]`, with
     /// `name(ROLE):amount` for a static reservation (`(*)` means unreserved).
+    ///
+    /// Input: at most [`MAX_RESOURCES`] tokens, and at most [`MAX_RANGES_PER_RESOURCE`]
+    /// ranges in one token and in one entry after merging tokens of the same name and role.
     pub fn parse(text: &str) -> Result<Resources, ResourceError> {
-        let mut out = Resources::default();
-        for token in text.split(';').map(str::trim).filter(|t| !t.is_empty()) {
-            out.add_one(parse_token(token)?);
+        let tokens = || text.split(';').map(str::trim).filter(|t| !t.is_empty());
+        let count = tokens().count();
+        if count > MAX_RESOURCES {
+            return Err(ResourceError::TooManyResources { count });
         }
-        Ok(out)
+        let items = tokens().map(parse_token).collect::<Result<Vec<_>, _>>()?;
+        Resources::from(items).within_limits()
     }
 
     /// An unreserved scalar resource, refusing bad amounts.
@@ -374,23 +582,28 @@ impl Resources {
     }
 
     /// Builds from items, checking every name, role and range; the domain boundary for
-    /// resources that arrive from the wire.
+    /// resources that arrive from the wire. Refuses more than [`MAX_RESOURCES`] items and
+    /// more than [`MAX_RANGES_PER_RESOURCE`] ranges in one item or in one entry after
+    /// merging items of the same name and role. (A [`Ranges`] can never hold an inverted
+    /// pair: [`Ranges::new`] and deserialization refuse them.)
     pub fn from_checked(items: Vec<Resource>) -> Result<Resources, ResourceError> {
+        if items.len() > MAX_RESOURCES {
+            return Err(ResourceError::TooManyResources { count: items.len() });
+        }
         for r in &items {
             validate_name(&r.name)?;
             if let Some(role) = &r.role {
                 validate_role(role)?;
             }
-            if let Value::Ranges(ranges) = &r.value {
-                if let Some(&(b, e)) = ranges.0.iter().find(|(b, e)| b > e) {
-                    return Err(ResourceError::Amount {
-                        name: r.name.clone(),
-                        source: AmountError::InvertedRange(b, e),
-                    });
-                }
-            }
+            check_ranges_count(r)?;
         }
-        Ok(Resources::from(items))
+        Resources::from(items).within_limits()
+    }
+
+    /// `self`, or the first entry with more than [`MAX_RANGES_PER_RESOURCE`] ranges.
+    fn within_limits(self) -> Result<Resources, ResourceError> {
+        self.0.iter().try_for_each(check_ranges_count)?;
+        Ok(self)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -401,35 +614,41 @@ impl Resources {
         self.0.iter()
     }
 
-    fn add_one(&mut self, r: Resource) {
-        if r.value.is_empty() {
-            return;
-        }
-        match self.0.binary_search_by(|x| x.key().cmp(&r.key())) {
-            Ok(i) => {
-                let slot = &mut self.0[i].value;
-                *slot = match (&*slot, r.value) {
-                    (Value::Scalar(a), Value::Scalar(b)) => Value::Scalar(a.saturating_add(b)),
-                    (Value::Ranges(a), Value::Ranges(b)) => Value::Ranges(a.union(&b)),
-                    _ => unreachable!("the key includes the kind"),
-                };
-            }
-            Err(i) => self.0.insert(i, r),
-        }
-    }
-
-    /// `self + other`.
+    /// `self + other`. Never limited.
     pub fn plus(&self, other: &Resources) -> Resources {
         let mut out = self.clone();
         out.add(other);
         out
     }
 
-    /// Adds `other` in place.
+    /// Adds `other` in place: one merge of the two sorted entry lists, O(k + l) entries
+    /// plus a linear [`Ranges::union`] per shared ranges entry. Never limited.
     pub fn add(&mut self, other: &Resources) {
-        for r in &other.0 {
-            self.add_one(r.clone());
+        if other.0.is_empty() {
+            return;
         }
+        if self.0.is_empty() {
+            self.0.clone_from(&other.0);
+            return;
+        }
+        let mine = std::mem::take(&mut self.0);
+        let mut out = Vec::with_capacity(mine.len() + other.0.len());
+        let mut theirs = other.0.iter().peekable();
+        for mut have in mine {
+            while let Some(t) = theirs.next_if(|t| t.key() < have.key()) {
+                out.push(t.clone());
+            }
+            if let Some(t) = theirs.next_if(|t| t.key() == have.key()) {
+                have.value = match (&have.value, &t.value) {
+                    (Value::Scalar(a), Value::Scalar(b)) => Value::Scalar(a.saturating_add(*b)),
+                    (Value::Ranges(a), Value::Ranges(b)) => Value::Ranges(a.union(b)),
+                    _ => unreachable!("the key includes the kind"),
+                };
+            }
+            out.push(have);
+        }
+        out.extend(theirs.cloned());
+        self.0 = out;
     }
 
     /// Whether `self` holds at least `other`, entry by entry (a reservation for one role
@@ -447,58 +666,53 @@ impl Resources {
         )
     }
 
-    /// `self - other`, or `None` when `other` is not contained in `self`.
+    /// `self - other`, or `None` when `other` is not contained in `self`. One merge of the
+    /// two sorted entry lists, O(k + l) entries plus a linear [`Ranges::checked_sub`] per
+    /// shared ranges entry.
     pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
-        let mut out = self.clone();
-        for need in &other.0 {
-            let i = out.0.binary_search_by(|x| x.key().cmp(&need.key())).ok()?;
-            let left = match (&out.0[i].value, &need.value) {
-                (Value::Scalar(have), Value::Scalar(want)) => {
-                    Value::Scalar(have.checked_sub(*want)?)
-                }
-                (Value::Ranges(have), Value::Ranges(want)) => {
-                    Value::Ranges(have.checked_sub(want)?)
-                }
-                _ => return None,
+        let mut out = Vec::with_capacity(self.0.len());
+        let mut needs = other.0.iter().peekable();
+        for have in &self.0 {
+            let Some(need) = needs.next_if(|n| n.key() <= have.key()) else {
+                out.push(have.clone());
+                continue;
             };
-            if left.is_empty() {
-                out.0.remove(i);
-            } else {
-                out.0[i].value = left;
+            if need.key() != have.key() {
+                return None; // `need` is not in `self` at all
             }
+            let left = match (&have.value, &need.value) {
+                (Value::Scalar(h), Value::Scalar(w)) => Value::Scalar(h.checked_sub(*w)?),
+                (Value::Ranges(h), Value::Ranges(w)) => Value::Ranges(h.checked_sub(w)?),
+                _ => unreachable!("the key includes the kind"),
+            };
+            push_left(&mut out, have, left);
         }
-        Some(out)
+        // Whatever is left of `other` is not in `self`.
+        needs.next().is_none().then_some(Resources(out))
     }
 
-    /// `self - other`, keeping what cannot be subtracted (never negative).
+    /// `self - other`, keeping what cannot be subtracted (never negative). One merge of the
+    /// two sorted entry lists, O(k + l) entries plus a linear [`Ranges::difference`] per
+    /// shared ranges entry.
     pub fn saturating_sub(&self, other: &Resources) -> Resources {
-        let mut out = self.clone();
-        for need in &other.0 {
-            if let Ok(i) = out.0.binary_search_by(|x| x.key().cmp(&need.key())) {
-                let left = match (&out.0[i].value, &need.value) {
-                    (Value::Scalar(have), Value::Scalar(want)) => {
-                        Value::Scalar(have.checked_sub(*want).unwrap_or(Scalar::ZERO))
-                    }
-                    (Value::Ranges(have), Value::Ranges(want)) => {
-                        let common = Ranges::new(want.pairs().iter().flat_map(|&(b, e)| {
-                            have.pairs().iter().filter_map(move |&(hb, he)| {
-                                let (lo, hi) = (b.max(hb), e.min(he));
-                                (lo <= hi).then_some((lo, hi))
-                            })
-                        }))
-                        .expect("intersections are ordered");
-                        Value::Ranges(have.checked_sub(&common).expect("subset by construction"))
-                    }
-                    _ => unreachable!("the key includes the kind"),
-                };
-                if left.is_empty() {
-                    out.0.remove(i);
-                } else {
-                    out.0[i].value = left;
+        let mut out = Vec::with_capacity(self.0.len());
+        let mut needs = other.0.iter().peekable();
+        for have in &self.0 {
+            while needs.next_if(|n| n.key() < have.key()).is_some() {}
+            let Some(need) = needs.next_if(|n| n.key() == have.key()) else {
+                out.push(have.clone());
+                continue;
+            };
+            let left = match (&have.value, &need.value) {
+                (Value::Scalar(h), Value::Scalar(w)) => {
+                    Value::Scalar(h.checked_sub(*w).unwrap_or(Scalar::ZERO))
                 }
-            }
+                (Value::Ranges(h), Value::Ranges(w)) => Value::Ranges(h.difference(w)),
+                _ => unreachable!("the key includes the kind"),
+            };
+            push_left(&mut out, have, left);
         }
-        out
+        Resources(out)
     }
 
     /// Total scalar amount of `name` across all roles.
@@ -549,6 +763,32 @@ impl Resources {
             }
         }
         out
+    }
+}
+
+/// Keeps `have` with the amount `left`, unless nothing is left.
+fn push_left(out: &mut Vec<Resource>, have: &Resource, left: Value) {
+    if !left.is_empty() {
+        out.push(Resource {
+            name: have.name.clone(),
+            role: have.role.clone(),
+            value: left,
+        });
+    }
+}
+
+/// Refuses a ranges entry with more than [`MAX_RANGES_PER_RESOURCE`] ranges, naming it.
+fn check_ranges_count(r: &Resource) -> Result<(), ResourceError> {
+    match &r.value {
+        Value::Ranges(ranges) if ranges.0.len() > MAX_RANGES_PER_RESOURCE => {
+            Err(ResourceError::Amount {
+                name: r.name.clone(),
+                source: AmountError::TooManyRanges {
+                    count: ranges.0.len(),
+                },
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -639,6 +879,7 @@ fn parse_token(token: &str) -> Result<Resource, ResourceError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn r(s: &str) -> Resources {
         Resources::parse(s).unwrap()
@@ -859,6 +1100,465 @@ mod tests {
         #[test]
         fn display_parses_back(a in arb_resources()) {
             prop_assert_eq!(Resources::parse(&a.to_string()).unwrap(), a);
+        }
+    }
+
+    // ----- limits -----
+
+    /// `n` one-port ranges, two apart so that nothing merges.
+    fn spaced(n: usize, from: u64) -> Vec<(u64, u64)> {
+        (0..n as u64)
+            .map(|i| (from + 2 * i, from + 2 * i))
+            .collect()
+    }
+
+    /// A value with more than `MAX_RANGES_PER_RESOURCE` ranges, built the only way such
+    /// values arise: by arithmetic.
+    fn big(n: usize, from: u64) -> Ranges {
+        spaced(n, from)
+            .chunks(MAX_RANGES_PER_RESOURCE)
+            .map(|c| Ranges::new(c.iter().copied()).unwrap())
+            .fold(Ranges::default(), |acc, r| acc.union(&r))
+    }
+
+    fn ports_text(pairs: &[(u64, u64)]) -> String {
+        let list: Vec<String> = pairs.iter().map(|(b, e)| format!("{b}-{e}")).collect();
+        format!("ports:[{}]", list.join(","))
+    }
+
+    #[test]
+    fn ranges_from_input_are_bounded() {
+        let max = MAX_RANGES_PER_RESOURCE;
+        assert_eq!(Ranges::new(spaced(max, 0)).unwrap().pairs().len(), max);
+        assert_eq!(
+            Ranges::new(spaced(max + 1, 0)),
+            Err(AmountError::TooManyRanges { count: max + 1 })
+        );
+        // The incident: one registration with 200,000 one-port ranges.
+        let err = Ranges::new(spaced(200_000, 0)).unwrap_err();
+        assert_eq!(err, AmountError::TooManyRanges { count: 200_000 });
+        assert_eq!(err.to_string(), "200000 ranges, at most 1000");
+        // Counted as given, before merging: the sort is what the limit bounds.
+        let adjacent = (0..=max as u64).map(|p| (p, p));
+        assert_eq!(
+            Ranges::new(adjacent),
+            Err(AmountError::TooManyRanges { count: max + 1 })
+        );
+    }
+
+    #[test]
+    fn parse_is_bounded() {
+        let tokens = |n: usize| {
+            (0..n)
+                .map(|i| format!("r{i}:1"))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        assert_eq!(
+            Resources::parse(&tokens(MAX_RESOURCES))
+                .unwrap()
+                .iter()
+                .count(),
+            128
+        );
+        let err = Resources::parse(&tokens(MAX_RESOURCES + 1)).unwrap_err();
+        assert_eq!(err, ResourceError::TooManyResources { count: 129 });
+        assert_eq!(err.to_string(), "129 resources, at most 128");
+
+        let text = ports_text(&spaced(200_000, 0));
+        let err = Resources::parse(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad amount for resource \"ports\": 200000 ranges, at most 1000"
+        );
+        assert!(Resources::parse(&ports_text(&spaced(1000, 0))).is_ok());
+        // Two tokens of one entry, each within the limit, merging past it.
+        let (a, b) = (ports_text(&spaced(600, 0)), ports_text(&spaced(600, 5000)));
+        assert_eq!(
+            Resources::parse(&format!("{a};{b}")),
+            Err(ResourceError::Amount {
+                name: "ports".into(),
+                source: AmountError::TooManyRanges { count: 1200 }
+            })
+        );
+        // Different roles are different entries.
+        let b_web = b.replace("ports:", "ports(web):");
+        assert!(Resources::parse(&format!("{a};{b_web}")).is_ok());
+    }
+
+    #[test]
+    fn from_checked_is_bounded() {
+        let item = |name: &str, value: Value| Resource {
+            name: name.into(),
+            role: None,
+            value,
+        };
+        let scalars: Vec<Resource> = (0..=MAX_RESOURCES)
+            .map(|i| item(&format!("r{i}"), Value::Scalar(Scalar::from_millis(1))))
+            .collect();
+        assert!(Resources::from_checked(scalars[..MAX_RESOURCES].to_vec()).is_ok());
+        assert_eq!(
+            Resources::from_checked(scalars),
+            Err(ResourceError::TooManyResources { count: 129 })
+        );
+        // A ranges value past the limit can only come from arithmetic; it is still refused
+        // as input.
+        let err =
+            Resources::from_checked(vec![item("ports", Value::Ranges(big(1001, 0)))]).unwrap_err();
+        assert_eq!(
+            err,
+            ResourceError::Amount {
+                name: "ports".into(),
+                source: AmountError::TooManyRanges { count: 1001 }
+            }
+        );
+        let halves = vec![
+            item("ports", Value::Ranges(Ranges::new(spaced(700, 0)).unwrap())),
+            item(
+                "ports",
+                Value::Ranges(Ranges::new(spaced(700, 9000)).unwrap()),
+            ),
+        ];
+        assert_eq!(
+            Resources::from_checked(halves).unwrap_err().to_string(),
+            "bad amount for resource \"ports\": 1400 ranges, at most 1000"
+        );
+    }
+
+    #[test]
+    fn arithmetic_is_never_bounded() {
+        let (a, b) = (
+            Ranges::new(spaced(1000, 0)).unwrap(),
+            Ranges::new(spaced(1000, 1)).unwrap(),
+        );
+        // Interleaved one-port ranges merge into one; apart they do not.
+        assert_eq!(a.union(&b).pairs(), &[(0, 1999)]);
+        let c = Ranges::new(spaced(1000, 10_000)).unwrap();
+        assert_eq!(a.union(&c).pairs().len(), 2000);
+        let ports = |r: &Ranges| {
+            Resources::from(vec![Resource {
+                name: "ports".into(),
+                role: None,
+                value: Value::Ranges(r.clone()),
+            }])
+        };
+        let mut sum = ports(&a);
+        sum.add(&ports(&c));
+        assert_eq!(sum, ports(&a).plus(&ports(&c)));
+        assert_eq!(sum.checked_sub(&ports(&c)), Some(ports(&a)));
+        // Values with more ranges come back from the log and snapshots.
+        let json = serde_json::to_string(&sum).unwrap();
+        assert_eq!(serde_json::from_str::<Resources>(&json).unwrap(), sum);
+    }
+
+    #[test]
+    fn deserializing_normalizes_and_refuses_inverted() {
+        let r: Ranges = serde_json::from_str("[[30,40],[1,2],[3,5],[35,36]]").unwrap();
+        assert_eq!(r.pairs(), &[(1, 5), (30, 40)]);
+        assert_eq!(serde_json::to_string(&r).unwrap(), "[[1,5],[30,40]]");
+        assert!(serde_json::from_str::<Ranges>("[[5,4]]").is_err());
+    }
+
+    #[test]
+    fn count_saturates_at_the_full_range() {
+        assert_eq!(Ranges::new([(0, u64::MAX)]).unwrap().count(), u64::MAX);
+        assert_eq!(Ranges::new([(1, u64::MAX)]).unwrap().count(), u64::MAX);
+        assert_eq!(Ranges::new([(7, 7), (9, 10)]).unwrap().count(), 3);
+    }
+
+    /// A guard against a quadratic algorithm coming back: at 100,000 ranges a quadratic sweep
+    /// takes seconds in release and minutes in debug; these take milliseconds.
+    #[test]
+    fn large_values_are_linear() {
+        let n = 100_000;
+        let all = big(n, 0);
+        let half = Ranges(all.pairs().iter().step_by(2).copied().collect());
+        assert!(all.contains(&half));
+        let rest = all.checked_sub(&half).unwrap();
+        assert_eq!(rest.pairs().len(), n - n / 2);
+        assert_eq!(rest.union(&half), all);
+        assert_eq!(all.intersection(&half), half);
+        assert_eq!(all.difference(&half), rest);
+        let holder = |r: &Ranges| {
+            Resources::from(vec![Resource {
+                name: "ports".into(),
+                role: None,
+                value: Value::Ranges(r.clone()),
+            }])
+        };
+        assert_eq!(
+            holder(&all).checked_sub(&holder(&half)),
+            Some(holder(&rest))
+        );
+        assert_eq!(holder(&all).saturating_sub(&holder(&half)), holder(&rest));
+    }
+
+    // ----- every operation against a naive model -----
+
+    /// Endpoints lie in `[0, SPAN)` or `(u64::MAX - SPAN, u64::MAX]`. A range containing any
+    /// integer of the gap between contains all of it and `SPAN` too, so the set of integers in
+    /// `[0, SPAN]` and the top window decides every operation exactly (`SPAN` stands for the
+    /// gap).
+    const SPAN: u64 = 150;
+
+    fn model(r: &Ranges) -> BTreeSet<u64> {
+        let top = u64::MAX - SPAN + 1;
+        r.pairs()
+            .iter()
+            .flat_map(|&(b, e)| (b..=e.min(SPAN)).chain(b.max(top)..=e))
+            .collect()
+    }
+
+    fn assert_normalized(r: &Ranges) -> Result<(), TestCaseError> {
+        for &(b, e) in r.pairs() {
+            prop_assert!(b <= e, "inverted {:?}", r);
+        }
+        prop_assert!(is_normalized(r.pairs()), "not normalized {:?}", r);
+        Ok(())
+    }
+
+    fn arb_edge_pair() -> impl Strategy<Value = (u64, u64)> {
+        let low = (0..SPAN, 0u64..25).prop_map(|(b, l)| (b, (b + l).min(SPAN - 1)));
+        let high = (0..SPAN, 0u64..25).prop_map(|(o, l)| {
+            let b = u64::MAX - o;
+            (b, b.saturating_add(l))
+        });
+        let spanning = (0..SPAN, 0..SPAN).prop_map(|(b, o)| (b, u64::MAX - o));
+        let edges = prop_oneof![
+            Just((0, 0)),
+            Just((u64::MAX, u64::MAX)),
+            Just((0, u64::MAX)),
+            Just((u64::MAX - 1, u64::MAX)),
+            Just((0, 1)),
+        ];
+        prop_oneof![6 => low, 4 => high, 1 => spanning, 1 => edges]
+    }
+
+    fn arb_edge_ranges() -> impl Strategy<Value = Ranges> {
+        proptest::collection::vec(arb_edge_pair(), 0..14).prop_map(|v| Ranges::new(v).unwrap())
+    }
+
+    /// Any pairs, inverted ones included, in any order.
+    fn arb_raw_pairs() -> impl Strategy<Value = Vec<(u64, u64)>> {
+        let pair = prop_oneof![
+            8 => arb_edge_pair(),
+            1 => arb_edge_pair().prop_map(|(b, e)| (e, b)),
+        ];
+        proptest::collection::vec(pair, 0..14)
+    }
+
+    type Key = (String, Option<String>);
+
+    /// Scalars and ranges of a `Resources` by (name, role); checks the bag is normalized.
+    #[derive(Debug, Default, PartialEq)]
+    struct Bag {
+        scalars: BTreeMap<Key, u64>,
+        ranges: BTreeMap<Key, BTreeSet<u64>>,
+    }
+
+    fn bag(r: &Resources) -> Result<Bag, TestCaseError> {
+        for w in r.0.windows(2) {
+            prop_assert!(
+                w[0].key() < w[1].key(),
+                "unsorted or duplicate keys: {:?}",
+                r
+            );
+        }
+        let mut out = Bag::default();
+        for e in r.iter() {
+            prop_assert!(!e.value.is_empty(), "empty entry in {:?}", r);
+            let key = (e.name.clone(), e.role.clone());
+            match &e.value {
+                Value::Scalar(s) => {
+                    out.scalars.insert(key, s.millis());
+                }
+                Value::Ranges(rs) => {
+                    assert_normalized(rs)?;
+                    out.ranges.insert(key, model(rs));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn bag_plus(a: &Bag, b: &Bag) -> Bag {
+        let mut out = Bag {
+            scalars: a.scalars.clone(),
+            ranges: a.ranges.clone(),
+        };
+        for (k, v) in &b.scalars {
+            *out.scalars.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &b.ranges {
+            out.ranges.entry(k.clone()).or_default().extend(v);
+        }
+        out
+    }
+
+    fn bag_contains(a: &Bag, b: &Bag) -> bool {
+        b.scalars
+            .iter()
+            .all(|(k, v)| a.scalars.get(k).copied().unwrap_or(0) >= *v)
+            && b.ranges
+                .iter()
+                .all(|(k, v)| a.ranges.get(k).is_some_and(|have| v.is_subset(have)))
+    }
+
+    fn bag_saturating_sub(a: &Bag, b: &Bag) -> Bag {
+        let mut out = Bag::default();
+        for (k, v) in &a.scalars {
+            let left = v.saturating_sub(b.scalars.get(k).copied().unwrap_or(0));
+            if left > 0 {
+                out.scalars.insert(k.clone(), left);
+            }
+        }
+        for (k, v) in &a.ranges {
+            let left: BTreeSet<u64> = match b.ranges.get(k) {
+                Some(w) => v.difference(w).copied().collect(),
+                None => v.clone(),
+            };
+            if !left.is_empty() {
+                out.ranges.insert(k.clone(), left);
+            }
+        }
+        out
+    }
+
+    fn arb_edge_resources() -> impl Strategy<Value = Vec<Resource>> {
+        let role = prop_oneof![
+            Just(None),
+            Just(Some("a".to_string())),
+            Just(Some("b".to_string()))
+        ];
+        let value = prop_oneof![
+            (0u64..10_000).prop_map(|m| Value::Scalar(Scalar::from_millis(m))),
+            arb_edge_ranges().prop_map(Value::Ranges),
+        ];
+        let name = prop_oneof![Just("cpus"), Just("mem"), Just("ports"), Just("zz")];
+        proptest::collection::vec((name, role, value), 0..10).prop_map(|items| {
+            items
+                .into_iter()
+                .map(|(name, role, value)| Resource {
+                    name: name.to_string(),
+                    role,
+                    value,
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn new_matches_the_model(raw in arb_raw_pairs()) {
+            match raw.iter().find(|(b, e)| b > e) {
+                Some(&(b, e)) => {
+                    prop_assert_eq!(Ranges::new(raw.clone()), Err(AmountError::InvertedRange(b, e)));
+                    let json = serde_json::to_string(&raw).unwrap();
+                    prop_assert!(serde_json::from_str::<Ranges>(&json).is_err());
+                }
+                None => {
+                    let r = Ranges::new(raw.clone()).unwrap();
+                    assert_normalized(&r)?;
+                    let top = u64::MAX - SPAN + 1;
+                    let expected: BTreeSet<u64> = raw
+                        .iter()
+                        .flat_map(|&(b, e)| (b..=e.min(SPAN)).chain(b.max(top)..=e))
+                        .collect();
+                    prop_assert_eq!(model(&r), expected);
+                    // Deserializing normalizes the same way.
+                    let json = serde_json::to_string(&raw).unwrap();
+                    prop_assert_eq!(serde_json::from_str::<Ranges>(&json).unwrap(), r.clone());
+                    prop_assert_eq!(serde_json::from_str::<Ranges>(&serde_json::to_string(&r).unwrap()).unwrap(), r.clone());
+                    // Order and duplication of the input do not matter.
+                    let mut reversed = raw.clone();
+                    reversed.reverse();
+                    reversed.extend(raw.iter().copied());
+                    prop_assert_eq!(Ranges::new(reversed).unwrap(), r);
+                }
+            }
+        }
+
+        #[test]
+        fn set_operations_match_the_model(a in arb_edge_ranges(), b in arb_edge_ranges()) {
+            for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+                let (sx, sy) = (model(x), model(y));
+                let union = x.union(y);
+                let inter = x.intersection(y);
+                let diff = x.difference(y);
+                for r in [&union, &inter, &diff] {
+                    assert_normalized(r)?;
+                }
+                prop_assert_eq!(model(&union), sx.union(&sy).copied().collect::<BTreeSet<_>>());
+                prop_assert_eq!(model(&inter), sx.intersection(&sy).copied().collect::<BTreeSet<_>>());
+                prop_assert_eq!(model(&diff), sx.difference(&sy).copied().collect::<BTreeSet<_>>());
+                prop_assert_eq!(x.contains(y), sy.is_subset(&sx));
+                match x.checked_sub(y) {
+                    Some(d) => {
+                        prop_assert!(sy.is_subset(&sx));
+                        prop_assert_eq!(d, diff.clone());
+                    }
+                    None => prop_assert!(!sy.is_subset(&sx)),
+                }
+                if !sx.contains(&SPAN) {
+                    prop_assert_eq!(x.count(), sx.len() as u64);
+                }
+                // Exact identities (beyond the model).
+                prop_assert_eq!(union.clone(), y.union(x));
+                prop_assert_eq!(inter.clone(), y.intersection(x));
+                prop_assert_eq!(diff.union(&inter), x.clone());
+                prop_assert!(union.contains(x) && x.contains(&inter));
+            }
+        }
+
+        #[test]
+        fn subtracting_a_subset_matches_the_model(a in arb_edge_ranges(), c in arb_edge_ranges()) {
+            let b = a.intersection(&c);
+            prop_assert!(a.contains(&b));
+            let d = a.checked_sub(&b).unwrap();
+            assert_normalized(&d)?;
+            prop_assert_eq!(model(&d), model(&a).difference(&model(&b)).copied().collect::<BTreeSet<_>>());
+            prop_assert_eq!(d.union(&b), a.clone());
+            prop_assert!(d.intersection(&b).is_empty());
+            prop_assert_eq!(a.checked_sub(&a), Some(Ranges::default()));
+            prop_assert_eq!(a.checked_sub(&Ranges::default()), Some(a.clone()));
+        }
+
+        #[test]
+        fn resources_match_the_model(a in arb_edge_resources(), b in arb_edge_resources()) {
+            // `From` normalizes exactly like adding the items one at a time.
+            let mut one_by_one = Resources::new();
+            let mut expected_a = Bag::default();
+            for item in &a {
+                let single = Resources::from(vec![item.clone()]);
+                expected_a = bag_plus(&expected_a, &bag(&single)?);
+                one_by_one.add(&single);
+            }
+            let (ra, rb) = (Resources::from(a), Resources::from(b));
+            prop_assert_eq!(&one_by_one, &ra);
+            let (ma, mb) = (bag(&ra)?, bag(&rb)?);
+            prop_assert_eq!(&ma, &expected_a);
+
+            let sum = ra.plus(&rb);
+            prop_assert_eq!(bag(&sum)?, bag_plus(&ma, &mb));
+            let mut added = ra.clone();
+            added.add(&rb);
+            prop_assert_eq!(&added, &sum);
+            prop_assert_eq!(ra.contains(&rb), bag_contains(&ma, &mb));
+            let sat = ra.saturating_sub(&rb);
+            prop_assert_eq!(bag(&sat)?, bag_saturating_sub(&ma, &mb));
+            match ra.checked_sub(&rb) {
+                Some(d) => {
+                    prop_assert!(bag_contains(&ma, &mb));
+                    prop_assert_eq!(d, sat);
+                }
+                None => prop_assert!(!bag_contains(&ma, &mb)),
+            }
+            prop_assert_eq!(sum.checked_sub(&rb).map(|d| d.plus(&rb)), Some(sum.clone()));
+            prop_assert_eq!(Resources::parse(&sum.to_string()).unwrap(), sum.clone());
+            prop_assert_eq!(Resources::from_checked(sum.0.clone()).unwrap(), sum.clone());
+            prop_assert_eq!(serde_json::from_str::<Resources>(&serde_json::to_string(&sum).unwrap()).unwrap(), sum);
         }
     }
 }

@@ -11,6 +11,7 @@ use agora_registry::{
 };
 use tonic::Status;
 
+pub mod limits;
 mod sessions;
 
 pub use sessions::*;
@@ -27,6 +28,8 @@ pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
 }
 
 pub fn resources_from_proto(items: &[pb::Resource], field: &str) -> Result<Resources, Status> {
+    // Counted before anything is converted (200,000 items used to be converted one by one).
+    limits::count(field, items.len(), agora_registry::resources::MAX_RESOURCES)?;
     let mut out = Vec::with_capacity(items.len());
     for (i, r) in items.iter().enumerate() {
         let f = format!("{field}[{i}]");
@@ -88,6 +91,11 @@ pub fn agent_info_from_proto(
         ));
     }
     let resources = resources_from_proto(&info.resources, "agent.resources")?;
+    limits::count(
+        "agent.attributes",
+        info.attributes.len(),
+        limits::MAX_ATTRIBUTES,
+    )?;
     let mut attributes = Vec::with_capacity(info.attributes.len());
     for (i, a) in info.attributes.into_iter().enumerate() {
         name(&a.key, &format!("agent.attributes[{i}].key"))?;

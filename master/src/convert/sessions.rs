@@ -66,8 +66,16 @@ pub fn refuse_from_proto(filters: Option<&pb::Filters>) -> Result<Duration, Stat
             format!("{secs} is not a finite, non-negative number"),
         ));
     }
-    // Capped by the leader at a year; this only keeps the conversion finite.
-    Ok(Duration::from_secs_f64(secs.min(1e12)))
+    if secs > super::limits::MAX_REFUSE.as_secs_f64() {
+        return Err(invalid(
+            "filters.refuse_seconds",
+            format!(
+                "{secs} s, at most {} s (a year)",
+                super::limits::MAX_REFUSE.as_secs()
+            ),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A subscription request.
@@ -83,10 +91,11 @@ pub fn subscribe_from_proto(req: pb::SubscribeRequest) -> Result<SubscribeCall, 
     agora_registry::resources::validate_framework_role(&role)
         .map_err(|e| invalid("framework.roles[0]", e))?;
     let failover = info.failover_timeout_seconds;
-    if !failover.is_finite() || failover < 0.0 {
+    let max_failover = super::limits::MAX_FAILOVER_TIMEOUT.as_secs_f64();
+    if !failover.is_finite() || !(0.0..=max_failover).contains(&failover) {
         return Err(invalid(
             "framework.failover_timeout_seconds",
-            format!("{failover} is not a finite, non-negative number"),
+            format!("{failover} is not a number of seconds in [0, {max_failover}] (a year)"),
         ));
     }
     if !info.principal.is_empty() {
@@ -138,9 +147,16 @@ pub fn accept_from_proto(
     req: &pb::AcceptRequest,
     framework_user: &str,
 ) -> Result<AcceptCall, Status> {
+    use super::limits;
     if req.offer_ids.is_empty() {
         return Err(invalid("offer_ids", "empty"));
     }
+    limits::count(
+        "offer_ids",
+        req.offer_ids.len(),
+        limits::MAX_OFFERS_PER_CALL,
+    )?;
+    limits::count("tasks", req.tasks.len(), limits::MAX_TASKS_PER_ACCEPT)?;
     let offer_ids = offer_ids(&req.offer_ids, "offer_ids", true)?;
     let refuse = refuse_from_proto(req.filters.as_ref())?;
     let mut tasks: Vec<TaskSpec> = Vec::with_capacity(req.tasks.len());
@@ -155,7 +171,48 @@ pub fn accept_from_proto(
         if t.command.trim().is_empty() {
             return Err(invalid(&format!("tasks[{i}].command"), "empty"));
         }
+        limits::bytes(
+            &format!("tasks[{i}].command"),
+            t.command.as_bytes(),
+            limits::MAX_COMMAND_BYTES,
+        )?;
+        if let Some(e) = &t.executor {
+            limits::bytes(
+                &format!("tasks[{i}].executor.command"),
+                e.command.as_bytes(),
+                limits::MAX_COMMAND_BYTES,
+            )?;
+        }
+        limits::count(
+            &format!("tasks[{i}].env"),
+            t.env.len(),
+            limits::MAX_ENV_VARS,
+        )?;
+        for (k, v) in &t.env {
+            if k.len() + v.len() > limits::MAX_ENV_VAR_BYTES {
+                return Err(invalid(
+                    &format!("tasks[{i}].env[{k:.40}]"),
+                    format!(
+                        "{} bytes, at most {}",
+                        k.len() + v.len(),
+                        limits::MAX_ENV_VAR_BYTES
+                    ),
+                ));
+            }
+        }
         let resources = resources_from_proto(&t.resources, &format!("tasks[{i}].resources"))?;
+        for (name, min, unit) in [
+            ("cpus", limits::MIN_TASK_CPUS, ""),
+            ("mem", limits::MIN_TASK_MEM_MB, " MB"),
+        ] {
+            let has = resources.scalar_total(name).as_f64();
+            if has < min {
+                return Err(invalid(
+                    &format!("tasks[{i}].resources"),
+                    format!("{has}{unit} {name}, at least {min}{unit} (the smallest task)"),
+                ));
+            }
+        }
         if !t.name.is_empty() {
             super::name(&t.name, &format!("tasks[{i}].name"))?;
         }

@@ -244,9 +244,9 @@ impl Leader {
             })
             .instrument(span.clone())
             .await;
-        let _e = span.enter();
         match result {
             Ok(_) => {
+                let _e = span.enter();
                 let agent = offers[0].agent_id.clone();
                 {
                     let mut soft = self.soft();
@@ -298,35 +298,65 @@ impl Leader {
                 Ok(())
             }
             Err(WriteError::Rejected(reason)) => {
-                // Never run: each task is dropped, with the reason. Except when the offer
-                // is gone because this very accept was applied already (the driver retried
-                // it after the leader died mid-call): those tasks exist and their state is
-                // the answer, not a TASK_DROPPED for a task that runs.
-                tracing::info!(%reason, "accept refused; tasks dropped");
-                let answers: Vec<TaskStatus> = self.read(|reg| {
+                // Never run: the whole accept is refused (no task of it launches) and the
+                // call says so. Except when the offer is gone because this very accept was
+                // applied already (the driver retried it after the leader died mid-call):
+                // those tasks exist and the call succeeded.
+                let existing: Vec<Option<TaskStatus>> = self.read(|reg| {
                     call.tasks
                         .iter()
-                        .map(|s| {
-                            let existing = match reason {
-                                Rejection::UnknownOffer(_) => reg.task(framework, &s.id),
-                                _ => None,
-                            };
-                            existing.map(TaskStatus::of).unwrap_or_else(|| TaskStatus {
-                                task_id: s.id.clone(),
-                                state: TaskState::TaskDropped,
-                                message: format!("launch refused: {reason}"),
-                                agent_id: offers.first().map(|o| o.agent_id.clone()),
-                                uuid: None,
-                                exit_code: None,
-                                timestamp_ms: now,
-                            })
+                        .map(|s| match reason {
+                            Rejection::UnknownOffer(_) => {
+                                reg.task(framework, &s.id).map(TaskStatus::of)
+                            }
+                            _ => None,
                         })
                         .collect()
                 });
-                for status in answers {
+                if !existing.is_empty() && existing.iter().all(Option::is_some) {
+                    for status in existing.into_iter().flatten() {
+                        self.to_framework(framework, FrameworkEvent::Update(status));
+                    }
+                    return Ok(());
+                }
+                span.in_scope(|| tracing::info!(%reason, "accept refused; no task launched"));
+                // The offers' resources go back to the pool at once (they used to stay
+                // offered until the framework went away).
+                let still_offered: Vec<_> = self.read(|reg| {
+                    call.offer_ids
+                        .iter()
+                        .filter(|id| reg.offer(id).is_some_and(|o| &o.framework_id == framework))
+                        .cloned()
+                        .collect()
+                });
+                if !still_offered.is_empty() {
+                    if let Err(e) = self
+                        .write(Command::RemoveOffers { ids: still_offered })
+                        .instrument(span.clone())
+                        .await
+                    {
+                        span.in_scope(|| {
+                            tracing::warn!(error = %e, "could not withdraw the refused accept's offers")
+                        });
+                    }
+                    self.wake();
+                }
+                // Frameworks that read updates rather than replies hear it too.
+                for (s, existing) in call.tasks.iter().zip(existing) {
+                    let status = existing.unwrap_or_else(|| TaskStatus {
+                        task_id: s.id.clone(),
+                        state: TaskState::TaskDropped,
+                        message: format!("launch refused: {reason}"),
+                        agent_id: offers.first().map(|o| o.agent_id.clone()),
+                        uuid: None,
+                        exit_code: None,
+                        timestamp_ms: now,
+                    });
                     self.to_framework(framework, FrameworkEvent::Update(status));
                 }
-                Ok(())
+                Err(LeaderError::Precondition(format!(
+                    "launch refused, no task launched: {reason}; the offers' resources are back in the pool"
+                )))
             }
             Err(e) => Err(e.into()),
         }

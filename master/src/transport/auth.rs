@@ -67,6 +67,10 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -
     let conn = req.extensions().get::<ConnectionInfo>().cloned();
     let grpc = is_grpc(&req);
     let path = req.uri().path().to_string();
+    // A gRPC method is not an HTTP page: a plain HTTP request for one is 404.
+    if !grpc && path.starts_with("/agora.") {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
     if path.starts_with(RAFT_PEER_PREFIX) {
         let replica = conn
             .as_ref()

@@ -40,10 +40,14 @@ impl MasterService for MasterApi {
                 },
             )
             .map_err(leader_status)?;
-        self.leader
-            .require_agent_owner(who.as_deref(), &info.id)
-            .map_err(leader_status)?;
+        // No read first: `Registry::apply` refuses a registration by another principal
+        // (PrincipalMismatch, answered PERMISSION_DENIED), atomically with the write.
         info.principal = who;
+        convert::limits::count(
+            "tasks",
+            req.tasks.len(),
+            convert::limits::MAX_REPORTED_TASKS,
+        )?;
         let reported = convert::reported_tasks_from_proto(&req.tasks)?;
         let (agent_id, log_index) = self
             .leader

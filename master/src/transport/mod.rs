@@ -45,6 +45,7 @@ pub fn router(
         .into_axum_router();
     http::router(leader)
         .merge(grpc)
+        .fallback(agora_security::serve::unknown_path)
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
 }
 
@@ -67,6 +68,9 @@ fn leader_status(e: LeaderError) -> Status {
     match e {
         LeaderError::NotLeader(addr) => not_leader(addr.as_deref()),
         LeaderError::Unavailable(msg) => Status::unavailable(msg),
+        LeaderError::Rejected(r @ agora_registry::Rejection::PrincipalMismatch { .. }) => {
+            Status::permission_denied(r.to_string())
+        }
         LeaderError::Rejected(r) => Status::failed_precondition(r.to_string()),
         LeaderError::Invalid { field, reason } => crate::convert::invalid(&field, reason),
         LeaderError::Precondition(msg) => Status::failed_precondition(msg),

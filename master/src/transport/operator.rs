@@ -57,12 +57,7 @@ impl OperatorService for OperatorApi {
                 &agora_acl::Action::UpdateWeight { role: &req.role },
             )
             .map_err(leader_status)?;
-        if !(req.weight.is_finite() && req.weight > 0.0) {
-            return Err(invalid(
-                "weight",
-                format!("{} is not a positive, finite number", req.weight),
-            ));
-        }
+        crate::convert::limits::weight("weight", req.weight)?;
         self.leader
             .set_weight(req.role, req.weight)
             .await

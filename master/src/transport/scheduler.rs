@@ -102,6 +102,11 @@ impl Scheduler for SchedulerApi {
         let req = req.into_inner();
         let framework = self.caller(&req.framework_id, who.as_deref())?;
         let refuse = convert::refuse_from_proto(req.filters.as_ref())?;
+        convert::limits::count(
+            "offer_ids",
+            req.offer_ids.len(),
+            convert::limits::MAX_OFFERS_PER_CALL,
+        )?;
         let ids = convert::offer_ids(&req.offer_ids, "offer_ids", false)?;
         done(self.leader.decline(&framework, &ids, refuse).await)
     }
@@ -129,7 +134,8 @@ impl Scheduler for SchedulerApi {
         let req = req.into_inner();
         let framework = self.caller(&req.framework_id, who.as_deref())?;
         let task = convert::task_id(&req.task_id, "task_id")?;
-        done(self.leader.kill(&framework, &task, req.grace_period_ms))
+        let grace = convert::limits::grace_period_ms("grace_period_ms", req.grace_period_ms)?;
+        done(self.leader.kill(&framework, &task, grace))
     }
 
     async fn acknowledge(
@@ -153,6 +159,11 @@ impl Scheduler for SchedulerApi {
         let who = principal(&req);
         let req = req.into_inner();
         let framework = self.caller(&req.framework_id, who.as_deref())?;
+        convert::limits::count(
+            "task_ids",
+            req.task_ids.len(),
+            convert::limits::MAX_TASKS_PER_RECONCILE,
+        )?;
         let tasks = req
             .task_ids
             .iter()
@@ -172,6 +183,7 @@ impl Scheduler for SchedulerApi {
         let agent = convert::agent_id(&m.agent_id, "agent_id")?;
         agora_registry::ids::validate_id(&m.executor_id)
             .map_err(|e| convert::invalid("executor_id", e))?;
+        convert::limits::bytes("data", &m.data, convert::limits::MAX_MESSAGE_BYTES)?;
         done(self.leader.message(FrameworkMessage {
             framework_id: framework,
             agent_id: agent,

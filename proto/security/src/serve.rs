@@ -171,3 +171,21 @@ fn service(
         },
     ))
 }
+
+/// The fallback of a server's router: UNIMPLEMENTED to a gRPC client, 404 to anyone else
+/// (tonic's own fallback answered every unknown path with a 200 carrying a gRPC status).
+pub async fn unknown_path(req: http::Request<axum::body::Body>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented(format!("no such method: {}", req.uri().path()))
+            .into_http::<axum::body::Body>()
+            .into_response()
+    } else {
+        (http::StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
+}
