@@ -198,7 +198,18 @@ impl Scheduler for Batch {
                 let accepted = h.accept(vec![offer.id.clone()], tasks, None);
                 let h = h.clone();
                 tokio::spawn(async move {
-                    if !matches!(accepted.await, Ok(Ok(()))) {
+                    let outcome = accepted.await;
+                    // A request the master refuses as malformed (a task below the minimum
+                    // size, say) would be refused again on every offer: stop, saying why.
+                    if let Ok(Err(e)) = &outcome {
+                        if e.status()
+                            .is_some_and(|s| s.code() == tonic::Code::InvalidArgument)
+                        {
+                            eprintln!("batch: the master refuses these tasks: {e}");
+                            std::process::exit(2);
+                        }
+                    }
+                    if !matches!(outcome, Ok(Ok(()))) {
                         // The leader may have gone down with the accept in flight, applied
                         // or not: ask. Tasks it never recorded come back "unknown task"
                         // and are launched again under the same id, which the master

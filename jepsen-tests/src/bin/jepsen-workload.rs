@@ -69,7 +69,7 @@ struct Args {
     long_every: u64,
     #[arg(long, default_value_t = 0.1)]
     cpus: f64,
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 32.0)]
     mem: f64,
     /// After SIGTERM, how long to wait for live tasks to end.
     #[arg(long, default_value_t = 15.0)]
