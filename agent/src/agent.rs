@@ -55,6 +55,7 @@ pub async fn run(
     let options = agora_security::serve::ServeOptions {
         tls: tls.clone(),
         allow_plaintext: false,
+        ..Default::default()
     };
     let server = tokio::spawn(async move {
         let _ = agora_security::serve::serve(listener, app, options, async move {

@@ -318,6 +318,7 @@ async fn run_replica(
         agora_security::serve::ServeOptions {
             tls: security.tls.clone(),
             allow_plaintext: config.security.allow_plaintext,
+            ..Default::default()
         },
         shutdown,
     );

@@ -19,6 +19,9 @@ use crate::tls::{common_name, ServerTls};
 
 /// How long a new connection has to finish its TLS handshake (or send its first byte).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/1 client has to send a request's headers (slowloris: 500 sockets that
+/// never finish a request used to be held for good).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the connection a request came on proves. Every request carries one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +40,9 @@ pub struct ServeOptions {
     pub tls: Option<Arc<ServerTls>>,
     /// With TLS on, also accept plaintext on the same port (`--tls-allow-plaintext`).
     pub allow_plaintext: bool,
+    /// How long a client has to send a request's headers ([`HEADER_READ_TIMEOUT`] when
+    /// zero).
+    pub header_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -76,14 +82,13 @@ pub async fn serve(
         let options = options.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let builder = builder(&options);
             match handshake(stream, remote, &options).await {
                 Some(Accepted::Tls(tls, info)) => {
-                    let builder = Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection(TokioIo::new(tls), service(app, info));
                     let _ = watcher.watch(conn).await;
                 }
                 Some(Accepted::Plain(plain, info)) => {
-                    let builder = Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection(TokioIo::new(plain), service(app, info));
                     let _ = watcher.watch(conn).await;
                 }
@@ -94,6 +99,21 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// HTTP/1 and HTTP/2 with a deadline for a request's headers.
+fn builder(options: &ServeOptions) -> Builder<TokioExecutor> {
+    let timeout = if options.header_timeout.is_zero() {
+        HEADER_READ_TIMEOUT
+    } else {
+        options.header_timeout
+    };
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout);
+    builder
 }
 
 enum Accepted {

@@ -94,6 +94,7 @@ async fn tls_names_the_client_certificate_and_refuses_plaintext() {
     let (addr, _stop) = start(ServeOptions {
         tls: Some(tls),
         allow_plaintext: false,
+        ..Default::default()
     })
     .await;
     assert_eq!(
@@ -115,6 +116,7 @@ async fn plaintext_beside_tls_when_allowed() {
     let (addr, _stop) = start(ServeOptions {
         tls: Some(tls),
         allow_plaintext: true,
+        ..Default::default()
     })
     .await;
     assert_eq!(get_plain(&addr).await.unwrap(), "tls=false principal=None");
@@ -131,6 +133,7 @@ async fn a_certificate_from_another_ca_is_refused_and_a_client_rejects_a_foreign
     let (addr, _stop) = start(ServeOptions {
         tls: Some(tls),
         allow_plaintext: false,
+        ..Default::default()
     })
     .await;
     let other_dir = tempfile::tempdir().unwrap();
@@ -153,6 +156,7 @@ async fn reload_takes_new_certificates_for_new_connections() {
     let (addr, _stop) = start(ServeOptions {
         tls: Some(tls.clone()),
         allow_plaintext: false,
+        ..Default::default()
     })
     .await;
     assert!(get_tls(&addr, &client(&pki, true)).await.is_ok());
@@ -183,4 +187,33 @@ async fn reload_takes_new_certificates_for_new_connections() {
     std::fs::write(&pki.server.key, "garbage").unwrap();
     assert!(tls.reload().is_err());
     assert!(get_tls(&addr, &new_client).await.is_ok());
+}
+
+/// A client that starts a request and never finishes its headers (slowloris) is cut off
+/// after the header timeout; one that is quick is served.
+#[tokio::test]
+async fn a_request_whose_headers_never_end_is_cut_off() {
+    let (addr, _stop) = start(ServeOptions {
+        header_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was held past 5 s");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(400) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(get_plain(&addr).await.unwrap(), "tls=false principal=None");
 }
