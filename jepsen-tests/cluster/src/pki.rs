@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 
 use agora_security::client::{ClientConfigFile, ClientSecurity, ENV_CONFIG};
 use agora_security::credentials::{Credential, CredentialStore};
-use agora_security::generate::{random_secret, Authority};
+use agora_security::generate::{operator_acls, random_secret, Authority};
 use agora_security::tls::{ClientTls, TlsFiles};
 
 /// The operator: may do everything.
@@ -22,33 +22,6 @@ pub const TEAM_B: &str = "team-b";
 pub const AGENT: &str = "agent";
 /// Another agent principal the ACLs allow (for tests of one agent posing as another).
 pub const AGENT_2: &str = "agent-2";
-
-/// The ACLs of test clusters: the admin may change weights and membership and tear down
-/// any framework; only agent principals (and the admin, whose tests and benchmarks register
-/// agents through the API) may register agents; nobody else may do those; everything else
-/// is permitted.
-pub const ACLS: &str = r#"{
-  "permissive": true,
-  "register_agents": [
-    {"principals": {"values": ["agent", "agent-2", "admin"]}, "agents": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}
-  ],
-  "update_weights": [
-    {"principals": {"values": ["admin"]}, "roles": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}
-  ],
-  "update_membership": [
-    {"principals": {"values": ["admin"]}, "members": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "members": {"type": "NONE"}}
-  ],
-  "teardown_frameworks": [
-    {"principals": {"values": ["admin"]}, "framework_principals": {"type": "ANY"}}
-  ],
-  "drain_agents": [
-    {"principals": {"values": ["admin"]}, "agents": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}
-  ]
-}"#;
 
 pub struct TestPki {
     dir: PathBuf,
@@ -83,7 +56,9 @@ pub fn pki() -> &'static TestPki {
         let credentials = dir.join("credentials.json");
         std::fs::write(&credentials, store.to_json()).expect("credentials");
         let acls = dir.join("acls.json");
-        std::fs::write(&acls, ACLS).expect("acls");
+        // The admin registers agents too: tests and benchmarks do it through the API.
+        let acls_json = operator_acls(&[ADMIN], &[AGENT, AGENT_2, ADMIN]);
+        std::fs::write(&acls, acls_json).expect("acls");
         let client_config = dir.join("client.json");
         ClientConfigFile {
             masters: None,
@@ -155,33 +130,20 @@ impl TestPki {
     /// beside TLS (as `agora dev` does on loopback) so the fixture can read `/state` with
     /// a plain HTTP request.
     pub fn master_flags(&self, id: u64, addr: &str) -> Vec<String> {
-        let tls = self.master(id, addr);
-        vec![
-            "--tls-cert".into(),
-            tls.cert.display().to_string(),
-            "--tls-key".into(),
-            tls.key.display().to_string(),
-            "--tls-ca".into(),
-            tls.ca.display().to_string(),
+        let mut flags = self.master(id, addr).flags();
+        flags.extend([
             "--tls-allow-plaintext".into(),
             "--credentials".into(),
             self.credentials.display().to_string(),
             "--acls".into(),
             self.acls.display().to_string(),
-        ]
+        ]);
+        flags
     }
 
     /// The flags that give an agent its certificate (principal [`AGENT`]) for `addr`.
     pub fn agent_flags(&self, addr: &str) -> Vec<String> {
-        let tls = self.issue(AGENT, host_of(addr));
-        vec![
-            "--tls-cert".into(),
-            tls.cert.display().to_string(),
-            "--tls-key".into(),
-            tls.key.display().to_string(),
-            "--tls-ca".into(),
-            tls.ca.display().to_string(),
-        ]
+        self.issue(AGENT, host_of(addr)).flags()
     }
 
     /// A principal's credential.

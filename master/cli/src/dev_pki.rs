@@ -12,37 +12,12 @@ use std::path::{Path, PathBuf};
 
 use agora_security::client::{config_path, ClientConfigFile, ClientSecurity};
 use agora_security::credentials::{Credential, CredentialStore};
-use agora_security::generate::{random_secret, Authority};
+use agora_security::generate::{operator_acls, random_secret, Authority};
 use agora_security::tls::{ClientTls, TlsFiles};
 use anyhow::Context;
 
 /// The principal `agora dev` gives the operator.
 pub const ADMIN: &str = "admin";
-
-/// Operator calls for the admin only, agent registration for the agents; everything else
-/// permitted (a laptop cluster).
-const ACLS: &str = r#"{
-  "permissive": true,
-  "register_agents": [
-    {"principals": {"values": ["agent-1", "agent-2"]}, "agents": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}
-  ],
-  "update_weights": [
-    {"principals": {"values": ["admin"]}, "roles": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}
-  ],
-  "update_membership": [
-    {"principals": {"values": ["admin"]}, "members": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "members": {"type": "NONE"}}
-  ],
-  "drain_agents": [
-    {"principals": {"values": ["admin"]}, "agents": {"type": "ANY"}},
-    {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}
-  ],
-  "teardown_frameworks": [
-    {"principals": {"values": ["admin"]}, "framework_principals": {"type": "ANY"}}
-  ]
-}"#;
 
 pub struct DevSecurity {
     pub ca: PathBuf,
@@ -54,17 +29,6 @@ pub struct DevSecurity {
     agents: Vec<TlsFiles>,
     /// The user's client configuration, while it holds what `agora dev` wrote.
     installed: Option<(PathBuf, String)>,
-}
-
-fn tls_flags(files: &TlsFiles) -> Vec<String> {
-    vec![
-        "--tls-cert".into(),
-        files.cert.display().to_string(),
-        "--tls-key".into(),
-        files.key.display().to_string(),
-        "--tls-ca".into(),
-        files.ca.display().to_string(),
-    ]
 }
 
 impl DevSecurity {
@@ -95,7 +59,11 @@ impl DevSecurity {
                 .as_bytes(),
         )?;
         let acls = work_dir.join("acls.json");
-        std::fs::write(&acls, ACLS).with_context(|| format!("writing {}", acls.display()))?;
+        // Operator calls for the admin only, agent registration for the agents.
+        let agent_names: Vec<String> = (1..=agents.len()).map(|i| format!("agent-{i}")).collect();
+        let agent_names: Vec<&str> = agent_names.iter().map(String::as_str).collect();
+        let acls_json = operator_acls(&[ADMIN], &agent_names);
+        std::fs::write(&acls, acls_json).with_context(|| format!("writing {}", acls.display()))?;
         Ok(DevSecurity {
             ca: ca_path,
             credentials,
@@ -111,7 +79,7 @@ impl DevSecurity {
     /// Flags of replica `i` (0-based): TLS with plaintext beside it (loopback only, for
     /// clients without TLS), credentials, ACLs.
     pub fn master_flags(&self, i: usize) -> Vec<String> {
-        let mut flags = tls_flags(&self.masters[i]);
+        let mut flags = self.masters[i].flags();
         flags.extend([
             "--tls-allow-plaintext".into(),
             "--credentials".into(),
@@ -124,7 +92,7 @@ impl DevSecurity {
 
     /// Flags of agent `i` (0-based): its certificate (principal `agent-<i+1>`).
     pub fn agent_flags(&self, i: usize) -> Vec<String> {
-        tls_flags(&self.agents[i])
+        self.agents[i].flags()
     }
 
     /// How `agora dev` itself talks to its masters.

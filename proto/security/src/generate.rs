@@ -107,6 +107,30 @@ impl Authority {
 
 pub use crate::credentials::random_secret;
 
+/// The ACLs of a generated cluster (`agora dev`, test clusters): `admins` alone may change
+/// weights and membership, drain agents and tear down others' frameworks;
+/// `agent_registrars` alone may register agents; everything else is permitted.
+pub fn operator_acls(admins: &[&str], agent_registrars: &[&str]) -> String {
+    use serde_json::json;
+    let only = |who: &[&str], object: &str| {
+        json!([
+            {"principals": {"values": who}, object: {"type": "ANY"}},
+            {"principals": {"type": "ANY"}, object: {"type": "NONE"}},
+        ])
+    };
+    let acls = json!({
+        "permissive": true,
+        "register_agents": only(agent_registrars, "agents"),
+        "update_weights": only(admins, "roles"),
+        "update_membership": only(admins, "members"),
+        "drain_agents": only(admins, "agents"),
+        "teardown_frameworks": [
+            {"principals": {"values": admins}, "framework_principals": {"type": "ANY"}}
+        ],
+    });
+    serde_json::to_string_pretty(&acls).expect("json of strings")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,18 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// The flags that name these files: `--tls-cert`, `--tls-key`, `--tls-ca`.
+    pub fn flags(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.cert.display().to_string(),
+            "--tls-key".into(),
+            self.key.display().to_string(),
+            "--tls-ca".into(),
+            self.ca.display().to_string(),
+        ]
+    }
+
     /// From the three flags: all or none.
     pub fn from_flags(
         cert: Option<PathBuf>,
