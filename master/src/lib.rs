@@ -234,23 +234,28 @@ async fn run_replica(
     let (log, sm) = store::open(&config.work_dir.join("raft"))?;
     let pristine = store::is_pristine(&log, &sm);
     let registry = RegistryHandle::new(&sm);
+    let snapshot_stats = sm.snapshot_stats();
     let raft_config = Arc::new(
         config
             .raft_config()
             .validate()
             .map_err(|e| MasterError::Raft(e.to_string()))?,
     );
-    let raft = Raft::new(
-        config.id,
-        raft_config,
-        raft_network::PeerNetworkFactory {
-            security: security.peers.clone(),
-        },
-        log,
-        sm,
-    )
-    .await
-    .map_err(|e| MasterError::Raft(e.to_string()))?;
+    // Raft runs on a runtime of its own (one thread): its core, replication to the peers
+    // and the peers' connections to this replica (served there by the accept loop's
+    // priority lane), so a flood of client work on the main runtime slows clients, not
+    // heartbeats and votes.
+    let raft_runtime = RaftRuntime::start(config.id)?;
+    let network = raft_network::PeerNetworkFactory {
+        security: security.peers.clone(),
+    };
+    let id = config.id;
+    let raft = raft_runtime
+        .handle()
+        .spawn(async move { Raft::new(id, raft_config, network, log, sm).await })
+        .await
+        .map_err(|e| MasterError::Raft(e.to_string()))?
+        .map_err(|e| MasterError::Raft(e.to_string()))?;
 
     let config = Arc::new(config);
     // A replica that starts with an empty store may have voted before it lost that store;
@@ -262,7 +267,8 @@ async fn run_replica(
         quarantined,
         security.peers.clone(),
     );
-    let metrics = metrics::Metrics::new();
+    let mut metrics = metrics::Metrics::new();
+    metrics.snapshot_stats = Some(snapshot_stats);
     let writer = leader::Writer::start(raft.clone(), metrics.clone());
     let leader = leader::Leader::new(
         config.clone(),
@@ -318,6 +324,15 @@ async fn run_replica(
         agora_security::serve::ServeOptions {
             tls: security.tls.clone(),
             allow_plaintext: config.security.allow_plaintext,
+            priority: Some(agora_security::serve::PriorityLane {
+                runtime: raft_runtime.handle(),
+                admits: Arc::new(|conn| {
+                    conn.peer_principal
+                        .as_deref()
+                        .and_then(agora_security::master_id)
+                        .is_some()
+                }),
+            }),
             ..Default::default()
         },
         shutdown,
@@ -343,7 +358,44 @@ async fn run_replica(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
+    raft_runtime.stop();
     served
+}
+
+/// The runtime Raft runs on: one worker thread, named `raft-<id>`.
+struct RaftRuntime(Option<tokio::runtime::Runtime>);
+
+impl RaftRuntime {
+    fn start(id: u64) -> Result<Self, MasterError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("raft-{id}"))
+            .enable_all()
+            .build()
+            .map_err(|e| MasterError::Raft(format!("cannot start Raft's runtime: {e}")))?;
+        Ok(RaftRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("running").handle().clone()
+    }
+
+    /// Stops it without waiting for what is left on it (Raft has shut down by then).
+    fn stop(mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for RaftRuntime {
+    /// Dropping a runtime blocks, which an async caller must not do: an early return
+    /// (an error after it started) stops it in the background too.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,16 @@ pub struct Metrics {
     pub agents: IntGauge,
     pub frameworks: IntGauge,
     pub live_tasks: IntGauge,
+    pub tasks_kept: IntGauge,
+    /// Time to render `/state` (on the blocking pool, never on the runtime).
+    pub state_render_seconds: Histogram,
+    /// `/state` requests answered from a render shared with others.
+    pub state_shared: prometheus::IntCounter,
+    pub snapshot_builds: IntGauge,
+    pub snapshot_build_seconds: prometheus::Gauge,
+    pub snapshot_bytes: IntGauge,
+    /// This replica's snapshot builds (set once its store is open).
+    pub snapshot_stats: Option<std::sync::Arc<agora_raft_store::SnapshotStats>>,
 }
 
 impl Default for Metrics {
@@ -109,7 +119,47 @@ impl Metrics {
         registry
             .register(Box::new(launch_to_running.clone()))
             .expect("unique metric");
+        let state_render_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "agora_state_render_seconds",
+                "Time to render one /state document (shared by the requests waiting for it)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(state_render_seconds.clone()))
+            .expect("unique metric");
+        let snapshot_build_seconds = prometheus::Gauge::new(
+            "agora_snapshot_build_seconds_total",
+            "Time spent building Raft snapshots (copy and serialize, off the runtime)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(snapshot_build_seconds.clone()))
+            .expect("unique metric");
         Metrics {
+            state_render_seconds,
+            state_shared: counter(
+                "agora_state_shared_total",
+                "/state requests answered by a render another request also got",
+            ),
+            snapshot_builds: gauge(
+                "agora_snapshot_builds_total",
+                "Raft snapshots built by this replica since it started",
+            ),
+            snapshot_build_seconds,
+            snapshot_bytes: gauge(
+                "agora_snapshot_bytes",
+                "Size of the state in the last snapshot this replica built",
+            ),
+            snapshot_stats: None,
+            tasks_kept: gauge(
+                "agora_registry_tasks",
+                "Tasks in the registry, finished ones kept for history included",
+            ),
             launch_to_running,
             tasks_launched: counter(
                 "agora_tasks_launched_total",

@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use log_store::LogStore;
-pub use state_machine::{SnapshotBuilder, StateHandle, StateMachineStore};
+pub use state_machine::{SnapshotBuilder, SnapshotStats, StateHandle, StateMachineStore};
 
 /// What the store keeps in memory and applies committed log entries to.
 ///

@@ -87,6 +87,7 @@ pub struct StateMachineStore<M> {
     snapshots: sled::Tree,
     flusher: Arc<Flusher>,
     snapshot_seq: Arc<AtomicU64>,
+    stats: Arc<SnapshotStats>,
 }
 
 impl<M> StateMachineStore<M> {
@@ -97,6 +98,7 @@ impl<M> StateMachineStore<M> {
             snapshots: self.snapshots.clone(),
             flusher: self.flusher.clone(),
             snapshot_seq: self.snapshot_seq.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -120,6 +122,7 @@ impl<M: StateMachine> StateMachineStore<M> {
             snapshots,
             flusher,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            stats: Arc::default(),
         })
     }
 
@@ -134,18 +137,71 @@ impl<M: StateMachine> StateMachineStore<M> {
         }
     }
 
-    async fn save_snapshot(&self, stored: &StoredSnapshot) -> StoreResult<()> {
+    async fn save_snapshot(&self, stored: StoredSnapshot) -> StoreResult<StoredSnapshot> {
         let signature = Some(stored.meta.signature());
-        let bytes = serde_json::to_vec(stored)
-            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
-        self.snapshots
-            .insert(CURRENT_SNAPSHOT, bytes)
-            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+        let snapshots = self.snapshots.clone();
+        let sig = signature.clone();
+        let stored = off_runtime(move || {
+            let bytes = serde_json::to_vec(&stored)
+                .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+            snapshots
+                .insert(CURRENT_SNAPSHOT, bytes)
+                .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+            Ok(stored)
+        })
+        .await?;
         self.flusher
             .flush()
             .await
             .map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
-        Ok(())
+        Ok(stored)
+    }
+
+    /// How long snapshots took to build, and how big the last one was.
+    pub fn snapshot_stats(&self) -> Arc<SnapshotStats> {
+        self.stats.clone()
+    }
+}
+
+/// Runs CPU- or disk-heavy work (serializing, parsing, writing the whole state) on the
+/// blocking pool, so the runtime Raft runs on keeps serving heartbeats meanwhile.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageIOError::read_state_machine(&e))?
+}
+
+/// Snapshot builds of one store, for metrics: counters only, read at any time.
+#[derive(Debug, Default)]
+pub struct SnapshotStats {
+    builds: AtomicU64,
+    build_micros: AtomicU64,
+    last_bytes: AtomicU64,
+}
+
+impl SnapshotStats {
+    fn record_build(&self, took: std::time::Duration, bytes: u64) {
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        self.build_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.last_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Snapshots built since start.
+    pub fn builds(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    /// Total time spent building them, in seconds.
+    pub fn build_seconds(&self) -> f64 {
+        self.build_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// Size of the state in the last snapshot built, in bytes.
+    pub fn last_bytes(&self) -> u64 {
+        self.last_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -156,13 +212,24 @@ pub struct SnapshotBuilder<M> {
 
 impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig<M>> for SnapshotBuilder<M> {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig<M>>> {
-        // Copy under the lock, serialize outside it, so apply is blocked only for the copy.
-        let (last_applied, membership, machine) = {
-            let s = read(&self.store.state);
-            (s.last_applied, s.membership.clone(), s.machine.clone())
-        };
-        let data =
-            serde_json::to_vec(&machine).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        // Copy under the lock, serialize outside it, so apply is blocked only for the copy;
+        // both on the blocking pool, as they grow with the state and Raft's runtime must
+        // keep sending heartbeats meanwhile.
+        let state = self.store.state.clone();
+        let started = std::time::Instant::now();
+        let (last_applied, membership, data) = tokio::task::spawn_blocking(move || {
+            let (last_applied, membership, machine) = {
+                let s = read(&state);
+                (s.last_applied, s.membership.clone(), s.machine.clone())
+            };
+            serde_json::to_vec(&machine).map(|data| (last_applied, membership, data))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_state_machine(&e))?
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        self.store
+            .stats
+            .record_build(started.elapsed(), data.len() as u64);
         let seq = self.store.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!(
@@ -176,8 +243,10 @@ impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig<M>> for SnapshotBuilder<M> 
             last_membership: membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot { meta, data };
-        self.store.save_snapshot(&stored).await?;
+        let stored = self
+            .store
+            .save_snapshot(StoredSnapshot { meta, data })
+            .await?;
         tracing::info!(snapshot = %stored.meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot {
             meta: stored.meta,
@@ -234,13 +303,18 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig<M>> for StateMachineStore<M> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StoreResult<()> {
         let data = snapshot.into_inner();
-        let machine: M = serde_json::from_slice(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let stored = StoredSnapshot {
+        let signature = Some(meta.signature());
+        let (machine, data) = off_runtime(move || {
+            let machine: M = serde_json::from_slice(&data)
+                .map_err(|e| StorageIOError::read_snapshot(signature, &e))?;
+            Ok((machine, data))
+        })
+        .await?;
+        self.save_snapshot(StoredSnapshot {
             meta: meta.clone(),
             data,
-        };
-        self.save_snapshot(&stored).await?;
+        })
+        .await?;
         *write(&self.state) = Applied {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -250,15 +324,22 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig<M>> for StateMachineStore<M> {
     }
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig<M>>>> {
-        let Some(bytes) = self
-            .snapshots
-            .get(CURRENT_SNAPSHOT)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
-        else {
+        let snapshots = self.snapshots.clone();
+        let stored = off_runtime(move || {
+            let Some(bytes) = snapshots
+                .get(CURRENT_SNAPSHOT)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+            else {
+                return Ok(None);
+            };
+            let stored: StoredSnapshot = serde_json::from_slice(&bytes)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            Ok(Some(stored))
+        })
+        .await?;
+        let Some(stored) = stored else {
             return Ok(None);
         };
-        let stored: StoredSnapshot =
-            serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Some(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),

@@ -134,6 +134,9 @@ struct FrameworkState {
     agents: BTreeSet<AgentIdx>,
     /// Agents where it has a filter (mirror of `AgentState::filters`).
     filtered: BTreeSet<AgentIdx>,
+    /// Offers it was made so far: among equal shares, fewer offers go first (as Mesos'
+    /// sorter counts allocations), so ties do not always favour the same framework.
+    offers_made: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -406,6 +409,7 @@ impl Allocator {
             scalars: ScalarVec::default(),
             agents: BTreeSet::new(),
             filtered: BTreeSet::new(),
+            offers_made: 0,
         });
         self.framework_ids.insert(id, f);
         self.roles[r].frameworks.insert(f);
@@ -483,6 +487,16 @@ impl Allocator {
         }
     }
 
+    /// Sets how many offers `framework` was made before (the leader counts them across
+    /// cycles; a rebuilt allocator starts at 0). Among frameworks, and roles, of equal
+    /// share the one made fewer offers is offered first (a role's count is per unit of its
+    /// weight), then the lower id or name.
+    pub fn set_offers_made(&mut self, framework: &FrameworkId, offers: u64) {
+        if let Some(&f) = self.framework_ids.get(framework) {
+            self.frameworks.get_mut(f).offers_made = offers;
+        }
+    }
+
     /// Sets a role's DRF weight (default 1): a role of weight 2 is entitled to twice the
     /// dominant share of a role of weight 1. Weights that are not positive finite numbers
     /// are ignored (the registry refuses them too).
@@ -539,7 +553,7 @@ impl Allocator {
     /// suppressed and without a filter here refusing what the role would be offered, and to which the agent's available
     /// resources are allocatable in at least the minimum size, take the role with the
     /// lowest weighted dominant share, then its framework with the lowest dominant share
-    /// (ties by role name, then framework id), and offer it everything on the agent
+    /// (ties by fewer offers made, per unit of weight for roles, then role name or framework id), and offer it everything on the agent
     /// allocatable to its role. Shares are updated after every offer. An agent is offered
     /// to one framework per role at most, so several offers per agent only happen when
     /// reservations for other roles remain after an offer. Filters that expired by `now_ms`
@@ -607,29 +621,35 @@ impl Allocator {
         } = self;
         let min = *min;
 
-        // Per-cycle sort keys: (share, rank by id, index). Totals are fixed within a cycle,
-        // so a key only changes when its framework or role is offered something.
-        let mut fw_rank = vec![0u32; frameworks.slots()];
+        // Per-cycle sort keys: (share, (offers made, rank by id), index). Totals are fixed
+        // within a cycle, so a key only changes when its framework or role is offered
+        // something.
+        let mut fw_tie = vec![(Share(0.0), 0u32); frameworks.slots()];
         let mut fw_key = vec![0.0f64; frameworks.slots()];
-        let mut queues: Vec<BTreeSet<(Share, u32, FwIdx)>> = vec![BTreeSet::new(); roles.len()];
+        let mut queues: Vec<BTreeSet<(Share, Tie, FwIdx)>> = vec![BTreeSet::new(); roles.len()];
+        // A role's offers count per unit of weight: a role of weight 2 is made about twice
+        // the offers of one of weight 1, and that is no reason to pass it over in a tie.
+        let mut role_offers = vec![0u64; roles.len()];
+        let mut role_tie = vec![(Share(0.0), 0u32); roles.len()];
+        for (rank, &r) in role_ids.values().enumerate() {
+            role_tie[r].1 = rank as u32;
+        }
         for (rank, &f) in framework_ids.values().enumerate() {
             let fw = frameworks.get(f);
-            fw_rank[f] = rank as u32;
+            fw_tie[f] = (Share(fw.offers_made as f64), rank as u32);
+            role_offers[fw.role] = role_offers[fw.role].saturating_add(fw.offers_made);
             if fw.active && !fw.suppressed {
                 fw_key[f] = fw.scalars.dominant(totals);
-                queues[fw.role].insert((Share(fw_key[f]), rank as u32, f));
+                queues[fw.role].insert((Share(fw_key[f]), fw_tie[f], f));
             }
         }
-        let mut role_rank = vec![0u32; roles.len()];
-        for (rank, &r) in role_ids.values().enumerate() {
-            role_rank[r] = rank as u32;
-        }
         let mut role_key = vec![0.0f64; roles.len()];
-        let mut role_order: BTreeSet<(Share, u32, RoleIdx)> = BTreeSet::new();
+        let mut role_order: BTreeSet<(Share, Tie, RoleIdx)> = BTreeSet::new();
         for (r, role) in roles.iter().enumerate() {
+            role_tie[r].0 = Share(role_offers[r] as f64 / role.weight);
             if !queues[r].is_empty() {
                 role_key[r] = role.share(totals);
-                role_order.insert((Share(role_key[r]), role_rank[r], r));
+                role_order.insert((Share(role_key[r]), role_tie[r], r));
             }
         }
 
@@ -648,13 +668,17 @@ impl Allocator {
                 };
                 let offer = take_allocatable(&mut agent.available, &roles[r].name);
                 let fw = frameworks.get_mut(f);
-                queues[r].remove(&(Share(fw_key[f]), fw_rank[f], f));
-                role_order.remove(&(Share(role_key[r]), role_rank[r], r));
+                queues[r].remove(&(Share(fw_key[f]), fw_tie[f], f));
+                role_order.remove(&(Share(role_key[r]), role_tie[r], r));
                 hold(names, agent, a, fw, f, roles, offer.clone());
+                fw.offers_made = fw.offers_made.saturating_add(1);
+                fw_tie[f].0 = Share(fw.offers_made as f64);
+                role_offers[r] = role_offers[r].saturating_add(1);
+                role_tie[r].0 = Share(role_offers[r] as f64 / roles[r].weight);
                 fw_key[f] = fw.scalars.dominant(totals);
                 role_key[r] = roles[r].share(totals);
-                queues[r].insert((Share(fw_key[f]), fw_rank[f], f));
-                role_order.insert((Share(role_key[r]), role_rank[r], r));
+                queues[r].insert((Share(fw_key[f]), fw_tie[f], f));
+                role_order.insert((Share(role_key[r]), role_tie[r], r));
                 out.push(OfferProposal {
                     framework_id: fw.id.clone(),
                     agent_id: agent.id.clone(),
@@ -872,11 +896,15 @@ fn same(a: &ScalarVec, b: &ScalarVec) -> bool {
     d.is_zero() && e.is_zero()
 }
 
+/// Breaks ties between equal shares: (offers made, per unit of weight for a role; rank by
+/// name or id).
+type Tie = (Share, u32);
+
 /// The (role, framework) to offer `agent` to next, or `None` if nobody eligible can use it.
 fn pick(
     agent: &AgentState,
-    role_order: &BTreeSet<(Share, u32, RoleIdx)>,
-    queues: &[BTreeSet<(Share, u32, FwIdx)>],
+    role_order: &BTreeSet<(Share, Tie, RoleIdx)>,
+    queues: &[BTreeSet<(Share, Tie, FwIdx)>],
     roles: &[RoleState],
     frameworks: &Slab<FrameworkState>,
     min: Minimum,

@@ -732,6 +732,34 @@ fn lowest_dominant_share_goes_first() {
 }
 
 #[test]
+fn equal_shares_go_to_the_framework_and_role_made_fewer_offers() {
+    let mut c = Cluster::default();
+    c.agent("x", "cpus:2;mem:100")
+        .framework("a", "ra")
+        .framework("b", "rb");
+    // Equal shares (0): by name "a"/"ra" would always win; counts decide first.
+    let mut al = c.rebuild();
+    al.set_offers_made(&fw("a"), 3);
+    al.set_offers_made(&fw("b"), 2);
+    let offers = checked(&mut al, 0);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework_id, fw("b"));
+    // Equal counts fall back to the name.
+    let mut al = c.rebuild();
+    al.set_offers_made(&fw("a"), 2);
+    al.set_offers_made(&fw("b"), 2);
+    assert_eq!(checked(&mut al, 0)[0].framework_id, fw("a"));
+    // Within one role too.
+    let mut c = Cluster::default();
+    c.agent("x", "cpus:2;mem:100")
+        .framework("a", "r")
+        .framework("b", "r");
+    let mut al = c.rebuild();
+    al.set_offers_made(&fw("a"), 1);
+    assert_eq!(checked(&mut al, 0)[0].framework_id, fw("b"));
+}
+
+#[test]
 fn lowest_role_share_goes_first_then_lowest_framework_in_it() {
     let mut c = Cluster::default();
     for i in 0..4 {

@@ -208,6 +208,7 @@ impl Registry {
                 .map(|((_, a), r)| (a.clone(), r.clone()))
                 .collect();
             al.add_framework(f.clone(), fw.role.clone(), holdings);
+            al.set_offers_made(f, fw.offers_made);
             if !fw.active {
                 al.set_framework_active(f, false);
             }
@@ -300,6 +301,8 @@ struct MFramework {
     role: String,
     active: bool,
     suppressed: bool,
+    /// Offers made in earlier cycles (the master's count, the tie-breaker of equal shares).
+    offers_made: u64,
 }
 
 /// A naive reference of the allocator's state: plain maps, shares recomputed from scratch
@@ -417,8 +420,19 @@ impl Model {
         });
     }
 
+    /// A role's offers made per unit of weight.
+    fn role_offers(&self, role: &str) -> f64 {
+        self.fws
+            .values()
+            .filter(|f| f.role == role)
+            .map(|f| f.offers_made)
+            .sum::<u64>() as f64
+            / self.weights.get(role).copied().unwrap_or(1.0)
+    }
+
     /// The naive reference cycle: agents in id order; on each, repeatedly the candidate
-    /// with the least (role share, role, framework share, framework id).
+    /// with the least (role share, role's offers made, role, framework share, framework's
+    /// offers made, framework id).
     fn reference_cycle(&mut self, now: u64) -> Vec<OfferProposal> {
         self.expire(now);
         let mut out = Vec::new();
@@ -434,15 +448,20 @@ impl Model {
                         let (r1, r2) = (&self.fws[f1].role, &self.fws[f2].role);
                         self.role_share(r1, &totals)
                             .total_cmp(&self.role_share(r2, &totals))
+                            .then_with(|| self.role_offers(r1).total_cmp(&self.role_offers(r2)))
                             .then_with(|| r1.cmp(r2))
                             .then_with(|| {
                                 self.fw_share(f1, &totals)
                                     .total_cmp(&self.fw_share(f2, &totals))
                             })
+                            .then_with(|| self.fws[f1].offers_made.cmp(&self.fws[f2].offers_made))
                             .then_with(|| f1.cmp(f2))
                     });
                 let Some((f, offer)) = best else { break };
                 self.hold(&f, &a, &offer);
+                if let Some(fw) = self.fws.get_mut(&f) {
+                    fw.offers_made += 1;
+                }
                 out.push(OfferProposal {
                     framework_id: f,
                     agent_id: a.clone(),
@@ -592,6 +611,9 @@ fn cycle(
     model.check(&al, now).map_err(fail)?;
     for p in &got {
         reg.hold(&p.framework_id, &p.agent_id, &p.resources);
+        if let Some(fw) = reg.fws.get_mut(&p.framework_id) {
+            fw.offers_made += 1;
+        }
     }
     reg.expected().check(&al, now).map_err(fail)?;
     Ok(got)
@@ -623,6 +645,7 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
                         role: ROLES[role].to_string(),
                         active: true,
                         suppressed: false,
+                        offers_made: 0,
                     },
                 );
                 for (a, x) in allocs {

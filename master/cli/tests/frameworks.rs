@@ -271,11 +271,14 @@ async fn drf_shares_are_equal_and_follow_weights() {
     let (mean_a, within) = report(&samples, 16.0 / 3.0);
     assert!((mean_a - 16.0 / 3.0).abs() <= 0.5, "{samples:?}");
     // With 1-cpu tasks DRF rests at 5:3 (a's weighted share 5/16 < b's 3/8; one more
-    // would make it 6/16 > 2/8). Churn passes through 4:4 now and then (89% of samples
-    // were within one task in a loaded CI run), so the resting point is checked as the
-    // most common sample, and the band at 80%.
+    // would make it 6/16 > 2/8). Churn passes through 4:4 and 6:2 now and then, so the
+    // resting point is checked as the most common sample. Ties (both shares equal after
+    // tasks of both end on one agent) go to the role made fewer offers per unit of weight:
+    // when they went by name, `a` took both cpus and the equal run averaged 4.58 of 4
+    // with 5:3 its most common sample (CI, session 5); now 4.03 and 5.03 of 5.33, 100%
+    // of samples within one task.
     assert_eq!(mode_a(&samples), 5.0, "{samples:?}");
-    assert!(within >= 0.8, "{samples:?}");
+    assert!(within >= 0.85, "{samples:?}");
 }
 
 /// Records when each offer arrives; declines with the given refuse_seconds.

@@ -48,6 +48,7 @@ pub fn rebuild(
         if soft.is_suppressed(&f.info.id) {
             alloc.suppress(&f.info.id);
         }
+        alloc.set_offers_made(&f.info.id, soft.offers_made(&f.info.id));
     }
     for (f, a, filter) in soft.live_filters(now) {
         alloc.decline_resources(&f, &a, filter.resources, filter.until_ms);
@@ -105,15 +106,33 @@ pub(super) async fn run(leader: Leader) {
             // Only subscribed frameworks get offers: nothing to allocate.
             continue;
         }
-        let timer = leader.metrics().allocation_seconds.start_timer();
-        let proposals = {
-            let mut soft = leader.soft();
-            let mut allocator =
-                leader.read(|reg| rebuild(reg, &mut soft, |f| subscribed.contains(f), now));
-            drop(soft);
-            allocator.allocate(now)
+        // The cycle is CPU work that grows with the cluster: it runs on the blocking pool,
+        // never on the runtime that serves Raft heartbeats.
+        let cycle = {
+            let leader = leader.clone();
+            tokio::task::spawn_blocking(move || {
+                let timer = leader.metrics().allocation_seconds.start_timer();
+                let mut soft = leader.soft();
+                let mut allocator =
+                    leader.read(|reg| rebuild(reg, &mut soft, |f| subscribed.contains(f), now));
+                let proposals = allocator.allocate(now);
+                for p in &proposals {
+                    soft.offered(&p.framework_id);
+                }
+                drop(soft);
+                (proposals, timer.stop_and_record())
+            })
         };
-        last_cycle = Duration::from_secs_f64(timer.stop_and_record());
+        let proposals = match cycle.await {
+            Ok((proposals, seconds)) => {
+                last_cycle = Duration::from_secs_f64(seconds);
+                proposals
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "allocation cycle failed");
+                continue;
+            }
+        };
         if proposals.is_empty() {
             continue;
         }

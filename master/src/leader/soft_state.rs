@@ -25,6 +25,9 @@ pub struct SoftState {
     unsubscribed_since: HashMap<FrameworkId, u64>,
     /// When this leader committed each task's launch, until its TASK_RUNNING is committed.
     launched_at: HashMap<(FrameworkId, TaskId), u64>,
+    /// Offers this leader has made each framework: the allocator's tie-breaker between
+    /// equal shares (fewer first), kept across its per-cycle rebuilds.
+    offers_made: HashMap<FrameworkId, u64>,
 }
 
 impl SoftState {
@@ -135,11 +138,22 @@ impl SoftState {
             .map(|at| now.saturating_sub(at))
     }
 
+    /// How many offers this leader has made `framework`.
+    pub fn offers_made(&self, framework: &FrameworkId) -> u64 {
+        self.offers_made.get(framework).copied().unwrap_or(0)
+    }
+
+    /// This leader made `framework` one more offer.
+    pub fn offered(&mut self, framework: &FrameworkId) {
+        *self.offers_made.entry(framework.clone()).or_default() += 1;
+    }
+
     /// A framework is gone: forget everything about it.
     pub fn forget(&mut self, framework: &FrameworkId) {
         self.revive(framework);
         self.unsubscribed_since.remove(framework);
         self.launched_at.retain(|(f, _), _| f != framework);
+        self.offers_made.remove(framework);
     }
 }
 

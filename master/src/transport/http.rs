@@ -11,9 +11,20 @@ use crate::convert::resources_json;
 use crate::leader::Leader;
 
 pub fn router(leader: Leader) -> Router {
+    let state_cache = std::sync::Arc::new(super::state_cache::StateCache::default());
     Router::new()
+        .route(
+            "/state",
+            get(
+                move |leader: axum::extract::State<Leader>,
+                      caller: Option<axum::Extension<agora_security::authenticate::Caller>>,
+                      conn: Option<axum::Extension<agora_security::serve::ConnectionInfo>>| {
+                    let cache = state_cache.clone();
+                    async move { state(leader, caller, conn, &cache).await }
+                },
+            ),
+        )
         .route("/health", get(health))
-        .route("/state", get(state))
         .route("/metrics", get(metrics))
         .route("/", get(ui))
         .route("/ui.js", get(ui_js))
@@ -133,14 +144,23 @@ async fn state(
     axum::extract::State(leader): axum::extract::State<Leader>,
     caller: Option<axum::Extension<agora_security::authenticate::Caller>>,
     conn: Option<axum::Extension<agora_security::serve::ConnectionInfo>>,
+    cache: &super::state_cache::StateCache,
 ) -> Response {
     let v = leader.view();
     let principal = caller.and_then(|c| c.0.principal);
     if v.is_leader {
-        return json_response(
-            StatusCode::OK,
-            state_json(&leader, v.term, principal.as_deref()),
-        );
+        return match cache.get(&leader, principal).await {
+            Ok(body) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "/state");
+                json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": e }))
+            }
+        };
     }
     let scheme = if conn.is_some_and(|c| c.0.tls) {
         "https"
@@ -161,11 +181,14 @@ async fn state(
 }
 
 async fn metrics(axum::extract::State(leader): axum::extract::State<Leader>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&leader),
-    )
-        .into_response()
+    // Counting the registry walks every task: off the runtime.
+    match tokio::task::spawn_blocking(move || render_metrics(&leader)).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "/metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn ui() -> Response {
@@ -216,6 +239,12 @@ fn render_metrics(leader: &Leader) -> String {
         m.frameworks.set(reg.frameworks().count() as i64);
         m.live_tasks
             .set(reg.tasks().filter(|t| !t.state.is_terminal()).count() as i64);
+        m.tasks_kept.set(reg.tasks().count() as i64);
     });
+    if let Some(s) = &m.snapshot_stats {
+        m.snapshot_builds.set(s.builds() as i64);
+        m.snapshot_build_seconds.set(s.build_seconds());
+        m.snapshot_bytes.set(s.last_bytes() as i64);
+    }
     m.encode()
 }

@@ -66,35 +66,41 @@ impl MasterService for MasterApi {
     ) -> Result<Response<pb::ClusterState>, Status> {
         use agora_acl::Action;
         let who = principal(&req);
-        let who = who.as_deref();
         let view = self.leader.require_leader().map_err(leader_status)?;
-        let leader = &self.leader;
-        let state = leader.read(|reg| pb::ClusterState {
-            leader: leader.quorum().advertise().to_string(),
-            term: view.term,
-            agents: reg
-                .agents()
-                .filter(|a| {
-                    leader.may_view(
-                        who,
-                        &Action::ViewAgent {
-                            agent: a.info.id.as_str(),
-                        },
-                    )
-                })
-                .map(|a| convert::agent_to_proto(a, &reg.agent_allocation(&a.info.id)))
-                .collect(),
-            frameworks: reg
-                .frameworks()
-                .filter(|f| leader.may_view(who, &Action::ViewFramework { user: &f.info.user }))
-                .map(|f| convert::framework_to_proto(f, &reg.framework_allocation(&f.info.id)))
-                .collect(),
-            tasks: reg
-                .tasks()
-                .filter(|t| leader.may_view(who, &Action::ViewTask { user: &t.user }))
-                .map(convert::task_to_proto)
-                .collect(),
-        });
+        let leader = self.leader.clone();
+        // Converting the whole registry is CPU work that grows with it: off the runtime.
+        let state = tokio::task::spawn_blocking(move || {
+            let who = who.as_deref();
+            let leader = &leader;
+            leader.read(|reg| pb::ClusterState {
+                leader: leader.quorum().advertise().to_string(),
+                term: view.term,
+                agents: reg
+                    .agents()
+                    .filter(|a| {
+                        leader.may_view(
+                            who,
+                            &Action::ViewAgent {
+                                agent: a.info.id.as_str(),
+                            },
+                        )
+                    })
+                    .map(|a| convert::agent_to_proto(a, &reg.agent_allocation(&a.info.id)))
+                    .collect(),
+                frameworks: reg
+                    .frameworks()
+                    .filter(|f| leader.may_view(who, &Action::ViewFramework { user: &f.info.user }))
+                    .map(|f| convert::framework_to_proto(f, &reg.framework_allocation(&f.info.id)))
+                    .collect(),
+                tasks: reg
+                    .tasks()
+                    .filter(|t| leader.may_view(who, &Action::ViewTask { user: &t.user }))
+                    .map(convert::task_to_proto)
+                    .collect(),
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("rendering the state failed: {e}")))?;
         Ok(Response::new(state))
     }
 

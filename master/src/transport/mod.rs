@@ -2,7 +2,8 @@
 //! validates and converts the request (through [`crate::convert`]), calls the leader (or
 //! the quorum), and maps a domain error to a gRPC status. No coordination happens here.
 //!
-//! What it must not do: keep state, decide policy, or write the registry.
+//! What it must not do: keep state (beyond [`state_cache`]'s rendered bytes), decide
+//! policy, or write the registry.
 
 mod agent_gateway;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod http;
 mod master_api;
 mod operator;
 mod scheduler;
+pub mod state_cache;
 
 use agora_proto::v1::agent_gateway_server::AgentGatewayServer;
 use agora_proto::v1::master_server::MasterServer;

@@ -1,6 +1,13 @@
 //! The accept loop of every Agora server: TLS (with plaintext beside it on the same port
 //! when allowed), HTTP/1 and HTTP/2 from one axum router, and a [`ConnectionInfo`] in every
 //! request's extensions.
+//!
+//! Its bounds: a handshake (or first byte) within [`HANDSHAKE_TIMEOUT`], a request's
+//! headers within [`HEADER_READ_TIMEOUT`], a connection with no bytes either way for
+//! [`IDLE_TIMEOUT`] is closed, at most [`MAX_CONNECTIONS_PER_CLIENT`] connections from one
+//! IP address, and at most [`MAX_CONCURRENT_STREAMS`] requests at once on one HTTP/2
+//! connection. Connections that a [`PriorityLane`] admits (a master's Raft peers) are
+//! served on the lane's own runtime, so client traffic cannot starve them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +30,29 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// never finish a request used to be held for good).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection may carry no bytes either way before it is closed (clients that
+/// hold a connection open send HTTP/2 pings, which count).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Connections accepted at once from one IP address; more are closed at accept.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+/// Requests in flight at once on one HTTP/2 connection (a simulator multiplexes 100 agent
+/// sessions on one).
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Connections served on a runtime of their own: those `admits` says yes to (once their
+/// TLS handshake has named the client) run there, every other one on the caller's.
+#[derive(Clone)]
+pub struct PriorityLane {
+    pub runtime: tokio::runtime::Handle,
+    pub admits: Arc<dyn Fn(&ConnectionInfo) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for PriorityLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PriorityLane").finish_non_exhaustive()
+    }
+}
+
 /// What the connection a request came on proves. Every request carries one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionInfo {
@@ -43,6 +73,12 @@ pub struct ServeOptions {
     /// How long a client has to send a request's headers ([`HEADER_READ_TIMEOUT`] when
     /// zero).
     pub header_timeout: Duration,
+    /// How long a connection may stay silent ([`IDLE_TIMEOUT`] when zero).
+    pub idle_timeout: Duration,
+    /// Connections at once per client IP ([`MAX_CONNECTIONS_PER_CLIENT`] when zero).
+    pub max_connections_per_client: usize,
+    /// Connections served on their own runtime (a master's Raft peers).
+    pub priority: Option<PriorityLane>,
 }
 
 impl ServeOptions {
@@ -63,6 +99,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let clients = ClientCounts::default();
+    let per_client = if options.max_connections_per_client == 0 {
+        MAX_CONNECTIONS_PER_CLIENT
+    } else {
+        options.max_connections_per_client
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -77,28 +119,219 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = clients.admit(remote.ip(), per_client) else {
+            tracing::debug!(%remote, limit = per_client, "too many connections from one client; closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let options = options.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let builder = builder(&options);
-            match handshake(stream, remote, &options).await {
-                Some(Accepted::Tls(tls, info)) => {
-                    let conn = builder.serve_connection(TokioIo::new(tls), service(app, info));
-                    let _ = watcher.watch(conn).await;
+            let Some(accepted) = handshake(stream, remote, &options).await else {
+                return;
+            };
+            let lane = options
+                .priority
+                .as_ref()
+                .filter(|lane| (lane.admits)(accepted.info()))
+                .map(|lane| lane.runtime.clone());
+            let connection = serve_connection(accepted, app, options, watcher, slot);
+            match lane {
+                // Spawned there, so the connection and the streams hyper spawns for it
+                // run on the lane's runtime.
+                Some(runtime) => {
+                    let _ = runtime.spawn(connection).await;
                 }
-                Some(Accepted::Plain(plain, info)) => {
-                    let conn = builder.serve_connection(TokioIo::new(plain), service(app, info));
-                    let _ = watcher.watch(conn).await;
-                }
-                None => {}
+                None => connection.await,
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+async fn serve_connection(
+    accepted: Accepted,
+    app: Router,
+    options: ServeOptions,
+    watcher: hyper_util::server::graceful::Watcher,
+    _slot: ClientSlot,
+) {
+    let builder = builder(&options);
+    let idle = if options.idle_timeout.is_zero() {
+        IDLE_TIMEOUT
+    } else {
+        options.idle_timeout
+    };
+    match accepted {
+        Accepted::Tls(tls, info) => {
+            let (io, activity) = Watched::new(*tls);
+            let conn = builder.serve_connection(TokioIo::new(io), service(app, info));
+            until_idle(watcher.watch(conn), activity, idle).await;
+        }
+        Accepted::Plain(plain, info) => {
+            let (io, activity) = Watched::new(plain);
+            let conn = builder.serve_connection(TokioIo::new(io), service(app, info));
+            until_idle(watcher.watch(conn), activity, idle).await;
+        }
+    }
+}
+
+/// Runs `conn` until it ends or carries no bytes for `idle`.
+async fn until_idle<F: Future>(conn: F, activity: Arc<Activity>, idle: Duration) {
+    tokio::pin!(conn);
+    let check = (idle / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            () = tokio::time::sleep(check) => {
+                if activity.silent_for() >= idle {
+                    tracing::debug!(?idle, "idle connection closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Connections open per client IP address.
+#[derive(Clone, Default)]
+struct ClientCounts(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+impl ClientCounts {
+    fn admit(&self, ip: std::net::IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection; its count is given back when it is dropped.
+struct ClientSlot {
+    counts: ClientCounts,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// When a connection last carried a byte.
+struct Activity {
+    start: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+/// A stream that records its reads and writes in an [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity {
+            start: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        });
+        (
+            Watched {
+                inner,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// HTTP/1 and HTTP/2 with a deadline for a request's headers.
@@ -114,6 +347,10 @@ fn builder(options: &ServeOptions) -> Builder<TokioExecutor> {
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(timeout);
     builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    builder
 }
 
 enum Accepted {
@@ -122,6 +359,14 @@ enum Accepted {
         ConnectionInfo,
     ),
     Plain(TcpStream, ConnectionInfo),
+}
+
+impl Accepted {
+    fn info(&self) -> &ConnectionInfo {
+        match self {
+            Accepted::Tls(_, info) | Accepted::Plain(_, info) => info,
+        }
+    }
 }
 
 async fn handshake(

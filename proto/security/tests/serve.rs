@@ -217,3 +217,59 @@ async fn a_request_whose_headers_never_end_is_cut_off() {
     );
     assert_eq!(get_plain(&addr).await.unwrap(), "tls=false principal=None");
 }
+
+/// A connection that finished a request and then says nothing (a kept-alive HTTP/1
+/// connection, or a socket that never sent a byte) is closed after the idle timeout.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let (addr, _stop) = start(ServeOptions {
+        idle_timeout: std::time::Duration::from_millis(400),
+        header_timeout: std::time::Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), kept.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {closed:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "closed too early: {took:?}"
+    );
+    eprintln!("idle keep-alive connection closed after {took:?}");
+}
+
+/// One client IP gets at most `max_connections_per_client` connections at once; the next
+/// is closed at accept, and a slot frees when a connection ends.
+#[tokio::test]
+async fn connections_per_client_are_limited() {
+    let (addr, _stop) = start(ServeOptions {
+        max_connections_per_client: 3,
+        ..Default::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // Accepted in order: give the loop a moment to count the three.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let refused = get_plain(&addr).await;
+    assert!(
+        refused.as_ref().map_or(true, |body| body.is_empty()),
+        "a fourth connection was served: {refused:?}"
+    );
+    held.pop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(get_plain(&addr).await.unwrap(), "tls=false principal=None");
+}
