@@ -1,5 +1,6 @@
 //! The agent process: one listen address serving the executor API (gRPC) and HTTP
-//! (`/health`), its tasks, and its link to the leader, run until shutdown.
+//! (`/health`), its tasks, its link to the leader and the collection of finished
+//! sandboxes, run until shutdown.
 
 use std::sync::Arc;
 
@@ -91,7 +92,15 @@ pub async fn run(
             }
         })
     };
+    // Finished sandboxes go `--gc-delay` after they finished, sooner when the disk fills.
+    let collector = tokio::spawn(crate::gc::run(
+        tasks.collector(),
+        config.work_dir.clone(),
+        config.gc,
+        shutdown.clone(),
+    ));
     let result = master_link::run(config, tasks, status_tx, shutdown).await;
+    collector.abort();
     resender.abort();
     reloader.abort();
     server.abort();

@@ -3,7 +3,8 @@
 //!
 //! Layout: `<work_dir>/meta/frameworks/<framework>/tasks/<task>/{task.json,updates.jsonl}`,
 //! and `executor.token` while the task's executor runs (the secret it authenticates with;
-//! see [`crate::tasks`]). Every directory is 0700 and every file 0600: only the agent's
+//! see [`crate::tasks`]), and `sandbox.finished` once its sandbox is finished and scheduled
+//! for removal (when, in ms since the Unix epoch; see [`crate::gc`]). Every directory is 0700 and every file 0600: only the agent's
 //! user reads them. Every update is appended and fsynced before anyone is told it is
 //! checkpointed, and an acknowledgement is appended the same way, so after a crash the
 //! unacknowledged updates of each task are exactly the ones to send again, in order.
@@ -68,6 +69,9 @@ pub struct CheckpointError {
 
 /// The file holding a running executor's token.
 const TOKEN_FILE: &str = "executor.token";
+
+/// The file holding when a task's sandbox finished (ms since the Unix epoch).
+const SANDBOX_FINISHED_FILE: &str = "sandbox.finished";
 
 /// Creates `dir` and its missing parents, private to the agent.
 fn private_dir(dir: &Path) -> Result<(), CheckpointError> {
@@ -225,6 +229,30 @@ impl Checkpoints {
         }
     }
 
+    /// Records when a task's sandbox finished (0600, fsynced): a restarted agent schedules
+    /// its removal for the same moment.
+    pub fn save_sandbox_finished(
+        &self,
+        framework: &str,
+        task: &str,
+        finished_at_ms: u64,
+    ) -> Result<(), CheckpointError> {
+        let dir = self.task_dir(framework, task);
+        private_dir(&dir)?;
+        let path = dir.join(SANDBOX_FINISHED_FILE);
+        crate::workdir::write_private(&path, finished_at_ms.to_string().as_bytes())
+            .map_err(|e| err(&path, e))
+    }
+
+    /// When a task's sandbox finished, if that was recorded.
+    pub fn sandbox_finished(&self, framework: &str, task: &str) -> Option<u64> {
+        std::fs::read_to_string(self.task_dir(framework, task).join(SANDBOX_FINISHED_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Reads one task's journal. A torn last line (crash mid-append) is ignored: it was
     /// never reported as checkpointed.
     pub fn journal(&self, framework: &str, task: &str) -> Result<TaskJournal, CheckpointError> {
@@ -351,6 +379,10 @@ mod tests {
         c.remove_executor_token("f1", "t1").unwrap();
         c.remove_executor_token("f1", "t1").unwrap();
         assert_eq!(c.executor_token("f1", "t1"), None);
+        assert_eq!(c.sandbox_finished("f1", "t1"), None);
+        c.save_sandbox_finished("f1", "t1", 1234).unwrap();
+        assert_eq!(c.sandbox_finished("f1", "t1"), Some(1234));
+        assert_eq!(mode(&task_dir.join("sandbox.finished")), 0o600);
     }
 
     #[test]

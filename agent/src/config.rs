@@ -1,7 +1,22 @@
 //! The agent's configuration: flags validated into domain values, resources detected from
 //! the host for whatever `--resources` does not name.
+//!
+//! Collection of finished sandboxes ([`GcConfig`], see [`crate::gc`]), as Mesos' flags of
+//! the same names:
+//!
+//! - `--gc-delay DURATION` (default `1weeks`): how long a finished sandbox (its executor
+//!   exited, its task terminal, every status update of it acknowledged by the master) is
+//!   kept before it is removed.
+//! - `--gc-disk-headroom FRACTION` (default `0.1`, in [0, 1]): every
+//!   `--disk-watch-interval`, the usage of the work dir's filesystem is measured and every
+//!   finished sandbox older than `gc_delay * max(0, 1 - gc_disk_headroom - usage)` is
+//!   removed at once, oldest first (so at usage `1 - gc_disk_headroom` and above, all of
+//!   them).
+//! - `--disk-watch-interval DURATION` (default `1mins`, more than zero): how often that
+//!   usage is measured.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use agora_registry::{Resource, Resources, Value};
 
@@ -26,6 +41,66 @@ pub struct AgentConfig {
     pub executor_recovery_timeout: std::time::Duration,
     /// TLS and the credential the agent presents.
     pub security: AgentSecurity,
+    /// When finished sandboxes are removed.
+    pub gc: GcConfig,
+}
+
+/// `--gc-delay`'s default, as Mesos'.
+pub const DEFAULT_GC_DELAY: &str = "1weeks";
+/// `--gc-disk-headroom`'s default, as Mesos'.
+pub const DEFAULT_GC_DISK_HEADROOM: &str = "0.1";
+/// `--disk-watch-interval`'s default, as Mesos'.
+pub const DEFAULT_DISK_WATCH_INTERVAL: &str = "1mins";
+
+/// When finished sandboxes are removed (`--gc-delay`, `--gc-disk-headroom`,
+/// `--disk-watch-interval`; see the module doc and [`crate::gc`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GcConfig {
+    /// How long a finished sandbox is kept (`--gc-delay`).
+    pub delay: Duration,
+    /// The fraction of the work dir's filesystem to keep free (`--gc-disk-headroom`, in
+    /// [0, 1]): the fuller the disk, the younger the finished sandboxes that go.
+    pub disk_headroom: f64,
+    /// How often the work dir's filesystem usage is measured (`--disk-watch-interval`).
+    pub disk_watch_interval: Duration,
+}
+
+impl Default for GcConfig {
+    /// Mesos' defaults: a week, 0.1, a minute.
+    fn default() -> Self {
+        GcConfig {
+            delay: Duration::from_secs(7 * 24 * 3600),
+            disk_headroom: 0.1,
+            disk_watch_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl GcConfig {
+    /// The decision half's view of it.
+    pub fn policy(&self) -> crate::gc::policy::Policy {
+        crate::gc::policy::Policy {
+            delay: self.delay,
+            disk_headroom: self.disk_headroom,
+        }
+    }
+}
+
+/// Parses `--gc-disk-headroom`: a fraction in [0, 1].
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err("must be a fraction in [0, 1]".into()),
+    }
+}
+
+/// Parses `--disk-watch-interval`: a duration (humantime: `500ms`, `1mins`) above zero.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How an agent proves itself and protects its port.
@@ -103,6 +178,10 @@ pub enum ConfigError {
     NoMasters,
     #[error("--advertise: {0:?} is not HOST:PORT")]
     Advertise(String),
+    #[error("--gc-disk-headroom: {0} is not a fraction in [0, 1]")]
+    GcDiskHeadroom(String),
+    #[error("--disk-watch-interval: must be more than zero")]
+    DiskWatchInterval,
     #[error("refusing to start without TLS: give --tls-cert, --tls-key and --tls-ca (see docs/security.md), or --insecure")]
     Insecure,
 }
@@ -195,6 +274,14 @@ impl AgentConfig {
         if !is_host_port(&self.advertise) {
             return Err(ConfigError::Advertise(self.advertise.clone()));
         }
+        if !(0.0..=1.0).contains(&self.gc.disk_headroom) {
+            return Err(ConfigError::GcDiskHeadroom(
+                self.gc.disk_headroom.to_string(),
+            ));
+        }
+        if self.gc.disk_watch_interval.is_zero() {
+            return Err(ConfigError::DiskWatchInterval);
+        }
         if self.security.tls.is_none() && !self.security.insecure {
             return Err(ConfigError::Insecure);
         }
@@ -267,5 +354,23 @@ mod tests {
         );
         assert_eq!(parse_masters("a:1,b"), Err(ConfigError::Master("b".into())));
         assert_eq!(parse_masters(" , "), Err(ConfigError::NoMasters));
+    }
+
+    #[test]
+    fn gc_flags_parse_as_mesos_spells_them() {
+        let defaults = GcConfig {
+            delay: humantime::parse_duration(DEFAULT_GC_DELAY).unwrap(),
+            disk_headroom: parse_fraction(DEFAULT_GC_DISK_HEADROOM).unwrap(),
+            disk_watch_interval: parse_interval(DEFAULT_DISK_WATCH_INTERVAL).unwrap(),
+        };
+        assert_eq!(defaults, GcConfig::default());
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("soon").is_err());
+        assert_eq!(parse_fraction("0"), Ok(0.0));
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "NaN", "inf", "lots", ""] {
+            assert!(parse_fraction(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -12,6 +12,11 @@
 //!   ([`master_link::follow_leader`]) serves real and simulated agents alike.
 //! - [`checkpoint`]: the work dir's task records, fsynced status-update journals and the
 //!   tokens of running executors.
+//! - [`gc`]: collection of finished sandboxes (`--gc-delay`, `--gc-disk-headroom`,
+//!   `--disk-watch-interval`, as Mesos): a sandbox whose executor has exited and whose
+//!   task's updates are all acknowledged goes `--gc-delay` after it finished, or sooner
+//!   when the work dir's disk fills; the decision ([`gc::policy`]) is pure, the removal
+//!   and the disk measurement thin around it. Schedules survive a restart.
 //! - [`workdir`]: the work dir's layout and modes (traverse-only above sandboxes, private
 //!   agent state), sandboxes handed to their task's user, output files never opened
 //!   through a symlink.
@@ -70,6 +75,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod detect;
+pub mod gc;
 pub mod isolation;
 pub mod master_link;
 pub mod simulator;

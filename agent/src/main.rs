@@ -54,6 +54,20 @@ struct Args {
     /// this long.
     #[arg(long, env = "AGORA_EXECUTOR_RECOVERY_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     executor_recovery_timeout: std::time::Duration,
+    /// How long a finished sandbox is kept before it is removed (Mesos' --gc_delay): a
+    /// sandbox is finished once its executor has exited and its task's status updates are
+    /// all acknowledged by the master. E.g. "1weeks", "12h", "1secs".
+    #[arg(long, env = "AGORA_GC_DELAY", value_name = "DURATION", default_value = config::DEFAULT_GC_DELAY, value_parser = humantime::parse_duration)]
+    gc_delay: std::time::Duration,
+    /// The fraction of the work dir's disk to keep free, in [0, 1] (Mesos'
+    /// --gc_disk_headroom): every --disk-watch-interval, finished sandboxes older than
+    /// gc_delay * max(0, 1 - headroom - disk usage) are removed at once, oldest first.
+    #[arg(long, env = "AGORA_GC_DISK_HEADROOM", value_name = "FRACTION", default_value = config::DEFAULT_GC_DISK_HEADROOM, value_parser = config::parse_fraction)]
+    gc_disk_headroom: f64,
+    /// How often the work dir's disk usage is measured for --gc-disk-headroom (Mesos'
+    /// --disk_watch_interval), e.g. "1mins", "500ms".
+    #[arg(long, env = "AGORA_DISK_WATCH_INTERVAL", value_name = "DURATION", default_value = config::DEFAULT_DISK_WATCH_INTERVAL, value_parser = config::parse_interval)]
+    disk_watch_interval: std::time::Duration,
     /// Host name to register (default: the system's).
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
@@ -209,6 +223,11 @@ fn main() -> ExitCode {
             .map(|p| p.with_file_name("agora-executor"))
             .unwrap_or_else(|_| PathBuf::from("agora-executor")),
         executor_recovery_timeout: args.executor_recovery_timeout,
+        gc: config::GcConfig {
+            delay: args.gc_delay,
+            disk_headroom: args.gc_disk_headroom,
+            disk_watch_interval: args.disk_watch_interval,
+        },
     };
     if let Err(e) = config.validate() {
         return fail(2, e);

@@ -28,6 +28,13 @@
 //! on the host that reaches the agent's port, cannot report, subscribe or send messages for
 //! another executor. The built-in executor does not pass its token on to its task.
 //!
+//! Sandboxes: a task's sandbox is finished once its executor has exited, the task is
+//! terminal and every one of its status updates has been acknowledged by the master; only
+//! then is it scheduled for removal, `--gc-delay` later or sooner under disk pressure
+//! ([`crate::gc`]). This is checked when an executor exits, when an acknowledgement
+//! empties a task's queue, and, after a restart, for every recovered task (scheduled for
+//! its checkpointed finish time, or its sandbox's modification time).
+//!
 //! Users: a task naming a user (`TaskInfo.user`, resolved by the master) runs as that
 //! user, and so does a framework's own executor ([`crate::user`]); its sandbox is private
 //! to that user ([`crate::workdir`]). The built-in executor and the custom-executor wrapper
@@ -51,6 +58,7 @@ use tonic::{Request, Response, Status};
 
 use crate::checkpoint::{Checkpoints, TaskRecord, Update};
 use crate::config::AgentConfig;
+use crate::gc::{self, policy::Sandbox};
 use crate::isolation::{Isolation, Limits};
 use crate::user::RunAs;
 use crate::{clock, convert, user, workdir};
@@ -133,6 +141,8 @@ pub struct Tasks {
     agent_id: Arc<Mutex<Option<String>>>,
     executor_binary: PathBuf,
     isolation: Arc<Isolation>,
+    /// Finished sandboxes, scheduled for removal.
+    gc: gc::Collector,
 }
 
 /// The message for a task's oldest unacknowledged update (the one in flight), carrying
@@ -186,6 +196,7 @@ impl Tasks {
             agent_id: Arc::new(Mutex::new(None)),
             executor_binary,
             isolation,
+            gc: gc::Collector::default(),
         };
         let mut inner = tasks.lock();
         for (record, journal) in checkpoints.tasks()? {
@@ -228,12 +239,91 @@ impl Tasks {
             .filter(|(_, t)| !t.state.is_terminal() || t.executor_pid.is_some_and(process_alive))
             .map(|((f, t), _)| cgroup_key(f, t))
             .collect();
+        let finished: Vec<Key> = inner
+            .tasks
+            .keys()
+            .filter(|key| sandbox_finished(&inner, key))
+            .cloned()
+            .collect();
         drop(inner);
         if live > 0 {
             tracing::info!(live, "recovered tasks from checkpoints");
         }
         tasks.remove_stale_cgroups(&keep);
+        tasks.schedule_recovered_sandboxes(&finished);
         Ok(tasks)
+    }
+
+    /// Schedules again the finished sandboxes still on disk of the tasks a restarted agent
+    /// recovered, for their checkpointed finish time (else their modification time).
+    fn schedule_recovered_sandboxes(&self, finished: &[Key]) {
+        let mut scheduled = 0;
+        for key in finished {
+            let path = workdir::sandbox_dir(&self.config.work_dir, &key.0, &key.1);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue; // collected already, or never created
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            let finished_at_ms = self
+                .checkpoints
+                .sandbox_finished(&key.0, &key.1)
+                .or_else(|| {
+                    let mtime = meta.modified().ok()?;
+                    let since = mtime.duration_since(std::time::UNIX_EPOCH).ok()?;
+                    u64::try_from(since.as_millis()).ok()
+                })
+                .unwrap_or_else(clock::now_ms);
+            tracing::debug!(framework = %key.0, task = %key.1, path = %path.display(), finished_at_ms, "finished sandbox scheduled again");
+            self.gc.schedule(Sandbox {
+                path,
+                framework_id: key.0.clone(),
+                executor_id: key.1.clone(),
+                finished_at_ms,
+            });
+            scheduled += 1;
+        }
+        if scheduled > 0 {
+            tracing::info!(
+                scheduled,
+                "finished sandboxes found on disk scheduled for removal again"
+            );
+        }
+    }
+
+    /// The schedule of finished sandboxes (the agent runs [`gc::run`] on it).
+    pub fn collector(&self) -> gc::Collector {
+        self.gc.clone()
+    }
+
+    /// Schedules the sandbox of a task for removal if it is finished (see
+    /// [`sandbox_finished`]) and still there, checkpointing when it finished.
+    fn schedule_if_finished(&self, key: &Key) {
+        if !sandbox_finished(&self.lock(), key) {
+            return;
+        }
+        let path = workdir::sandbox_dir(&self.config.work_dir, &key.0, &key.1);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return; // it never got one (its launch failed before)
+        }
+        let now = clock::now_ms();
+        if let Err(e) = self.checkpoints.save_sandbox_finished(&key.0, &key.1, now) {
+            tracing::warn!(framework = %key.0, task = %key.1, error = %e, "cannot checkpoint when the sandbox finished; after a restart its modification time stands in");
+        }
+        tracing::info!(
+            framework = %key.0,
+            task = %key.1,
+            path = %path.display(),
+            delay = %humantime::format_duration(self.config.gc.delay),
+            "sandbox finished; scheduled for removal"
+        );
+        self.gc.schedule(Sandbox {
+            path,
+            framework_id: key.0.clone(),
+            executor_id: key.1.clone(),
+            finished_at_ms: now,
+        });
     }
 
     /// Removes every cgroup under the agent's cgroup root but those in `keep` (left by
@@ -348,7 +438,8 @@ impl Tasks {
         }
         q.pop_front();
         let next = head_msg(q);
-        if q.is_empty() {
+        let delivered = q.is_empty();
+        if delivered {
             inner.outbox.remove(&key);
         }
         if let (Some(next), Some(tx)) = (next, &inner.session) {
@@ -356,6 +447,10 @@ impl Tasks {
         }
         if let Some(exec) = inner.tasks.get(&key).and_then(|t| t.executor.clone()) {
             let _ = exec.try_send(Ok(convert::acknowledged_event(ack.clone())));
+        }
+        drop(inner);
+        if delivered {
+            self.schedule_if_finished(&key);
         }
     }
 
@@ -700,6 +795,7 @@ impl Tasks {
                 format!("executor exited ({how}) before the task ended"),
             );
         }
+        self.schedule_if_finished(key);
     }
 
     /// After a restart: executors of unfinished tasks that are no longer running will
@@ -929,6 +1025,20 @@ impl ExecutorService for ExecutorApi {
         self.tasks.record(update)?;
         Ok(Response::new(pb::ExecutorUpdateReply {}))
     }
+}
+
+/// Whether a task's sandbox is finished ([`gc::policy::collectable`]): the task is
+/// terminal, its executor has exited (its token is forgotten exactly then, and a task whose
+/// launch failed never had one) and none of its updates awaits the master's
+/// acknowledgement (its queue is empty, so its journal has nothing left to deliver).
+fn sandbox_finished(inner: &Inner, key: &Key) -> bool {
+    inner.tasks.get(key).is_some_and(|t| {
+        gc::policy::collectable(
+            t.state.is_terminal(),
+            t.token.is_some(),
+            inner.outbox.get(key).map_or(0, VecDeque::len),
+        )
+    })
 }
 
 /// The cgroup name of a task: unique per framework and task, in the characters cgroup

@@ -10,6 +10,10 @@
 //!         executor.log stdout stderr   owned by the task's user
 //! ```
 //!
+//! A sandbox stays after its task until it is collected: `--gc-delay` after it finished
+//! (its executor exited, its task's updates all acknowledged), or sooner when the disk
+//! fills ([`crate::gc`]). The task's checkpoint under `meta/` stays.
+//!
 //! A task running as another user can reach its own sandbox (its path, never a listing),
 //! and nothing else of the agent's. Files the agent or the (root) executor create in a
 //! sandbox are opened without following symlinks, and must be plain files with one link,
@@ -59,6 +63,11 @@ pub fn meta_dir(work_dir: &Path) -> PathBuf {
 /// The directory of every sandbox, `<work_dir>/sandboxes`.
 pub fn sandboxes_dir(work_dir: &Path) -> PathBuf {
     work_dir.join("sandboxes")
+}
+
+/// The sandbox of one task (of its executor), `<work_dir>/sandboxes/<framework>/<task>`.
+pub fn sandbox_dir(work_dir: &Path, framework_id: &str, task_id: &str) -> PathBuf {
+    sandboxes_dir(work_dir).join(framework_id).join(task_id)
 }
 
 /// Sets the work dir's modes (see the module doc), also on a work dir an earlier version
@@ -140,7 +149,7 @@ pub fn prepare_sandbox(
 ) -> io::Result<(PathBuf, File)> {
     let sandboxes = sandboxes_dir(work_dir);
     let framework = sandboxes.join(framework_id);
-    let sandbox = framework.join(task_id);
+    let sandbox = sandbox_dir(work_dir, framework_id, task_id);
     dir_with_mode(&sandboxes, TRAVERSE_ONLY)?;
     dir_with_mode(&framework, TRAVERSE_ONLY)?;
     dir_with_mode(&sandbox, PRIVATE_DIR)?;

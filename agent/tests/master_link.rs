@@ -191,6 +191,39 @@ fn bad_agent_flags_exit_2_naming_the_token() {
             ],
             "docker",
         ),
+        (
+            vec![
+                "--masters",
+                "127.0.0.1:1",
+                "--work-dir",
+                wd,
+                "--gc-disk-headroom",
+                "1.5",
+            ],
+            "'1.5' for '--gc-disk-headroom",
+        ),
+        (
+            vec![
+                "--masters",
+                "127.0.0.1:1",
+                "--work-dir",
+                wd,
+                "--gc-delay",
+                "soon",
+            ],
+            "'soon' for '--gc-delay",
+        ),
+        (
+            vec![
+                "--masters",
+                "127.0.0.1:1",
+                "--work-dir",
+                wd,
+                "--disk-watch-interval",
+                "0s",
+            ],
+            "'0s' for '--disk-watch-interval",
+        ),
     ] {
         let out = std::process::Command::new(binary("agora-agent"))
             .args(&args)

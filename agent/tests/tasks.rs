@@ -61,6 +61,7 @@ impl AgentInstance {
             attributes: vec![],
             executor_binary: agora_test_cluster::binary("agora-executor"),
             executor_recovery_timeout: recovery_timeout,
+            gc: Default::default(),
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
                 insecure: true,
@@ -1037,5 +1038,114 @@ async fn custom_executors_run_as_the_user_and_unknown_users_fail_the_task() {
         states(&u),
         ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
     );
+    agent.crash();
+}
+
+/// A sandbox is scheduled for collection only once it is finished: its executor has
+/// exited and every update of its task is acknowledged (here the test, as the leader, holds
+/// TASK_FINISHED back after the executor has exited); a running task's never is. The
+/// schedule is then collected as the agent's loop would, with a zero delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_is_scheduled_for_collection_only_once_its_executor_exited_and_its_updates_are_acknowledged(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = unique_root();
+    let _sweep = Sweep::new(&[&root], &[dir.path()]);
+    let (agent, _) = AgentInstance::start(dir.path(), None, &root, RECOVERY_TIMEOUT);
+    let tasks = agent.tasks.clone();
+    let mut leader = Leader::attach(&tasks);
+    let collector = tasks.collector();
+    let sandbox = |t: &str| dir.path().join("sandboxes/fw-1").join(t);
+
+    launch(&tasks, task("long", "sleep 600", 0.2, 32.0));
+    loop {
+        let u = leader
+            .next_update(Duration::from_secs(20))
+            .await
+            .expect("an update of long");
+        let running = u.state().as_str_name() == "TASK_RUNNING";
+        tasks.acknowledged(&pb::StatusAck {
+            framework_id: u.framework_id,
+            task_id: u.task_id,
+            uuid: u.uuid,
+        });
+        if running {
+            break;
+        }
+    }
+    launch(&tasks, task("quick", "echo hi", 0.2, 32.0));
+    let mut finished = None;
+    while finished.is_none() {
+        let u = leader
+            .next_update(Duration::from_secs(20))
+            .await
+            .expect("an update of quick");
+        if u.state().as_str_name() == "TASK_FINISHED" {
+            finished = Some(u);
+        } else {
+            tasks.acknowledged(&pb::StatusAck {
+                framework_id: u.framework_id,
+                task_id: u.task_id,
+                uuid: u.uuid,
+            });
+        }
+    }
+    let finished = finished.unwrap();
+    // Its executor exits once TASK_FINISHED is checkpointed, acknowledged or not.
+    let executor = read_pid(
+        &dir.path()
+            .join("meta/frameworks/fw-1/tasks/quick/executor.pid"),
+    )
+    .expect("executor.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(executor) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the executor did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        collector.scheduled().is_empty(),
+        "scheduled with TASK_FINISHED undelivered: {:?}",
+        collector.scheduled()
+    );
+    let before = agora_agent::clock::now_ms();
+    tasks.acknowledged(&pb::StatusAck {
+        framework_id: finished.framework_id,
+        task_id: finished.task_id,
+        uuid: finished.uuid,
+    });
+    let scheduled = collector.scheduled();
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    assert_eq!(scheduled[0].path, sandbox("quick"));
+    assert_eq!(
+        (
+            scheduled[0].framework_id.as_str(),
+            scheduled[0].executor_id.as_str()
+        ),
+        ("fw-1", "quick")
+    );
+    assert!(scheduled[0].finished_at_ms >= before);
+    let checkpointed = std::fs::read_to_string(
+        dir.path()
+            .join("meta/frameworks/fw-1/tasks/quick/sandbox.finished"),
+    )
+    .unwrap();
+    assert_eq!(
+        checkpointed.trim().parse::<u64>().unwrap(),
+        scheduled[0].finished_at_ms
+    );
+
+    let now_policy = agora_agent::gc::policy::Policy {
+        delay: Duration::ZERO,
+        disk_headroom: 0.1,
+    };
+    let removed = collector.collect(&now_policy, agora_agent::clock::now_ms(), Some(1.0));
+    assert_eq!(removed.len(), 1);
+    assert!(!sandbox("quick").exists());
+    assert!(sandbox("long").join("stdout").is_file());
+    assert!(collector.scheduled().is_empty());
     agent.crash();
 }

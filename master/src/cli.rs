@@ -44,6 +44,17 @@ struct Args {
     /// Missed pings before an agent is unreachable.
     #[arg(long, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
     max_agent_ping_timeouts: u32,
+    /// Completed tasks kept per framework (finished, failed, killed...; Mesos'
+    /// --max_completed_tasks_per_framework); older ones leave the registry.
+    #[arg(
+        long,
+        env = "AGORA_MAX_COMPLETED_TASKS_PER_FRAMEWORK",
+        default_value_t = 1000
+    )]
+    max_completed_tasks_per_framework: usize,
+    /// Removed frameworks kept, with their tasks (Mesos' --max_completed_frameworks).
+    #[arg(long, env = "AGORA_MAX_COMPLETED_FRAMEWORKS", default_value_t = 50)]
+    max_completed_frameworks: usize,
     /// Raft heartbeat period.
     #[arg(long, env = "AGORA_RAFT_HEARTBEAT_INTERVAL", default_value = "50ms", value_parser = humantime::parse_duration)]
     raft_heartbeat_interval: Duration,
@@ -146,6 +157,10 @@ pub fn main(faults: Faults) -> ExitCode {
         offer_timeout: args.offer_timeout,
         agent_ping_timeout: args.agent_ping_timeout,
         max_agent_ping_timeouts: args.max_agent_ping_timeouts,
+        retention: agora_registry::Retention {
+            max_completed_tasks_per_framework: args.max_completed_tasks_per_framework,
+            max_completed_frameworks: args.max_completed_frameworks,
+        },
         raft: RaftTiming {
             heartbeat_interval: args.raft_heartbeat_interval,
             election_timeout_min: args.raft_election_timeout,

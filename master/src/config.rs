@@ -24,6 +24,9 @@ pub struct Config {
     /// Agent health.
     pub agent_ping_timeout: Duration,
     pub max_agent_ping_timeouts: u32,
+    /// Completed tasks and frameworks kept (`--max-completed-tasks-per-framework`,
+    /// `--max-completed-frameworks`); the leader replicates it to the registry.
+    pub retention: agora_registry::Retention,
     /// Raft timing.
     pub raft: RaftTiming,
     /// This replica joins an existing quorum through a membership change (added as a
@@ -88,6 +91,12 @@ impl Default for RaftTiming {
 /// Why a configuration is refused. Each message is one line for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{flag} {value} is above the limit {max}")]
+    RetentionTooLarge {
+        flag: String,
+        value: usize,
+        max: usize,
+    },
     #[error("--id must be greater than 0")]
     ZeroId,
     #[error("--peers entry {0:?} is not ID=HOST:PORT")]
@@ -206,6 +215,15 @@ impl Config {
         if sec.authenticate_http_readonly && sec.credentials.is_none() {
             return Err(ConfigError::ReadonlyWithoutCredentials);
         }
+        if let Err(agora_registry::Rejection::RetentionTooLarge { field, value, max }) =
+            self.retention.validate()
+        {
+            return Err(ConfigError::RetentionTooLarge {
+                flag: format!("--{}", field.replace('_', "-")),
+                value,
+                max,
+            });
+        }
         if self.raft.election_timeout_min < self.raft.heartbeat_interval * 3 {
             return Err(ConfigError::ElectionTooShort {
                 election: self.raft.election_timeout_min,
@@ -250,6 +268,7 @@ mod tests {
             offer_timeout: None,
             agent_ping_timeout: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,
+            retention: Default::default(),
             raft: RaftTiming::default(),
             join: false,
             security: Security {

@@ -1,6 +1,9 @@
 //! openraft's state machine: an `M: StateMachine` in memory, made durable by snapshots kept
 //! in sled.
 
+// openraft's storage error type is large, and its traits dictate it.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

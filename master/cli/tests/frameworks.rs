@@ -664,3 +664,96 @@ async fn the_service_example_relaunches_a_failed_instance() {
     let _ = service.kill();
     let _ = service.wait();
 }
+
+/// Tasks of `framework_id` in a `/state` document, and their states.
+fn framework_task_states(state: &serde_json::Value, framework_id: &str) -> Vec<String> {
+    state["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["framework_id"] == framework_id)
+        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Retention (issue 12): with `--max-completed-tasks-per-framework 5` a framework that
+/// finished 12 tasks keeps its newest 5; with `--max-completed-frameworks 1` a removed
+/// framework is kept, tasks and all, until the next one is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_and_frameworks_beyond_the_retention_leave_the_registry() {
+    let cluster = Cluster::start_with(
+        3,
+        &[
+            "--allocation-interval",
+            "100ms",
+            "--max-completed-tasks-per-framework",
+            "5",
+            "--max-completed-frameworks",
+            "1",
+        ],
+    );
+    let mut agent = AgentNode::new(&cluster, "agent-0", &["--resources", "cpus:4;mem:4096"]);
+    agent.start();
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    cluster.wait_active_agents(1, Duration::from_secs(20)).await;
+
+    let run = |name: &str, tasks: &str| {
+        let mut b = Batch::start(
+            &cluster,
+            &[
+                "--name",
+                name,
+                "--tasks",
+                tasks,
+                "--cpus",
+                "0.5",
+                "--mem",
+                "32",
+                "--duration-ms",
+                "10",
+                "--failover-timeout",
+                "1",
+            ],
+        );
+        let id = b.wait_framework_id(Duration::from_secs(20));
+        assert_eq!(b.wait_exit(Duration::from_secs(60)), 0, "{}", b.output());
+        id
+    };
+    let wait_state = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let state = cluster.http_state().unwrap_or_default();
+            if ok(&state) {
+                return state;
+            }
+            assert!(Instant::now() < deadline, "{what}: {state}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let completed = |state: &serde_json::Value| -> Vec<String> {
+        state["completed_frameworks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| f["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    let first = run("kept-first", "12");
+    let state = wait_state("first framework completed", &|s| {
+        completed(s) == [first.clone()]
+    });
+    let tasks = framework_task_states(&state, &first);
+    assert_eq!(tasks.len(), 5, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t == "TASK_FINISHED"), "{tasks:?}");
+
+    let second = run("kept-second", "3");
+    let state = wait_state("second framework completed", &|s| {
+        completed(s) == [second.clone()]
+    });
+    assert!(framework_task_states(&state, &first).is_empty(), "{state}");
+    assert_eq!(framework_task_states(&state, &second).len(), 3, "{state}");
+    // The setting is replicated: the leader wrote it as a command.
+    let metrics = https_get(&cluster.addrs()[0], "/metrics").unwrap().1;
+    assert!(metrics.contains("agora_registry_tasks"), "{metrics}");
+}

@@ -1,7 +1,7 @@
 //! The typed commands of the replicated log, and why one can be rejected.
 
 use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
-use crate::model::{AgentInfo, FrameworkInfo, Offer, TaskSpec, TaskState, TimestampMs};
+use crate::model::{AgentInfo, FrameworkInfo, Offer, Retention, TaskSpec, TaskState, TimestampMs};
 use crate::resources::Resources;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,8 @@ pub enum Command {
         now_ms: TimestampMs,
     },
     /// Teardown or failover timeout: its offers go; its tasks must already be terminal or
-    /// are recorded `TASK_KILLED`.
+    /// are recorded `TASK_KILLED`. It becomes a completed framework (its tasks stay, subject
+    /// to [`Retention`]) and its id can never be registered again.
     RemoveFramework {
         id: FrameworkId,
         now_ms: TimestampMs,
@@ -49,7 +50,9 @@ pub enum Command {
         tasks: Vec<TaskSpec>,
         now_ms: TimestampMs,
     },
-    /// A status update for one task.
+    /// A status update for one task. A task the registry does not hold is refused with
+    /// [`Rejection::UnknownTask`]: one never launched, and also a terminal one dropped under
+    /// [`Retention`] (an update can arrive after its task was evicted).
     UpdateTask {
         framework_id: FrameworkId,
         task_id: TaskId,
@@ -60,6 +63,9 @@ pub enum Command {
     },
     /// The DRF weight of a role (operator call).
     SetWeight { role: String, weight: f64 },
+    /// How much finished history to keep; enforced at once (lowering a bound evicts).
+    /// Last so that older log entries keep their encoding.
+    SetRetention { retention: Retention },
 }
 
 /// The payload of one Raft log entry: commands applied in order, each on its own (one
@@ -144,6 +150,14 @@ pub enum Rejection {
     BadWeight(String),
     #[error("bad role: {0}")]
     BadRole(String),
+    #[error("framework {0} was removed; its id cannot be registered again")]
+    FrameworkCompleted(FrameworkId),
+    #[error("retention {field} = {value} is above the limit {max}")]
+    RetentionTooLarge {
+        field: String,
+        value: usize,
+        max: usize,
+    },
 }
 
 /// The result of applying one command.
@@ -164,6 +178,7 @@ impl Command {
             Command::LaunchTasks { .. } => "launch_tasks",
             Command::UpdateTask { .. } => "update_task",
             Command::SetWeight { .. } => "set_weight",
+            Command::SetRetention { .. } => "set_retention",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The registry's entities: agents, frameworks, tasks and offers.
 
+use crate::command::Rejection;
 use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
 use crate::resources::Resources;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,76 @@ pub struct Framework {
     pub info: FrameworkInfo,
     pub status: FrameworkStatus,
     pub registered_at_ms: TimestampMs,
+}
+
+/// A framework that was removed (teardown or failover timeout), kept for the record with
+/// its tasks, all terminal, until it is among the oldest beyond
+/// [`Retention::max_completed_frameworks`]. Its id can never be registered again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompletedFramework {
+    /// The framework as it was when removed.
+    pub framework: Framework,
+    pub removed_at_ms: TimestampMs,
+}
+
+/// How much finished history the registry keeps (Mesos' `--max_completed_tasks_per_framework`
+/// and `--max_completed_frameworks`). Part of the replicated state, set by
+/// [`Command::SetRetention`](crate::Command::SetRetention).
+///
+/// - A framework (registered or completed) keeps at most `max_completed_tasks_per_framework`
+///   terminal tasks; beyond that the oldest, by `(updated_at_ms, task id)`, are dropped.
+/// - At most `max_completed_frameworks` completed frameworks are kept; beyond that the
+///   oldest, by `(removed_at_ms, framework id)`, are dropped together with their tasks.
+///
+/// Zero keeps none. Live tasks and registered frameworks are never dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Retention {
+    pub max_completed_tasks_per_framework: usize,
+    pub max_completed_frameworks: usize,
+}
+
+impl Retention {
+    /// The largest `max_completed_tasks_per_framework` accepted.
+    pub const TASKS_PER_FRAMEWORK_LIMIT: usize = 1_000_000;
+    /// The largest `max_completed_frameworks` accepted.
+    pub const FRAMEWORKS_LIMIT: usize = 100_000;
+
+    /// Refuses a bound above its limit, naming the field.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        let checks = [
+            (
+                "max_completed_tasks_per_framework",
+                self.max_completed_tasks_per_framework,
+                Self::TASKS_PER_FRAMEWORK_LIMIT,
+            ),
+            (
+                "max_completed_frameworks",
+                self.max_completed_frameworks,
+                Self::FRAMEWORKS_LIMIT,
+            ),
+        ];
+        for (field, value, max) in checks {
+            if value > max {
+                return Err(Rejection::RetentionTooLarge {
+                    field: field.to_string(),
+                    value,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Retention {
+    /// Mesos' defaults: 1000 completed tasks per framework, 50 completed frameworks.
+    fn default() -> Self {
+        Retention {
+            max_completed_tasks_per_framework: 1000,
+            max_completed_frameworks: 50,
+        }
+    }
 }
 
 /// Mesos' task states: the one domain enum for a task's state, used by the master, the

@@ -2,12 +2,21 @@
 //!
 //! `apply` validates a whole command before it changes anything, so a rejected command
 //! leaves the registry exactly as it was, on every replica alike.
+//!
+//! Finished history is bounded by the replicated [`Retention`]: a framework keeps at most
+//! `max_completed_tasks_per_framework` terminal tasks (the oldest by `(updated_at_ms, task
+//! id)` go first), and at most `max_completed_frameworks` removed frameworks are kept (the
+//! oldest by `(removed_at_ms, framework id)` go first, with all their tasks). Eviction
+//! happens inside the command that crosses a bound, reads only the registry's data, and
+//! walks ordered indexes, so it costs O(log n) per entry and every replica evicts the same
+//! entries. Loading a snapshot enforces the same rules, which is a no-op for any snapshot
+//! this version wrote (see [`Registry`]'s `From<RegistryData>`).
 
 use crate::command::{offered_total, Command, CommandBatch, CommandResult, Rejection};
 use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
 use crate::model::{
-    Agent, AgentInfo, AgentStatus, Framework, FrameworkInfo, FrameworkStatus, Offer, Task,
-    TaskSpec, TaskState, TimestampMs,
+    Agent, AgentInfo, AgentStatus, CompletedFramework, Framework, FrameworkInfo, FrameworkStatus,
+    Offer, Retention, Task, TaskSpec, TaskState, TimestampMs,
 };
 use crate::resources::{validate_framework_role, Resources};
 use serde::{Deserialize, Serialize};
@@ -32,9 +41,15 @@ pub struct Registry {
     /// Used plus offered, per framework per agent: what the allocator needs for DRF
     /// without walking every task (finished ones included) each cycle.
     holdings: Holdings,
+    /// Derived from `data.tasks`: each framework's terminal tasks, oldest first (frameworks
+    /// with none are absent). Eviction pops from the front.
+    completed_tasks: CompletedTasks,
+    /// Derived from `data.completed_frameworks`: oldest first.
+    completed_order: BTreeSet<(TimestampMs, FrameworkId)>,
 }
 
 type Holdings = BTreeMap<FrameworkId, BTreeMap<AgentId, Resources>>;
+type CompletedTasks = BTreeMap<FrameworkId, BTreeSet<(TimestampMs, TaskId)>>;
 
 /// What a snapshot holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +59,12 @@ struct RegistryData {
     tasks: BTreeMap<FrameworkId, BTreeMap<TaskId, Task>>,
     offers: BTreeMap<OfferId, Offer>,
     weights: BTreeMap<String, f64>,
+    /// Removed frameworks still on record. Absent from snapshots written before retention.
+    #[serde(default)]
+    completed_frameworks: BTreeMap<FrameworkId, CompletedFramework>,
+    /// Absent from snapshots written before retention: the defaults then.
+    #[serde(default)]
+    retention: Retention,
 }
 
 impl PartialEq for Registry {
@@ -53,12 +74,25 @@ impl PartialEq for Registry {
 }
 
 impl From<RegistryData> for Registry {
-    fn from(data: RegistryData) -> Self {
+    /// Rebuilds the derived indexes, then enforces the retention rules. For data this
+    /// version wrote (which already satisfies them) that changes nothing, so a snapshot
+    /// loads as exactly the registry it was taken from. A snapshot written before retention
+    /// existed is brought under it: terminal tasks beyond the bound are evicted oldest first
+    /// (the ones the rule keeps evicting as the log is replayed), and tasks of frameworks
+    /// removed back then, which used to stay forever with no record of their framework, are
+    /// dropped (a replica that replays that old history instead keeps them under a completed
+    /// framework until that one is evicted).
+    fn from(mut data: RegistryData) -> Self {
+        let (registered, completed) = (&data.frameworks, &data.completed_frameworks);
+        data.tasks
+            .retain(|f, _| registered.contains_key(f) || completed.contains_key(f));
+        data.tasks.retain(|_, m| !m.is_empty());
         let mut reg = Registry {
             data,
             ..Default::default()
         };
         reg.rebuild_allocations();
+        reg.enforce_retention();
         reg
     }
 }
@@ -91,14 +125,33 @@ impl Registry {
         self.data.agents.get(id)
     }
 
+    /// Registered frameworks (not the completed ones).
     pub fn frameworks(&self) -> impl Iterator<Item = &Framework> {
         self.data.frameworks.values()
     }
 
+    /// A registered framework (None for a completed one).
     pub fn framework(&self, id: &FrameworkId) -> Option<&Framework> {
         self.data.frameworks.get(id)
     }
 
+    /// Removed frameworks still on record, by id.
+    pub fn completed_frameworks(&self) -> impl Iterator<Item = &CompletedFramework> {
+        self.data.completed_frameworks.values()
+    }
+
+    /// A removed framework still on record.
+    pub fn completed_framework(&self, id: &FrameworkId) -> Option<&CompletedFramework> {
+        self.data.completed_frameworks.get(id)
+    }
+
+    /// How much finished history the registry keeps.
+    pub fn retention(&self) -> Retention {
+        self.data.retention
+    }
+
+    /// Every task on record: live ones, and the terminal ones retention keeps, of
+    /// registered and completed frameworks alike.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.data.tasks.values().flat_map(|m| m.values())
     }
@@ -216,9 +269,19 @@ impl Registry {
                         *now_ms,
                     );
                 }
-                self.data.frameworks.remove(id);
                 self.framework_alloc.remove(id);
                 self.holdings.remove(id);
+                if let Some(framework) = self.data.frameworks.remove(id) {
+                    self.data.completed_frameworks.insert(
+                        id.clone(),
+                        CompletedFramework {
+                            framework,
+                            removed_at_ms: *now_ms,
+                        },
+                    );
+                    self.completed_order.insert((*now_ms, id.clone()));
+                }
+                self.enforce_framework_bound();
                 Ok(())
             }
             Command::AddOffers { offers } => self.add_offers(offers),
@@ -252,6 +315,8 @@ impl Registry {
                     // A retried delivery of the same terminal update is acknowledged again;
                     // the first to carry a message or exit code completes the record (a
                     // terminal state learnt early, as an update's latest state, has none).
+                    // `updated_at_ms` stays, so the task keeps its place in the eviction
+                    // order.
                     if task.state == *state {
                         let (fill_message, fill_code) = (
                             task.message.is_none() && message.is_some(),
@@ -294,6 +359,12 @@ impl Registry {
                     return Err(Rejection::BadWeight(weight.to_string()));
                 }
                 self.data.weights.insert(role.clone(), *weight);
+                Ok(())
+            }
+            Command::SetRetention { retention } => {
+                retention.validate()?;
+                self.data.retention = *retention;
+                self.enforce_retention();
                 Ok(())
             }
         }
@@ -356,6 +427,9 @@ impl Registry {
 
     fn register_framework(&mut self, info: &FrameworkInfo, now_ms: TimestampMs) -> CommandResult {
         validate_framework_role(&info.role).map_err(|e| Rejection::BadRole(e.to_string()))?;
+        if self.data.completed_frameworks.contains_key(&info.id) {
+            return Err(Rejection::FrameworkCompleted(info.id.clone()));
+        }
         let mut info = info.clone();
         if let Some(existing) = self.data.frameworks.get(&info.id) {
             info.principal = bound_principal(
@@ -611,8 +685,10 @@ impl Registry {
         }
     }
 
-    /// Sets a task's state, keeping the used-resource indexes in step: a task's resources
-    /// count as used exactly while its state is not terminal.
+    /// Sets a task's state, keeping the used-resource indexes in step (a task's resources
+    /// count as used exactly while its state is not terminal) and the completed-task index
+    /// too; a task that becomes terminal may push its framework over the retention bound,
+    /// and the oldest terminal task (possibly this one) is then evicted.
     fn set_task_state(
         &mut self,
         framework: &FrameworkId,
@@ -631,6 +707,7 @@ impl Registry {
             return;
         };
         let was_live = !t.state.is_terminal();
+        let old_key = (t.updated_at_ms, t.id.clone());
         t.state = state;
         t.message = message;
         t.exit_code = exit_code;
@@ -638,6 +715,77 @@ impl Registry {
         if was_live && state.is_terminal() {
             let t = t.clone();
             self.remove_used(&t);
+        }
+        // Callers only ever end live tasks, but keep the index right for any transition.
+        if !was_live {
+            self.forget_completed(framework, &old_key);
+        }
+        if state.is_terminal() {
+            self.completed_tasks
+                .entry(framework.clone())
+                .or_default()
+                .insert((now_ms, task.clone()));
+            self.enforce_task_bound(framework);
+        }
+    }
+
+    fn forget_completed(&mut self, framework: &FrameworkId, key: &(TimestampMs, TaskId)) {
+        if let Some(keys) = self.completed_tasks.get_mut(framework) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.completed_tasks.remove(framework);
+            }
+        }
+    }
+
+    /// Both retention bounds, on every framework: after a change of [`Retention`] or when
+    /// loading a snapshot.
+    fn enforce_retention(&mut self) {
+        self.enforce_framework_bound();
+        let over: Vec<FrameworkId> = self
+            .completed_tasks
+            .iter()
+            .filter(|(_, keys)| keys.len() > self.data.retention.max_completed_tasks_per_framework)
+            .map(|(f, _)| f.clone())
+            .collect();
+        for f in over {
+            self.enforce_task_bound(&f);
+        }
+    }
+
+    /// Evicts a framework's oldest terminal tasks until it has no more than the bound.
+    fn enforce_task_bound(&mut self, framework: &FrameworkId) {
+        let max = self.data.retention.max_completed_tasks_per_framework;
+        let Some(keys) = self.completed_tasks.get_mut(framework) else {
+            return;
+        };
+        while keys.len() > max {
+            let Some((_, task)) = keys.pop_first() else {
+                break;
+            };
+            if let Some(tasks) = self.data.tasks.get_mut(framework) {
+                tasks.remove(&task);
+                if tasks.is_empty() {
+                    self.data.tasks.remove(framework);
+                }
+            }
+        }
+        if keys.is_empty() {
+            self.completed_tasks.remove(framework);
+        }
+    }
+
+    /// Evicts the oldest completed frameworks, with all their tasks (terminal, so holding
+    /// nothing), until no more than the bound remain.
+    fn enforce_framework_bound(&mut self) {
+        let max = self.data.retention.max_completed_frameworks;
+        while self.completed_order.len() > max {
+            let Some((_, id)) = self.completed_order.pop_first() else {
+                break;
+            };
+            self.data.completed_frameworks.remove(&id);
+            self.data.tasks.remove(&id);
+            self.completed_tasks.remove(&id);
         }
     }
 
@@ -670,6 +818,29 @@ impl Registry {
         self.agent_alloc = agents;
         self.framework_alloc = frameworks;
         self.holdings = self.computed_holdings();
+        self.completed_tasks = self.computed_completed_tasks();
+        self.completed_order = self.computed_completed_order();
+    }
+
+    /// The completed-task index recomputed from scratch from the tasks.
+    fn computed_completed_tasks(&self) -> CompletedTasks {
+        let mut index = CompletedTasks::new();
+        for t in self.tasks().filter(|t| t.state.is_terminal()) {
+            index
+                .entry(t.framework_id.clone())
+                .or_default()
+                .insert((t.updated_at_ms, t.id.clone()));
+        }
+        index
+    }
+
+    /// The completed-framework order recomputed from scratch.
+    fn computed_completed_order(&self) -> BTreeSet<(TimestampMs, FrameworkId)> {
+        self.data
+            .completed_frameworks
+            .iter()
+            .map(|(id, c)| (c.removed_at_ms, id.clone()))
+            .collect()
     }
 
     /// Holdings recomputed from scratch from tasks and offers.
@@ -764,6 +935,71 @@ impl Registry {
             if !self.data.frameworks.contains_key(&o.framework_id) {
                 return Err(format!("offer {} to unknown framework", o.id));
             }
+        }
+        self.check_retention_invariants()
+    }
+
+    /// Completed frameworks, task ownership, the retention indexes and bounds.
+    fn check_retention_invariants(&self) -> Result<(), String> {
+        let retention = self.data.retention;
+        retention.validate().map_err(|e| e.to_string())?;
+        for (id, c) in &self.data.completed_frameworks {
+            if &c.framework.info.id != id {
+                return Err(format!(
+                    "completed framework {id} records id {}",
+                    c.framework.info.id
+                ));
+            }
+            if self.data.frameworks.contains_key(id) {
+                return Err(format!("framework {id} is both registered and completed"));
+            }
+        }
+        for (f, tasks) in &self.data.tasks {
+            let completed = self.data.completed_frameworks.contains_key(f);
+            if !completed && !self.data.frameworks.contains_key(f) {
+                return Err(format!(
+                    "tasks of framework {f}, neither registered nor completed"
+                ));
+            }
+            if tasks.is_empty() {
+                return Err(format!("empty task map for framework {f}"));
+            }
+            for (id, t) in tasks {
+                if &t.id != id || &t.framework_id != f {
+                    return Err(format!(
+                        "task {id} of {f} is filed as {} of {}",
+                        t.id, t.framework_id
+                    ));
+                }
+                if completed && !t.state.is_terminal() {
+                    return Err(format!(
+                        "completed framework {f} has live task {id} ({})",
+                        t.state
+                    ));
+                }
+            }
+        }
+        if self.computed_completed_tasks() != self.completed_tasks {
+            return Err("completed-task index differs from the tasks".into());
+        }
+        if self.computed_completed_order() != self.completed_order {
+            return Err("completed-framework order differs from the completed frameworks".into());
+        }
+        for (f, keys) in &self.completed_tasks {
+            if keys.len() > retention.max_completed_tasks_per_framework {
+                return Err(format!(
+                    "framework {f} keeps {} terminal tasks, above the bound {}",
+                    keys.len(),
+                    retention.max_completed_tasks_per_framework
+                ));
+            }
+        }
+        if self.data.completed_frameworks.len() > retention.max_completed_frameworks {
+            return Err(format!(
+                "{} completed frameworks kept, above the bound {}",
+                self.data.completed_frameworks.len(),
+                retention.max_completed_frameworks
+            ));
         }
         Ok(())
     }

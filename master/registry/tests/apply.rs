@@ -296,7 +296,8 @@ fn launch_rejections_change_nothing() {
         apply(&mut reg, &launch("f2", &[], &[("t1", "cpus:1")])),
         Err(Rejection::NoOffers)
     );
-    // A finished task's id is never reused within its framework (at-most-once).
+    // A finished task's id is not reused within its framework (at-most-once) while the
+    // registry retains the task.
     apply(&mut reg, &launch("f2", &["o1"], &[("t1", "cpus:1")])).unwrap();
     apply(&mut reg, &update("f2", "t1", TaskState::TaskFinished)).unwrap();
     assert!(matches!(
@@ -441,6 +442,11 @@ fn frameworks_disconnect_and_are_removed() {
     )
     .unwrap();
     assert!(reg.framework(&fid("f1")).is_none());
+    assert_eq!(reg.frameworks().count(), 1);
+    assert_eq!(
+        reg.completed_framework(&fid("f1")).unwrap().removed_at_ms,
+        8
+    );
     assert_eq!(
         reg.task(&fid("f1"), &tid("t1")).unwrap().state,
         TaskState::TaskKilled
@@ -515,8 +521,14 @@ fn snapshot_round_trip_rebuilds_indexes() {
 // ----- property test: random command sequences -----
 
 fn arb_command() -> impl Strategy<Value = Command> {
+    arb_command_over(prop_oneof![Just("f1"), Just("f2")])
+}
+
+/// Random commands naming the framework ids `fw_ids` draws.
+fn arb_command_over(
+    fw_ids: impl Strategy<Value = &'static str> + Clone + 'static,
+) -> impl Strategy<Value = Command> {
     let agent_ids = prop_oneof![Just("a1"), Just("a2"), Just("a3")];
-    let fw_ids = prop_oneof![Just("f1"), Just("f2")];
     let offer_ids = (0u8..12).prop_map(|i| format!("o{i}"));
     let task_ids = (0u8..12).prop_map(|i| format!("t{i}"));
     let amounts = prop_oneof![
@@ -600,5 +612,613 @@ proptest! {
         let bytes = serde_json::to_vec(&reg).unwrap();
         let back: Registry = serde_json::from_slice(&bytes).unwrap();
         prop_assert_eq!(back, reg);
+    }
+}
+
+// ----- retention of completed tasks and frameworks -----
+
+fn retention(tasks: usize, frameworks: usize) -> Command {
+    Command::SetRetention {
+        retention: Retention {
+            max_completed_tasks_per_framework: tasks,
+            max_completed_frameworks: frameworks,
+        },
+    }
+}
+
+fn update_at(f: &str, t: &str, state: TaskState, now_ms: TimestampMs) -> Command {
+    Command::UpdateTask {
+        framework_id: fid(f),
+        task_id: tid(t),
+        state,
+        message: None,
+        exit_code: None,
+        now_ms,
+    }
+}
+
+fn remove_framework(f: &str, now_ms: TimestampMs) -> Command {
+    Command::RemoveFramework { id: fid(f), now_ms }
+}
+
+/// `cluster()` with `tasks` (each cpus:0.5) launched by `f` on a1 from one offer.
+fn cluster_with_tasks(f: &str, tasks: &[&str]) -> Registry {
+    let mut reg = cluster();
+    launch_on(&mut reg, f, "a1", tasks);
+    reg
+}
+
+fn launch_on(reg: &mut Registry, f: &str, a: &str, tasks: &[&str]) {
+    let o = format!("o-{f}-{}", tasks.join("-"));
+    apply(
+        reg,
+        &Command::AddOffers {
+            offers: vec![offer(&o, f, a, "mem:100")],
+        },
+    )
+    .unwrap();
+    let specs: Vec<(&str, &str)> = tasks.iter().map(|t| (*t, "mem:1")).collect();
+    apply(reg, &launch(f, &[&o], &specs)).unwrap();
+}
+
+/// The ids of `f`'s tasks on record, in id order.
+fn task_ids(reg: &Registry, f: &str) -> Vec<String> {
+    reg.tasks()
+        .filter(|t| t.framework_id == fid(f))
+        .map(|t| t.id.to_string())
+        .collect()
+}
+
+#[test]
+fn retention_defaults_to_mesos_and_is_validated() {
+    let mut reg = Registry::new();
+    assert_eq!(
+        reg.retention(),
+        Retention {
+            max_completed_tasks_per_framework: 1000,
+            max_completed_frameworks: 50,
+        }
+    );
+    let err = apply(&mut reg, &retention(1_000_001, 50)).unwrap_err();
+    assert_eq!(
+        err,
+        Rejection::RetentionTooLarge {
+            field: "max_completed_tasks_per_framework".into(),
+            value: 1_000_001,
+            max: 1_000_000,
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "retention max_completed_tasks_per_framework = 1000001 is above the limit 1000000"
+    );
+    assert!(matches!(
+        apply(&mut reg, &retention(0, 100_001)),
+        Err(Rejection::RetentionTooLarge { field, .. }) if field == "max_completed_frameworks"
+    ));
+    // The limits themselves and zero (keep none) are accepted.
+    apply(&mut reg, &retention(1_000_000, 100_000)).unwrap();
+    apply(&mut reg, &retention(0, 0)).unwrap();
+    assert_eq!(
+        reg.retention(),
+        Retention {
+            max_completed_tasks_per_framework: 0,
+            max_completed_frameworks: 0,
+        }
+    );
+    // The command survives the log's encoding.
+    let cmd = retention(3, 4);
+    let back: Command = serde_json::from_slice(&serde_json::to_vec(&cmd).unwrap()).unwrap();
+    assert_eq!(back, cmd);
+    assert_eq!(cmd.kind(), "set_retention");
+}
+
+#[test]
+fn completed_tasks_beyond_the_bound_are_evicted_oldest_first() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2", "t3", "t4", "t5"]);
+    apply(&mut reg, &retention(2, 50)).unwrap();
+    // Oldest by (updated_at_ms, task id): a tie on time goes to the smaller id.
+    apply(
+        &mut reg,
+        &update_at("f2", "t1", TaskState::TaskFinished, 10),
+    )
+    .unwrap();
+    apply(&mut reg, &update_at("f2", "t2", TaskState::TaskFailed, 5)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t1", "t2", "t3", "t4", "t5"]);
+    apply(&mut reg, &update_at("f2", "t3", TaskState::TaskKilled, 5)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t1", "t3", "t4", "t5"]);
+    apply(
+        &mut reg,
+        &update_at("f2", "t4", TaskState::TaskFinished, 20),
+    )
+    .unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t1", "t4", "t5"]);
+    // Live tasks never count and are never evicted, whatever their age.
+    apply(&mut reg, &update_at("f2", "t5", TaskState::TaskRunning, 1)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t1", "t4", "t5"]);
+    // A task that completes with an older time than those kept is itself the oldest.
+    apply(&mut reg, &update_at("f2", "t5", TaskState::TaskFinished, 2)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t1", "t4"]);
+}
+
+#[test]
+fn an_evicted_task_is_unknown_and_its_id_free_again() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2"]);
+    apply(&mut reg, &retention(1, 50)).unwrap();
+    apply(
+        &mut reg,
+        &update_at("f2", "t1", TaskState::TaskFinished, 10),
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &update_at("f2", "t2", TaskState::TaskFinished, 11),
+    )
+    .unwrap();
+    assert!(reg.task(&fid("f2"), &tid("t1")).is_none());
+    // A late (retried) update for it is refused as for any unknown task.
+    assert_eq!(
+        apply(
+            &mut reg,
+            &update_at("f2", "t1", TaskState::TaskFinished, 12)
+        ),
+        Err(Rejection::UnknownTask(tid("t1")))
+    );
+    // Its id is no longer on record, so it may be launched again; the retained one not.
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o9", "f2", "a1", "cpus:2")],
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        apply(&mut reg, &launch("f2", &["o9"], &[("t2", "cpus:1")])),
+        Err(Rejection::DuplicateTask(_))
+    ));
+    apply(&mut reg, &launch("f2", &["o9"], &[("t1", "cpus:1")])).unwrap();
+    assert_eq!(
+        reg.task(&fid("f2"), &tid("t1")).unwrap().state,
+        TaskState::TaskStaging
+    );
+}
+
+#[test]
+fn a_retried_terminal_update_keeps_the_task_in_its_place() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2", "t3"]);
+    apply(&mut reg, &retention(2, 50)).unwrap();
+    apply(&mut reg, &update_at("f2", "t1", TaskState::TaskFailed, 10)).unwrap();
+    apply(&mut reg, &update_at("f2", "t2", TaskState::TaskFailed, 20)).unwrap();
+    // The retry fills in the exit code but does not make t1 younger.
+    let retry = Command::UpdateTask {
+        framework_id: fid("f2"),
+        task_id: tid("t1"),
+        state: TaskState::TaskFailed,
+        message: Some("oom".into()),
+        exit_code: Some(137),
+        now_ms: 30,
+    };
+    apply(&mut reg, &retry).unwrap();
+    let t1 = reg.task(&fid("f2"), &tid("t1")).unwrap();
+    assert_eq!((t1.exit_code, t1.updated_at_ms), (Some(137), 10));
+    apply(&mut reg, &update_at("f2", "t3", TaskState::TaskFailed, 25)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t2", "t3"]);
+}
+
+#[test]
+fn agent_loss_counts_toward_the_bound_only_when_terminal() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2"]);
+    apply(&mut reg, &retention(0, 50)).unwrap();
+    let unreachable = Command::MarkAgentUnreachable {
+        id: aid("a1"),
+        now_ms: 9,
+    };
+    apply(&mut reg, &unreachable).unwrap();
+    // TASK_UNREACHABLE is not terminal: kept, and still holding its resources.
+    assert_eq!(task_ids(&reg, "f2"), ["t1", "t2"]);
+    assert_eq!(reg.agent_allocation(&aid("a1")).used, res("mem:2"));
+    let removed = Command::RemoveAgent {
+        id: aid("a1"),
+        now_ms: 10,
+    };
+    apply(&mut reg, &removed).unwrap();
+    // TASK_GONE is terminal, and a bound of 0 keeps no terminal task.
+    assert!(task_ids(&reg, "f2").is_empty());
+    assert!(reg.framework(&fid("f2")).is_some());
+}
+
+#[test]
+fn lowering_the_bound_evicts_at_once_and_raising_it_restores_nothing() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2", "t3", "t4"]);
+    for (t, at) in [("t1", 10), ("t2", 30), ("t3", 20)] {
+        apply(&mut reg, &update_at("f2", t, TaskState::TaskFinished, at)).unwrap();
+    }
+    apply(&mut reg, &retention(1, 50)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t2", "t4"]);
+    apply(&mut reg, &retention(5, 50)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t2", "t4"]);
+    // Setting the same retention again is accepted and changes nothing.
+    let before = reg.clone();
+    apply(&mut reg, &retention(5, 50)).unwrap();
+    assert_eq!(reg, before);
+}
+
+#[test]
+fn a_removed_framework_is_completed_with_its_tasks_and_its_id_is_refused() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2"]);
+    apply(&mut reg, &update_at("f2", "t1", TaskState::TaskFinished, 5)).unwrap();
+    apply(&mut reg, &remove_framework("f2", 7)).unwrap();
+    assert!(reg.framework(&fid("f2")).is_none());
+    assert_eq!(
+        reg.frameworks().count(),
+        1,
+        "frameworks() lists registered ones"
+    );
+    let completed: Vec<&CompletedFramework> = reg.completed_frameworks().collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].framework.info.id, fid("f2"));
+    assert_eq!(completed[0].removed_at_ms, 7);
+    assert_eq!(reg.completed_framework(&fid("f2")), Some(completed[0]));
+    let t2 = reg.task(&fid("f2"), &tid("t2")).unwrap();
+    assert_eq!((t2.state, t2.updated_at_ms), (TaskState::TaskKilled, 7));
+    // Mesos refuses a completed framework's id.
+    assert_eq!(
+        apply(&mut reg, &framework("f2", "batch")),
+        Err(Rejection::FrameworkCompleted(fid("f2")))
+    );
+    assert_eq!(
+        apply(&mut reg, &framework("f2", "batch"))
+            .unwrap_err()
+            .to_string(),
+        "framework f2 was removed; its id cannot be registered again"
+    );
+    // Everything else treats it as not registered.
+    for cmd in [
+        remove_framework("f2", 8),
+        Command::DisconnectFramework {
+            id: fid("f2"),
+            now_ms: 8,
+        },
+        Command::AddOffers {
+            offers: vec![offer("o9", "f2", "a1", "cpus:1")],
+        },
+    ] {
+        assert_eq!(
+            apply(&mut reg, &cmd),
+            Err(Rejection::UnknownFramework(fid("f2")))
+        );
+    }
+    // Its tasks still answer updates as terminal tasks do.
+    apply(&mut reg, &update_at("f2", "t2", TaskState::TaskKilled, 9)).unwrap();
+    assert!(matches!(
+        apply(&mut reg, &update_at("f2", "t2", TaskState::TaskRunning, 9)),
+        Err(Rejection::TaskAlreadyTerminal { .. })
+    ));
+    // And stay under the per-framework bound.
+    apply(&mut reg, &retention(1, 50)).unwrap();
+    assert_eq!(task_ids(&reg, "f2"), ["t2"]);
+}
+
+#[test]
+fn completed_frameworks_beyond_the_bound_go_oldest_first_with_their_tasks() {
+    let mut reg = cluster_with_tasks("f1", &["t1"]);
+    launch_on(&mut reg, "f2", "a1", &["t1", "t2"]);
+    apply(&mut reg, &framework("f3", "batch")).unwrap();
+    apply(&mut reg, &retention(1000, 2)).unwrap();
+    // Oldest by removal time, not by order of removal.
+    apply(&mut reg, &remove_framework("f1", 30)).unwrap();
+    apply(&mut reg, &remove_framework("f2", 10)).unwrap();
+    apply(&mut reg, &remove_framework("f3", 20)).unwrap();
+    let kept: Vec<String> = reg
+        .completed_frameworks()
+        .map(|c| c.framework.info.id.to_string())
+        .collect();
+    assert_eq!(kept, ["f1", "f3"]);
+    assert!(task_ids(&reg, "f2").is_empty(), "its tasks went with it");
+    assert_eq!(task_ids(&reg, "f1"), ["t1"]);
+    // Off the record entirely, its id is unknown again.
+    assert!(reg.completed_framework(&fid("f2")).is_none());
+    assert_eq!(
+        apply(&mut reg, &update_at("f2", "t1", TaskState::TaskKilled, 40)),
+        Err(Rejection::UnknownTask(tid("t1")))
+    );
+    // A bound of 0 keeps no completed framework at all.
+    apply(&mut reg, &retention(1000, 0)).unwrap();
+    assert_eq!(reg.completed_frameworks().count(), 0);
+    assert_eq!(reg.tasks().count(), 0);
+}
+
+#[test]
+fn snapshots_keep_completed_history_and_old_ones_load_under_the_defaults() {
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2", "t3"]);
+    launch_on(&mut reg, "f1", "a1", &["t9"]);
+    apply(&mut reg, &retention(2, 5)).unwrap();
+    for (t, at) in [("t1", 10), ("t2", 30), ("t3", 20)] {
+        apply(&mut reg, &update_at("f2", t, TaskState::TaskFinished, at)).unwrap();
+    }
+    apply(&mut reg, &remove_framework("f1", 40)).unwrap();
+    let back: Registry = serde_json::from_slice(&serde_json::to_vec(&reg).unwrap()).unwrap();
+    assert_eq!(back, reg);
+    assert_eq!(back.retention(), reg.retention());
+    back.check_invariants().unwrap();
+
+    // A snapshot from before retention: no `retention`, no `completed_frameworks`, the
+    // tasks of a framework removed back then (f1) still there, and more terminal tasks
+    // than the bound.
+    let mut reg = cluster_with_tasks("f2", &["t1", "t2", "t3"]);
+    launch_on(&mut reg, "f1", "a1", &["t9"]);
+    for (t, at) in [("t1", 10), ("t2", 30), ("t3", 20)] {
+        apply(&mut reg, &update_at("f2", t, TaskState::TaskFinished, at)).unwrap();
+    }
+    let mut old = serde_json::to_value(&reg).unwrap();
+    let data = old.as_object_mut().unwrap();
+    data.remove("retention");
+    data.remove("completed_frameworks");
+    data["frameworks"].as_object_mut().unwrap().remove("f1");
+    let loaded: Registry = serde_json::from_value(old.clone()).unwrap();
+    loaded.check_invariants().unwrap();
+    assert_eq!(loaded.retention(), Retention::default());
+    assert!(task_ids(&loaded, "f1").is_empty(), "orphaned tasks dropped");
+    assert_eq!(task_ids(&loaded, "f2"), ["t1", "t2", "t3"]);
+    assert!(loaded.agent_allocation(&aid("a1")).used.is_empty());
+    // A retention with one field set takes the default for the other; a bound below what
+    // the snapshot holds is enforced on load, oldest first.
+    old["retention"] = serde_json::json!({ "max_completed_tasks_per_framework": 1 });
+    let loaded: Registry = serde_json::from_value(old).unwrap();
+    loaded.check_invariants().unwrap();
+    assert_eq!(loaded.retention().max_completed_frameworks, 50);
+    assert_eq!(task_ids(&loaded, "f2"), ["t2"]);
+}
+
+// ----- property test: retention under random histories -----
+
+/// Sets the time every timed command carries.
+fn at(mut cmd: Command, t: TimestampMs) -> Command {
+    match &mut cmd {
+        Command::RegisterAgent { now_ms, .. }
+        | Command::MarkAgentUnreachable { now_ms, .. }
+        | Command::RemoveAgent { now_ms, .. }
+        | Command::RegisterFramework { now_ms, .. }
+        | Command::DisconnectFramework { now_ms, .. }
+        | Command::RemoveFramework { now_ms, .. }
+        | Command::LaunchTasks { now_ms, .. }
+        | Command::UpdateTask { now_ms, .. } => *now_ms = t,
+        Command::AddOffers { .. }
+        | Command::RemoveOffers { .. }
+        | Command::SetWeight { .. }
+        | Command::SetRetention { .. } => {}
+    }
+    cmd
+}
+
+fn now_of(cmd: &Command) -> Option<TimestampMs> {
+    match cmd {
+        Command::MarkAgentUnreachable { now_ms, .. }
+        | Command::RemoveAgent { now_ms, .. }
+        | Command::RemoveFramework { now_ms, .. }
+        | Command::UpdateTask { now_ms, .. } => Some(*now_ms),
+        _ => None,
+    }
+}
+
+fn arb_retention() -> impl Strategy<Value = Command> {
+    (0usize..5, 0usize..4).prop_map(|(t, f)| retention(t, f))
+}
+
+/// One step of a generated history.
+#[derive(Clone, Debug)]
+enum Step {
+    Commands(Vec<Command>),
+    /// Ends the `n`-th live task (modulo their number, in the registry's order), if any:
+    /// resolved against the state, so that updates name tasks that exist.
+    EndLive {
+        n: usize,
+        state: TaskState,
+        now_ms: TimestampMs,
+    },
+}
+
+impl Step {
+    fn commands(self, reg: &Registry) -> Vec<Command> {
+        match self {
+            Step::Commands(cmds) => cmds,
+            Step::EndLive { n, state, now_ms } => {
+                let live: Vec<&Task> = reg.tasks().filter(|t| !t.state.is_terminal()).collect();
+                match live.get(n % live.len().max(1)) {
+                    Some(t) => vec![Command::UpdateTask {
+                        framework_id: t.framework_id.clone(),
+                        task_id: t.id.clone(),
+                        state,
+                        message: None,
+                        exit_code: None,
+                        now_ms,
+                    }],
+                    None => vec![],
+                }
+            }
+        }
+    }
+}
+
+/// Steps of histories over four framework ids (so that removed ones do not exhaust them),
+/// with times that go back and forth and tie, and retention changes. Besides any command,
+/// a step may be an offer and a launch that uses it, or the end of a live task, so that
+/// many tasks end and eviction has work to do.
+fn arb_retention_step() -> impl Strategy<Value = Step> {
+    let fw_ids = prop_oneof![Just("f1"), Just("f2"), Just("f3"), Just("f4")];
+    let times = 0u64..6;
+    let terminal: Vec<TaskState> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .collect();
+    let offer_and_launch = (
+        fw_ids.clone(),
+        prop_oneof![Just("a1"), Just("a2"), Just("a3")],
+        0u8..4,
+        proptest::collection::vec((0u8..10).prop_map(|i| format!("t{i}")), 1..4),
+        times.clone(),
+    )
+        .prop_map(|(f, a, o, ts, t)| {
+            let o = format!("p{o}");
+            let ts: Vec<(&str, &str)> = ts.iter().map(|id| (id.as_str(), "cpus:0.1")).collect();
+            Step::Commands(vec![
+                Command::AddOffers {
+                    offers: vec![offer(&o, f, a, "cpus:1")],
+                },
+                at(launch(f, &[&o], &ts), t),
+            ])
+        });
+    let end = (
+        any::<usize>(),
+        proptest::sample::select(terminal),
+        times.clone(),
+    )
+        .prop_map(|(n, state, now_ms)| Step::EndLive { n, state, now_ms });
+    prop_oneof![
+        6 => (arb_command_over(fw_ids), times).prop_map(|(c, t)| Step::Commands(vec![at(c, t)])),
+        4 => offer_and_launch,
+        5 => end,
+        1 => arb_retention().prop_map(|c| Step::Commands(vec![c])),
+    ]
+}
+
+fn round_trip(reg: &Registry) -> Registry {
+    serde_json::from_slice(&serde_json::to_vec(reg).unwrap()).unwrap()
+}
+
+/// The retention bounds, seen through the public API only.
+fn check_bounds(reg: &Registry) -> Result<(), TestCaseError> {
+    let r = reg.retention();
+    prop_assert!(reg.completed_frameworks().count() <= r.max_completed_frameworks);
+    let known =
+        |f: &FrameworkId| reg.framework(f).is_some() || reg.completed_framework(f).is_some();
+    for t in reg.tasks() {
+        prop_assert!(known(&t.framework_id), "task {} of unknown framework", t.id);
+    }
+    let ids = reg
+        .frameworks()
+        .map(|f| &f.info.id)
+        .chain(reg.completed_frameworks().map(|c| &c.framework.info.id));
+    for f in ids {
+        let terminal = reg
+            .tasks()
+            .filter(|t| &t.framework_id == f && t.state.is_terminal())
+            .count();
+        prop_assert!(terminal <= r.max_completed_tasks_per_framework);
+    }
+    Ok(())
+}
+
+/// What `cmd` evicted, going from `before` to `after`, was only ever the oldest, and only
+/// as much as the bounds demanded: whatever a framework lost, it keeps exactly the bound,
+/// all younger than what it lost.
+fn check_eviction(before: &Registry, after: &Registry, cmd: &Command) -> Result<(), TestCaseError> {
+    let r = after.retention();
+    let known = |reg: &Registry, f: &FrameworkId| {
+        reg.framework(f).is_some() || reg.completed_framework(f).is_some()
+    };
+    // Frameworks that left the record, with the time they were (or were just) removed.
+    let gone: Vec<(TimestampMs, FrameworkId)> = before
+        .frameworks()
+        .map(|f| &f.info.id)
+        .chain(before.completed_frameworks().map(|c| &c.framework.info.id))
+        .filter(|f| !known(after, f))
+        .map(|f| {
+            let removed = before
+                .completed_framework(f)
+                .map(|c| c.removed_at_ms)
+                .or_else(|| now_of(cmd))
+                .unwrap();
+            (removed, f.clone())
+        })
+        .collect();
+    if !gone.is_empty() {
+        prop_assert_eq!(
+            after.completed_frameworks().count(),
+            r.max_completed_frameworks
+        );
+        for c in after.completed_frameworks() {
+            let kept = (c.removed_at_ms, c.framework.info.id.clone());
+            prop_assert!(
+                gone.iter().all(|g| g < &kept),
+                "evicted {:?} but kept {:?}",
+                gone,
+                kept
+            );
+        }
+    }
+    // Tasks evicted from frameworks still on record.
+    for t in before.tasks() {
+        if !known(after, &t.framework_id) || after.task(&t.framework_id, &t.id).is_some() {
+            continue;
+        }
+        let key = if t.state.is_terminal() {
+            (t.updated_at_ms, t.id.clone())
+        } else {
+            (now_of(cmd).unwrap(), t.id.clone())
+        };
+        let kept: Vec<(TimestampMs, TaskId)> = after
+            .tasks()
+            .filter(|k| k.framework_id == t.framework_id && k.state.is_terminal())
+            .map(|k| (k.updated_at_ms, k.id.clone()))
+            .collect();
+        prop_assert_eq!(kept.len(), r.max_completed_tasks_per_framework);
+        prop_assert!(
+            kept.iter().all(|k| &key < k),
+            "evicted {:?} but kept {:?}",
+            key,
+            kept
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// After every command: invariants and bounds hold, a rejection changed nothing, only
+    /// the oldest were evicted; a replica replaying from scratch, and one restored from a
+    /// snapshot taken at `split`, give the same results and states, so they evict the same
+    /// entries; and a snapshot of the state loads as an equal registry.
+    #[test]
+    fn retention_is_enforced_alike_on_replay_and_after_snapshots(
+        initial in arb_retention(),
+        steps in proptest::collection::vec(arb_retention_step(), 1..60),
+        split in 0usize..80,
+    ) {
+        // Agents and frameworks to start with, so that launches and endings are common.
+        let mut reg = Registry::new();
+        for a in ["a1", "a2", "a3"] {
+            apply(&mut reg, &agent(a, "cpus:4;mem:256;cpus(web):1")).unwrap();
+        }
+        for (f, role) in [("f1", "web"), ("f2", "batch"), ("f3", "web"), ("f4", "batch")] {
+            apply(&mut reg, &framework(f, role)).unwrap();
+        }
+        apply(&mut reg, &initial).unwrap();
+        let mut replayed = reg.clone();
+        let mut restored: Option<Registry> = None;
+        let mut i = 0;
+        for step in steps {
+            for cmd in &step.commands(&reg) {
+                if i == split {
+                    restored = Some(round_trip(&reg));
+                }
+                i += 1;
+                let before = reg.clone();
+                let result = apply(&mut reg, cmd);
+                check_bounds(&reg)?;
+                check_eviction(&before, &reg, cmd)?;
+                prop_assert_eq!(&replayed.apply(cmd), &result);
+                prop_assert_eq!(&replayed, &reg);
+                if let Some(r) = restored.as_mut() {
+                    prop_assert_eq!(&r.apply(cmd), &result);
+                    r.check_invariants().unwrap();
+                    prop_assert_eq!(&*r, &reg);
+                }
+                let back = round_trip(&reg);
+                back.check_invariants().unwrap();
+                prop_assert_eq!(&back, &reg);
+            }
+        }
     }
 }

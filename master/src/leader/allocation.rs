@@ -100,6 +100,7 @@ pub(super) async fn run(leader: Leader) {
         }
         was_leader = true;
         let now = leader.now_ms();
+        leader.replicate_retention().await;
         leader.expire(now).await;
         let subscribed = leader.subscribed_frameworks();
         if subscribed.is_empty() {
@@ -168,6 +169,29 @@ impl Leader {
             for f in all {
                 tracing::warn!(framework = %f, "FAULT forget-frameworks: removing a registered framework");
                 let _ = self.remove_framework(&f, "FAULT forget-frameworks").await;
+            }
+        }
+    }
+
+    /// Makes the registry keep what this leader's flags say (`--max-completed-*`): the
+    /// setting is replicated, so every replica evicts the same history at the same entry.
+    /// Checked every cycle; written only when it differs.
+    async fn replicate_retention(&self) {
+        let wanted = self.config().retention;
+        if self.read(|reg| reg.retention()) == wanted {
+            return;
+        }
+        match self
+            .write(Command::SetRetention { retention: wanted })
+            .await
+        {
+            Ok(_) => tracing::info!(
+                tasks_per_framework = wanted.max_completed_tasks_per_framework,
+                frameworks = wanted.max_completed_frameworks,
+                "registry retention set"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not set the registry's retention; next cycle")
             }
         }
     }

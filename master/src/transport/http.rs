@@ -114,6 +114,27 @@ pub fn state_json(leader: &Leader, term: u64, principal: Option<&str>) -> serde_
                 })
             })
             .collect();
+        // Removed frameworks the registry still keeps (`--max-completed-frameworks`).
+        let completed: Vec<_> = reg
+            .completed_frameworks()
+            .filter(|c| {
+                leader.may_view(
+                    principal,
+                    &Action::ViewFramework {
+                        user: &c.framework.info.user,
+                    },
+                )
+            })
+            .map(|c| {
+                json!({
+                    "id": c.framework.info.id,
+                    "name": c.framework.info.name,
+                    "role": c.framework.info.role,
+                    "user": c.framework.info.user,
+                    "removed_at_ms": c.removed_at_ms,
+                })
+            })
+            .collect();
         let tasks: Vec<_> = reg
             .tasks()
             .filter(|t| leader.may_view(principal, &Action::ViewTask { user: &t.user }))
@@ -135,6 +156,7 @@ pub fn state_json(leader: &Leader, term: u64, principal: Option<&str>) -> serde_
             "term": term,
             "agents": agents,
             "frameworks": frameworks,
+            "completed_frameworks": completed,
             "tasks": tasks,
         })
     })
