@@ -18,12 +18,36 @@ use crate::config::AgentConfig;
 use crate::master_link::{self, LinkError, LinkStatus};
 use crate::tasks::{ExecutorApi, Tasks};
 
-/// Runs the agent on `listener` until `shutdown` flips to true.
+/// How an agent stops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stop {
+    /// It is restarted later: its executors and tasks run on, to be recovered (SIGTERM).
+    #[default]
+    Restart,
+    /// For good: its executors are shut down and their tasks killed first (SIGUSR1, as a
+    /// Mesos agent's graceful shutdown; `agora dev` stopping).
+    ForGood,
+}
+
+/// Runs the agent on `listener` until `shutdown` flips to true; its tasks run on.
 pub async fn run(
     config: Arc<AgentConfig>,
     isolation: Arc<crate::isolation::Isolation>,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let (_never, how) = watch::channel(Stop::Restart);
+    run_until(config, isolation, listener, shutdown, how).await
+}
+
+/// Runs the agent on `listener` until `shutdown` flips to true, then stops as `how` says
+/// at that moment.
+pub async fn run_until(
+    config: Arc<AgentConfig>,
+    isolation: Arc<crate::isolation::Isolation>,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    how: watch::Receiver<Stop>,
 ) -> Result<(), LinkError> {
     let tasks = Tasks::recover(config.clone(), isolation)
         .map_err(|e| LinkError::Refused(format!("checkpoints: {e}")))?;
@@ -99,7 +123,14 @@ pub async fn run(
         config.gc,
         shutdown.clone(),
     ));
-    let result = master_link::run(config, tasks, status_tx, shutdown).await;
+    let result = master_link::run(config, tasks.clone(), status_tx, shutdown).await;
+    if *how.borrow() == Stop::ForGood {
+        let killed = tasks.stop_all(crate::tasks::DEFAULT_KILL_GRACE).await;
+        tracing::info!(
+            killed,
+            "stopped for good: no executor of this agent is left"
+        );
+    }
     collector.abort();
     resender.abort();
     reloader.abort();

@@ -84,4 +84,4 @@ pub mod tasks;
 pub mod user;
 pub mod workdir;
 
-pub use agent::run;
+pub use agent::{run, run_until, Stop};

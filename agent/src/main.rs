@@ -2,7 +2,8 @@
 //! flag may also come from `AGORA_<FLAG>`, and a flag given twice takes its last value. Bad
 //! flags exit 2 with one line. SIGTERM and SIGINT stop it gracefully, and within
 //! [`STOP_GRACE`] whatever it was doing (a registration waiting for a leader included); its
-//! executors run on, as after a crash.
+//! executors run on, as after a crash. SIGUSR1 stops it for good: every executor is shut
+//! down and its task killed (within the kill grace), then it stops.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -245,12 +246,23 @@ fn main() -> ExitCode {
             Err(e) => return fail(2, format!("cannot listen on {}: {e}", args.listen)),
         };
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (how_tx, how_rx) = tokio::sync::watch::channel(agora_agent::Stop::Restart);
         let mut stopping = shutdown_rx.clone();
+        let how = how_rx.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            if stop_signal().await == agora_agent::Stop::ForGood {
+                tracing::info!("SIGUSR1: stopping for good (its tasks are killed)");
+                let _ = how_tx.send(agora_agent::Stop::ForGood);
+            }
             let _ = shutdown_tx.send(true);
         });
-        let agent = agora_agent::run(Arc::new(config), Arc::new(isolation), listener, shutdown_rx);
+        let agent = agora_agent::run_until(
+            Arc::new(config),
+            Arc::new(isolation),
+            listener,
+            shutdown_rx,
+            how_rx,
+        );
         tokio::select! {
             result = agent => match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -261,7 +273,14 @@ fn main() -> ExitCode {
             // executors run on without it.
             _ = async {
                 let _ = stopping.wait_for(|s| *s).await;
-                tokio::time::sleep(STOP_GRACE).await;
+                // Stopping for good waits for the executors' kill grace too.
+                let grace = match *how.borrow() {
+                    agora_agent::Stop::ForGood => {
+                        STOP_GRACE + agora_agent::tasks::DEFAULT_KILL_GRACE + std::time::Duration::from_secs(3)
+                    }
+                    agora_agent::Stop::Restart => STOP_GRACE,
+                };
+                tokio::time::sleep(grace).await;
             } => {
                 tracing::warn!(grace = ?STOP_GRACE, "still stopping after the grace; exiting");
                 ExitCode::SUCCESS
@@ -286,6 +305,19 @@ fn init_tracing(level: Option<&str>) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// SIGTERM or SIGINT: stop, to be restarted (tasks run on); SIGUSR1: stop for good.
+async fn stop_signal() -> agora_agent::Stop {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .expect("installing the SIGUSR1 handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => agora_agent::Stop::Restart,
+        _ = term.recv() => agora_agent::Stop::Restart,
+        _ = usr1.recv() => agora_agent::Stop::ForGood,
+    }
 }
 
 async fn shutdown_signal() {

@@ -863,6 +863,72 @@ impl Tasks {
         }
     }
 
+    /// The agent stops for good (SIGUSR1, `agora dev` stopping): every executor is told to
+    /// shut down (its task killed with `grace`), then, `grace` plus 2 s later, whatever is
+    /// left is killed outright: executors' process groups with SIGKILL, tasks' cgroups
+    /// destroyed. Returns how many executors had to be killed that way. An agent that
+    /// merely restarts (SIGTERM) never calls this: its executors run on and are recovered.
+    pub async fn stop_all(&self, grace: Duration) -> usize {
+        let running: Vec<Key> = {
+            let mut inner = self.lock();
+            let mut keys = Vec::new();
+            for (key, t) in inner.tasks.iter_mut() {
+                if t.token.is_none() && t.state.is_terminal() {
+                    continue;
+                }
+                keys.push(key.clone());
+                match &t.executor {
+                    Some(exec) => {
+                        let _ = exec.try_send(Ok(convert::shutdown_event(grace)));
+                    }
+                    None => t.pending_kill = Some(grace),
+                }
+            }
+            keys
+        };
+        if running.is_empty() {
+            return 0;
+        }
+        tracing::info!(
+            executors = running.len(),
+            ?grace,
+            "stopping for good: shutting down every executor"
+        );
+        let alive = |this: &Tasks| -> Vec<(Key, Option<u32>)> {
+            let inner = this.lock();
+            running
+                .iter()
+                .filter_map(|k| inner.tasks.get(k).map(|t| (k, t)))
+                .filter(|(_, t)| t.token.is_some() && t.executor_pid.is_none_or(process_alive))
+                .map(|(k, t)| (k.clone(), t.executor_pid))
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline && !alive(self).is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = alive(self);
+        for (key, pid) in &left {
+            tracing::warn!(framework = %key.0, task = %key.1, ?pid, "executor still running after the grace; killed");
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) on the executor's own process group (it called setsid).
+                unsafe {
+                    libc::kill(-(*pid as i32), libc::SIGKILL);
+                }
+            }
+        }
+        // Whatever a task left in its cgroup (or an executor killed before it could clean
+        // up) goes with it.
+        for key in &running {
+            if let Some(cg) = self.isolation.recover(&cgroup_key(&key.0, &key.1)) {
+                if let Err(e) = cg.destroy() {
+                    tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");
+                }
+            }
+        }
+        left.len()
+    }
+
     /// Kills a task through its executor. An unknown task is reported TASK_LOST.
     pub fn kill(&self, kill: &pb::KillTask) {
         let key = (kill.framework_id.clone(), kill.task_id.clone());

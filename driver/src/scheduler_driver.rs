@@ -223,6 +223,7 @@ impl SchedulerHandle {
             framework_id: self.id(),
             task_id: status.task_id.clone(),
             uuid: status.uuid.clone(),
+            agent_id: status.agent_id.clone(),
         };
         self.spawn("acknowledge", move |ch| {
             let req = req.clone();

@@ -101,6 +101,7 @@ impl Sub {
                     framework_id: self.id.clone(),
                     task_id: u.task_id.clone(),
                     uuid: u.uuid.clone(),
+                    ..Default::default()
                 };
                 client
                     .call(|ch| {
@@ -494,6 +495,7 @@ async fn check_calls(client: &MasterClient, id: &str, code: Code, needle: &str) 
                 framework_id: fid.clone(),
                 task_id: "t".into(),
                 uuid: "u".into(),
+                ..Default::default()
             };
             async move { SchedulerClient::new(ch).acknowledge(req).await }
         })
@@ -736,6 +738,7 @@ async fn bad_accepts_and_declines_are_refused_and_lose_nothing() {
             framework_id: a.id.clone(),
             task_id: u.task_id.clone(),
             uuid: u.uuid.clone(),
+            ..Default::default()
         };
         client
             .call(|ch| {

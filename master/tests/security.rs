@@ -350,6 +350,7 @@ async fn a_framework_cannot_act_for_another_principals_framework() {
             framework_id: a_id.clone(),
             task_id: "t1".into(),
             uuid: "u".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err(),

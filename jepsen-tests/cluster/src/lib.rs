@@ -197,6 +197,29 @@ impl Node {
         self.child.is_some()
     }
 
+    /// SIGTERM, then waits up to `within` for it to exit: how long it took, or Err (and
+    /// it is SIGKILLed) if it was still running.
+    pub fn terminate(&mut self, within: Duration) -> Result<Duration, String> {
+        let Some(mut c) = self.child.take() else {
+            return Err("not running".into());
+        };
+        let start = std::time::Instant::now();
+        signal(c.id(), libc::SIGTERM);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                let _ = status;
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > within {
+                reap::kill_group(c.id());
+                let _ = c.kill();
+                let _ = c.wait();
+                return Err(format!("still running {within:?} after SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -7,6 +7,13 @@
 //!
 //! 3. End-to-end throughput: the `batch` example runs 2,000 `true` tasks on 10 real agents.
 //!
+//! 4. `/state` under load (AGORA_BENCH_ONLY=state-load): 50 clients read `/state` as fast
+//!    as they can for 60 s against a registry of 10,000+ tasks while `batch` launches tasks
+//!    on simulated agents; tasks/s against the same window without readers, leader changes,
+//!    and `/health` latency.
+//! 5. A million tasks (AGORA_BENCH_ONLY=million): `batch` runs 1,000,000 tasks on simulated
+//!    agents; the leader's RSS and snapshot size at 100k and at 1M tasks.
+//!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
 //! its simulated-agent half, AGORA_BENCH_ONLY=security for the third with TLS and
@@ -373,6 +380,247 @@ async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: b
     ));
 }
 
+/// A counter or gauge from a Prometheus text page.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The leader's `/metrics`.
+fn leader_metrics(addr: &str) -> String {
+    https_get(addr, "/metrics").map(|r| r.1).unwrap_or_default()
+}
+
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// `batch` launching tasks on `cluster` until killed (0.5 cpu, tasks end at once on
+/// simulated agents).
+fn endless_batch(cluster: &Cluster, name: &str, tasks: usize) -> std::process::Child {
+    Command::new(example("agora-driver", "batch"))
+        .args([
+            "--masters",
+            &cluster.addrs().join(","),
+            "--name",
+            name,
+            "--tasks",
+            &tasks.to_string(),
+            "--cpus",
+            "0.5",
+            "--mem",
+            "32",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Tasks launched per second by the leader over `window`, and the terms seen.
+async fn launch_rate(addr: &str, window: Duration) -> f64 {
+    let before = metric(&leader_metrics(addr), "agora_tasks_launched_total");
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = metric(&leader_metrics(addr), "agora_tasks_launched_total");
+    (after - before) / started.elapsed().as_secs_f64()
+}
+
+/// Issue 12's read flood: 50 clients reading `/state` as fast as they can against 10,000+
+/// tasks while a framework launches tasks.
+async fn state_load(report: &mut String, quick: bool) {
+    let window = Duration::from_secs(if quick { 15 } else { 60 });
+    let preload = if quick { 2000 } else { 10_000 };
+    let cluster = Cluster::start_with(
+        3,
+        &[
+            "--allocation-interval",
+            "50ms",
+            "--max-completed-tasks-per-framework",
+            "10000",
+        ],
+    );
+    let (leader, term0, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let addr = cluster.addrs()[leader as usize - 1].clone();
+    let mut sim = AgentNode::new(
+        &cluster,
+        "simulated",
+        &[
+            "--simulate",
+            "10",
+            "--resources",
+            "cpus:8;mem:8192;disk:1000",
+            "--log-level",
+            "warn",
+        ],
+    );
+    sim.start();
+    cluster
+        .wait_active_agents(10, Duration::from_secs(30))
+        .await;
+    // The registry's 10,000 finished tasks.
+    let out = Command::new(example("agora-driver", "batch"))
+        .args([
+            "--masters",
+            &cluster.addrs().join(","),
+            "--name",
+            "preload",
+            "--tasks",
+            &preload.to_string(),
+            "--cpus",
+            "0.5",
+            "--mem",
+            "32",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let state_bytes = https_get(&addr, "/state").map(|r| r.1.len()).unwrap_or(0);
+
+    let mut load = endless_batch(&cluster, "load", 10_000_000);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let quiet = launch_rate(&addr, window).await;
+
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, reading, reads, failed) =
+                (addr.clone(), reading.clone(), reads.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                    match https_get(&addr, "/state") {
+                        Some((200, body)) if body.ends_with('}') => {
+                            reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prober = {
+        let (addr, probing) = (addr.clone(), probing.clone());
+        std::thread::spawn(move || {
+            let mut latencies = Vec::new();
+            let mut failures = 0u32;
+            while probing.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                match https_get(&addr, "/health") {
+                    Some((200, _)) => latencies.push(t.elapsed()),
+                    _ => failures += 1,
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            latencies.sort();
+            (latencies, failures)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = launch_rate(&addr, window).await;
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        let _ = r.join();
+    }
+    let (health, health_failures) = prober.join().unwrap();
+    let _ = load.kill();
+    let _ = load.wait();
+    let (leader_after, term_after, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let m = leader_metrics(&addr);
+    let renders = metric(&m, "agora_state_render_seconds_count");
+    let shared = metric(&m, "agora_state_shared_total");
+    let reads = reads.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
+    report.push_str(&format!(
+        "### `/state` under load (3 masters, 10 simulated agents, `batch` launching 0.5-cpu tasks; {preload} finished tasks preloaded, `/state` {:.1} MB; {}-s windows)\n\n| | tasks launched/s | `/state` reads (ok / failed) | `/health` p50 / p99 / max (failed) | leader changes |\n|---|---|---|---|---|\n| no readers | {quiet:.0} | - | - | - |\n| 50 readers | {loaded:.0} ({:.0}% of no readers) | {reads} / {failed} ({:.1}/s; {renders:.0} renders, {shared:.0} answers shared) | {:.1} / {:.1} / {:.1} ms ({health_failures}) | {} (leader {leader} term {term0} -> leader {leader_after} term {term_after}) |\n\n",
+        state_bytes as f64 / 1e6,
+        window.as_secs(),
+        100.0 * loaded / quiet.max(1.0),
+        reads as f64 / window.as_secs_f64(),
+        percentile(&health, 0.5).as_secs_f64() * 1e3,
+        percentile(&health, 0.99).as_secs_f64() * 1e3,
+        health.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        if leader_after == leader && term_after == term0 { 0 } else { 1 },
+    ));
+}
+
+/// A million tasks on simulated agents: the leader's RSS and snapshot size at 100k and at
+/// 1M finished tasks stay flat (retention keeps 1,000 per framework).
+async fn million(report: &mut String, quick: bool) {
+    let total: u64 = if quick { 200_000 } else { 1_000_000 };
+    let cluster = Cluster::start_with(3, &["--allocation-interval", "20ms"]);
+    let (leader, term0, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let addr = cluster.addrs()[leader as usize - 1].clone();
+    let pid = cluster.nodes[leader as usize - 1].pid().unwrap();
+    let mut sim = AgentNode::new(
+        &cluster,
+        "simulated",
+        &[
+            "--simulate",
+            "20",
+            "--resources",
+            "cpus:16;mem:16384;disk:1000",
+            "--log-level",
+            "warn",
+        ],
+    );
+    sim.start();
+    cluster
+        .wait_active_agents(20, Duration::from_secs(30))
+        .await;
+    let started = Instant::now();
+    let mut batch = endless_batch(&cluster, "million", total as usize);
+    let mut rows = String::new();
+    let mut marks = vec![total / 10, total];
+    marks.reverse();
+    let mut next = marks.pop();
+    while let Some(mark) = next {
+        let m = leader_metrics(&addr);
+        let launched = metric(&m, "agora_tasks_launched_total") as u64;
+        if launched >= mark {
+            // Let a snapshot past this point be built (every 10,000 entries).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let m = leader_metrics(&addr);
+            rows.push_str(&format!(
+                "| {launched} | {:.0} s | {:.1} MB | {:.2} MB ({} snapshots, {:.1} s building) | {} |\n",
+                started.elapsed().as_secs_f64(),
+                rss_mb(pid),
+                metric(&m, "agora_snapshot_bytes") / 1e6,
+                metric(&m, "agora_snapshot_builds_total"),
+                metric(&m, "agora_snapshot_build_seconds_total"),
+                metric(&m, "agora_registry_tasks"),
+            ));
+            next = marks.pop();
+        }
+        if let Ok(Some(status)) = batch.try_wait() {
+            assert!(
+                status.success() || next.is_none(),
+                "batch ended early: {status}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = batch.kill();
+    let _ = batch.wait();
+    let (leader_after, term_after, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    report.push_str(&format!(
+        "### {total} tasks on simulated agents (3 masters, 20 simulated agents, `batch`, 0.5-cpu tasks that end at once; retention 1,000 per framework)\n\n| tasks launched | elapsed | leader RSS | snapshot | tasks in the registry |\n|---|---|---|---|---|\n{rows}\nLeader {leader} term {term0} -> leader {leader_after} term {term_after}.\n\n"
+    ));
+}
+
 fn main() {
     let quick = std::env::var("AGORA_BENCH_QUICK").is_ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -383,6 +631,14 @@ fn main() {
     let mut report = String::new();
     let only = std::env::var("AGORA_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
+        if only == "state-load" {
+            state_load(&mut report, quick).await;
+            return;
+        }
+        if only == "million" {
+            million(&mut report, quick).await;
+            return;
+        }
         if only == "throughput-simulated" {
             throughput(&mut report, quick, true, true).await;
             return;

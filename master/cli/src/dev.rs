@@ -9,7 +9,8 @@
 //!   Linux sends that signal when the *thread* that forked the child exits, so every child
 //!   is forked from the main thread, which lives as long as `agora dev` (never from a
 //!   runtime's worker or blocking thread).
-//! - SIGINT, SIGTERM and SIGHUP stop it cleanly: SIGTERM to every child at once, then up to
+//! - SIGINT, SIGTERM and SIGHUP stop it cleanly: SIGTERM to every master and SIGUSR1 to
+//!   every agent (which then shuts its executors down and kills their tasks) at once, then up to
 //!   [`GRACE`] for them to exit, then SIGKILL to the stragglers' process groups. A second
 //!   signal skips the rest of the grace.
 //! - Without `--work-dir` nothing can recover the agents' executors later, so the agents
@@ -32,8 +33,9 @@ use agora_proto::v1::master_client::MasterClient as MasterRpc;
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// How long children get to exit after SIGTERM before they are SIGKILLed.
-const GRACE: Duration = Duration::from_secs(5);
+/// How long children get to exit after their stop signal before they are SIGKILLed (an
+/// agent stopping for good gives its tasks their kill grace, 3 s, first).
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Executors' recovery timeout when the work dir is temporary (no agent can come back).
 const TEMPORARY_RECOVERY_TIMEOUT: &str = "5s";
@@ -58,6 +60,9 @@ macro_rules! say {
 /// A child process in its own process group; SIGKILLed (group and all) when dropped.
 struct Managed {
     name: String,
+    /// What asks it to stop: SIGTERM for a master, SIGUSR1 for an agent (stop for good:
+    /// its executors and tasks go with it).
+    stop_signal: i32,
     child: Child,
     exited: bool,
 }
@@ -126,7 +131,13 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts a child on the calling thread (the main thread: see the module docs).
-fn spawn(binary: &Path, name: &str, args: &[String], log: &Path) -> anyhow::Result<Managed> {
+fn spawn(
+    binary: &Path,
+    name: &str,
+    args: &[String],
+    log: &Path,
+    stop_signal: i32,
+) -> anyhow::Result<Managed> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(binary);
@@ -160,6 +171,7 @@ fn spawn(binary: &Path, name: &str, args: &[String], log: &Path) -> anyhow::Resu
         .with_context(|| format!("starting {}", binary.display()))?;
     Ok(Managed {
         name: name.to_string(),
+        stop_signal,
         child,
         exited: false,
     })
@@ -246,6 +258,7 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             &name,
             &args,
             &work_dir.join(format!("{name}.log")),
+            libc::SIGTERM,
         )?);
     }
 
@@ -285,6 +298,7 @@ fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             &name,
             &args,
             &work_dir.join(format!("{name}.log")),
+            libc::SIGUSR1,
         )?);
     }
 
@@ -454,7 +468,7 @@ async fn wait(children: &mut [Managed], signals: &mut Signals) -> ExitCode {
 async fn stop(children: &mut [Managed], signals: &mut Signals) {
     for c in children.iter_mut() {
         c.poll_exit();
-        c.signal(libc::SIGTERM);
+        c.signal(c.stop_signal);
     }
     let deadline = Instant::now() + GRACE;
     loop {

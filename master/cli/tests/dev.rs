@@ -56,6 +56,39 @@ fn children_of(pid: u32) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Live processes whose argv is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want) && reap::alive(*p)
+        })
+        .collect()
+}
+
+/// The `agora-executor` a task process runs under (its parent, or a shell's parent).
+fn executor_of(task: i32) -> Option<i32> {
+    let mut pid = task;
+    for _ in 0..3 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let parent: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).ok()?;
+        if comm.trim() == "agora-executor" {
+            return Some(parent);
+        }
+        let _ = head;
+        pid = parent;
+    }
+    None
+}
+
 /// A running `agora dev`; SIGKILLed on drop (a failing test leaves nothing: its children
 /// die with it).
 struct Dev {
@@ -261,13 +294,36 @@ fn dev_cluster_starts_answers_and_stops() {
         String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
         "{out:?}"
     );
+    // A task still running when dev stops: it and its executor (which outlives an agent
+    // that merely restarts) must go with dev, --work-dir or not.
+    let mut long = cli(work.path())
+        .args(["run", "--", "sleep", "313"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let task = loop {
+        if let Some(p) = pids_running(&["sleep", "313"]).first() {
+            break *p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the task did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let executor = executor_of(task).expect("the task's executor");
     let pids = dev.cluster_pids();
 
     dev.signal(libc::SIGTERM);
     let (code, took) = dev.wait();
     assert_eq!(code, Some(0), "dev exited with {code:?}");
     gone_within(&pids, Duration::from_secs(2));
-    eprintln!("SIGTERM: dev and its 5 children stopped in {took:?}");
+    gone_within(&[task, executor], Duration::from_secs(2));
+    let _ = long.kill();
+    let _ = long.wait();
+    eprintln!("SIGTERM: dev, its 5 children, a running task and its executor stopped in {took:?}");
     // --work-dir keeps state between runs; the user's client configuration is removed.
     assert!(work.path().join("master-1").exists());
     assert!(!user_config(work.path()).exists());

@@ -409,6 +409,14 @@ impl Leader {
                     return Ok(());
                 }
             }
+            // A task the registry no longer keeps (finished, beyond the retention): its
+            // update still goes to its framework, in order, and the framework acknowledges
+            // it (naming the agent); only with no framework does the master acknowledge.
+            Err(WriteError::Rejected(Rejection::UnknownTask(_)))
+                if !self.forward_update(&u, agent) =>
+            {
+                return Ok(());
+            }
             Err(WriteError::Rejected(r)) if ack_anyway(&r) => {
                 tracing::warn!(agent = %agent, task = %task_id, reason = %r, "status update cannot apply; acknowledged");
             }

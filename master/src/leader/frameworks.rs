@@ -439,15 +439,21 @@ impl Leader {
     }
 
     /// Passes a framework's acknowledgement of a status update to the task's agent.
+    /// Passes a framework's acknowledgement to the agent its task runs on: the registry's
+    /// record says which, or, for a task that has left the registry (retention), the
+    /// `agent` the framework names (the update's own agent id). An agent ignores an
+    /// acknowledgement of an update it does not hold.
     pub fn acknowledge(
         &self,
         framework: &FrameworkId,
         task_id: &TaskId,
         uuid: String,
+        agent: Option<AgentId>,
     ) -> Result<(), LeaderError> {
         self.require_subscribed(framework)?;
         let agent = self
             .read(|reg| reg.task(framework, task_id).map(|t| t.agent_id.clone()))
+            .or(agent)
             .ok_or_else(|| LeaderError::invalid("task_id", format!("unknown task {task_id}")))?;
         self.to_agent(
             &agent,

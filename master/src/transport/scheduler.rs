@@ -149,7 +149,12 @@ impl Scheduler for SchedulerApi {
         if req.uuid.is_empty() {
             return Err(convert::invalid("uuid", "empty"));
         }
-        done(self.leader.acknowledge(&framework, &task, req.uuid))
+        let agent = if req.agent_id.is_empty() {
+            None
+        } else {
+            Some(convert::agent_id(&req.agent_id, "agent_id")?)
+        };
+        done(self.leader.acknowledge(&framework, &task, req.uuid, agent))
     }
 
     async fn reconcile(
