@@ -28,6 +28,22 @@ use tonic::{Request, Response, Status};
 /// Largest gRPC message between replicas (a snapshot chunk plus framing).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// Most bytes of log entries in one AppendEntries call (one entry is always sent, and the
+/// writer bounds an entry at 2 MiB).
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// How many of `entries`, from the first, fit in `max` bytes of JSON (at least one).
+fn bounded_prefix<T: Serialize>(entries: &[T], max: usize) -> usize {
+    let mut total = 0;
+    for (i, e) in entries.iter().enumerate() {
+        total += serde_json::to_vec(e).map(|v| v.len()).unwrap_or(0);
+        if total > max {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
 /// Opens a lazily connecting channel to `addr` (HOST:PORT): TLS with this replica's own
 /// certificate (`master-<id>`) as its client identity when `security` has TLS. Connection
 /// failures surface on the first call, quickly, so a dead peer is reported unreachable at
@@ -126,18 +142,44 @@ fn with_deadline<T>(msg: T, option: &RPCOption) -> Request<T> {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
+    /// Sends at most [`MAX_APPEND_BYTES`] of entries (at least one) per call and reports a
+    /// partial success for the rest: openraft gives the call one heartbeat interval, and a
+    /// follower far behind must catch up in pieces that fit, not fail the whole batch for
+    /// good.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        let json = encode(&rpc)?;
+        let mut json = encode(&rpc)?;
+        let mut partial = false;
+        if json.len() > MAX_APPEND_BYTES && rpc.entries.len() > 1 {
+            let sent = bounded_prefix(&rpc.entries, MAX_APPEND_BYTES);
+            if sent < rpc.entries.len() {
+                partial = true;
+                rpc.entries.truncate(sent);
+                let last = rpc.entries.last().map(|e| e.log_id);
+                // The follower must not learn of a commit beyond what it was sent.
+                if rpc.leader_commit > last {
+                    rpc.leader_commit = last;
+                }
+                json = encode(&rpc)?;
+            }
+        }
+        let last_sent = rpc.entries.last().map(|e| e.log_id);
         let reply = self
             .client()?
             .append_entries(with_deadline(RaftMessage { json }, &option))
             .await
             .map_err(transport_error)?;
-        decode_reply(self.target, &reply.into_inner().json)
+        let reply: AppendEntriesResponse<NodeId> =
+            decode_reply(self.target, &reply.into_inner().json)?;
+        Ok(match reply {
+            AppendEntriesResponse::Success if partial => {
+                AppendEntriesResponse::PartialSuccess(last_sent)
+            }
+            other => other,
+        })
     }
 
     async fn vote(
@@ -265,5 +307,19 @@ impl RaftPeer for RaftPeerService {
             pristine: crate::quorum::is_pristine(&m),
             established: crate::quorum::is_established(&m),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_prefix;
+
+    #[test]
+    fn appends_are_cut_to_the_byte_bound_but_always_carry_one_entry() {
+        let entries: Vec<String> = (0..10).map(|_| "x".repeat(98)).collect(); // 100 B each
+        assert_eq!(bounded_prefix(&entries, 1_000), 10);
+        assert_eq!(bounded_prefix(&entries, 450), 4);
+        assert_eq!(bounded_prefix(&entries, 10), 1);
+        assert_eq!(bounded_prefix::<String>(&[], 10), 0);
     }
 }

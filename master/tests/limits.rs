@@ -117,6 +117,18 @@ async fn oversized_tiny_and_absurd_requests_are_refused_naming_the_field() {
             .starts_with("tasks: 20000 given, at most 1000"),
         "{err:?}"
     );
+    // 40 tasks of 60 KiB commands each: within every per-field limit, but 3 MB in the log,
+    // above the 2 MiB bound of one entry (one entry too big to replicate in a heartbeat
+    // interval would keep the followers behind for good).
+    let big: Vec<pb::TaskInfo> = (0..40)
+        .map(|i| pb::TaskInfo {
+            command: "x".repeat(60 * 1024),
+            ..task(&format!("big{i}"), 0.01, 32.0)
+        })
+        .collect();
+    let err = sched.accept(accept(big)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("bytes in the log"), "{err:?}");
     // A zero-sized task (0.0001 cpus rounded to nothing) and one under 32 MB.
     for (t, needle) in [
         (task("tiny", 0.0001, 64.0), "cpus, at least 0.01"),

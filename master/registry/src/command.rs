@@ -158,6 +158,10 @@ pub enum Rejection {
         value: usize,
         max: usize,
     },
+    /// Refused before the log (never by `apply`): one command may not make a log entry
+    /// larger than the master's limit, so that one entry cannot stall replication.
+    #[error("the command is {bytes} bytes in the log, above the limit of {max}: send fewer or smaller tasks per call")]
+    EntryTooLarge { bytes: usize, max: usize },
 }
 
 /// The result of applying one command.

@@ -354,9 +354,14 @@ impl Leader {
                     });
                     self.to_framework(framework, FrameworkEvent::Update(status));
                 }
-                Err(LeaderError::Precondition(format!(
+                let message = format!(
                     "launch refused, no task launched: {reason}; the offers' resources are back in the pool"
-                )))
+                );
+                // Too big for the log is the request's fault, not the cluster's state.
+                if let Rejection::EntryTooLarge { .. } = reason {
+                    return Err(LeaderError::invalid("tasks", message));
+                }
+                Err(LeaderError::Precondition(message))
             }
             Err(e) => Err(e.into()),
         }

@@ -1,6 +1,12 @@
 //! The one write path: a command goes through the Raft log and is answered only once
 //! committed and applied. Concurrent commands are coalesced into one log entry (a
 //! [`CommandBatch`]), because openraft 0.9 pays its per-entry cost once per client write.
+//!
+//! Entries are bounded: a batch holds at most [`MAX_ENTRY_BYTES`] of serialized commands,
+//! and a single command larger than that is refused before the log
+//! ([`Rejection::EntryTooLarge`]). openraft gives an AppendEntries one heartbeat interval
+//! (50 ms) to complete, so an entry too big to ship in that time would keep its followers
+//! behind for good.
 
 use std::sync::Arc;
 
@@ -13,6 +19,8 @@ use crate::store::Raft;
 
 /// Most commands in one log entry.
 const MAX_BATCH: usize = 1024;
+/// Most bytes of serialized commands in one log entry.
+pub const MAX_ENTRY_BYTES: usize = 2 * 1024 * 1024;
 /// Most entries proposed and not yet committed at once; while they are in flight, new
 /// commands queue up and form the next, larger batch.
 const MAX_IN_FLIGHT: usize = 4;
@@ -50,16 +58,35 @@ impl Writer {
 
 async fn batch_loop(raft: Raft, metrics: Metrics, mut rx: mpsc::Receiver<Pending>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A command taken from the queue that did not fit the last batch.
+    let mut carried: Option<(Pending, usize)> = None;
+    loop {
+        let first = match carried.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(p) => match admit(p, &metrics) {
+                    Some(c) => c,
+                    None => continue,
+                },
+                None => return,
+            },
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
+        let mut bytes = first.1;
+        let mut batch = vec![first.0];
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+            let Ok(p) = rx.try_recv() else { break };
+            let Some((p, size)) = admit(p, &metrics) else {
+                continue;
+            };
+            if bytes + size > MAX_ENTRY_BYTES {
+                carried = Some((p, size));
+                break;
             }
+            bytes += size;
+            batch.push(p);
         }
         let raft = raft.clone();
         let metrics = metrics.clone();
@@ -67,6 +94,46 @@ async fn batch_loop(raft: Raft, metrics: Metrics, mut rx: mpsc::Receiver<Pending
             let _permit = permit;
             propose(&raft, &metrics, batch).await;
         });
+    }
+}
+
+/// A command with its size in the log, or None (and its caller answered) if it alone
+/// exceeds [`MAX_ENTRY_BYTES`].
+fn admit(p: Pending, metrics: &Metrics) -> Option<(Pending, usize)> {
+    let size = serialized_size(&p.command);
+    if size <= MAX_ENTRY_BYTES {
+        return Some((p, size));
+    }
+    metrics
+        .commands
+        .with_label_values(&[p.command.kind(), "too_large"])
+        .inc();
+    let _ = p
+        .reply
+        .send(Err(WriteError::Rejected(Rejection::EntryTooLarge {
+            bytes: size,
+            max: MAX_ENTRY_BYTES,
+        })));
+    None
+}
+
+/// The bytes `command` takes in a log entry (its JSON), counted without keeping them.
+fn serialized_size(command: &Command) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, command) {
+        Ok(()) => count.0,
+        // Unserializable: the log store will say so; nothing to bound here.
+        Err(_) => 0,
     }
 }
 

@@ -73,6 +73,9 @@ fn leader_status(e: LeaderError) -> Status {
         LeaderError::Rejected(r @ agora_registry::Rejection::PrincipalMismatch { .. }) => {
             Status::permission_denied(r.to_string())
         }
+        LeaderError::Rejected(r @ agora_registry::Rejection::EntryTooLarge { .. }) => {
+            Status::invalid_argument(r.to_string())
+        }
         LeaderError::Rejected(r) => Status::failed_precondition(r.to_string()),
         LeaderError::Invalid { field, reason } => crate::convert::invalid(&field, reason),
         LeaderError::Precondition(msg) => Status::failed_precondition(msg),
