@@ -370,6 +370,16 @@ impl RaftRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(format!("raft-{id}"))
+            // Heartbeats before client work, on a busy host too (50 /state readers on two
+            // cores cost the leader its leadership at the default priority).
+            .on_thread_start(|| {
+                if let Err(e) = agora_raft_store::raise_thread_priority() {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!(error = %e, "Raft's threads keep the default priority (raising it needs CAP_SYS_NICE)")
+                    });
+                }
+            })
             .enable_all()
             .build()
             .map_err(|e| MasterError::Raft(format!("cannot start Raft's runtime: {e}")))?;

@@ -18,6 +18,10 @@ impl Flusher {
         let thread = thread::Builder::new()
             .name("sled-flusher".into())
             .spawn(move || {
+                // Appends and votes wait on this thread: it runs before client work.
+                if let Err(e) = crate::raise_thread_priority() {
+                    tracing::debug!(error = %e, "the flusher keeps the default priority");
+                }
                 // Ends when every sender (every store handle) is dropped.
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];

@@ -487,9 +487,40 @@ async fn state_load(report: &mut String, quick: bool) {
     assert!(out.status.success(), "{out:?}");
     let state_bytes = https_get(&addr, "/state").map(|r| r.1.len()).unwrap_or(0);
 
+    // Every term change any replica reports, with when it was seen.
+    let bench_start = Instant::now();
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let term_watch = {
+        let (addrs, watching) = (cluster.addrs(), watching.clone());
+        std::thread::spawn(move || {
+            let mut last = vec![0u64; addrs.len()];
+            let mut changes = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                for (i, a) in addrs.iter().enumerate() {
+                    let term = https_get(a, "/health")
+                        .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v["term"].as_u64());
+                    if let Some(t) = term {
+                        if t != last[i] {
+                            changes.push(format!(
+                                "{:.1}s: replica {} term {t}",
+                                bench_start.elapsed().as_secs_f64(),
+                                i + 1
+                            ));
+                            last[i] = t;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            changes
+        })
+    };
     let mut load = endless_batch(&cluster, "load", 10_000_000);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let quiet_from = bench_start.elapsed().as_secs_f64();
     let quiet = launch_rate(&addr, window).await;
+    let readers_from = bench_start.elapsed().as_secs_f64();
 
     let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -538,6 +569,9 @@ async fn state_load(report: &mut String, quick: bool) {
     let (health, health_failures) = prober.join().unwrap();
     let _ = load.kill();
     let _ = load.wait();
+    let readers_to = bench_start.elapsed().as_secs_f64();
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let terms = term_watch.join().unwrap();
     let (leader_after, term_after, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
     let m = leader_metrics(&addr);
     let renders = metric(&m, "agora_state_render_seconds_count");
@@ -554,6 +588,10 @@ async fn state_load(report: &mut String, quick: bool) {
         percentile(&health, 0.99).as_secs_f64() * 1e3,
         health.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         if leader_after == leader && term_after == term0 { 0 } else { 1 },
+    ));
+    report.push_str(&format!(
+        "Terms seen (no readers from {quiet_from:.1} s, 50 readers from {readers_from:.1} s to {readers_to:.1} s): {}\n\n",
+        terms.join("; ")
     ));
 }
 
