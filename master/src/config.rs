@@ -247,7 +247,9 @@ impl Config {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
             max_in_snapshot_log_to_keep: 1_000,
             purge_batch_size: 512,
-            max_payload_entries: 1_000,
+            // Entries are batches of up to 1,024 commands: a replication round reads and
+            // decodes this many on Raft's thread, and ships at most 1 MiB of them.
+            max_payload_entries: 64,
             ..Default::default()
         }
     }

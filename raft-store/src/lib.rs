@@ -152,6 +152,9 @@ pub enum OpenError {
     Corrupt { path: String, reason: String },
 }
 
+/// sled's page cache per replica.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Opens (or creates) the store in `dir`: the log store for openraft, and the state machine
 /// with its last snapshot loaded.
 pub fn open<M: StateMachine>(dir: &Path) -> Result<(LogStore<M>, StateMachineStore<M>), OpenError> {
@@ -159,6 +162,10 @@ pub fn open<M: StateMachine>(dir: &Path) -> Result<(LogStore<M>, StateMachineSto
         .path(dir)
         // Flushes are ours (group commit), never sled's timer.
         .flush_every_ms(None)
+        // sled caches pages up to 1 GiB by default: a replica's memory grew with every
+        // entry ever written (115 -> 307 MB over a million tasks) although the log is
+        // purged behind each snapshot. The log's tail and the snapshot fit in far less.
+        .cache_capacity(CACHE_BYTES)
         .open()
         .map_err(|source| OpenError::Sled {
             path: dir.display().to_string(),

@@ -622,7 +622,7 @@ async fn million(report: &mut String, quick: bool) {
     let started = Instant::now();
     let mut batch = endless_batch(&cluster, "million", total as usize);
     let mut rows = String::new();
-    let mut marks = vec![total / 10, total];
+    let mut marks = vec![total / 10, total / 4, total / 2, total];
     marks.reverse();
     let mut next = marks.pop();
     while let Some(mark) = next {

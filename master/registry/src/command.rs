@@ -96,6 +96,12 @@ pub enum Rejection {
         registered: String,
         claimed: String,
     },
+    #[error("agent {id} registers again with {offered}, less than its live tasks use ({used})")]
+    AgentResourcesBelowUsed {
+        id: AgentId,
+        used: String,
+        offered: String,
+    },
     #[error("agent {0} is not active")]
     AgentNotActive(AgentId),
     #[error("{what} is bound to principal {registered:?}, not {claimed:?}")]
@@ -136,6 +142,12 @@ pub enum Rejection {
     DuplicateTask(TaskId),
     #[error("tasks need {needed} but the offers hold {offered}")]
     TasksExceedOffers { needed: String, offered: String },
+    #[error("tasks {first} and {second} of one launch both need {shared}")]
+    TasksShareRanges {
+        first: TaskId,
+        second: TaskId,
+        shared: String,
+    },
     #[error("task {0} has no resources")]
     TaskWithoutResources(TaskId),
     #[error("no offers named")]

@@ -37,7 +37,10 @@ pub struct Registry {
     data: RegistryData,
     /// Derived from `data.tasks` and `data.offers`; never serialized, rebuilt on load.
     agent_alloc: BTreeMap<AgentId, Allocation>,
-    framework_alloc: BTreeMap<FrameworkId, Allocation>,
+    /// Per framework, per agent: ranges (ports) are only disjoint on one agent, so a
+    /// framework's allocation is kept apart by agent (one agent's offer withdrawn must not
+    /// take away the same ports offered on another) and summed when queried.
+    framework_alloc: FrameworkAlloc,
     /// Used plus offered, per framework per agent: what the allocator needs for DRF
     /// without walking every task (finished ones included) each cycle.
     holdings: Holdings,
@@ -49,6 +52,7 @@ pub struct Registry {
 }
 
 type Holdings = BTreeMap<FrameworkId, BTreeMap<AgentId, Resources>>;
+type FrameworkAlloc = BTreeMap<FrameworkId, BTreeMap<AgentId, Allocation>>;
 type CompletedTasks = BTreeMap<FrameworkId, BTreeSet<(TimestampMs, TaskId)>>;
 
 /// What a snapshot holds.
@@ -105,9 +109,22 @@ impl From<Registry> for RegistryData {
 
 fn nonempty<K: Clone + Ord>(m: &BTreeMap<K, Allocation>) -> Vec<(K, Allocation)> {
     m.iter()
-        .filter(|(_, a)| !a.used.is_empty() || !a.offered.is_empty())
+        .filter(|(_, a)| !a.is_empty())
         .map(|(k, a)| (k.clone(), a.clone()))
         .collect()
+}
+
+fn nonempty_by_agent(m: &FrameworkAlloc) -> Vec<(FrameworkId, Vec<(AgentId, Allocation)>)> {
+    m.iter()
+        .map(|(f, by_agent)| (f.clone(), nonempty(by_agent)))
+        .filter(|(_, by_agent)| !by_agent.is_empty())
+        .collect()
+}
+
+impl Allocation {
+    fn is_empty(&self) -> bool {
+        self.used.is_empty() && self.offered.is_empty()
+    }
 }
 
 impl Registry {
@@ -189,9 +206,21 @@ impl Registry {
         held
     }
 
-    /// Used and offered resources of a framework.
+    /// Used and offered resources of a framework, summed over its agents. Ranges held on
+    /// different agents are united (the same port on two agents counts once): one
+    /// allocation can only show a set.
     pub fn framework_allocation(&self, id: &FrameworkId) -> Allocation {
-        self.framework_alloc.get(id).cloned().unwrap_or_default()
+        let mut total = Allocation::default();
+        for a in self
+            .framework_alloc
+            .get(id)
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            total.used.add(&a.used);
+            total.offered.add(&a.offered);
+        }
+        total
     }
 
     /// What an agent has neither used nor offered (empty for an unknown agent).
@@ -402,6 +431,17 @@ impl Registry {
             let resources_changed = existing.info.resources != info.resources;
             let registered_at_ms = existing.registered_at_ms;
             if resources_changed {
+                // Live tasks keep running on the agent: what they use must still be there.
+                // Offers are all withdrawn (they were made of the old resources); the
+                // allocator offers what is free again.
+                let used = self.agent_allocation(&info.id).used;
+                if !info.resources.contains(&used) {
+                    return Err(Rejection::AgentResourcesBelowUsed {
+                        id: info.id.clone(),
+                        used: used.to_string(),
+                        offered: info.resources.to_string(),
+                    });
+                }
                 self.drop_agent_offers(&info.id);
             }
             self.data.agents.insert(
@@ -515,6 +555,8 @@ impl Registry {
             self.framework_alloc
                 .entry(offer.framework_id.clone())
                 .or_default()
+                .entry(offer.agent_id.clone())
+                .or_default()
                 .offered
                 .add(&offer.resources);
             self.hold(&offer.framework_id, &offer.agent_id, &offer.resources);
@@ -564,12 +606,26 @@ impl Registry {
         let existing = self.data.tasks.get(framework_id);
         let mut new_ids = BTreeSet::new();
         let mut needed = Resources::new();
-        for t in tasks {
+        for (i, t) in tasks.iter().enumerate() {
             if existing.is_some_and(|m| m.contains_key(&t.id)) || !new_ids.insert(&t.id) {
                 return Err(Rejection::DuplicateTask(t.id.clone()));
             }
             if t.resources.is_empty() {
                 return Err(Rejection::TaskWithoutResources(t.id.clone()));
+            }
+            // Ranges add as a set union: two tasks needing the same port would count it
+            // once, and both would hold it.
+            let shared = needed.shared_ranges(&t.resources);
+            if !shared.is_empty() {
+                let other = tasks[..i]
+                    .iter()
+                    .find(|o| !o.resources.shared_ranges(&t.resources).is_empty())
+                    .expect("an earlier task of the launch holds the shared ranges");
+                return Err(Rejection::TasksShareRanges {
+                    first: other.id.clone(),
+                    second: t.id.clone(),
+                    shared: shared.to_string(),
+                });
             }
             needed.add(&t.resources);
         }
@@ -612,9 +668,9 @@ impl Registry {
             if let Some(a) = self.agent_alloc.get_mut(&offer.agent_id) {
                 a.offered = a.offered.saturating_sub(&offer.resources);
             }
-            if let Some(a) = self.framework_alloc.get_mut(&offer.framework_id) {
+            self.framework_alloc_sub(&offer.framework_id, &offer.agent_id, |a| {
                 a.offered = a.offered.saturating_sub(&offer.resources);
-            }
+            });
             self.release(&offer.framework_id, &offer.agent_id, &offer.resources);
         }
     }
@@ -798,6 +854,8 @@ impl Registry {
         self.framework_alloc
             .entry(task.framework_id.clone())
             .or_default()
+            .entry(task.agent_id.clone())
+            .or_default()
             .used
             .add(&task.resources);
         self.hold(&task.framework_id, &task.agent_id, &task.resources);
@@ -807,10 +865,31 @@ impl Registry {
         if let Some(a) = self.agent_alloc.get_mut(&task.agent_id) {
             a.used = a.used.saturating_sub(&task.resources);
         }
-        if let Some(a) = self.framework_alloc.get_mut(&task.framework_id) {
+        self.framework_alloc_sub(&task.framework_id, &task.agent_id, |a| {
             a.used = a.used.saturating_sub(&task.resources);
-        }
+        });
         self.release(&task.framework_id, &task.agent_id, &task.resources);
+    }
+
+    /// Takes from a framework's allocation on one agent, dropping what becomes empty.
+    fn framework_alloc_sub(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        take: impl FnOnce(&mut Allocation),
+    ) {
+        let Some(by_agent) = self.framework_alloc.get_mut(framework) else {
+            return;
+        };
+        if let Some(a) = by_agent.get_mut(agent) {
+            take(a);
+            if a.is_empty() {
+                by_agent.remove(agent);
+            }
+        }
+        if by_agent.is_empty() {
+            self.framework_alloc.remove(framework);
+        }
     }
 
     fn rebuild_allocations(&mut self) {
@@ -869,15 +948,9 @@ impl Registry {
     }
 
     /// Allocations recomputed from scratch from tasks and offers.
-    #[allow(clippy::type_complexity)]
-    fn computed_allocations(
-        &self,
-    ) -> (
-        BTreeMap<AgentId, Allocation>,
-        BTreeMap<FrameworkId, Allocation>,
-    ) {
+    fn computed_allocations(&self) -> (BTreeMap<AgentId, Allocation>, FrameworkAlloc) {
         let mut agents: BTreeMap<AgentId, Allocation> = BTreeMap::new();
-        let mut frameworks: BTreeMap<FrameworkId, Allocation> = BTreeMap::new();
+        let mut frameworks = FrameworkAlloc::new();
         for t in self.tasks().filter(|t| !t.state.is_terminal()) {
             agents
                 .entry(t.agent_id.clone())
@@ -886,6 +959,8 @@ impl Registry {
                 .add(&t.resources);
             frameworks
                 .entry(t.framework_id.clone())
+                .or_default()
+                .entry(t.agent_id.clone())
                 .or_default()
                 .used
                 .add(&t.resources);
@@ -898,6 +973,8 @@ impl Registry {
                 .add(&o.resources);
             frameworks
                 .entry(o.framework_id.clone())
+                .or_default()
+                .entry(o.agent_id.clone())
                 .or_default()
                 .offered
                 .add(&o.resources);
@@ -912,7 +989,7 @@ impl Registry {
         if nonempty(&agents) != nonempty(&self.agent_alloc) {
             return Err("agent allocation index differs from tasks and offers".into());
         }
-        if nonempty(&frameworks) != nonempty(&self.framework_alloc) {
+        if nonempty_by_agent(&frameworks) != nonempty_by_agent(&self.framework_alloc) {
             return Err("framework allocation index differs from tasks and offers".into());
         }
         if self.computed_holdings() != self.holdings {

@@ -544,7 +544,8 @@ impl Resources {
     /// `name(ROLE):amount` for a static reservation (`(*)` means unreserved).
     ///
     /// Input: at most [`MAX_RESOURCES`] tokens, and at most [`MAX_RANGES_PER_RESOURCE`]
-    /// ranges in one token and in one entry after merging tokens of the same name and role.
+    /// ranges and at most [`MAX_SCALAR_UNITS`] in one token and in one entry after merging
+    /// tokens of the same name and role.
     pub fn parse(text: &str) -> Result<Resources, ResourceError> {
         let tokens = || text.split(';').map(str::trim).filter(|t| !t.is_empty());
         let count = tokens().count();
@@ -581,10 +582,10 @@ impl Resources {
         }]))
     }
 
-    /// Builds from items, checking every name, role and range; the domain boundary for
-    /// resources that arrive from the wire. Refuses more than [`MAX_RESOURCES`] items and
-    /// more than [`MAX_RANGES_PER_RESOURCE`] ranges in one item or in one entry after
-    /// merging items of the same name and role. (A [`Ranges`] can never hold an inverted
+    /// Builds from items, checking every name, role, scalar and range; the domain boundary
+    /// for resources that arrive from the wire. Refuses more than [`MAX_RESOURCES`] items,
+    /// more than [`MAX_RANGES_PER_RESOURCE`] ranges and scalars above [`MAX_SCALAR_UNITS`],
+    /// in one item or in one entry after merging items of the same name and role. (A [`Ranges`] can never hold an inverted
     /// pair: [`Ranges::new`] and deserialization refuse them.)
     pub fn from_checked(items: Vec<Resource>) -> Result<Resources, ResourceError> {
         if items.len() > MAX_RESOURCES {
@@ -595,14 +596,17 @@ impl Resources {
             if let Some(role) = &r.role {
                 validate_role(role)?;
             }
-            check_ranges_count(r)?;
+            check_entry_limits(r)?;
         }
         Resources::from(items).within_limits()
     }
 
-    /// `self`, or the first entry with more than [`MAX_RANGES_PER_RESOURCE`] ranges.
+    /// `self`, or the first entry with more than [`MAX_RANGES_PER_RESOURCE`] ranges or a
+    /// scalar above [`MAX_SCALAR_UNITS`] (after merging, so `cpus:1000000000000;cpus:1` is
+    /// refused like `cpus:1000000000001`: input never builds a value whose own text form
+    /// or wire form would be refused).
     fn within_limits(self) -> Result<Resources, ResourceError> {
-        self.0.iter().try_for_each(check_ranges_count)?;
+        self.0.iter().try_for_each(check_entry_limits)?;
         Ok(self)
     }
 
@@ -715,6 +719,24 @@ impl Resources {
         Resources(out)
     }
 
+    /// The range integers (ports) both `self` and `other` hold, entry by entry (same name,
+    /// role); scalars are not shared but summed, so they never appear. One merge of the two
+    /// sorted entry lists plus a linear [`Ranges::intersection`] per shared ranges entry.
+    pub fn shared_ranges(&self, other: &Resources) -> Resources {
+        let mut out = Vec::new();
+        let mut theirs = other.0.iter().peekable();
+        for have in &self.0 {
+            while theirs.next_if(|t| t.key() < have.key()).is_some() {}
+            let Some(t) = theirs.next_if(|t| t.key() == have.key()) else {
+                continue;
+            };
+            if let (Value::Ranges(a), Value::Ranges(b)) = (&have.value, &t.value) {
+                push_left(&mut out, have, Value::Ranges(a.intersection(b)));
+            }
+        }
+        Resources(out)
+    }
+
     /// Total scalar amount of `name` across all roles.
     pub fn scalar_total(&self, name: &str) -> Scalar {
         self.0
@@ -777,9 +799,17 @@ fn push_left(out: &mut Vec<Resource>, have: &Resource, left: Value) {
     }
 }
 
-/// Refuses a ranges entry with more than [`MAX_RANGES_PER_RESOURCE`] ranges, naming it.
-fn check_ranges_count(r: &Resource) -> Result<(), ResourceError> {
+/// The largest scalar accepted from input, in thousandths ([`MAX_SCALAR_UNITS`]).
+const MAX_SCALAR_MILLIS: u64 = MAX_SCALAR_UNITS as u64 * 1000;
+
+/// Refuses an entry with more than [`MAX_RANGES_PER_RESOURCE`] ranges or a scalar above
+/// [`MAX_SCALAR_UNITS`], naming it.
+fn check_entry_limits(r: &Resource) -> Result<(), ResourceError> {
     match &r.value {
+        Value::Scalar(s) if s.millis() > MAX_SCALAR_MILLIS => Err(ResourceError::Amount {
+            name: r.name.clone(),
+            source: AmountError::TooLarge,
+        }),
         Value::Ranges(ranges) if ranges.0.len() > MAX_RANGES_PER_RESOURCE => {
             Err(ResourceError::Amount {
                 name: r.name.clone(),

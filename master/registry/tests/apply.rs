@@ -1222,3 +1222,145 @@ proptest! {
         }
     }
 }
+
+// ----- regressions found by the fuzzer (master/fuzz/corpus/apply/regression-*) -----
+
+#[test]
+fn an_agent_cannot_register_again_with_less_than_its_live_tasks_use() {
+    let mut reg = cluster();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![
+                offer("o1", "f2", "a1", "cpus:2;ports:[100-109]"),
+                offer("o2", "f2", "a1", "cpus:1"),
+            ],
+        },
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &launch("f2", &["o1"], &[("t1", "cpus:2;ports:[100-109]")]),
+    )
+    .unwrap();
+    // Fewer cpus than the task uses, or without its ports: refused, nothing changes (the
+    // outstanding offer stays).
+    for smaller in ["cpus:1;mem:1024;ports:[100-199]", "cpus:4;mem:1024"] {
+        let err = apply(&mut reg, &agent("a1", smaller)).unwrap_err();
+        assert_eq!(
+            err,
+            Rejection::AgentResourcesBelowUsed {
+                id: aid("a1"),
+                used: res("cpus:2;ports:[100-109]").to_string(),
+                offered: res(smaller).to_string(),
+            }
+        );
+        assert!(err.to_string().contains("less than its live tasks use"));
+        assert!(reg.offer(&oid("o2")).is_some());
+    }
+    // Enough for the task: accepted; offers of the old resources are withdrawn.
+    apply(&mut reg, &agent("a1", "cpus:2;ports:[100-109]")).unwrap();
+    assert!(reg.offer(&oid("o2")).is_none());
+    assert_eq!(reg.agent_free(&aid("a1")), Resources::new());
+    // Once the task is over, the agent may shrink.
+    apply(&mut reg, &update("f2", "t1", TaskState::TaskFinished)).unwrap();
+    apply(&mut reg, &agent("a1", "cpus:1")).unwrap();
+}
+
+#[test]
+fn one_launch_cannot_give_the_same_port_to_two_tasks() {
+    let mut reg = cluster();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o1", "f2", "a1", "cpus:2;ports:[100-109]")],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        apply(
+            &mut reg,
+            &launch(
+                "f2",
+                &["o1"],
+                &[
+                    ("t1", "cpus:1;ports:[100-104]"),
+                    ("t2", "cpus:0.5"),
+                    ("t3", "cpus:0.5;ports:[104-105]")
+                ]
+            ),
+        ),
+        Err(Rejection::TasksShareRanges {
+            first: tid("t1"),
+            second: tid("t3"),
+            shared: res("ports:[104-104]").to_string(),
+        })
+    );
+    // Disjoint ports are fine.
+    apply(
+        &mut reg,
+        &launch(
+            "f2",
+            &["o1"],
+            &[("t1", "cpus:1;ports:[100-104]"), ("t3", "ports:[105-106]")],
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        reg.agent_allocation(&aid("a1")).used,
+        res("cpus:1;ports:[100-106]")
+    );
+}
+
+#[test]
+fn a_framework_keeps_the_same_ports_offered_on_two_agents_apart() {
+    let mut reg = cluster();
+    apply(&mut reg, &agent("a3", "cpus:1;ports:[100-199]")).unwrap();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![
+                offer("o1", "f2", "a1", "ports:[100-199]"),
+                offer("o2", "f2", "a3", "ports:[100-199]"),
+            ],
+        },
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &Command::RemoveOffers {
+            ids: vec![oid("o1")],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        reg.framework_allocation(&fid("f2")).offered,
+        res("ports:[100-199]")
+    );
+    // The same with tasks: one ends, the other still holds its ports.
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![offer("o3", "f2", "a1", "cpus:1;ports:[150-150]")],
+        },
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &launch("f2", &["o2"], &[("t1", "ports:[150-150]")]),
+    )
+    .unwrap();
+    apply(
+        &mut reg,
+        &launch("f2", &["o3"], &[("t2", "cpus:1;ports:[150-150]")]),
+    )
+    .unwrap();
+    apply(&mut reg, &update("f2", "t1", TaskState::TaskFinished)).unwrap();
+    assert_eq!(
+        reg.framework_allocation(&fid("f2")),
+        Allocation {
+            used: res("cpus:1;ports:[150-150]"),
+            offered: Resources::new(),
+        }
+    );
+}

@@ -133,12 +133,22 @@ impl Leader {
             let view = self.require_leader()?;
             tracing::Span::current().record("term", view.term);
             let id = info.id.clone();
-            let log_index = self
-                .write(Command::RegisterAgent {
-                    info,
-                    now_ms: self.now_ms(),
-                })
-                .await?;
+            let register = |info: AgentInfo| Command::RegisterAgent {
+                info,
+                now_ms: self.now_ms(),
+            };
+            let log_index = match self.write(register(info.clone())).await {
+                // It came back smaller than the tasks the registry still counts on it: the
+                // tasks it no longer runs are settled first (TASK_LOST), then it registers.
+                Err(WriteError::Rejected(Rejection::AgentResourcesBelowUsed { .. })) => {
+                    tracing::info!(
+                        "agent came back smaller than its recorded tasks; reconciling first"
+                    );
+                    self.reconcile_agent(&id, &reported).await;
+                    self.write(register(info)).await?
+                }
+                other => other?,
+            };
             tracing::info!(log_index, "agent registered");
             self.reconcile_agent(&id, &reported).await;
             self.wake();
