@@ -22,6 +22,11 @@ pub const MAX_ENV_VAR_BYTES: usize = 32 * 1024;
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Attributes of an agent.
 pub const MAX_ATTRIBUTES: usize = 100;
+/// Bytes in an agent's HOST:PORT (a DNS name and a port).
+pub const MAX_ADDRESS_BYTES: usize = 261;
+/// Bytes of a status update's message kept (an executor's text is cut there, at a
+/// character boundary; the registry stores it).
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// The smallest task (Mesos' minimums): a task must ask for at least this many cpus and
 /// this much memory, so an agent cannot be filled with unbounded zero-sized tasks.
@@ -82,9 +87,29 @@ pub fn weight(field: &str, w: f64) -> Result<f64, Status> {
     Ok(w)
 }
 
+/// `text` cut to at most `max` bytes at a character boundary.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncate_cuts_at_a_character_boundary() {
+        assert_eq!(truncate("abc".into(), 10), "abc");
+        assert_eq!(truncate("abcdef".into(), 4), "abcd");
+        // "é" is two bytes: a cut inside it leaves the whole character out.
+        assert_eq!(truncate("aé".into(), 2), "a");
+    }
 
     #[test]
     fn bounds_name_the_field_and_the_limit() {

@@ -22,6 +22,16 @@ pub fn name(value: &str, field: &str) -> Result<(), Status> {
     agora_registry::validate_name(value).map_err(|e| invalid(field, e))
 }
 
+/// An agent's HOST:PORT: at most [`limits::MAX_ADDRESS_BYTES`], printable, or
+/// INVALID_ARGUMENT naming `field`.
+pub fn agent_address(value: &str, field: &str) -> Result<(), Status> {
+    limits::bytes(field, value.as_bytes(), limits::MAX_ADDRESS_BYTES)?;
+    if value.chars().any(char::is_control) || !crate::config::is_host_port(value) {
+        return Err(invalid(field, format!("{value:?} is not HOST:PORT")));
+    }
+    Ok(())
+}
+
 /// INVALID_ARGUMENT naming `field`.
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
@@ -84,12 +94,7 @@ pub fn agent_info_from_proto(
         AgentId::new(info.id).map_err(|e| invalid("agent.id", e))?
     };
     name(&info.hostname, "agent.hostname")?;
-    if !crate::config::is_host_port(&info.address) {
-        return Err(invalid(
-            "agent.address",
-            format!("{:?} is not HOST:PORT", info.address),
-        ));
-    }
+    agent_address(&info.address, "agent.address")?;
     let resources = resources_from_proto(&info.resources, "agent.resources")?;
     limits::count(
         "agent.attributes",
@@ -284,6 +289,14 @@ mod tests {
             (
                 Box::new(|a: &mut pb::AgentInfo| a.address = "nope".into())
                     as Box<dyn Fn(&mut pb::AgentInfo)>,
+                "agent.address",
+            ),
+            (
+                Box::new(|a: &mut pb::AgentInfo| a.address = format!("{}:1", "h".repeat(300))),
+                "agent.address",
+            ),
+            (
+                Box::new(|a: &mut pb::AgentInfo| a.address = "h\n:5051".into()),
                 "agent.address",
             ),
             (

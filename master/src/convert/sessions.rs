@@ -270,7 +270,7 @@ fn update_from_proto(u: pb::StatusUpdate) -> Result<AgentUpdate, Status> {
         state: task_state_from_proto(u.state, "update.state")?,
         latest_state,
         uuid: u.uuid,
-        message: u.message,
+        message: super::limits::truncate(u.message, super::limits::MAX_STATUS_MESSAGE_BYTES),
         exit_code: u.exit_code,
         timestamp_ms: u.timestamp_ms,
     })

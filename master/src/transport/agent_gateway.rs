@@ -44,6 +44,7 @@ impl AgentGateway for AgentGatewayApi {
             _ => return Err(invalid("hello", "the first message must be hello")),
         };
         let agent = convert::agent_id(&hello.agent_id, "hello.agent_id")?;
+        convert::agent_address(&hello.address, "hello.address")?;
         // Only the principal that registered the agent may open its session.
         self.leader
             .require_agent_owner(who.as_deref(), &agent)
