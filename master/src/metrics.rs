@@ -49,6 +49,14 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
         let commands = IntCounterVec::new(
             Opts::new(
                 "agora_registry_commands_total",
@@ -60,32 +68,20 @@ impl Metrics {
         registry
             .register(Box::new(commands.clone()))
             .expect("unique metric");
-        let write_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agora_raft_commit_seconds",
-                "Time from proposing a log entry to its commit and apply",
-            )
-            .buckets(vec![
+        let write_seconds = histogram(
+            "agora_raft_commit_seconds",
+            "Time from proposing a log entry to its commit and apply",
+            vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(write_seconds.clone()))
-            .expect("unique metric");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new(
-                "agora_raft_batch_commands",
-                "Commands per proposed log entry",
-            )
-            .buckets(vec![
+            ],
+        );
+        let batch_size = histogram(
+            "agora_raft_batch_commands",
+            "Commands per proposed log entry",
+            vec![
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(batch_size.clone()))
-            .expect("unique metric");
+            ],
+        );
         let counter = |name: &str, help: &str| {
             let c = prometheus::IntCounter::new(name, help).expect("valid metric");
             registry
@@ -93,45 +89,27 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
-        let allocation_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agora_allocation_cycle_seconds",
-                "Time of one allocation cycle (rebuild and allocate)",
-            )
-            .buckets(vec![
+        let allocation_seconds = histogram(
+            "agora_allocation_cycle_seconds",
+            "Time of one allocation cycle (rebuild and allocate)",
+            vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(allocation_seconds.clone()))
-            .expect("unique metric");
-        let launch_to_running = Histogram::with_opts(
-            HistogramOpts::new(
-                "agora_task_launch_to_running_seconds",
-                "From committing a task's launch to committing its TASK_RUNNING",
-            )
-            .buckets(vec![
+            ],
+        );
+        let launch_to_running = histogram(
+            "agora_task_launch_to_running_seconds",
+            "From committing a task's launch to committing its TASK_RUNNING",
+            vec![
                 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(launch_to_running.clone()))
-            .expect("unique metric");
-        let state_render_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "agora_state_render_seconds",
-                "Time to render one /state document (shared by the requests waiting for it)",
-            )
-            .buckets(vec![
+            ],
+        );
+        let state_render_seconds = histogram(
+            "agora_state_render_seconds",
+            "Time to render one /state document (shared by the requests waiting for it)",
+            vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 2.5,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(state_render_seconds.clone()))
-            .expect("unique metric");
+            ],
+        );
         let snapshot_build_seconds = prometheus::Gauge::new(
             "agora_snapshot_build_seconds_total",
             "Time spent building Raft snapshots (copy and serialize, off the runtime)",

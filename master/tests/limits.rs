@@ -73,18 +73,30 @@ async fn next_offer(
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_tiny_and_absurd_requests_are_refused_naming_the_field() {
+/// A one-master cluster with one agent of `resources` and an admin channel to the leader.
+async fn one_agent_cluster(
+    resources: &str,
+) -> (
+    Cluster,
+    AgentNode,
+    agora_security::client::AuthorizedChannel,
+) {
     let cluster = Cluster::start_with(1, &["--allocation-interval", "100ms"]);
     let (leader, _, _) = cluster.wait_leader(1, Duration::from_secs(15)).await;
     let addr = cluster.addrs()[leader as usize - 1].clone();
-    let mut agent = AgentNode::new(&cluster, "a", &["--resources", "cpus:4;mem:4096;disk:1000"]);
+    let mut agent = AgentNode::new(&cluster, "a", &["--resources", resources]);
     agent.start();
     cluster.wait_active_agents(1, Duration::from_secs(20)).await;
     let ch = pki()
         .client_security(Some(ADMIN))
         .connect_lazy(&addr, Duration::from_secs(2))
         .unwrap();
+    (cluster, agent, ch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_tiny_and_absurd_requests_are_refused_naming_the_field() {
+    let (cluster, _agent, ch) = one_agent_cluster("cpus:4;mem:4096;disk:1000").await;
 
     // A failover timeout of 1e308 s.
     let err = subscribe(ch.clone(), "absurd", 1e308).await.unwrap_err();
@@ -170,16 +182,7 @@ async fn oversized_tiny_and_absurd_requests_are_refused_naming_the_field() {
 /// to that framework until it went away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_launch_says_so_and_its_resources_come_back_at_once() {
-    let cluster = Cluster::start_with(1, &["--allocation-interval", "100ms"]);
-    let (leader, _, _) = cluster.wait_leader(1, Duration::from_secs(15)).await;
-    let addr = cluster.addrs()[leader as usize - 1].clone();
-    let mut agent = AgentNode::new(&cluster, "a", &["--resources", "cpus:2;mem:1024;disk:100"]);
-    agent.start();
-    cluster.wait_active_agents(1, Duration::from_secs(20)).await;
-    let ch = pki()
-        .client_security(Some(ADMIN))
-        .connect_lazy(&addr, Duration::from_secs(2))
-        .unwrap();
+    let (_cluster, _agent, ch) = one_agent_cluster("cpus:2;mem:1024;disk:100").await;
     let (fw, mut events) = subscribe(ch.clone(), "honest", 5.0).await.unwrap();
     let offer = next_offer(&mut events, Duration::from_secs(10))
         .await

@@ -405,22 +405,47 @@ fn rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// `batch` running `tasks` 0.5-cpu, 32 MB tasks on `cluster`.
+fn batch_command(cluster: &Cluster, name: &str, tasks: usize) -> Command {
+    let mut cmd = Command::new(example("agora-driver", "batch"));
+    cmd.args([
+        "--masters",
+        &cluster.addrs().join(","),
+        "--name",
+        name,
+        "--tasks",
+        &tasks.to_string(),
+        "--cpus",
+        "0.5",
+        "--mem",
+        "32",
+    ]);
+    cmd
+}
+
+/// `n` simulated agents of `resources` (one `agora-agent --simulate n`), all active.
+async fn simulated_agents(cluster: &Cluster, n: usize, resources: &str) -> AgentNode {
+    let mut sim = AgentNode::new(
+        cluster,
+        "simulated",
+        &[
+            "--simulate",
+            &n.to_string(),
+            "--resources",
+            resources,
+            "--log-level",
+            "warn",
+        ],
+    );
+    sim.start();
+    cluster.wait_active_agents(n, Duration::from_secs(30)).await;
+    sim
+}
+
 /// `batch` launching tasks on `cluster` until killed (0.5 cpu, tasks end at once on
 /// simulated agents).
 fn endless_batch(cluster: &Cluster, name: &str, tasks: usize) -> std::process::Child {
-    Command::new(example("agora-driver", "batch"))
-        .args([
-            "--masters",
-            &cluster.addrs().join(","),
-            "--name",
-            name,
-            "--tasks",
-            &tasks.to_string(),
-            "--cpus",
-            "0.5",
-            "--mem",
-            "32",
-        ])
+    batch_command(cluster, name, tasks)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -452,36 +477,9 @@ async fn state_load(report: &mut String, quick: bool) {
     );
     let (leader, term0, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
     let addr = cluster.addrs()[leader as usize - 1].clone();
-    let mut sim = AgentNode::new(
-        &cluster,
-        "simulated",
-        &[
-            "--simulate",
-            "10",
-            "--resources",
-            "cpus:8;mem:8192;disk:1000",
-            "--log-level",
-            "warn",
-        ],
-    );
-    sim.start();
-    cluster
-        .wait_active_agents(10, Duration::from_secs(30))
-        .await;
+    let _sim = simulated_agents(&cluster, 10, "cpus:8;mem:8192;disk:1000").await;
     // The registry's 10,000 finished tasks.
-    let out = Command::new(example("agora-driver", "batch"))
-        .args([
-            "--masters",
-            &cluster.addrs().join(","),
-            "--name",
-            "preload",
-            "--tasks",
-            &preload.to_string(),
-            "--cpus",
-            "0.5",
-            "--mem",
-            "32",
-        ])
+    let out = batch_command(&cluster, "preload", preload)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -603,22 +601,7 @@ async fn million(report: &mut String, quick: bool) {
     let (leader, term0, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
     let addr = cluster.addrs()[leader as usize - 1].clone();
     let pid = cluster.nodes[leader as usize - 1].pid().unwrap();
-    let mut sim = AgentNode::new(
-        &cluster,
-        "simulated",
-        &[
-            "--simulate",
-            "20",
-            "--resources",
-            "cpus:16;mem:16384;disk:1000",
-            "--log-level",
-            "warn",
-        ],
-    );
-    sim.start();
-    cluster
-        .wait_active_agents(20, Duration::from_secs(30))
-        .await;
+    let _sim = simulated_agents(&cluster, 20, "cpus:16;mem:16384;disk:1000").await;
     let started = Instant::now();
     let mut batch = endless_batch(&cluster, "million", total as usize);
     let mut rows = String::new();
