@@ -245,7 +245,8 @@ async fn run_replica(
     // and the peers' connections to this replica (served there by the accept loop's
     // priority lane), so a flood of client work on the main runtime slows clients, not
     // heartbeats and votes.
-    let raft_runtime = RaftRuntime::start(config.id)?;
+    let raft_runtime = OwnRuntime::raft(config.id)?;
+    let bulk_runtime = OwnRuntime::bulk(config.id)?;
     let network = raft_network::PeerNetworkFactory {
         security: security.peers.clone(),
     };
@@ -333,6 +334,10 @@ async fn run_replica(
                         .is_some()
                 }),
             }),
+            bulk: Some(agora_security::serve::BulkLane {
+                runtime: bulk_runtime.handle(),
+                admits: Arc::new(is_bulk_read),
+            }),
             ..Default::default()
         },
         shutdown,
@@ -359,31 +364,59 @@ async fn run_replica(
         tracing::warn!(error = %e, "raft shutdown");
     }
     raft_runtime.stop();
+    bulk_runtime.stop();
     served
 }
 
-/// The runtime Raft runs on: one worker thread, named `raft-<id>`.
-struct RaftRuntime(Option<tokio::runtime::Runtime>);
+/// A runtime of its own with one worker thread: Raft's (`raft-<id>`, raised priority) and
+/// bulk HTTP reads' (`http-bulk-<id>`, lowered priority).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
 
-impl RaftRuntime {
-    fn start(id: u64) -> Result<Self, MasterError> {
+/// The nice value of the threads that serve bulk HTTP reads (`/state`, `/metrics`, the web
+/// UI over HTTP/1): on a saturated host, the API and Raft's threads (nice 0 and
+/// [`agora_raft_store::RAFT_THREAD_NICE`]) get the CPU first, readers what is left.
+pub const BULK_THREAD_NICE: i32 = 10;
+
+/// HTTP/1 paths served on the bulk lane: reads whose answers are large.
+fn is_bulk_read(path: &str) -> bool {
+    matches!(path, "/state" | "/metrics" | "/" | "/ui.js" | "/ui.css")
+}
+
+impl OwnRuntime {
+    /// Raft's runtime: heartbeats before client work, on a busy host too (50 /state
+    /// readers on two cores cost the leader its leadership at the default priority).
+    fn raft(id: u64) -> Result<Self, MasterError> {
+        Self::start(format!("raft-{id}"), || {
+            if let Err(e) = agora_raft_store::raise_thread_priority() {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(error = %e, "Raft's threads keep the default priority (raising it needs CAP_SYS_NICE)")
+                });
+            }
+        })
+    }
+
+    /// The bulk readers' runtime; its blocking pool (where `/state` renders) is niced too.
+    fn bulk(id: u64) -> Result<Self, MasterError> {
+        Self::start(format!("http-bulk-{id}"), || {
+            if let Err(e) = agora_raft_store::set_thread_nice(BULK_THREAD_NICE) {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(error = %e, "bulk readers' threads keep the default priority")
+                });
+            }
+        })
+    }
+
+    fn start(name: String, on_start: fn()) -> Result<Self, MasterError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name(format!("raft-{id}"))
-            // Heartbeats before client work, on a busy host too (50 /state readers on two
-            // cores cost the leader its leadership at the default priority).
-            .on_thread_start(|| {
-                if let Err(e) = agora_raft_store::raise_thread_priority() {
-                    static SAID: std::sync::Once = std::sync::Once::new();
-                    SAID.call_once(|| {
-                        tracing::warn!(error = %e, "Raft's threads keep the default priority (raising it needs CAP_SYS_NICE)")
-                    });
-                }
-            })
+            .thread_name(name.clone())
+            .on_thread_start(on_start)
             .enable_all()
             .build()
-            .map_err(|e| MasterError::Raft(format!("cannot start Raft's runtime: {e}")))?;
-        Ok(RaftRuntime(Some(runtime)))
+            .map_err(|e| MasterError::Raft(format!("cannot start runtime {name}: {e}")))?;
+        Ok(OwnRuntime(Some(runtime)))
     }
 
     fn handle(&self) -> tokio::runtime::Handle {
@@ -398,7 +431,7 @@ impl RaftRuntime {
     }
 }
 
-impl Drop for RaftRuntime {
+impl Drop for OwnRuntime {
     /// Dropping a runtime blocks, which an async caller must not do: an early return
     /// (an error after it started) stops it in the background too.
     fn drop(&mut self) {

@@ -35,10 +35,16 @@ pub const RAFT_THREAD_NICE: i32 = -10;
 /// Gives the calling thread [`RAFT_THREAD_NICE`]. Needs CAP_SYS_NICE (root); without it
 /// the thread keeps its priority and the error says why.
 pub fn raise_thread_priority() -> std::io::Result<()> {
+    set_thread_nice(RAFT_THREAD_NICE)
+}
+
+/// Gives the calling thread (only it: Linux's nice value is per thread) the nice value
+/// `nice`. Lowering priority (a higher value) needs no privilege.
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: gettid and setpriority on the calling thread; no memory is passed.
     let rc = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, RAFT_THREAD_NICE)
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
     };
     if rc == 0 {
         Ok(())

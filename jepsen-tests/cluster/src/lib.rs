@@ -686,6 +686,46 @@ pub fn https_get_as(addr: &str, server_name: &str, path: &str) -> Option<(u16, S
     get_over(rustls::StreamOwned::new(conn, connect(addr)?), addr, path)
 }
 
+/// A client for repeated `GET`s over TLS, as a dashboard or a load test reads: its TLS
+/// configuration is built once (so later connections resume the TLS session), and bodies
+/// are read into the caller's buffer, not copied into strings.
+pub struct HttpsReader {
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl HttpsReader {
+    /// A reader of `addr` that trusts the fixture's CA.
+    pub fn new(addr: &str) -> Option<HttpsReader> {
+        let tls = agora_security::tls::ClientTls::load(&pki::pki().ca_path(), None).ok()?;
+        let host = addr.rsplit_once(':')?.0.to_string();
+        Some(HttpsReader {
+            config: std::sync::Arc::new(tls.rustls_config().ok()?),
+            name: rustls::pki_types::ServerName::try_from(host).ok()?,
+        })
+    }
+
+    /// `GET path` on a new connection to `addr`; `buf` holds the whole answer after it.
+    /// The status code and where the body starts in `buf`.
+    pub fn get(&self, addr: &str, path: &str, buf: &mut Vec<u8>) -> Option<(u16, usize)> {
+        use std::io::{Read, Write};
+        let conn = rustls::ClientConnection::new(self.config.clone(), self.name.clone()).ok()?;
+        let mut s = rustls::StreamOwned::new(conn, connect(addr)?);
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        buf.clear();
+        // A TLS peer may close without close_notify: keep what arrived.
+        let _ = s.read_to_end(buf);
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, head_end + 4))
+    }
+}
+
 fn connect(addr: &str) -> Option<std::net::TcpStream> {
     // Short timeouts: a paused (SIGSTOPped) process accepts connections but never answers.
     let target = addr.parse::<std::net::SocketAddr>().ok()?;

@@ -528,9 +528,11 @@ async fn state_load(report: &mut String, quick: bool) {
             let (addr, reading, reads, failed) =
                 (addr.clone(), reading.clone(), reads.clone(), failed.clone());
             std::thread::spawn(move || {
+                let client = HttpsReader::new(&addr).expect("a TLS client");
+                let mut buf = Vec::new();
                 while reading.load(std::sync::atomic::Ordering::Relaxed) {
-                    match https_get(&addr, "/state") {
-                        Some((200, body)) if body.ends_with('}') => {
+                    match client.get(&addr, "/state", &mut buf) {
+                        Some((200, start)) if buf.len() > start && buf.ends_with(b"}") => {
                             reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         }
                         _ => failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

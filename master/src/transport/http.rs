@@ -7,7 +7,6 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use crate::convert::resources_json;
 use crate::leader::Leader;
 
 pub fn router(leader: Leader) -> Router {
@@ -66,100 +65,6 @@ async fn health(axum::extract::State(leader): axum::extract::State<Leader>) -> R
             "insecure": leader.config().security.is_insecure(),
         }),
     )
-}
-
-/// The cluster state as JSON, from the leader's registry: what `principal` may see of it
-/// (the `view_frameworks`, `view_tasks` and `view_agents` ACLs).
-pub fn state_json(leader: &Leader, term: u64, principal: Option<&str>) -> serde_json::Value {
-    use agora_acl::Action;
-    leader.read(|reg| {
-        let agents: Vec<_> = reg
-            .agents()
-            .filter(|a| {
-                leader.may_view(
-                    principal,
-                    &Action::ViewAgent {
-                        agent: a.info.id.as_str(),
-                    },
-                )
-            })
-            .map(|a| {
-                let alloc = reg.agent_allocation(&a.info.id);
-                json!({
-                    "id": a.info.id,
-                    "hostname": a.info.hostname,
-                    "address": a.info.address,
-                    "active": a.status == agora_registry::AgentStatus::Active,
-                    "resources": resources_json(&a.info.resources),
-                    "used": resources_json(&alloc.used),
-                    "offered": resources_json(&alloc.offered),
-                    "attributes": a.info.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                })
-            })
-            .collect();
-        let frameworks: Vec<_> = reg
-            .frameworks()
-            .filter(|f| leader.may_view(principal, &Action::ViewFramework { user: &f.info.user }))
-            .map(|f| {
-                let alloc = reg.framework_allocation(&f.info.id);
-                json!({
-                    "id": f.info.id,
-                    "name": f.info.name,
-                    "role": f.info.role,
-                    "principal": f.info.principal,
-                    "user": f.info.user,
-                    "active": f.status == agora_registry::FrameworkStatus::Active,
-                    "used": resources_json(&alloc.used),
-                    "offered": resources_json(&alloc.offered),
-                })
-            })
-            .collect();
-        // Removed frameworks the registry still keeps (`--max-completed-frameworks`).
-        let completed: Vec<_> = reg
-            .completed_frameworks()
-            .filter(|c| {
-                leader.may_view(
-                    principal,
-                    &Action::ViewFramework {
-                        user: &c.framework.info.user,
-                    },
-                )
-            })
-            .map(|c| {
-                json!({
-                    "id": c.framework.info.id,
-                    "name": c.framework.info.name,
-                    "role": c.framework.info.role,
-                    "user": c.framework.info.user,
-                    "removed_at_ms": c.removed_at_ms,
-                })
-            })
-            .collect();
-        let tasks: Vec<_> = reg
-            .tasks()
-            .filter(|t| leader.may_view(principal, &Action::ViewTask { user: &t.user }))
-            .map(|t| {
-                json!({
-                    "user": t.user,
-                    "id": t.id,
-                    "framework_id": t.framework_id,
-                    "agent_id": t.agent_id,
-                    "name": t.name,
-                    "state": t.state.name(),
-                    "resources": resources_json(&t.resources),
-                    "message": t.message,
-                })
-            })
-            .collect();
-        json!({
-            "leader": leader.quorum().advertise(),
-            "term": term,
-            "agents": agents,
-            "frameworks": frameworks,
-            "completed_frameworks": completed,
-            "tasks": tasks,
-        })
-    })
 }
 
 async fn state(

@@ -7,7 +7,9 @@
 //! [`IDLE_TIMEOUT`] is closed, at most [`MAX_CONNECTIONS_PER_CLIENT`] connections from one
 //! IP address, and at most [`MAX_CONCURRENT_STREAMS`] requests at once on one HTTP/2
 //! connection. Connections that a [`PriorityLane`] admits (a master's Raft peers) are
-//! served on the lane's own runtime, so client traffic cannot starve them.
+//! served on the lane's own runtime, so client traffic cannot starve them; HTTP/1
+//! connections whose first request a [`BulkLane`] admits (bulk reads such as `/state`) are
+//! served on that lane's runtime, so a flood of them slows readers, not the API.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,6 +55,20 @@ impl std::fmt::Debug for PriorityLane {
     }
 }
 
+/// HTTP/1 connections served on a runtime of their own (a low-priority one): those whose
+/// first request's path `admits` says yes to. HTTP/2 (gRPC) always stays on the caller's.
+#[derive(Clone)]
+pub struct BulkLane {
+    pub runtime: tokio::runtime::Handle,
+    pub admits: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for BulkLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkLane").finish_non_exhaustive()
+    }
+}
+
 /// What the connection a request came on proves. Every request carries one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionInfo {
@@ -79,6 +95,8 @@ pub struct ServeOptions {
     pub max_connections_per_client: usize,
     /// Connections served on their own runtime (a master's Raft peers).
     pub priority: Option<PriorityLane>,
+    /// HTTP/1 connections served on a runtime of their own by their first request's path.
+    pub bulk: Option<BulkLane>,
 }
 
 impl ServeOptions {
@@ -128,14 +146,22 @@ pub async fn serve(
         let options = options.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Some(accepted) = handshake(stream, remote, &options).await else {
+            let Some(mut accepted) = handshake(stream, remote, &options).await else {
                 return;
             };
-            let lane = options
+            let mut lane = options
                 .priority
                 .as_ref()
                 .filter(|lane| (lane.admits)(accepted.info()))
                 .map(|lane| lane.runtime.clone());
+            if let (None, Some(bulk)) = (&lane, &options.bulk) {
+                let Some(line) = accepted.first_line(header_timeout(&options)).await else {
+                    return;
+                };
+                lane = request_path(&line)
+                    .filter(|path| (bulk.admits)(path))
+                    .map(|_| bulk.runtime.clone());
+            }
             let connection = serve_connection(accepted, app, options, watcher, slot);
             match lane {
                 // Spawned there, so the connection and the streams hyper spawns for it
@@ -166,13 +192,13 @@ async fn serve_connection(
         options.idle_timeout
     };
     match accepted {
-        Accepted::Tls(tls, info) => {
-            let (io, activity) = Watched::new(*tls);
+        Accepted::Tls(tls, info, read) => {
+            let (io, activity) = Watched::new(Replayed::new(read, *tls));
             let conn = builder.serve_connection(TokioIo::new(io), service(app, info));
             until_idle(watcher.watch(conn), activity, idle).await;
         }
-        Accepted::Plain(plain, info) => {
-            let (io, activity) = Watched::new(plain);
+        Accepted::Plain(plain, info, read) => {
+            let (io, activity) = Watched::new(Replayed::new(read, plain));
             let conn = builder.serve_connection(TokioIo::new(io), service(app, info));
             until_idle(watcher.watch(conn), activity, idle).await;
         }
@@ -334,13 +360,17 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
     }
 }
 
-/// HTTP/1 and HTTP/2 with a deadline for a request's headers.
-fn builder(options: &ServeOptions) -> Builder<TokioExecutor> {
-    let timeout = if options.header_timeout.is_zero() {
+fn header_timeout(options: &ServeOptions) -> Duration {
+    if options.header_timeout.is_zero() {
         HEADER_READ_TIMEOUT
     } else {
         options.header_timeout
-    };
+    }
+}
+
+/// HTTP/1 and HTTP/2 with a deadline for a request's headers.
+fn builder(options: &ServeOptions) -> Builder<TokioExecutor> {
+    let timeout = header_timeout(options);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -353,19 +383,142 @@ fn builder(options: &ServeOptions) -> Builder<TokioExecutor> {
     builder
 }
 
+/// An accepted connection, with the bytes read from it so far (they are served first).
 enum Accepted {
     Tls(
         Box<tokio_rustls::server::TlsStream<TcpStream>>,
         ConnectionInfo,
+        Vec<u8>,
     ),
-    Plain(TcpStream, ConnectionInfo),
+    Plain(TcpStream, ConnectionInfo, Vec<u8>),
 }
+
+/// The longest first line read to choose a lane; a longer one is served on the caller's.
+const MAX_FIRST_LINE: usize = 8 * 1024;
 
 impl Accepted {
     fn info(&self) -> &ConnectionInfo {
         match self {
-            Accepted::Tls(_, info) | Accepted::Plain(_, info) => info,
+            Accepted::Tls(_, info, _) | Accepted::Plain(_, info, _) => info,
         }
+    }
+
+    /// Reads the connection's first line (an HTTP/1 request line, or HTTP/2's
+    /// `PRI * HTTP/2.0`), keeping the bytes for the server. `None` if the client sent
+    /// none within `timeout` or closed.
+    async fn first_line(&mut self, timeout: Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let read = async {
+            loop {
+                let (n, read) = match self {
+                    Accepted::Tls(s, _, read) => {
+                        let mut chunk = [0u8; 1024];
+                        let n = s.read(&mut chunk).await.ok()?;
+                        read.extend_from_slice(&chunk[..n]);
+                        (n, read)
+                    }
+                    Accepted::Plain(s, _, read) => {
+                        let mut chunk = [0u8; 1024];
+                        let n = s.read(&mut chunk).await.ok()?;
+                        read.extend_from_slice(&chunk[..n]);
+                        (n, read)
+                    }
+                };
+                if n == 0 {
+                    return None;
+                }
+                if let Some(end) = read.iter().position(|&b| b == b'\n') {
+                    return Some(String::from_utf8_lossy(&read[..end]).into_owned());
+                }
+                if read.len() >= MAX_FIRST_LINE {
+                    return Some(String::new());
+                }
+            }
+        };
+        tokio::time::timeout(timeout, read).await.ok().flatten()
+    }
+}
+
+/// The path of an HTTP/1 request line (`GET /state?x HTTP/1.1` is `/state`); `None` for
+/// anything else (HTTP/2's preface is `PRI * HTTP/2.0`).
+fn request_path(line: &str) -> Option<&str> {
+    let mut words = line.split_ascii_whitespace();
+    let _method = words.next()?;
+    let target = words.next()?;
+    let version = words.next()?;
+    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+        return None;
+    }
+    Some(target.split(['?', '#']).next().unwrap_or(target))
+}
+
+/// A stream whose first bytes were read already: it gives those, then the rest.
+struct Replayed<S> {
+    read: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Replayed<S> {
+    fn new(read: Vec<u8>, inner: S) -> Self {
+        Replayed { read, at: 0, inner }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Replayed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.at < self.read.len() {
+            let n = (self.read.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.read[at..at + n]);
+            self.at += n;
+            if self.at == self.read.len() {
+                self.read = Vec::new();
+                self.at = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Replayed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -380,7 +533,7 @@ async fn handshake(
         peer_principal: None,
     };
     let Some(tls) = &options.tls else {
-        return Some(Accepted::Plain(stream, plain));
+        return Some(Accepted::Plain(stream, plain, Vec::new()));
     };
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
@@ -390,7 +543,7 @@ async fn handshake(
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         if options.allow_plaintext {
-            return Some(Accepted::Plain(stream, plain));
+            return Some(Accepted::Plain(stream, plain, Vec::new()));
         }
         tracing::debug!(%remote, "plaintext connection refused: TLS is required");
         return None;
@@ -415,7 +568,7 @@ async fn handshake(
         tls: true,
         peer_principal,
     };
-    Some(Accepted::Tls(Box::new(stream), info))
+    Some(Accepted::Tls(Box::new(stream), info, Vec::new()))
 }
 
 fn service(

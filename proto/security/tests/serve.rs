@@ -11,12 +11,16 @@ use axum::{Extension, Router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn app() -> Router {
-    Router::new().route(
-        "/who",
-        get(|Extension(info): Extension<ConnectionInfo>| async move {
-            format!("tls={} principal={:?}", info.tls, info.peer_principal)
-        }),
-    )
+    let thread = || async { std::thread::current().name().unwrap_or("").to_string() };
+    Router::new()
+        .route(
+            "/who",
+            get(|Extension(info): Extension<ConnectionInfo>| async move {
+                format!("tls={} principal={:?}", info.tls, info.peer_principal)
+            }),
+        )
+        .route("/bulk/thread", get(thread))
+        .route("/thread", get(thread))
 }
 
 struct Pki {
@@ -56,9 +60,16 @@ async fn start(options: ServeOptions) -> (String, tokio::sync::oneshot::Sender<(
 }
 
 async fn request<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut s: S,
+    s: S,
 ) -> std::io::Result<String> {
-    s.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    request_path(s, "/who").await
+}
+
+async fn request_path<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    path: &str,
+) -> std::io::Result<String> {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
@@ -76,6 +87,16 @@ async fn get_tls(addr: &str, tls: &ClientTls) -> std::io::Result<String> {
         .connect(name, tcp)
         .await?;
     request(s).await
+}
+
+async fn get_tls_path(addr: &str, tls: &ClientTls, path: &str) -> std::io::Result<String> {
+    let config = Arc::new(tls.rustls_config().unwrap());
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    request_path(s, path).await
 }
 
 async fn get_plain(addr: &str) -> std::io::Result<String> {
@@ -272,4 +293,50 @@ async fn connections_per_client_are_limited() {
     held.pop();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(get_plain(&addr).await.unwrap(), "tls=false principal=None");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn http1_bulk_reads_are_served_on_the_bulk_runtime_and_the_rest_on_the_callers() {
+    let bulk = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bulk-lane")
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = pki();
+    let tls = ServerTls::load(pki.server.clone()).unwrap();
+    let (addr, _stop) = start(ServeOptions {
+        tls: Some(tls),
+        allow_plaintext: true,
+        bulk: Some(agora_security::serve::BulkLane {
+            runtime: bulk.handle().clone(),
+            admits: Arc::new(|path| path.starts_with("/bulk/")),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let tls = client(&pki, false);
+    assert_eq!(
+        get_tls_path(&addr, &tls, "/bulk/thread").await.unwrap(),
+        "bulk-lane"
+    );
+    assert_eq!(
+        get_tls_path(&addr, &tls, "/bulk/thread?x=1").await.unwrap(),
+        "bulk-lane"
+    );
+    assert_ne!(
+        get_tls_path(&addr, &tls, "/thread").await.unwrap(),
+        "bulk-lane"
+    );
+    let plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(
+        request_path(plain, "/bulk/thread").await.unwrap(),
+        "bulk-lane"
+    );
+    // Other requests still get their answers (the bytes read to choose are replayed).
+    assert_eq!(
+        get_tls(&addr, &client(&pki, true)).await.unwrap(),
+        "tls=true principal=Some(\"agent-a\")"
+    );
+    bulk.shutdown_background();
 }
