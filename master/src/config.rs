@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use agora_raft_store::NodeId;
 
+/// Log entries between two snapshots (then all but the last 1,000 are purged). An entry
+/// is a batch of commands (at most 2 MiB): 2,000 of them were ~26 MB of log in a run of
+/// 0.5-cpu tasks, and the log, in sled's memory and on disk, is what a replica's size grows
+/// with once retention bounds the registry (at 10,000 the leader reached 230 MB).
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 2_000;
+
 /// A validated master configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -244,7 +250,7 @@ impl Config {
             // Snapshot transfer of a large registry takes far longer than 200 ms.
             install_snapshot_timeout: 10_000,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
             max_in_snapshot_log_to_keep: 1_000,
             purge_batch_size: 512,
             // Entries are batches of up to 1,024 commands: a replication round reads and

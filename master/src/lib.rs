@@ -16,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod faults;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod quorum;
 pub mod raft_network;
@@ -249,6 +250,7 @@ async fn run_replica(
     let bulk_runtime = OwnRuntime::bulk(config.id)?;
     let network = raft_network::PeerNetworkFactory {
         security: security.peers.clone(),
+        backoff: config.raft.heartbeat_interval,
     };
     let id = config.id;
     let raft = raft_runtime
@@ -310,7 +312,8 @@ async fn run_replica(
         leader.clone(),
     ));
 
-    let loops = leader.spawn_loops();
+    let mut loops = leader.spawn_loops();
+    loops.push(tokio::spawn(memory::trim_periodically(memory::TRIM_EVERY)));
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let closing = leader.clone();
     let shutdown = async move {

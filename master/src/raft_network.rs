@@ -29,8 +29,9 @@ use tonic::{Request, Response, Status};
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Most bytes of log entries in one AppendEntries call (one entry is always sent, and the
-/// writer bounds an entry at 2 MiB).
-pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+/// writer bounds an entry at 2 MiB). The log store already reads no more than this for
+/// replication; the cut here is the guard for what it returned.
+pub const MAX_APPEND_BYTES: usize = agora_raft_store::MAX_REPLICATION_READ_BYTES;
 
 /// How many of `entries`, from the first, fit in `max` bytes of JSON (at least one).
 fn bounded_prefix<T: Serialize>(entries: &[T], max: usize) -> usize {
@@ -66,6 +67,11 @@ pub fn channel(
 pub struct PeerNetworkFactory {
     /// TLS to peers (this replica's certificate as client identity), or plaintext.
     pub security: ClientSecurity,
+    /// How long replication to a peer that is down waits before it tries again. openraft
+    /// sends heartbeats through the same replication stream, so this must stay well under
+    /// the election timeout: its default (500 ms) let a follower campaign after one
+    /// connection failure. The replica's heartbeat interval.
+    pub backoff: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
@@ -81,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
             target,
             addr: node.addr.clone(),
             client,
+            backoff: self.backoff,
         }
     }
 }
@@ -91,20 +98,23 @@ pub struct PeerClient {
     addr: String,
     /// None when the address could not even be parsed as a URI.
     client: Option<RaftPeerClient<Channel>>,
+    backoff: Duration,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
-/// Maps a transport failure: a peer that is down, paused or cut off is `Unreachable`, so
-/// openraft backs off instead of retrying in a tight loop.
+/// Maps a transport failure: a peer that cannot be connected to is `Unreachable`, so
+/// openraft backs off ([`PeerClient`]'s backoff) instead of retrying in a tight loop. A
+/// call past its deadline (a slow peer, a busy host) is a plain network error: openraft
+/// tries again with the next heartbeat, with no backoff (backing off on a timeout, which
+/// tonic reports as `Cancelled`, stopped heartbeats for 500 ms under write load and cost
+/// elections).
 fn transport_error<E: std::error::Error>(
     status: Status,
 ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            RPCError::Unreachable(Unreachable::new(&status))
-        }
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
         _ => RPCError::Network(NetworkError::new(&status)),
     }
 }
@@ -142,6 +152,10 @@ fn with_deadline<T>(msg: T, option: &RPCOption) -> Request<T> {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.backoff))
+    }
+
     /// Sends at most [`MAX_APPEND_BYTES`] of entries (at least one) per call and reports a
     /// partial success for the rest: openraft gives the call one heartbeat interval, and a
     /// follower far behind must catch up in pieces that fit, not fail the whole batch for
@@ -312,7 +326,24 @@ impl RaftPeer for RaftPeerService {
 
 #[cfg(test)]
 mod tests {
-    use super::bounded_prefix;
+    use super::{bounded_prefix, transport_error};
+    use openraft::error::{Infallible, RPCError};
+
+    #[test]
+    fn only_a_peer_that_cannot_be_reached_is_backed_off_from() {
+        let e = |code| transport_error::<Infallible>(tonic::Status::new(code, "x"));
+        assert!(matches!(
+            e(tonic::Code::Unavailable),
+            RPCError::Unreachable(_)
+        ));
+        // tonic's own deadline ("Timeout expired") and a deadline the peer reports: a slow
+        // peer, tried again with the next heartbeat.
+        assert!(matches!(e(tonic::Code::Cancelled), RPCError::Network(_)));
+        assert!(matches!(
+            e(tonic::Code::DeadlineExceeded),
+            RPCError::Network(_)
+        ));
+    }
 
     #[test]
     fn appends_are_cut_to_the_byte_bound_but_always_carry_one_entry() {

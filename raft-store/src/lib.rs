@@ -64,7 +64,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use log_store::LogStore;
+pub use log_store::{LogStore, MAX_REPLICATION_READ_BYTES};
 pub use state_machine::{SnapshotBuilder, SnapshotStats, StateHandle, StateMachineStore};
 
 /// What the store keeps in memory and applies committed log entries to.
@@ -158,8 +158,11 @@ pub enum OpenError {
     Corrupt { path: String, reason: String },
 }
 
-/// sled's page cache per replica.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache per replica. Replication reads the log's tail, just written; older
+/// entries are read only for a follower far behind, and then once. With 64 MiB the
+/// leader's heap kept filling for minutes (61 -> 88 MB in use between 40 s and 140 s of a
+/// million-task run) before it leveled off.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Opens (or creates) the store in `dir`: the log store for openraft, and the state machine
 /// with its last snapshot loaded.

@@ -135,7 +135,33 @@ impl<M: StateMachine> RaftLogReader<TypeConfig<M>> for LogStore<M> {
         }
         Ok(out)
     }
+
+    /// What replication reads to send: entries from `start`, at most
+    /// [`MAX_REPLICATION_READ_BYTES`] of them as stored (at least one). openraft asks for
+    /// `max_payload_entries` at once; with entries of up to 2 MiB each, a follower behind
+    /// cost the leader 100+ MB read and decoded per round to send one megabyte.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Vec<Entry<TypeConfig<M>>>> {
+        let mut out = Vec::new();
+        let mut bytes_read = 0;
+        for item in self.logs.range(to_key_bounds(&(start..end))) {
+            let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+            bytes_read += bytes.len();
+            if bytes_read > MAX_REPLICATION_READ_BYTES && !out.is_empty() {
+                break;
+            }
+            out.push(decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?);
+        }
+        Ok(out)
+    }
 }
+
+/// Most bytes of stored entries replication reads for one AppendEntries (one entry is read
+/// whatever its size).
+pub const MAX_REPLICATION_READ_BYTES: usize = 1024 * 1024;
 
 impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
     type LogReader = LogStore<M>;

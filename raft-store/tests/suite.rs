@@ -142,3 +142,35 @@ async fn a_new_store_is_pristine() {
     assert!(agora_raft_store::is_pristine(&log, &sm));
     assert_eq!(sm.handle().read(|c| c.clone()), Counters::default());
 }
+
+#[tokio::test]
+async fn replication_reads_about_a_megabyte_of_entries_and_always_one() {
+    use agora_raft_store::MAX_REPLICATION_READ_BYTES;
+    use openraft::storage::RaftLogReader;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _sm) = open::<Counters>(dir.path()).unwrap();
+    // 40 entries of ~100 KB, then one of ~3 MB.
+    let big = |n: usize| EntryPayload::Normal(Op::Add("x".repeat(n), 1));
+    let mut entries: Vec<Entry<C>> = (1..=40).map(|i| entry(i, big(100_000))).collect();
+    entries.push(entry(41, big(3_000_000)));
+    log.blocking_append(entries).await.unwrap();
+
+    let first = log.limited_get_log_entries(1, 42).await.unwrap();
+    let n = first.len();
+    assert!(
+        n * 100_000 <= MAX_REPLICATION_READ_BYTES,
+        "{n} entries read"
+    );
+    assert!(
+        (n + 1) * 100_000 > MAX_REPLICATION_READ_BYTES - 100_000,
+        "{n} entries read"
+    );
+    assert_eq!(first[0].log_id.index, 1);
+    // One entry larger than the bound is still read, alone.
+    let last = log.limited_get_log_entries(41, 42).await.unwrap();
+    assert_eq!(last.len(), 1);
+    let tail = log.limited_get_log_entries(40, 42).await.unwrap();
+    assert_eq!(tail.len(), 1, "the 3 MB entry waits for the next read");
+    // The unbounded read still gives the whole range.
+    assert_eq!(log.try_get_log_entries(1..42).await.unwrap().len(), 41);
+}
