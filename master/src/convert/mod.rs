@@ -12,6 +12,7 @@ use agora_registry::{
 use tonic::Status;
 
 pub mod limits;
+pub mod mesos;
 mod sessions;
 
 pub use sessions::*;

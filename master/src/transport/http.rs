@@ -136,7 +136,7 @@ fn static_file(content_type: &'static str, body: &'static str) -> Response {
 
 /// Headers on every HTTP answer: the page loads script, style and data only from this
 /// address, may not be framed, and no answer is sniffed into another type.
-async fn security_headers(mut response: Response) -> Response {
+pub(super) async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

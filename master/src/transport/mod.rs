@@ -9,6 +9,7 @@ mod agent_gateway;
 pub mod auth;
 pub mod http;
 mod master_api;
+mod mesos_scheduler;
 mod operator;
 mod scheduler;
 pub mod state_cache;
@@ -45,7 +46,8 @@ pub fn router(
             leader.clone(),
         )))
         .into_axum_router();
-    http::router(leader)
+    http::router(leader.clone())
+        .merge(mesos_scheduler::router(leader))
         .merge(grpc)
         .fallback(agora_security::serve::unknown_path)
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))

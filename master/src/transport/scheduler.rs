@@ -1,4 +1,7 @@
-//! `agora.v1.Scheduler`: frameworks' calls.
+//! `agora.v1.Scheduler`: frameworks' calls. Each call is a function of this module taking
+//! the authenticated principal and the request, so Mesos' scheduler HTTP API
+//! ([`super::mesos_scheduler`]), which converts its calls into these requests, makes the
+//! very same checks and leader calls.
 
 use std::pin::Pin;
 
@@ -12,7 +15,7 @@ use tonic::{Request, Response, Status};
 use super::{leader_status, principal, session_status};
 use crate::convert;
 use crate::leader::messages::FrameworkMessage;
-use crate::leader::Leader;
+use crate::leader::{Leader, SubscribeCall, Subscription};
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
@@ -24,30 +27,190 @@ impl SchedulerApi {
     pub fn new(leader: Leader) -> Self {
         SchedulerApi { leader }
     }
-
-    /// The framework a call names: this replica leads, the id is valid, the framework is
-    /// subscribed to it, and it belongs to the caller's principal.
-    fn caller(&self, id: &str, principal: Option<&str>) -> Result<FrameworkId, Status> {
-        let id = self.subscribed(id)?;
-        self.leader
-            .require_framework_owner(principal, &id)
-            .map_err(leader_status)?;
-        Ok(id)
-    }
-
-    /// The framework a call names, whoever owns it.
-    fn subscribed(&self, id: &str) -> Result<FrameworkId, Status> {
-        self.leader.require_leader().map_err(leader_status)?;
-        let id = convert::framework_id(id, "framework_id")?;
-        self.leader.require_subscribed(&id).map_err(leader_status)?;
-        Ok(id)
-    }
 }
 
-fn done(result: Result<(), crate::leader::LeaderError>) -> Result<Response<pb::CallReply>, Status> {
-    result
-        .map(|()| Response::new(pb::CallReply {}))
-        .map_err(leader_status)
+/// The framework a call names: this replica leads, the id is valid, the framework is
+/// subscribed to it, and it belongs to the caller's principal.
+pub(super) fn caller(
+    leader: &Leader,
+    id: &str,
+    principal: Option<&str>,
+) -> Result<FrameworkId, Status> {
+    let id = subscribed(leader, id)?;
+    leader
+        .require_framework_owner(principal, &id)
+        .map_err(leader_status)?;
+    Ok(id)
+}
+
+/// The framework a call names, whoever owns it.
+fn subscribed(leader: &Leader, id: &str) -> Result<FrameworkId, Status> {
+    leader.require_leader().map_err(leader_status)?;
+    let id = convert::framework_id(id, "framework_id")?;
+    leader.require_subscribed(&id).map_err(leader_status)?;
+    Ok(id)
+}
+
+fn done(result: Result<(), crate::leader::LeaderError>) -> Result<(), Status> {
+    result.map_err(leader_status)
+}
+
+fn reply(result: Result<(), Status>) -> Result<Response<pb::CallReply>, Status> {
+    result.map(|()| Response::new(pb::CallReply {}))
+}
+
+/// Subscribes a framework as the principal `who` proved: a framework acts as that
+/// principal, and declaring another is refused.
+pub(super) async fn subscribe(
+    leader: &Leader,
+    who: Option<String>,
+    mut call: SubscribeCall,
+) -> Result<Subscription, Status> {
+    if let Some(who) = who {
+        if call
+            .principal
+            .as_ref()
+            .is_some_and(|declared| *declared != who)
+        {
+            return Err(Status::permission_denied(format!(
+                "framework.principal: {:?} is not the authenticated principal {who:?}",
+                call.principal.as_deref().unwrap_or_default()
+            )));
+        }
+        call.principal = Some(who);
+    }
+    leader.subscribe(call).await.map_err(leader_status)
+}
+
+pub(super) async fn accept(
+    leader: &Leader,
+    who: Option<&str>,
+    req: &pb::AcceptRequest,
+) -> Result<(), Status> {
+    let framework = caller(leader, &req.framework_id, who)?;
+    let call = convert::accept_from_proto(req, &leader.framework_user(&framework))?;
+    done(leader.accept(&framework, call).await)
+}
+
+pub(super) async fn decline(
+    leader: &Leader,
+    who: Option<&str>,
+    req: &pb::DeclineRequest,
+) -> Result<(), Status> {
+    let framework = caller(leader, &req.framework_id, who)?;
+    let refuse = convert::refuse_from_proto(req.filters.as_ref())?;
+    convert::limits::count(
+        "offer_ids",
+        req.offer_ids.len(),
+        convert::limits::MAX_OFFERS_PER_CALL,
+    )?;
+    let ids = convert::offer_ids(&req.offer_ids, "offer_ids", false)?;
+    done(leader.decline(&framework, &ids, refuse).await)
+}
+
+pub(super) fn revive(leader: &Leader, who: Option<&str>, framework_id: &str) -> Result<(), Status> {
+    let framework = caller(leader, framework_id, who)?;
+    done(leader.revive(&framework))
+}
+
+pub(super) fn suppress(
+    leader: &Leader,
+    who: Option<&str>,
+    framework_id: &str,
+) -> Result<(), Status> {
+    let framework = caller(leader, framework_id, who)?;
+    done(leader.suppress(&framework))
+}
+
+pub(super) fn kill(
+    leader: &Leader,
+    who: Option<&str>,
+    req: &pb::KillRequest,
+) -> Result<(), Status> {
+    let framework = caller(leader, &req.framework_id, who)?;
+    let task = convert::task_id(&req.task_id, "task_id")?;
+    let grace = convert::limits::grace_period_ms("grace_period_ms", req.grace_period_ms)?;
+    done(leader.kill(&framework, &task, grace))
+}
+
+pub(super) fn acknowledge(
+    leader: &Leader,
+    who: Option<&str>,
+    req: pb::AcknowledgeRequest,
+) -> Result<(), Status> {
+    let framework = caller(leader, &req.framework_id, who)?;
+    let task = convert::task_id(&req.task_id, "task_id")?;
+    if req.uuid.is_empty() {
+        return Err(convert::invalid("uuid", "empty"));
+    }
+    let agent = if req.agent_id.is_empty() {
+        None
+    } else {
+        Some(convert::agent_id(&req.agent_id, "agent_id")?)
+    };
+    done(leader.acknowledge(&framework, &task, req.uuid, agent))
+}
+
+pub(super) fn reconcile(
+    leader: &Leader,
+    who: Option<&str>,
+    req: &pb::ReconcileRequest,
+) -> Result<(), Status> {
+    let framework = caller(leader, &req.framework_id, who)?;
+    convert::limits::count(
+        "task_ids",
+        req.task_ids.len(),
+        convert::limits::MAX_TASKS_PER_RECONCILE,
+    )?;
+    let tasks = req
+        .task_ids
+        .iter()
+        .enumerate()
+        .map(|(i, t)| convert::task_id(t, &format!("task_ids[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    done(leader.reconcile(&framework, &tasks))
+}
+
+pub(super) fn message(
+    leader: &Leader,
+    who: Option<&str>,
+    m: pb::FrameworkMessage,
+) -> Result<(), Status> {
+    let framework = caller(leader, &m.framework_id, who)?;
+    let agent = convert::agent_id(&m.agent_id, "agent_id")?;
+    agora_registry::ids::validate_id(&m.executor_id)
+        .map_err(|e| convert::invalid("executor_id", e))?;
+    convert::limits::bytes("data", &m.data, convert::limits::MAX_MESSAGE_BYTES)?;
+    done(leader.message(FrameworkMessage {
+        framework_id: framework,
+        agent_id: agent,
+        executor_id: m.executor_id,
+        data: m.data,
+    }))
+}
+
+pub(super) fn shutdown(
+    leader: &Leader,
+    who: Option<&str>,
+    req: pb::ShutdownRequest,
+) -> Result<(), Status> {
+    let framework = caller(leader, &req.framework_id, who)?;
+    let agent = convert::agent_id(&req.agent_id, "agent_id")?;
+    agora_registry::ids::validate_id(&req.executor_id)
+        .map_err(|e| convert::invalid("executor_id", e))?;
+    done(leader.shutdown_executor(&framework, &agent, req.executor_id))
+}
+
+pub(super) async fn teardown(
+    leader: &Leader,
+    who: Option<&str>,
+    framework_id: &str,
+) -> Result<(), Status> {
+    let framework = subscribed(leader, framework_id)?;
+    leader
+        .authorize_teardown(who, &framework)
+        .map_err(leader_status)?;
+    done(leader.teardown(&framework).await)
 }
 
 #[tonic::async_trait]
@@ -60,22 +223,8 @@ impl Scheduler for SchedulerApi {
     ) -> Result<Response<EventStream>, Status> {
         self.leader.require_leader().map_err(leader_status)?;
         let who = principal(&req);
-        let mut call = convert::subscribe_from_proto(req.into_inner())?;
-        // A framework acts as the principal it proved; declaring another is refused.
-        if let Some(who) = who {
-            if call
-                .principal
-                .as_ref()
-                .is_some_and(|declared| *declared != who)
-            {
-                return Err(Status::permission_denied(format!(
-                    "framework.principal: {:?} is not the authenticated principal {who:?}",
-                    call.principal.as_deref().unwrap_or_default()
-                )));
-            }
-            call.principal = Some(who);
-        }
-        let subscription = self.leader.subscribe(call).await.map_err(leader_status)?;
+        let call = convert::subscribe_from_proto(req.into_inner())?;
+        let subscription = subscribe(&self.leader, who, call).await?;
         let events = ReceiverStream::new(subscription.events).map(|e| {
             e.map(convert::framework_event_to_proto)
                 .map_err(session_status)
@@ -88,10 +237,7 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::AcceptRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        let framework = self.caller(&req.framework_id, who.as_deref())?;
-        let call = convert::accept_from_proto(&req, &self.leader.framework_user(&framework))?;
-        done(self.leader.accept(&framework, call).await)
+        reply(accept(&self.leader, who.as_deref(), req.get_ref()).await)
     }
 
     async fn decline(
@@ -99,16 +245,7 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::DeclineRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        let framework = self.caller(&req.framework_id, who.as_deref())?;
-        let refuse = convert::refuse_from_proto(req.filters.as_ref())?;
-        convert::limits::count(
-            "offer_ids",
-            req.offer_ids.len(),
-            convert::limits::MAX_OFFERS_PER_CALL,
-        )?;
-        let ids = convert::offer_ids(&req.offer_ids, "offer_ids", false)?;
-        done(self.leader.decline(&framework, &ids, refuse).await)
+        reply(decline(&self.leader, who.as_deref(), req.get_ref()).await)
     }
 
     async fn revive(
@@ -116,8 +253,11 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::FrameworkCall>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let framework = self.caller(&req.into_inner().framework_id, who.as_deref())?;
-        done(self.leader.revive(&framework))
+        reply(revive(
+            &self.leader,
+            who.as_deref(),
+            &req.get_ref().framework_id,
+        ))
     }
 
     async fn suppress(
@@ -125,17 +265,16 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::FrameworkCall>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let framework = self.caller(&req.into_inner().framework_id, who.as_deref())?;
-        done(self.leader.suppress(&framework))
+        reply(suppress(
+            &self.leader,
+            who.as_deref(),
+            &req.get_ref().framework_id,
+        ))
     }
 
     async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        let framework = self.caller(&req.framework_id, who.as_deref())?;
-        let task = convert::task_id(&req.task_id, "task_id")?;
-        let grace = convert::limits::grace_period_ms("grace_period_ms", req.grace_period_ms)?;
-        done(self.leader.kill(&framework, &task, grace))
+        reply(kill(&self.leader, who.as_deref(), req.get_ref()))
     }
 
     async fn acknowledge(
@@ -143,18 +282,7 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        let framework = self.caller(&req.framework_id, who.as_deref())?;
-        let task = convert::task_id(&req.task_id, "task_id")?;
-        if req.uuid.is_empty() {
-            return Err(convert::invalid("uuid", "empty"));
-        }
-        let agent = if req.agent_id.is_empty() {
-            None
-        } else {
-            Some(convert::agent_id(&req.agent_id, "agent_id")?)
-        };
-        done(self.leader.acknowledge(&framework, &task, req.uuid, agent))
+        reply(acknowledge(&self.leader, who.as_deref(), req.into_inner()))
     }
 
     async fn reconcile(
@@ -162,20 +290,7 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        let framework = self.caller(&req.framework_id, who.as_deref())?;
-        convert::limits::count(
-            "task_ids",
-            req.task_ids.len(),
-            convert::limits::MAX_TASKS_PER_RECONCILE,
-        )?;
-        let tasks = req
-            .task_ids
-            .iter()
-            .enumerate()
-            .map(|(i, t)| convert::task_id(t, &format!("task_ids[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        done(self.leader.reconcile(&framework, &tasks))
+        reply(reconcile(&self.leader, who.as_deref(), req.get_ref()))
     }
 
     async fn message(
@@ -183,18 +298,7 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::FrameworkMessage>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let m = req.into_inner();
-        let framework = self.caller(&m.framework_id, who.as_deref())?;
-        let agent = convert::agent_id(&m.agent_id, "agent_id")?;
-        agora_registry::ids::validate_id(&m.executor_id)
-            .map_err(|e| convert::invalid("executor_id", e))?;
-        convert::limits::bytes("data", &m.data, convert::limits::MAX_MESSAGE_BYTES)?;
-        done(self.leader.message(FrameworkMessage {
-            framework_id: framework,
-            agent_id: agent,
-            executor_id: m.executor_id,
-            data: m.data,
-        }))
+        reply(message(&self.leader, who.as_deref(), req.into_inner()))
     }
 
     async fn shutdown(
@@ -202,15 +306,7 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        let framework = self.caller(&req.framework_id, who.as_deref())?;
-        let agent = convert::agent_id(&req.agent_id, "agent_id")?;
-        agora_registry::ids::validate_id(&req.executor_id)
-            .map_err(|e| convert::invalid("executor_id", e))?;
-        done(
-            self.leader
-                .shutdown_executor(&framework, &agent, req.executor_id),
-        )
+        reply(shutdown(&self.leader, who.as_deref(), req.into_inner()))
     }
 
     async fn teardown(
@@ -218,10 +314,6 @@ impl Scheduler for SchedulerApi {
         req: Request<pb::FrameworkCall>,
     ) -> Result<Response<pb::CallReply>, Status> {
         let who = principal(&req);
-        let framework = self.subscribed(&req.into_inner().framework_id)?;
-        self.leader
-            .authorize_teardown(who.as_deref(), &framework)
-            .map_err(leader_status)?;
-        done(self.leader.teardown(&framework).await)
+        reply(teardown(&self.leader, who.as_deref(), &req.get_ref().framework_id).await)
     }
 }
