@@ -663,6 +663,11 @@ fn json_framework_launches_acknowledges_kills_reconciles_declines() {
         let u = u.unwrap_or_else(|| panic!("no reconciliation of {t}: {:?}", sub.seen));
         assert_eq!(u.state(), state, "{u:?}");
         assert_eq!(u.source, Some(mesos::task_status::Source::Master as i32));
+        assert_eq!(
+            u.reason(),
+            mesos::task_status::Reason::Reconciliation,
+            "{u:?}"
+        );
     }
 
     // DECLINE: first every offer made so far (each holds part of the agent, as tasks
@@ -1003,6 +1008,11 @@ fn bad_calls_are_refused_naming_the_problem() {
     assert_eq!(a.code, 202, "{a:?} {}", a.text());
     let u = sub.update("late");
     assert_eq!(u.state(), mesos::TaskState::TaskLost, "{u:?}");
+    assert_eq!(
+        u.reason(),
+        mesos::task_status::Reason::InvalidOffers,
+        "{u:?}"
+    );
     assert!(
         u.message
             .as_deref()

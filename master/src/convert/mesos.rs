@@ -13,11 +13,11 @@ use std::net::Ipv4Addr;
 use agora_mesos_proto::v1 as mesos;
 use agora_mesos_proto::v1::scheduler as sched;
 use agora_proto::v1 as pb;
-use agora_registry::{Resources, TaskState, Value};
+use agora_registry::{AgentId, Resources, TaskId, TaskState, Value};
 use tonic::Status;
 
 use super::{invalid, limits};
-use crate::leader::messages::{FrameworkEvent, OfferView, SessionEnd, TaskStatus};
+use crate::leader::messages::{FrameworkEvent, OfferView, SessionEnd, StatusReason, TaskStatus};
 use crate::leader::SubscribeCall;
 
 /// `status` with the field it names (the text before `": "`) renamed by the first of
@@ -46,6 +46,10 @@ pub struct EventShape {
     pub partition_aware: bool,
     /// MULTI_ROLE: offers and their resources carry `allocation_info`.
     pub multi_role: bool,
+    /// TASK_KILLING_STATE: TASK_KILLING is sent; else a killing task is reported as
+    /// TASK_RUNNING and the agent's TASK_KILLING update is not sent at all (see
+    /// [`hidden_update`]).
+    pub task_killing_state: bool,
     /// RESERVATION_REFINEMENT: reservations as `reservations`; else as the older `role`.
     pub reservation_refinement: bool,
     /// The leading master, in SUBSCRIBED.
@@ -100,6 +104,7 @@ pub fn subscribe_from_mesos(s: &sched::call::Subscribe) -> Result<MesosSubscribe
         role: call.role.clone(),
         partition_aware: capabilities.contains(&Capability::PartitionAware),
         multi_role: capabilities.contains(&Capability::MultiRole),
+        task_killing_state: capabilities.contains(&Capability::TaskKillingState),
         reservation_refinement: capabilities.contains(&Capability::ReservationRefinement),
         master: None,
     };
@@ -616,6 +621,25 @@ pub fn task_state_to_mesos(state: TaskState, partition_aware: bool) -> mesos::Ta
     }
 }
 
+/// An agent's update that a framework of `shape` is not sent, with what acknowledges it
+/// on the framework's behalf (task, uuid, agent): TASK_KILLING to a framework without
+/// TASK_KILLING_STATE, as a Mesos agent never sends it one.
+pub fn hidden_update(
+    event: &FrameworkEvent,
+    shape: &EventShape,
+) -> Option<(TaskId, String, Option<AgentId>)> {
+    match event {
+        FrameworkEvent::Update(s)
+            if s.state == TaskState::TaskKilling && !shape.task_killing_state =>
+        {
+            s.uuid
+                .clone()
+                .map(|uuid| (s.task_id.clone(), uuid, s.agent_id.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// A status update. The source is the master for what it decided itself (no uuid), the
 /// executor for what a running task reported, the agent for the rest.
 pub fn task_status_to_mesos(s: TaskStatus, shape: &EventShape) -> mesos::TaskStatus {
@@ -637,15 +661,31 @@ pub fn task_status_to_mesos(s: TaskStatus, shape: &EventShape) -> mesos::TaskSta
         task_id: mesos::TaskId {
             value: s.task_id.to_string(),
         },
-        state: task_state_to_mesos(s.state, shape.partition_aware) as i32,
+        state: match s.state {
+            TaskState::TaskKilling if !shape.task_killing_state => mesos::TaskState::TaskRunning,
+            state => task_state_to_mesos(state, shape.partition_aware),
+        } as i32,
         message: (!s.message.is_empty()).then_some(s.message),
         source: Some(source as i32),
+        reason: s.reason.map(|r| reason_to_mesos(r) as i32),
         agent_id: s.agent_id.map(|a| mesos::AgentId {
             value: a.to_string(),
         }),
         timestamp: Some(s.timestamp_ms as f64 / 1000.0),
         uuid: s.uuid.as_deref().map(uuid_to_mesos),
         ..Default::default()
+    }
+}
+
+/// The Mesos reason for one the master gives. An unreachable agent's tasks get
+/// REASON_AGENT_REMOVED, as a Mesos master marking an agent unreachable gives them.
+fn reason_to_mesos(reason: StatusReason) -> mesos::task_status::Reason {
+    use mesos::task_status::Reason;
+    match reason {
+        StatusReason::Reconciliation => Reason::Reconciliation,
+        StatusReason::AgentUnreachable => Reason::AgentRemoved,
+        StatusReason::InvalidOffers => Reason::InvalidOffers,
+        StatusReason::TaskInvalid => Reason::TaskInvalid,
     }
 }
 
@@ -834,7 +874,7 @@ pub fn session_end_to_mesos(end: &SessionEnd) -> Option<sched::Event> {
 mod tests {
     use super::*;
     use agora_mesos_proto::MesosJson;
-    use agora_registry::{AgentId, FrameworkId, Offer, OfferId, TaskId};
+    use agora_registry::{FrameworkId, Offer, OfferId};
 
     fn call(json: &str) -> sched::Call {
         sched::Call::from_json(json.as_bytes()).unwrap()
@@ -986,10 +1026,16 @@ mod tests {
             uuid: Some(u),
             exit_code: None,
             timestamp_ms: 1_500,
+            reason: Some(StatusReason::InvalidOffers),
         };
         let e = framework_event_to_mesos(FrameworkEvent::Update(status.clone()), &shape);
         let s = &e.update.as_ref().unwrap().status;
         assert_eq!(s.state(), mesos::TaskState::TaskLost);
+        assert_eq!(
+            s.reason(),
+            mesos::task_status::Reason::InvalidOffers,
+            "the master's reason crosses"
+        );
         assert_eq!(s.timestamp, Some(1.5));
         assert_eq!(s.uuid.as_ref().unwrap().len(), 16);
         let aware = EventShape {
@@ -1007,5 +1053,45 @@ mod tests {
         assert!(session_end_to_mesos(&SessionEnd::NotLeader(None)).is_none());
         let e = session_end_to_mesos(&SessionEnd::Replaced).unwrap();
         assert_eq!(e.r#type(), sched::event::Type::Error);
+    }
+
+    #[test]
+    fn task_killing_only_for_frameworks_that_ask_for_it() {
+        let killing = |uuid: Option<&str>| TaskStatus {
+            task_id: TaskId::new("t").unwrap(),
+            state: TaskState::TaskKilling,
+            message: String::new(),
+            agent_id: Some(AgentId::new("a").unwrap()),
+            uuid: uuid.map(str::to_string),
+            exit_code: None,
+            timestamp_ms: 1,
+            reason: None,
+        };
+        let plain = EventShape::default();
+        let capable = EventShape {
+            task_killing_state: true,
+            ..EventShape::default()
+        };
+        let u = uuid::Uuid::new_v4().to_string();
+        let update = FrameworkEvent::Update(killing(Some(&u)));
+        // The agent's update is acknowledged for a framework that may not see it...
+        let (task, uuid, agent) = hidden_update(&update, &plain).unwrap();
+        assert_eq!((task.as_str(), uuid.as_str()), ("t", u.as_str()));
+        assert_eq!(agent.unwrap().as_str(), "a");
+        // ...and sent to one that asked for it.
+        assert!(hidden_update(&update, &capable).is_none());
+        let e = framework_event_to_mesos(update, &capable);
+        assert_eq!(
+            e.update.unwrap().status.state(),
+            mesos::TaskState::TaskKilling
+        );
+        // The master's own answer (reconciliation) says TASK_RUNNING instead.
+        let answer = FrameworkEvent::Update(killing(None));
+        assert!(hidden_update(&answer, &plain).is_none());
+        let e = framework_event_to_mesos(answer, &plain);
+        assert_eq!(
+            e.update.unwrap().status.state(),
+            mesos::TaskState::TaskRunning
+        );
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tracing::Instrument;
 
-use super::messages::{AgentCommand, AgentReport, AgentUpdate, SessionEnd};
+use super::messages::{AgentCommand, AgentReport, AgentUpdate, SessionEnd, StatusReason};
 use super::sessions::{Outbound, Serial};
 use super::{Leader, LeaderError, WriteError};
 
@@ -196,7 +196,7 @@ impl Leader {
                 })
                 .await;
             if written.is_ok() {
-                self.announce(&framework_id, &task_id);
+                self.announce(&framework_id, &task_id, StatusReason::Reconciliation);
             }
         }
         for (framework_id, task_id) in plan.kill {

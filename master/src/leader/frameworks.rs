@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::messages::{
-    AgentCommand, AgentUpdate, FrameworkEvent, FrameworkMessage, OfferView, SessionEnd, TaskStatus,
+    AgentCommand, AgentUpdate, FrameworkEvent, FrameworkMessage, OfferView, SessionEnd,
+    StatusReason, TaskStatus,
 };
 use super::sessions::Outbound;
 use super::{Leader, LeaderError, WriteError, HEARTBEAT, MAX_REFUSE};
@@ -351,6 +352,7 @@ impl Leader {
                         uuid: None,
                         exit_code: None,
                         timestamp_ms: now,
+                        reason: Some(refusal_reason(&reason)),
                     });
                     self.to_framework(framework, FrameworkEvent::Update(status));
                 }
@@ -429,7 +431,8 @@ impl Leader {
                 self.to_framework(framework, FrameworkEvent::Update(lost));
             }
             Some(t) if t.state.is_terminal() => {
-                self.to_framework(framework, FrameworkEvent::Update(TaskStatus::of(&t)));
+                let status = TaskStatus::of(&t).because(StatusReason::Reconciliation);
+                self.to_framework(framework, FrameworkEvent::Update(status));
             }
             Some(t) => self.to_agent(
                 &t.agent_id,
@@ -479,13 +482,13 @@ impl Leader {
             if tasks.is_empty() {
                 reg.tasks()
                     .filter(|t| &t.framework_id == framework && !t.state.is_terminal())
-                    .map(TaskStatus::of)
+                    .map(|t| TaskStatus::of(t).because(StatusReason::Reconciliation))
                     .collect()
             } else {
                 tasks
                     .iter()
                     .map(|id| match reg.task(framework, id) {
-                        Some(t) => TaskStatus::of(t),
+                        Some(t) => TaskStatus::of(t).because(StatusReason::Reconciliation),
                         None => TaskStatus::lost(id, "unknown task", now),
                     })
                     .collect()
@@ -569,8 +572,11 @@ impl Leader {
     /// Tells a task's framework the state the registry now holds for it: for changes the
     /// master decides itself (agent unreachable, reconciliation), which no agent will
     /// re-send, so they carry no uuid to acknowledge.
-    pub(super) fn announce(&self, framework: &FrameworkId, task: &TaskId) {
-        if let Some(status) = self.read(|reg| reg.task(framework, task).map(TaskStatus::of)) {
+    pub(super) fn announce(&self, framework: &FrameworkId, task: &TaskId, reason: StatusReason) {
+        if let Some(status) = self.read(|reg| {
+            reg.task(framework, task)
+                .map(|t| TaskStatus::of(t).because(reason))
+        }) {
             self.to_framework(framework, FrameworkEvent::Update(status));
         }
     }
@@ -594,6 +600,7 @@ impl Leader {
                 uuid: Some(update.uuid.clone()),
                 exit_code: update.exit_code,
                 timestamp_ms: update.timestamp_ms,
+                reason: None,
             }),
         );
         false
@@ -616,6 +623,20 @@ impl Leader {
 /// that long is a "never" in practice).
 fn refuse_until(now: u64, refuse: Duration) -> u64 {
     now.saturating_add(refuse.min(MAX_REFUSE).as_millis() as u64)
+}
+
+/// The reason a refused launch's tasks are dropped with: the offers' fault, or the tasks'.
+fn refusal_reason(reason: &Rejection) -> StatusReason {
+    match reason {
+        Rejection::UnknownOffer(_)
+        | Rejection::DuplicateOffer(_)
+        | Rejection::OfferNotOwned { .. }
+        | Rejection::OffersOnDifferentAgents(..)
+        | Rejection::OfferExceedsAgent { .. }
+        | Rejection::EmptyOffer(_)
+        | Rejection::OfferWrongRole { .. } => StatusReason::InvalidOffers,
+        _ => StatusReason::TaskInvalid,
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agora_registry::{AgentId, AgentStatus, Command, FrameworkId, Registry, TaskId, TaskState};
 
-use super::messages::{AgentCommand, FrameworkEvent, SessionEnd};
+use super::messages::{AgentCommand, FrameworkEvent, SessionEnd, StatusReason};
 use super::Leader;
 
 /// What the leader knows of its agents' liveness (soft state: lost with the leadership).
@@ -150,7 +150,7 @@ impl Leader {
             self.to_framework(&f, FrameworkEvent::Rescind(offer_id));
         }
         for (f, t) in affected {
-            self.announce(&f, &t);
+            self.announce(&f, &t, StatusReason::AgentUnreachable);
         }
         // Every framework hears of the loss (as Mesos' slaveLost).
         self.shared

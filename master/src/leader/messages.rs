@@ -20,6 +20,23 @@ pub struct TaskStatus {
     pub uuid: Option<String>,
     pub exit_code: Option<i32>,
     pub timestamp_ms: u64,
+    /// Why, when the master decided or answered it itself.
+    pub reason: Option<StatusReason>,
+}
+
+/// Why the master reports a task's state itself (the reasons of Mesos' `TaskStatus` that a
+/// master gives; an agent's updates carry none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusReason {
+    /// An answer to reconciliation: the framework asked, or an agent that registered again
+    /// no longer has the task.
+    Reconciliation,
+    /// The task's agent stopped answering health checks.
+    AgentUnreachable,
+    /// A launch refused because its offers were unknown, not the framework's, or spent.
+    InvalidOffers,
+    /// A launch refused because of the task itself.
+    TaskInvalid,
 }
 
 /// An offer with what a framework needs to judge it.
@@ -42,7 +59,14 @@ impl TaskStatus {
             uuid: None,
             exit_code: t.exit_code,
             timestamp_ms: t.updated_at_ms,
+            reason: None,
         }
+    }
+
+    /// The same status, with the reason the master gives for it.
+    pub fn because(mut self, reason: StatusReason) -> TaskStatus {
+        self.reason = Some(reason);
+        self
     }
 
     /// TASK_LOST for a task the master cannot place.
@@ -55,6 +79,7 @@ impl TaskStatus {
             uuid: None,
             exit_code: None,
             timestamp_ms: now,
+            reason: Some(StatusReason::Reconciliation),
         }
     }
 }

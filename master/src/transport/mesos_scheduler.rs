@@ -506,6 +506,20 @@ impl Stream for EventBody {
         while !this.ended && out.len() < MAX_CHUNK_BYTES {
             match this.events.poll_recv(cx) {
                 Poll::Ready(Some(Ok(e))) => {
+                    if let Some((task, uuid, agent)) =
+                        convert::mesos::hidden_update(&e, &this.shape)
+                    {
+                        let framework = &this._stream.framework;
+                        if let Err(err) = this
+                            ._stream
+                            .api
+                            .leader
+                            .acknowledge(framework, &task, uuid, agent)
+                        {
+                            tracing::warn!(framework = %framework, task = %task, error = %err, "could not acknowledge a TASK_KILLING the framework is not sent");
+                        }
+                        continue;
+                    }
                     let event = convert::mesos::framework_event_to_mesos(e, &this.shape);
                     this.encoding.encode_event(&event, &mut out);
                 }
