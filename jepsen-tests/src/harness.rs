@@ -664,6 +664,9 @@ impl Run {
             "200".into(),
             "--long-ms".into(),
             "4000".into(),
+            // One framework in three speaks Mesos' v1 scheduler HTTP API (issue 13).
+            "--api".into(),
+            if i % 3 == 2 { "mesos" } else { "grpc" }.into(),
         ];
         Proc {
             log: self.dir.join("logs").join(format!("{name}.log")),

@@ -8,19 +8,25 @@
 //! incarnation, so a restarted workload (`--framework-id`, after the harness killed it)
 //! never reuses one. SIGTERM stops launching; the process then waits up to
 //! `--drain-timeout` for its live tasks to end and exits 0.
+//!
+//! `--api grpc` (the default) drives Agora's gRPC API through `agora-driver`; `--api
+//! mesos` the same workload through Mesos' v1 scheduler HTTP API (`agora-mesos-driver`,
+//! a partition-aware Mesos framework). The workload itself ([`Workload`]) sees neither: it
+//! gets offers and updates in its own terms and calls an [`Api`].
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_driver::{
-    scalar, DriverError, Scheduler, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus,
-};
+use agora_driver::{scalar, DriverError, SchedulerDriver, SchedulerHandle, TaskState, TaskStatus};
+use agora_mesos_driver::mesos;
 use agora_proto::v1 as pb;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use jepsen_tests::history::{op, Event, EventType, Recorder};
 
 /// Records an event; a history that cannot be written is said on stderr (the run's
@@ -74,6 +80,58 @@ struct Args {
     /// After SIGTERM, how long to wait for live tasks to end.
     #[arg(long, default_value_t = 15.0)]
     drain_timeout: f64,
+    /// The API the framework speaks.
+    #[arg(long, value_enum, default_value_t = ApiKind::Grpc)]
+    api: ApiKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ApiKind {
+    /// Agora's gRPC scheduler API.
+    Grpc,
+    /// Mesos' v1 scheduler HTTP API (JSON).
+    Mesos,
+}
+
+/// An offer, as the workload judges it.
+struct OfferView {
+    id: String,
+    agent_id: String,
+    cpus: f64,
+    mem: f64,
+    /// The role its resources are allocated to.
+    role: String,
+}
+
+/// A task to launch.
+struct TaskSpec {
+    id: String,
+    command: String,
+    role: String,
+}
+
+/// What became of an accept call.
+enum Accepted {
+    Ok,
+    /// The master answered and refused it: nothing was launched.
+    Refused(String),
+    /// Unknown (the call failed on the way, or its answer was lost).
+    Unknown(String),
+}
+
+/// The calls the workload makes, over either API.
+trait Api: Clone + Send + 'static {
+    fn framework_id(&self) -> Option<String>;
+    fn accept(
+        &self,
+        offer: &OfferView,
+        tasks: Vec<TaskSpec>,
+        cpus: f64,
+        mem: f64,
+    ) -> Pin<Box<dyn Future<Output = Accepted> + Send>>;
+    fn decline(&self, offer_id: &str);
+    fn reconcile(&self, task_ids: Vec<String>);
+    fn revive(&self);
 }
 
 /// The leader term an offer was made in: offer ids are `PREFIX-TERM-O<seq>`.
@@ -113,25 +171,16 @@ impl Workload {
         record(&self.recorder, event);
     }
 
-    fn task_info(&self, id: &str, role: &str, duration_ms: u64) -> pb::TaskInfo {
+    fn task_spec(&self, id: &str, role: &str, duration_ms: u64) -> TaskSpec {
         let command = format!(
             "echo \"$AGORA_AGENT_ID\" >> {}/\"$AGORA_TASK_ID\"; sleep {:.3}",
             quote(&self.args.marker_dir.to_string_lossy()),
             duration_ms as f64 / 1000.0
         );
-        let res = |name: &str, v: f64| pb::Resource {
-            name: name.into(),
-            role: role.to_string(),
-            value: Some(pb::resource::Value::Scalar(v)),
-        };
-        pb::TaskInfo {
-            user: String::new(),
-            task_id: id.into(),
-            name: id.into(),
-            resources: vec![res("cpus", self.args.cpus), res("mem", self.args.mem)],
+        TaskSpec {
+            id: id.to_string(),
             command,
-            env: Default::default(),
-            executor: None,
+            role: role.to_string(),
         }
     }
 
@@ -140,34 +189,32 @@ impl Workload {
     }
 }
 
-impl Scheduler for Workload {
-    fn registered(&mut self, h: &SchedulerHandle, framework_id: &str) {
+impl Workload {
+    fn subscribed(&mut self, api: &impl Api, framework_id: &str, resubscribed: bool) {
         self.record(
             self.event(EventType::Ok, op::SUBSCRIBE)
                 .framework(framework_id),
         );
-        println!("framework {framework_id} subscribed");
-        if self.args.framework_id.is_some() {
-            // Resumed after a crash: learn the state of every task the cluster holds.
-            h.reconcile(Vec::new());
+        if !resubscribed {
+            println!("framework {framework_id} subscribed");
+            if self.args.framework_id.is_some() {
+                // Resumed after a crash: learn the state of every task the cluster holds.
+                api.reconcile(Vec::new());
+            }
+            return;
         }
-    }
-
-    fn reregistered(&mut self, h: &SchedulerHandle) {
-        let id = h.framework_id().unwrap_or_default();
-        self.record(self.event(EventType::Ok, op::SUBSCRIBE).framework(&id));
         // The live tasks' states, in case an update was lost with the old leader (not
         // those still being accepted: their call reports, or reconciles them if it fails).
         let accepting = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
         let settled: Vec<String> = self.live.difference(&accepting).cloned().collect();
         drop(accepting);
         if !settled.is_empty() {
-            h.reconcile(settled);
+            api.reconcile(settled);
         }
     }
 
-    fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
-        let framework = h.framework_id().unwrap_or_default();
+    fn offers(&mut self, api: &impl Api, offers: Vec<OfferView>) {
+        let framework = api.framework_id().unwrap_or_default();
         for offer in offers {
             let mut e = self
                 .event(EventType::Info, op::OFFER)
@@ -178,14 +225,7 @@ impl Scheduler for Workload {
                 e = e.term(term);
             }
             self.record(e);
-            let mut cpus = scalar(&offer.resources, "cpus");
-            let mut mem = scalar(&offer.resources, "mem");
-            let role = offer
-                .resources
-                .iter()
-                .find(|r| r.name == "cpus")
-                .map(|r| r.role.clone())
-                .unwrap_or_default();
+            let (mut cpus, mut mem) = (offer.cpus, offer.mem);
             let mut tasks = Vec::new();
             while !self.draining()
                 && self.live.len() - self.unreachable.len() < self.args.max_live
@@ -208,26 +248,26 @@ impl Scheduler for Workload {
                         .offer(&offer.id)
                         .framework(&framework),
                 );
-                tasks.push(self.task_info(&id, &role, duration));
+                tasks.push(self.task_spec(&id, &offer.role, duration));
                 self.live.insert(id);
                 self.live_count.store(self.live.len(), Ordering::Relaxed);
                 cpus -= self.args.cpus;
                 mem -= self.args.mem;
             }
             if tasks.is_empty() {
-                h.decline(vec![offer.id.clone()], Some(1.0));
+                api.decline(&offer.id);
                 continue;
             }
-            let ids: Vec<String> = tasks.iter().map(|t| t.task_id.clone()).collect();
+            let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
             self.accepting
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(ids.iter().cloned());
-            let accepted = h.accept(vec![offer.id.clone()], tasks, Some(1.0));
+            let accepted = api.accept(&offer, tasks, self.args.cpus, self.args.mem);
             let accepting = self.accepting.clone();
             let recorder = self.recorder.clone();
             let (agent, offer_id) = (offer.agent_id.clone(), offer.id.clone());
-            let h = h.clone();
+            let api = api.clone();
             tokio::spawn(async move {
                 let outcome = accepted.await;
                 {
@@ -236,14 +276,10 @@ impl Scheduler for Workload {
                         a.remove(id);
                     }
                 }
-                let (kind, error) = match &outcome {
-                    Ok(Ok(())) => (EventType::Ok, None),
-                    // The master refused the call itself: nothing was launched.
-                    Ok(Err(DriverError::Rejected(s))) if s.code() != tonic::Code::Unknown => {
-                        (EventType::Fail, Some(s.message().to_string()))
-                    }
-                    Ok(Err(e)) => (EventType::Info, Some(e.to_string())),
-                    Err(e) => (EventType::Info, Some(e.to_string())),
+                let (kind, error) = match outcome {
+                    Accepted::Ok => (EventType::Ok, None),
+                    Accepted::Refused(why) => (EventType::Fail, Some(why)),
+                    Accepted::Unknown(why) => (EventType::Info, Some(why)),
                 };
                 for id in &ids {
                     let mut e = recorder
@@ -256,14 +292,14 @@ impl Scheduler for Workload {
                 }
                 if kind != EventType::Ok {
                     // Whatever became of them, the cluster will say.
-                    h.reconcile(ids);
+                    api.reconcile(ids);
                 }
             });
         }
     }
 
-    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
-        let reconcile = status.uuid.is_empty();
+    /// A status update; `reconcile`: an answer to reconciliation (nothing to acknowledge).
+    fn update(&mut self, api: &impl Api, status: &TaskStatus, reconcile: bool) {
         let mut e = self
             .event(EventType::Info, op::UPDATE)
             .task(&status.task_id)
@@ -279,7 +315,7 @@ impl Scheduler for Workload {
         if status.state == TaskState::TaskUnreachable && self.live.contains(&status.task_id) {
             self.unreachable.insert(status.task_id.clone());
             if !self.draining() {
-                h.revive();
+                api.revive();
             }
         } else {
             self.unreachable.remove(&status.task_id);
@@ -288,19 +324,253 @@ impl Scheduler for Workload {
             self.live.remove(&status.task_id);
             self.live_count.store(self.live.len(), Ordering::Relaxed);
             if !self.draining() {
-                h.revive();
+                api.revive();
             }
         }
     }
 
-    fn disconnected(&mut self, _h: &SchedulerHandle) {
+    fn disconnected(&mut self) {
         self.record(self.event(EventType::Info, "disconnected"));
     }
 
-    fn error(&mut self, _h: &SchedulerHandle, message: &str) {
+    fn error(&mut self, message: &str) {
         let mut e = self.event(EventType::Info, "error");
         e.error = Some(message.to_string());
         self.record(e);
+    }
+}
+
+// ---- Agora's gRPC API (agora-driver) ----
+
+impl Api for SchedulerHandle {
+    fn framework_id(&self) -> Option<String> {
+        SchedulerHandle::framework_id(self)
+    }
+
+    fn accept(
+        &self,
+        offer: &OfferView,
+        tasks: Vec<TaskSpec>,
+        cpus: f64,
+        mem: f64,
+    ) -> Pin<Box<dyn Future<Output = Accepted> + Send>> {
+        let res = |name: &str, v: f64, role: &str| pb::Resource {
+            name: name.into(),
+            role: role.to_string(),
+            value: Some(pb::resource::Value::Scalar(v)),
+        };
+        let tasks = tasks
+            .into_iter()
+            .map(|t| pb::TaskInfo {
+                user: String::new(),
+                name: t.id.clone(),
+                resources: vec![res("cpus", cpus, &t.role), res("mem", mem, &t.role)],
+                task_id: t.id,
+                command: t.command,
+                env: Default::default(),
+                executor: None,
+            })
+            .collect();
+        let accepted = SchedulerHandle::accept(self, vec![offer.id.clone()], tasks, Some(1.0));
+        Box::pin(async move {
+            match accepted.await {
+                Ok(Ok(())) => Accepted::Ok,
+                // The master refused the call itself: nothing was launched.
+                Ok(Err(DriverError::Rejected(s))) if s.code() != tonic::Code::Unknown => {
+                    Accepted::Refused(s.message().to_string())
+                }
+                Ok(Err(e)) => Accepted::Unknown(e.to_string()),
+                Err(e) => Accepted::Unknown(e.to_string()),
+            }
+        })
+    }
+
+    fn decline(&self, offer_id: &str) {
+        SchedulerHandle::decline(self, vec![offer_id.to_string()], Some(1.0));
+    }
+
+    fn reconcile(&self, task_ids: Vec<String>) {
+        SchedulerHandle::reconcile(self, task_ids);
+    }
+
+    fn revive(&self) {
+        SchedulerHandle::revive(self);
+    }
+}
+
+/// The workload as an `agora-driver` scheduler.
+struct Grpc(Workload);
+
+impl agora_driver::Scheduler for Grpc {
+    fn registered(&mut self, h: &SchedulerHandle, framework_id: &str) {
+        self.0.subscribed(h, framework_id, false);
+    }
+
+    fn reregistered(&mut self, h: &SchedulerHandle) {
+        let id = h.framework_id().unwrap_or_default();
+        self.0.subscribed(h, &id, true);
+    }
+
+    fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
+        let offers = offers
+            .into_iter()
+            .map(|o| OfferView {
+                cpus: scalar(&o.resources, "cpus"),
+                mem: scalar(&o.resources, "mem"),
+                role: o
+                    .resources
+                    .iter()
+                    .find(|r| r.name == "cpus")
+                    .map(|r| r.role.clone())
+                    .unwrap_or_default(),
+                id: o.id,
+                agent_id: o.agent_id,
+            })
+            .collect();
+        self.0.offers(h, offers);
+    }
+
+    fn status_update(&mut self, h: &SchedulerHandle, status: TaskStatus) {
+        let reconcile = status.uuid.is_empty();
+        self.0.update(h, &status, reconcile);
+    }
+
+    fn disconnected(&mut self, _h: &SchedulerHandle) {
+        self.0.disconnected();
+    }
+
+    fn error(&mut self, _h: &SchedulerHandle, message: &str) {
+        self.0.error(message);
+    }
+}
+
+// ---- Mesos' v1 scheduler HTTP API (agora-mesos-driver) ----
+
+impl Api for agora_mesos_driver::Handle {
+    fn framework_id(&self) -> Option<String> {
+        agora_mesos_driver::Handle::framework_id(self)
+    }
+
+    fn accept(
+        &self,
+        offer: &OfferView,
+        tasks: Vec<TaskSpec>,
+        cpus: f64,
+        mem: f64,
+    ) -> Pin<Box<dyn Future<Output = Accepted> + Send>> {
+        let scalar = |name: &str, value: f64, role: &str| mesos::Resource {
+            name: name.into(),
+            r#type: mesos::value::Type::Scalar as i32,
+            scalar: Some(mesos::value::Scalar { value }),
+            allocation_info: Some(mesos::resource::AllocationInfo {
+                role: Some(role.to_string()),
+            }),
+            ..Default::default()
+        };
+        let tasks = tasks
+            .into_iter()
+            .map(|t| mesos::TaskInfo {
+                name: t.id.clone(),
+                task_id: mesos::TaskId { value: t.id },
+                agent_id: mesos::AgentId {
+                    value: offer.agent_id.clone(),
+                },
+                resources: vec![scalar("cpus", cpus, &t.role), scalar("mem", mem, &t.role)],
+                command: Some(mesos::CommandInfo {
+                    shell: Some(true),
+                    value: Some(t.command),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let accepted =
+            agora_mesos_driver::Handle::accept(self, vec![offer.id.clone()], tasks, Some(1.0));
+        Box::pin(async move {
+            match accepted.await {
+                Ok(Ok(())) => Accepted::Ok,
+                Ok(Err(e)) if e.is_refusal() => Accepted::Refused(e.to_string()),
+                Ok(Err(e)) => Accepted::Unknown(e.to_string()),
+                Err(e) => Accepted::Unknown(e.to_string()),
+            }
+        })
+    }
+
+    fn decline(&self, offer_id: &str) {
+        agora_mesos_driver::Handle::decline(self, vec![offer_id.to_string()], Some(1.0));
+    }
+
+    fn reconcile(&self, task_ids: Vec<String>) {
+        agora_mesos_driver::Handle::reconcile(self, task_ids);
+    }
+
+    fn revive(&self) {
+        agora_mesos_driver::Handle::revive(self);
+    }
+}
+
+/// The workload as a Mesos scheduler.
+struct Mesos(Workload);
+
+impl agora_mesos_driver::Scheduler for Mesos {
+    fn subscribed(&mut self, h: &agora_mesos_driver::Handle, framework_id: &str, again: bool) {
+        self.0.subscribed(h, framework_id, again);
+    }
+
+    fn offers(&mut self, h: &agora_mesos_driver::Handle, offers: Vec<mesos::Offer>) {
+        let scalar = |o: &mesos::Offer, name: &str| -> f64 {
+            o.resources
+                .iter()
+                .filter(|r| r.name == name)
+                .filter_map(|r| r.scalar.as_ref())
+                .map(|s| s.value)
+                .sum()
+        };
+        let offers = offers
+            .into_iter()
+            .map(|o| OfferView {
+                cpus: scalar(&o, "cpus"),
+                mem: scalar(&o, "mem"),
+                role: o
+                    .allocation_info
+                    .as_ref()
+                    .and_then(|a| a.role.clone())
+                    .unwrap_or_else(|| "*".into()),
+                id: o.id.value,
+                agent_id: o.agent_id.value,
+            })
+            .collect();
+        self.0.offers(h, offers);
+    }
+
+    fn update(&mut self, h: &agora_mesos_driver::Handle, s: &mesos::TaskStatus) {
+        let Some(state) = TaskState::from_name(s.state().as_str_name()) else {
+            self.0
+                .error(&format!("an update in an unknown state {:?}", s.state));
+            return;
+        };
+        let status = TaskStatus {
+            task_id: s.task_id.value.clone(),
+            state,
+            message: s.message.clone().unwrap_or_default(),
+            agent_id: s
+                .agent_id
+                .as_ref()
+                .map(|a| a.value.clone())
+                .unwrap_or_default(),
+            uuid: String::new(),
+            exit_code: None,
+            timestamp_ms: s.timestamp.map_or(0, |t| (t * 1000.0) as u64),
+        };
+        self.0.update(h, &status, s.uuid.is_none());
+    }
+
+    fn disconnected(&mut self, _h: &agora_mesos_driver::Handle) {
+        self.0.disconnected();
+    }
+
+    fn error(&mut self, _h: &agora_mesos_driver::Handle, message: &str) {
+        self.0.error(message);
     }
 }
 
@@ -327,25 +597,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let framework = pb::FrameworkInfo {
-        id: args.framework_id.clone().unwrap_or_default(),
-        name: args.name.clone(),
-        roles: vec![args.role.clone()],
-        failover_timeout_seconds: args.failover_timeout,
-        ..Default::default()
-    };
-    let driver = match SchedulerDriver::new(&args.masters, framework) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("jepsen-workload: --masters: {e}");
-            return ExitCode::from(2);
-        }
-    };
     record(&recorder, recorder.event(EventType::Invoke, op::SUBSCRIBE));
-    let handle = driver.handle();
     let drain = Duration::from_secs_f64(args.drain_timeout.max(0.0));
     let draining = Arc::new(AtomicBool::new(false));
     let live_count = Arc::new(AtomicUsize::new(0));
+    let (api, masters, framework_id, name, role, failover_timeout) = (
+        args.api,
+        args.masters.clone(),
+        args.framework_id.clone(),
+        args.name.clone(),
+        args.role.clone(),
+        args.failover_timeout,
+    );
     let workload = Workload {
         incarnation: recorder.now_ms(),
         args,
@@ -365,7 +628,67 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let run = tokio::spawn(driver.run(workload));
+    let (run, control): (tokio::task::JoinHandle<Result<(), String>>, Control) = match api {
+        ApiKind::Grpc => {
+            let framework = pb::FrameworkInfo {
+                id: framework_id.unwrap_or_default(),
+                name,
+                roles: vec![role],
+                failover_timeout_seconds: failover_timeout,
+                ..Default::default()
+            };
+            let driver = match SchedulerDriver::new(&masters, framework) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("jepsen-workload: --masters: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let handle = driver.handle();
+            let run = driver.run(Grpc(workload));
+            (
+                tokio::spawn(async move { run.await.map_err(|e| e.to_string()) }),
+                Control::Grpc(handle),
+            )
+        }
+        ApiKind::Mesos => {
+            use mesos::framework_info::capability::Type as Capability;
+            let settings = match agora_mesos_driver::Settings::discover(Some(&masters)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("jepsen-workload: --masters: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let framework = mesos::FrameworkInfo {
+                id: framework_id.map(|value| mesos::FrameworkId { value }),
+                name,
+                user: String::new(),
+                roles: vec![role],
+                failover_timeout: Some(failover_timeout),
+                capabilities: [Capability::MultiRole, Capability::PartitionAware]
+                    .into_iter()
+                    .map(|c| mesos::framework_info::Capability {
+                        r#type: Some(c as i32),
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let driver = match agora_mesos_driver::Driver::new(settings, framework) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("jepsen-workload: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let handle = driver.handle();
+            let run = driver.run(Mesos(workload));
+            (
+                tokio::spawn(async move { run.await.map_err(|e| e.to_string()) }),
+                Control::Mesos(handle),
+            )
+        }
+    };
     tokio::select! {
         r = run => {
             return match r {
@@ -377,11 +700,37 @@ async fn main() -> ExitCode {
         _ = term.recv() => {}
     }
     draining.store(true, Ordering::Relaxed);
-    let _ = handle.suppress().await;
+    control.suppress().await;
     let deadline = tokio::time::Instant::now() + drain;
     while live_count.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    handle.stop();
+    control.stop();
     ExitCode::SUCCESS
+}
+
+/// Draining and stopping the driver of either API.
+enum Control {
+    Grpc(SchedulerHandle),
+    Mesos(agora_mesos_driver::Handle),
+}
+
+impl Control {
+    async fn suppress(&self) {
+        match self {
+            Control::Grpc(h) => {
+                let _ = h.suppress().await;
+            }
+            Control::Mesos(h) => {
+                let _ = h.suppress().await;
+            }
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Control::Grpc(h) => h.stop(),
+            Control::Mesos(h) => h.stop(),
+        }
+    }
 }
