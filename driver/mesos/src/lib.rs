@@ -184,6 +184,8 @@ struct Shared {
     session: Mutex<Session>,
     runtime: OnceLock<tokio::runtime::Handle>,
     stop: watch::Sender<bool>,
+    /// TEARDOWN was called: the master's ERROR that follows ends the run normally.
+    torn_down: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -198,6 +200,11 @@ impl Handle {
     /// The framework's id, once subscribed.
     pub fn framework_id(&self) -> Option<String> {
         lock(&self.0.framework).id.as_ref().map(|i| i.value.clone())
+    }
+
+    /// The master the driver is subscribed to (or trying).
+    pub fn master(&self) -> Option<String> {
+        lock(&self.0.session).master.clone()
     }
 
     /// Makes a call (its `framework_id` is filled in); the task ends with the answer.
@@ -342,8 +349,11 @@ impl Handle {
         }))
     }
 
-    /// Ends the framework: its tasks are killed and it is removed.
+    /// Ends the framework: its tasks are killed and it is removed (and the run ends).
     pub fn teardown(&self) -> JoinHandle<Result<(), DriverError>> {
+        self.0
+            .torn_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.simple(sched::call::Type::Teardown, |_| {})
     }
 
@@ -399,6 +409,7 @@ impl Driver {
                 }),
                 runtime: OnceLock::new(),
                 stop,
+                torn_down: Default::default(),
             }),
         })
     }
@@ -453,6 +464,14 @@ impl Driver {
                         backoff = MIN_BACKOFF;
                         scheduler.disconnected(&handle);
                     }
+                }
+                Err(DriverError::Error(_))
+                    if self
+                        .shared
+                        .torn_down
+                        .load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    return Ok(());
                 }
                 Err(DriverError::Error(message)) => {
                     scheduler.error(&handle, &message);
