@@ -14,6 +14,10 @@
 //! 5. A million tasks (AGORA_BENCH_ONLY=million): `batch` runs 1,000,000 tasks on simulated
 //!    agents; the leader's RSS and snapshot size at 100k and at 1M tasks.
 //!
+//! 6. Mesos' HTTP API against gRPC (AGORA_BENCH_ONLY=mesos): the third on simulated agents,
+//!    run by `batch` (gRPC), then by `mesos_batch` (the same framework on Mesos' v1
+//!    scheduler HTTP API, `agora-mesos-driver`) in JSON and in protobuf.
+//!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
 //! its simulated-agent half, AGORA_BENCH_ONLY=security for the third with TLS and
@@ -265,7 +269,26 @@ async fn launch_latency(report: &mut String, quick: bool) {
 /// real agents (cgroups) under a 3-master quorum; tasks launched and finished per second,
 /// from subscription to the last TASK_FINISHED.
 /// `secure`: TLS, credentials and ACLs on (the default), or every process `--insecure`.
+/// The framework a throughput run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    /// `batch`, on the gRPC API.
+    Grpc,
+    /// `mesos_batch`, on Mesos' scheduler HTTP API, in this encoding.
+    Mesos(&'static str),
+}
+
 async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: bool) {
+    throughput_of(report, quick, simulated, secure, Client::Grpc).await
+}
+
+async fn throughput_of(
+    report: &mut String,
+    quick: bool,
+    simulated: bool,
+    secure: bool,
+    client: Client,
+) {
     let n = match (quick, simulated) {
         (true, _) => 300,
         (false, false) => 2000,
@@ -319,10 +342,16 @@ async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: b
         .chain(nodes.iter().filter_map(|a| a.pid()))
         .collect();
     let ticks_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    let batch = example("agora-driver", "batch");
+    let mut cmd = match client {
+        Client::Grpc => Command::new(example("agora-driver", "batch")),
+        Client::Mesos(encoding) => {
+            let mut c = Command::new(example("agora-mesos-driver", "mesos_batch"));
+            c.args(["--encoding", encoding]);
+            c
+        }
+    };
     // An insecure cluster's client must not find the fixture's (TLS) configuration.
     let no_config = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(batch);
     if !secure {
         cmd.env_remove("AGORA_CONFIG")
             .env("XDG_CONFIG_HOME", no_config.path());
@@ -373,8 +402,14 @@ async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: b
     } else {
         "--insecure"
     };
+    let framework = match client {
+        Client::Grpc => "`batch` example, gRPC".to_string(),
+        Client::Mesos(encoding) => {
+            format!("`mesos_batch` example, Mesos' scheduler HTTP API in {encoding}")
+        }
+    };
     report.push_str(&format!(
-        "### End-to-end throughput, {security} ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, `batch` example)\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n",
+        "### End-to-end throughput, {security} ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, {framework})\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n",
         wall.as_secs_f64(),
         n as f64 / wall.as_secs_f64(),
     ));
@@ -667,6 +702,12 @@ fn main() {
         }
         if only == "million" {
             million(&mut report, quick).await;
+            return;
+        }
+        if only == "mesos" {
+            for client in [Client::Grpc, Client::Mesos("json"), Client::Mesos("protobuf")] {
+                throughput_of(&mut report, quick, true, true, client).await;
+            }
             return;
         }
         if only == "throughput-simulated" {
