@@ -169,8 +169,11 @@ impl Scheduler for Batch {
             S::TaskLost if message.starts_with("launch refused") => self.relaunch(h, task, true),
             S::TaskFailed | S::TaskKilled | S::TaskLost | S::TaskError | S::TaskGone => {
                 self.done.insert(task);
-                self.failed
-                    .push(format!("{} {:?} {message}", status.task_id.value, status.state()));
+                self.failed.push(format!(
+                    "{} {:?} {message}",
+                    status.task_id.value,
+                    status.state()
+                ));
             }
             _ => {}
         }
@@ -204,7 +207,10 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("mesos_batch: {}", e.to_string().lines().next().unwrap_or(""));
+            eprintln!(
+                "mesos_batch: {}",
+                e.to_string().lines().next().unwrap_or("")
+            );
             return ExitCode::from(2);
         }
     };

@@ -705,7 +705,11 @@ fn main() {
             return;
         }
         if only == "mesos" {
-            for client in [Client::Grpc, Client::Mesos("json"), Client::Mesos("protobuf")] {
+            for client in [
+                Client::Grpc,
+                Client::Mesos("json"),
+                Client::Mesos("protobuf"),
+            ] {
                 throughput_of(&mut report, quick, true, true, client).await;
             }
             return;
