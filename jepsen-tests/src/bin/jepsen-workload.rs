@@ -628,65 +628,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (run, control): (tokio::task::JoinHandle<Result<(), String>>, Control) = match api {
-        ApiKind::Grpc => {
-            let framework = pb::FrameworkInfo {
-                id: framework_id.unwrap_or_default(),
-                name,
-                roles: vec![role],
-                failover_timeout_seconds: failover_timeout,
-                ..Default::default()
-            };
-            let driver = match SchedulerDriver::new(&masters, framework) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("jepsen-workload: --masters: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let handle = driver.handle();
-            let run = driver.run(Grpc(workload));
-            (
-                tokio::spawn(async move { run.await.map_err(|e| e.to_string()) }),
-                Control::Grpc(handle),
-            )
-        }
-        ApiKind::Mesos => {
-            use mesos::framework_info::capability::Type as Capability;
-            let settings = match agora_mesos_driver::Settings::discover(Some(&masters)) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("jepsen-workload: --masters: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let framework = mesos::FrameworkInfo {
-                id: framework_id.map(|value| mesos::FrameworkId { value }),
-                name,
-                user: String::new(),
-                roles: vec![role],
-                failover_timeout: Some(failover_timeout),
-                capabilities: [Capability::MultiRole, Capability::PartitionAware]
-                    .into_iter()
-                    .map(|c| mesos::framework_info::Capability {
-                        r#type: Some(c as i32),
-                    })
-                    .collect(),
-                ..Default::default()
-            };
-            let driver = match agora_mesos_driver::Driver::new(settings, framework) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("jepsen-workload: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let handle = driver.handle();
-            let run = driver.run(Mesos(workload));
-            (
-                tokio::spawn(async move { run.await.map_err(|e| e.to_string()) }),
-                Control::Mesos(handle),
-            )
+    let framework = FrameworkSettings {
+        id: framework_id,
+        name,
+        role,
+        failover_timeout,
+    };
+    let started = match api {
+        ApiKind::Grpc => start_grpc(&masters, framework, workload),
+        ApiKind::Mesos => start_mesos(&masters, framework, workload),
+    };
+    let (run, control) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("jepsen-workload: --masters: {e}");
+            return ExitCode::from(2);
         }
     };
     tokio::select! {
@@ -707,6 +663,64 @@ async fn main() -> ExitCode {
     }
     control.stop();
     ExitCode::SUCCESS
+}
+
+/// The framework to subscribe as.
+struct FrameworkSettings {
+    /// Resume this framework (after a crash).
+    id: Option<String>,
+    name: String,
+    role: String,
+    failover_timeout: f64,
+}
+
+/// A driver's run, and what drains and stops it.
+type Started = (tokio::task::JoinHandle<Result<(), String>>, Control);
+
+/// The workload on Agora's gRPC API.
+fn start_grpc(masters: &str, f: FrameworkSettings, workload: Workload) -> Result<Started, String> {
+    let framework = pb::FrameworkInfo {
+        id: f.id.unwrap_or_default(),
+        name: f.name,
+        roles: vec![f.role],
+        failover_timeout_seconds: f.failover_timeout,
+        ..Default::default()
+    };
+    let driver = SchedulerDriver::new(masters, framework).map_err(|e| e.to_string())?;
+    let handle = driver.handle();
+    let run = driver.run(Grpc(workload));
+    Ok((
+        tokio::spawn(async move { run.await.map_err(|e| e.to_string()) }),
+        Control::Grpc(handle),
+    ))
+}
+
+/// The workload as a partition-aware, multi-role Mesos framework.
+fn start_mesos(masters: &str, f: FrameworkSettings, workload: Workload) -> Result<Started, String> {
+    use mesos::framework_info::capability::Type as Capability;
+    let settings =
+        agora_mesos_driver::Settings::discover(Some(masters)).map_err(|e| e.to_string())?;
+    let framework = mesos::FrameworkInfo {
+        id: f.id.map(|value| mesos::FrameworkId { value }),
+        name: f.name,
+        user: String::new(),
+        roles: vec![f.role],
+        failover_timeout: Some(f.failover_timeout),
+        capabilities: [Capability::MultiRole, Capability::PartitionAware]
+            .into_iter()
+            .map(|c| mesos::framework_info::Capability {
+                r#type: Some(c as i32),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let driver = agora_mesos_driver::Driver::new(settings, framework).map_err(|e| e.to_string())?;
+    let handle = driver.handle();
+    let run = driver.run(Mesos(workload));
+    Ok((
+        tokio::spawn(async move { run.await.map_err(|e| e.to_string()) }),
+        Control::Mesos(handle),
+    ))
 }
 
 /// Draining and stopping the driver of either API.
