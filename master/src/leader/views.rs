@@ -106,7 +106,8 @@ impl ClusterCounts {
 }
 
 impl Leader {
-    pub(super) fn may_see_agent(&self, principal: Option<&str>, a: &Agent) -> bool {
+    /// The `view_agents` ACL.
+    pub fn may_see_agent(&self, principal: Option<&str>, a: &Agent) -> bool {
         self.may_view(
             principal,
             &Action::ViewAgent {
@@ -115,11 +116,13 @@ impl Leader {
         )
     }
 
-    pub(super) fn may_see_framework(&self, principal: Option<&str>, f: &Framework) -> bool {
+    /// The `view_frameworks` ACL.
+    pub fn may_see_framework(&self, principal: Option<&str>, f: &Framework) -> bool {
         self.may_view(principal, &Action::ViewFramework { user: &f.info.user })
     }
 
-    pub(super) fn may_see_task(&self, principal: Option<&str>, t: &Task) -> bool {
+    /// The `view_tasks` ACL.
+    pub fn may_see_task(&self, principal: Option<&str>, t: &Task) -> bool {
         self.may_view(principal, &Action::ViewTask { user: &t.user })
     }
 
