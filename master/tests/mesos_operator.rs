@@ -1095,3 +1095,89 @@ fn a_follower_redirects_to_the_leader() {
     let (subscribed, _) = operator_subscribe(&new_addr, JSON);
     assert!(subscribed.get_state.is_some());
 }
+
+/// An operator that stops reading is dropped once it falls too far behind, not buffered
+/// without end: its stream ends, short of the events, and the master serves on.
+#[test]
+fn a_subscriber_that_does_not_read_is_dropped() {
+    use op::call::Type;
+    const REGISTRATIONS: usize = 16_000;
+    let rt = runtime();
+    let cluster = Cluster::start(1);
+    rt.block_on(cluster.wait_leader(1, 10 * SECOND));
+    let addr = cluster.nodes[0].addr.clone();
+    let (mut s, socket) = connect(&addr);
+    // A small receive window, as a slow reader's: what the kernel holds for it is bounded
+    // whatever the host's defaults.
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 32 * 1024;
+        // SAFETY: setsockopt on a socket this test owns, with a c_int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUF");
+    }
+    let mut req = Post::new("/api/v1", JSON, encode(JSON, &call(Type::Subscribe)));
+    req.accept = Some(JSON);
+    req.write(&mut s, &addr, false);
+    let mut r = BufReader::new(s);
+    let (code, _) = read_head(&mut r);
+    assert_eq!(code, 200);
+
+    // Every (re-)registration of an agent is an AGENT_ADDED; the operator reads none of
+    // them meanwhile.
+    let client = Arc::new({
+        let _runtime = rt.enter();
+        cluster.client()
+    });
+    rt.block_on(async {
+        let workers: Vec<_> = (0..16)
+            .map(|w| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for i in 0..REGISTRATIONS / 16 {
+                        register(&client, (i * 16 + w) % 64)
+                            .await
+                            .expect("registered");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+    });
+
+    // What the socket and the stream's queue held arrives, then the end.
+    let mut decoder = recordio::Decoder::default();
+    let mut added = 0;
+    let started = Instant::now();
+    while let Some(chunk) = read_chunk(&mut r).expect("the stream ends cleanly") {
+        for record in decoder.decode(&chunk).expect("RecordIO") {
+            let e = op::Event::from_json(&record).unwrap();
+            if e.agent_added.is_some() {
+                added += 1;
+            }
+        }
+        assert!(
+            started.elapsed() < 30 * SECOND,
+            "the stream of a subscriber that fell behind did not end"
+        );
+    }
+    eprintln!("{added} of {REGISTRATIONS} events reached the subscriber that fell behind");
+    assert!(
+        added < REGISTRATIONS,
+        "all {added} events were kept for a subscriber that did not read"
+    );
+    // The master serves on, and a new subscription starts from the whole state.
+    let (subscribed, _) = operator_subscribe(&addr, JSON);
+    let agents = subscribed.get_state.unwrap().get_agents.unwrap().agents;
+    assert_eq!(agents.len(), 64);
+}
