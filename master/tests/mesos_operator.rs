@@ -773,6 +773,22 @@ fn operator_calls_events_and_v0_endpoints() {
         "{}",
         a.text()
     );
+    // ... in the very words of the gRPC Operator's refusal.
+    let grpc = rt.block_on(async {
+        let channel = pki::pki()
+            .client_security(Some(pki::TEAM_A))
+            .connect_lazy(&addr, 2 * SECOND)
+            .unwrap();
+        agora_proto::v1::operator_client::OperatorClient::new(channel)
+            .set_weight(agora_proto::v1::SetWeightRequest {
+                role: "web".into(),
+                weight: 2.5,
+            })
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(grpc.code(), tonic::Code::PermissionDenied);
+    assert_eq!(a.text(), grpc.message());
     let a = operator_as(&addr, JSON, &update, None);
     assert_eq!(a.code, 401, "{a:?}");
     let weights = operator(&addr, JSON, &call(Type::GetWeights))

@@ -21,6 +21,9 @@ use super::Leader;
 
 /// Events kept for slow followers; one further behind is dropped.
 pub const EVENT_BUFFER: usize = 4096;
+/// Followers at once (Mesos' `--max_operator_event_stream_subscribers` default); more are
+/// refused until one leaves.
+pub const MAX_FOLLOWERS: usize = 1000;
 
 /// One change in the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -273,6 +276,11 @@ impl Leader {
         f: impl FnOnce(&super::views::Visible<'_>) -> T,
     ) -> Result<(T, EventStream), super::LeaderError> {
         self.require_leader()?;
+        if self.shared.events.tx.receiver_count() >= MAX_FOLLOWERS {
+            return Err(super::LeaderError::Unavailable(format!(
+                "{MAX_FOLLOWERS} subscribers already follow the cluster's events; try again later"
+            )));
+        }
         // Subscribed before the snapshot is read: nothing committed after it is missed.
         let rx = self.shared.events.tx.subscribe();
         let view = self.quorum().watch();
