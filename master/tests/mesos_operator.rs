@@ -1197,3 +1197,122 @@ fn a_subscriber_that_does_not_read_is_dropped() {
     let agents = subscribed.get_state.unwrap().get_agents.unwrap().agents;
     assert_eq!(agents.len(), 64);
 }
+
+/// Puts the fixture's ACLs back when dropped (the file is this process's, shared by its
+/// tests).
+struct RestoreAcls(String);
+
+impl Drop for RestoreAcls {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&pki::pki().acls, &self.0);
+    }
+}
+
+/// What an operator sees is what the view ACLs let its principal see, in answers, in the
+/// event stream and in `/master/state`, as in gRPC `GetState`.
+#[test]
+fn operators_see_what_the_view_acls_allow() {
+    use op::call::Type;
+    let rt = runtime();
+    let cluster = Cluster::start(1);
+    rt.block_on(cluster.wait_leader(1, 10 * SECOND));
+    let addr = cluster.nodes[0].addr.clone();
+    let before = std::fs::read_to_string(&pki::pki().acls).unwrap();
+    let _restore = RestoreAcls(before.clone());
+    let mut acls: serde_json::Value = serde_json::from_str(&before).unwrap();
+    acls["view_frameworks"] = serde_json::json!([
+        {"principals": {"values": [pki::TEAM_A]}, "users": {"values": ["nobody"]}},
+        {"principals": {"values": [pki::TEAM_A]}, "users": {"type": "NONE"}},
+    ]);
+    // A framework of user root before the ACLs change, to see them take effect by.
+    let _first = Framework::subscribe(&addr, "first");
+    std::fs::write(&pki::pki().acls, acls.to_string()).unwrap();
+    signal(cluster.nodes[0].pid().unwrap(), libc::SIGHUP);
+
+    let frameworks_seen_by = |principal: &str| {
+        let a = operator_as(&addr, JSON, &call(Type::GetFrameworks), Some(principal));
+        assert_eq!(a.code, 200, "{a:?}");
+        op::Response::from_json(&a.body)
+            .unwrap()
+            .get_frameworks
+            .unwrap()
+            .frameworks
+            .len()
+    };
+    let subscribe_as = |principal: &'static str| {
+        let (mut s, socket) = connect(&addr);
+        let mut req = Post::new("/api/v1", JSON, encode(JSON, &call(Type::Subscribe)));
+        req.principal = Some(principal);
+        req.write(&mut s, &addr, false);
+        let mut r = BufReader::new(s);
+        assert_eq!(read_head(&mut r).0, 200);
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut decoder = recordio::Decoder::default();
+            while let Ok(Some(chunk)) = read_chunk(&mut r) {
+                for record in decoder.decode(&chunk).unwrap() {
+                    if tx.send(op::Event::from_json(&record).unwrap()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        OperatorStream {
+            events,
+            socket,
+            pending: vec![],
+            seen: vec![],
+        }
+    };
+    wait_for("the ACLs to be reloaded", 10 * SECOND, || {
+        (frameworks_seen_by(pki::TEAM_A) == 0).then_some(())
+    });
+    assert_eq!(frameworks_seen_by(pki::ADMIN), 1);
+    let mut admin = subscribe_as(pki::ADMIN);
+    let mut team = subscribe_as(pki::TEAM_A);
+    for ops in [&mut admin, &mut team] {
+        ops.next(10 * SECOND, |e| e.subscribed.clone());
+    }
+
+    let fw = Framework::subscribe(&addr, "second");
+    assert_eq!(frameworks_seen_by(pki::TEAM_A), 0);
+    assert_eq!(frameworks_seen_by(pki::ADMIN), 2);
+    let added = admin.next(10 * SECOND, |e| e.framework_added.clone());
+    assert_eq!(
+        added.framework.framework_info.id.unwrap().value,
+        fw.id.as_str()
+    );
+    // An agent after it: the team's stream shows the agent and nothing of the framework.
+    let client = {
+        let _runtime = rt.enter();
+        cluster.client()
+    };
+    rt.block_on(register(&client, 7)).unwrap();
+    let first = team.next(10 * SECOND, |e| Some(e.clone()));
+    assert_eq!(first.r#type(), op::event::Type::AgentAdded, "{first:?}");
+    let state = operator_as(&addr, JSON, &call(Type::GetState), Some(pki::TEAM_A));
+    let state = op::Response::from_json(&state.body)
+        .unwrap()
+        .get_state
+        .unwrap();
+    assert!(state.get_frameworks.unwrap().frameworks.is_empty());
+    assert_eq!(state.get_agents.unwrap().agents.len(), 1);
+    let s = get(&addr, "/master/state", Some(pki::TEAM_A));
+    let s: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+    assert!(s["frameworks"].as_array().unwrap().is_empty(), "{s}");
+    assert_eq!(s["slaves"].as_array().unwrap().len(), 1, "{s}");
+    // gRPC GetState shows the team the same.
+    let grpc = rt.block_on(async {
+        let channel = pki::pki()
+            .client_security(Some(pki::TEAM_A))
+            .connect_lazy(&addr, 2 * SECOND)
+            .unwrap();
+        agora_proto::v1::master_client::MasterClient::new(channel)
+            .get_state(agora_proto::v1::GetStateRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert!(grpc.frameworks.is_empty());
+    assert_eq!(grpc.agents.len(), 1);
+}
