@@ -873,3 +873,92 @@ pub fn state_json(v: &Visible<'_>, facts: &MasterFacts, config: &Config) -> serd
         "unregistered_frameworks": [],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_mesos_proto::MesosJson;
+
+    fn facts(elected: bool) -> MasterFacts {
+        MasterFacts {
+            id: 1,
+            address: "127.0.0.1:5050".into(),
+            leader: Some("127.0.0.1:5050".into()),
+            elected,
+            started_ms: 1_000,
+            elected_ms: 2_000,
+        }
+    }
+
+    #[test]
+    fn metrics_have_mesos_names() {
+        let mut counts = ClusterCounts {
+            agents_active: 2,
+            agents_connected: 1,
+            frameworks_active: 1,
+            total: Resources::parse("cpus:4;mem:1024").unwrap(),
+            used: Resources::parse("cpus:1;mem:256").unwrap(),
+            ..Default::default()
+        };
+        counts.tasks.insert(TaskState::TaskRunning, 3);
+        counts.tasks.insert(TaskState::TaskGoneByOperator, 1);
+        let m: BTreeMap<String, f64> = metrics(&facts(true), 11_000, Some(&counts))
+            .into_iter()
+            .collect();
+        for (name, value) in [
+            ("master/elected", 1.0),
+            ("master/uptime_secs", 10.0),
+            ("master/slaves_active", 2.0),
+            ("master/slaves_connected", 1.0),
+            ("master/slaves_disconnected", 1.0),
+            ("master/tasks_running", 3.0),
+            ("master/tasks_gone_by_operator", 1.0),
+            ("master/tasks_finished", 0.0),
+            ("master/cpus_total", 4.0),
+            ("master/cpus_used", 1.0),
+            ("master/cpus_percent", 0.25),
+            ("master/mem_percent", 0.25),
+            ("master/gpus_percent", 0.0),
+        ] {
+            assert_eq!(m.get(name), Some(&value), "{name}: {m:?}");
+        }
+        assert!(!m.contains_key("master/tasks_unknown"));
+        // A follower says only that it is not elected, and its uptime.
+        let m = metrics(&facts(false), 11_000, None);
+        assert_eq!(
+            m,
+            vec![
+                ("master/elected".to_string(), 0.0),
+                ("master/uptime_secs".to_string(), 10.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn update_weights_names_mesos_fields() {
+        let c = op::Call::from_json(
+            br#"{"type":"UPDATE_WEIGHTS","update_weights":{"weight_infos":[
+                {"weight":2,"role":"a"},{"weight":3}]}}"#,
+        )
+        .unwrap();
+        let e = update_weights_from_mesos(&c).unwrap_err();
+        assert_eq!(e.message(), "update_weights.weight_infos[1].role: missing");
+        let c = op::Call::from_json(br#"{"type":"UPDATE_WEIGHTS"}"#).unwrap();
+        assert_eq!(
+            update_weights_from_mesos(&c).unwrap_err().message(),
+            "update_weights: missing"
+        );
+        let renamed = update_weights_fields(invalid("weights[1].weight", "-1 is not"));
+        assert_eq!(
+            renamed.message(),
+            "update_weights.weight_infos[1].weight: -1 is not"
+        );
+        let renamed = update_weights_fields(invalid("role", "bad"));
+        assert_eq!(
+            renamed.message(),
+            "update_weights.weight_infos[0].role: bad"
+        );
+        let other = update_weights_fields(Status::permission_denied("principal x may not"));
+        assert_eq!(other.message(), "principal x may not");
+    }
+}
