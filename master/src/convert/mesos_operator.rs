@@ -961,4 +961,52 @@ mod tests {
         let other = update_weights_fields(Status::permission_denied("principal x may not"));
         assert_eq!(other.message(), "principal x may not");
     }
+
+    fn task(state: TaskState, launch: Vec<u8>) -> Task {
+        Task {
+            id: agora_registry::TaskId::new("t1").unwrap(),
+            framework_id: agora_registry::FrameworkId::new("f1").unwrap(),
+            agent_id: agora_registry::AgentId::new("a1").unwrap(),
+            name: "t".into(),
+            resources: Resources::parse("cpus:0.5;mem:64;ports:[31000-31001]").unwrap(),
+            state,
+            message: Some("m".into()),
+            exit_code: None,
+            updated_at_ms: 1_500,
+            launch,
+            user: "u".into(),
+        }
+    }
+
+    #[test]
+    fn tasks_show_their_latest_status_and_own_executor() {
+        use prost::Message;
+        let staging = task_to_mesos(&task(TaskState::TaskStaging, vec![]));
+        assert_eq!(staging.state(), mesos::TaskState::TaskStaging);
+        assert!(staging.statuses.is_empty() && staging.executor_id.is_none());
+        assert_eq!(staging.resources.len(), 3);
+        // The operator sees the real state, not TASK_LOST.
+        let gone = task_to_mesos(&task(TaskState::TaskGone, vec![]));
+        assert_eq!(gone.state(), mesos::TaskState::TaskGone);
+        assert_eq!(gone.statuses[0].timestamp, Some(1.5));
+        assert_eq!(gone.statuses[0].message.as_deref(), Some("m"));
+
+        let launch = pb::TaskInfo {
+            task_id: "t1".into(),
+            executor: Some(pb::ExecutorInfo {
+                command: "./my-executor".into(),
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let own = task(TaskState::TaskRunning, launch);
+        assert_eq!(task_to_mesos(&own).executor_id.unwrap().value, "t1");
+        let e = custom_executor(&own).unwrap();
+        assert_eq!(e.r#type(), mesos::executor_info::Type::Custom);
+        assert_eq!(e.command.unwrap().value.as_deref(), Some("./my-executor"));
+        let json = task_json(&own);
+        assert_eq!(json["executor_id"], "t1");
+        assert_eq!(json["resources"]["ports"], "[31000-31001]");
+        assert_eq!(json["statuses"][0]["state"], "TASK_RUNNING");
+    }
 }
