@@ -380,9 +380,21 @@ struct OwnRuntime(Option<tokio::runtime::Runtime>);
 /// [`agora_raft_store::RAFT_THREAD_NICE`]) get the CPU first, readers what is left.
 pub const BULK_THREAD_NICE: i32 = 10;
 
-/// HTTP/1 paths served on the bulk lane: reads whose answers are large.
+/// HTTP/1 paths served on the bulk lane: reads whose answers are large (Mesos' v0 state and
+/// metrics included, which tooling polls).
 fn is_bulk_read(path: &str) -> bool {
-    matches!(path, "/state" | "/metrics" | "/" | "/ui.js" | "/ui.css")
+    matches!(
+        path,
+        "/state"
+            | "/metrics"
+            | "/"
+            | "/ui.js"
+            | "/ui.css"
+            | "/master/state"
+            | "/state.json"
+            | "/master/state.json"
+            | "/metrics/snapshot"
+    )
 }
 
 impl OwnRuntime {

@@ -80,4 +80,10 @@ impl RegistryHandle {
     pub fn last_applied_index(&self) -> Option<u64> {
         self.0.last_applied_index()
     }
+
+    /// Runs `f` on the registry and the index of the last entry applied to it (read
+    /// together: the registry is as of that entry).
+    pub fn read_applied<T>(&self, f: impl FnOnce(&Registry, u64) -> T) -> T {
+        self.0.read_applied(|m, index| f(&m.0, index.unwrap_or(0)))
+    }
 }

@@ -89,6 +89,13 @@ impl<M: StateMachine> StateHandle<M> {
     pub fn last_applied_index(&self) -> Option<u64> {
         read(&self.state).last_applied.map(|l| l.index)
     }
+
+    /// Runs `f` on the state together with the index of the last entry applied to it, both
+    /// read under one lock (so they agree).
+    pub fn read_applied<T>(&self, f: impl FnOnce(&M, Option<u64>) -> T) -> T {
+        let applied = read(&self.state);
+        f(&applied.machine, applied.last_applied.map(|l| l.index))
+    }
 }
 
 /// The state machine store openraft applies committed entries to.

@@ -739,7 +739,7 @@ pub fn resources_to_mesos(res: &Resources, shape: &EventShape) -> Vec<mesos::Res
 
 /// An agent attribute: a scalar if its value is a number, else text (as Mesos reads an
 /// agent's `--attributes`).
-fn attribute_to_mesos(key: String, value: String) -> mesos::Attribute {
+pub fn attribute_to_mesos(key: String, value: String) -> mesos::Attribute {
     use mesos::value::Type;
     let mut out = mesos::Attribute {
         name: key,

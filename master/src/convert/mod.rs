@@ -13,6 +13,7 @@ use tonic::Status;
 
 pub mod limits;
 pub mod mesos;
+pub mod mesos_operator;
 mod sessions;
 
 pub use sessions::*;

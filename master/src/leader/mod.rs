@@ -10,6 +10,7 @@
 mod agents;
 mod allocation;
 pub mod authz;
+pub mod events;
 mod expiry;
 #[cfg(test)]
 mod fixtures;
@@ -18,6 +19,7 @@ mod health;
 pub mod messages;
 pub mod sessions;
 pub mod soft_state;
+pub mod views;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,6 +126,10 @@ struct Shared {
     leading_since: AtomicU64,
     /// ACLs and the binding rule.
     authz: authz::Authz,
+    /// What each committed command changed, for whoever follows the cluster.
+    events: events::Broadcast,
+    /// When this process started (ms).
+    started_ms: u64,
 }
 
 /// The leader's coordination, shared by every handler of this replica. It acts only while
@@ -143,6 +149,7 @@ impl Leader {
         metrics: Metrics,
         authz: authz::Authz,
     ) -> Leader {
+        let started_ms = clock.now_ms();
         Leader {
             shared: Arc::new(Shared {
                 config,
@@ -159,6 +166,8 @@ impl Leader {
                 accepts: AtomicU64::new(0),
                 leading_since: AtomicU64::new(0),
                 authz,
+                events: events::Broadcast::default(),
+                started_ms,
             }),
         }
     }
@@ -239,8 +248,14 @@ impl Leader {
     }
 
     /// Proposes `command` and waits until it is committed and applied; its log index.
+    /// What it changed is then broadcast ([`events`]) before the caller carries on, so an
+    /// event never trails what the caller does next (a launch's TASK_ADDED comes before
+    /// the agent can report the task running).
     async fn write(&self, command: Command) -> Result<u64, WriteError> {
-        self.shared.writer.write(command).await
+        let touched = self.touched(&command);
+        let index = self.shared.writer.write(command).await?;
+        self.publish(index, &touched);
+        Ok(index)
     }
 
     /// Wakes the allocation loop: something changed that may free resources or let

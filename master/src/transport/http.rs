@@ -161,13 +161,13 @@ fn render_metrics(leader: &Leader) -> String {
     m.is_leader.set(quorum.view.is_leader as i64);
     m.last_log_index.set(quorum.last_log_index as i64);
     m.last_applied.set(quorum.last_applied as i64);
-    leader.read(|reg| {
-        m.agents.set(reg.agents().count() as i64);
-        m.frameworks.set(reg.frameworks().count() as i64);
-        m.live_tasks
-            .set(reg.tasks().filter(|t| !t.state.is_terminal()).count() as i64);
-        m.tasks_kept.set(reg.tasks().count() as i64);
-    });
+    let c = leader.counts();
+    m.agents
+        .set((c.agents_active + c.agents_unreachable) as i64);
+    m.frameworks
+        .set((c.frameworks_active + c.frameworks_disconnected) as i64);
+    m.live_tasks.set(c.live_tasks() as i64);
+    m.tasks_kept.set(c.tasks_kept() as i64);
     if let Some(s) = &m.snapshot_stats {
         m.snapshot_builds.set(s.builds() as i64);
         m.snapshot_build_seconds.set(s.build_seconds());

@@ -64,39 +64,28 @@ impl MasterService for MasterApi {
         &self,
         req: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
-        use agora_acl::Action;
         let who = principal(&req);
         let view = self.leader.require_leader().map_err(leader_status)?;
         let leader = self.leader.clone();
         // Converting the whole registry is CPU work that grows with it: off the runtime.
         let state = tokio::task::spawn_blocking(move || {
-            let who = who.as_deref();
-            let leader = &leader;
-            leader.read(|reg| pb::ClusterState {
+            leader.read_visible(who.as_deref(), |v| pb::ClusterState {
                 leader: leader.quorum().advertise().to_string(),
                 term: view.term,
-                agents: reg
+                agents: v
                     .agents()
-                    .filter(|a| {
-                        leader.may_view(
-                            who,
-                            &Action::ViewAgent {
-                                agent: a.info.id.as_str(),
-                            },
+                    .map(|a| convert::agent_to_proto(a, &v.registry().agent_allocation(&a.info.id)))
+                    .collect(),
+                frameworks: v
+                    .frameworks()
+                    .map(|f| {
+                        convert::framework_to_proto(
+                            f,
+                            &v.registry().framework_allocation(&f.info.id),
                         )
                     })
-                    .map(|a| convert::agent_to_proto(a, &reg.agent_allocation(&a.info.id)))
                     .collect(),
-                frameworks: reg
-                    .frameworks()
-                    .filter(|f| leader.may_view(who, &Action::ViewFramework { user: &f.info.user }))
-                    .map(|f| convert::framework_to_proto(f, &reg.framework_allocation(&f.info.id)))
-                    .collect(),
-                tasks: reg
-                    .tasks()
-                    .filter(|t| leader.may_view(who, &Action::ViewTask { user: &t.user }))
-                    .map(convert::task_to_proto)
-                    .collect(),
+                tasks: v.tasks().map(convert::task_to_proto).collect(),
             })
         })
         .await

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use agora_mesos_proto::v1::scheduler as sched;
-use agora_mesos_proto::{recordio, MesosJson};
+use agora_mesos_proto::MesosJson;
 use agora_registry::FrameworkId;
 use agora_security::authenticate::Caller;
 use axum::body::{Body, Bytes};
@@ -29,11 +29,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Code, Status};
 
+use super::mesos_http::{
+    bad_request, encodings, read_body, redirect_unless_leader, refusal, status_response, Encoding,
+};
 use super::scheduler;
 use crate::convert;
 use crate::convert::mesos::{EventShape, MesosAccept};
@@ -43,71 +45,10 @@ use crate::leader::Leader;
 
 /// The endpoint.
 pub const PATH: &str = "/api/v1/scheduler";
-/// The largest request body: the gRPC API's message limit.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// The header naming a subscription.
 const STREAM_ID: &str = "mesos-stream-id";
 /// Events coalesced into one chunk of the stream, at most (bytes).
 const MAX_CHUNK_BYTES: usize = 64 * 1024;
-
-/// How a body is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Encoding {
-    Json,
-    Protobuf,
-}
-
-impl Encoding {
-    fn mime(self) -> &'static str {
-        match self {
-            Encoding::Json => "application/json",
-            Encoding::Protobuf => "application/x-protobuf",
-        }
-    }
-
-    /// A media type (parameters ignored).
-    fn parse(media_type: &str) -> Option<Encoding> {
-        let bare = media_type.split(';').next().unwrap_or("").trim();
-        if bare.eq_ignore_ascii_case("application/json") {
-            Some(Encoding::Json)
-        } else if bare.eq_ignore_ascii_case("application/x-protobuf") {
-            Some(Encoding::Protobuf)
-        } else {
-            None
-        }
-    }
-
-    /// What `Accept` asks for: the first type listed that we speak (a wildcard is the
-    /// request's own type); none if it lists only others. No `Accept`: the request's type.
-    fn accepted(headers: &HeaderMap, request: Encoding) -> Option<Encoding> {
-        let Some(accept) = headers.get(header::ACCEPT) else {
-            return Some(request);
-        };
-        let accept = accept.to_str().ok()?;
-        accept.split(',').find_map(|range| {
-            let bare = range.split(';').next().unwrap_or("").trim();
-            if bare == "*/*" || bare.eq_ignore_ascii_case("application/*") {
-                Some(request)
-            } else {
-                Encoding::parse(bare)
-            }
-        })
-    }
-
-    fn encode_event(self, event: &sched::Event, out: &mut Vec<u8>) {
-        let record = match self {
-            Encoding::Protobuf => event.encode_to_vec(),
-            Encoding::Json => match event.to_json_vec() {
-                Ok(json) => json,
-                Err(e) => {
-                    tracing::error!(error = %e, "a Mesos event could not be written as JSON; skipped");
-                    return;
-                }
-            },
-        };
-        recordio::encode_into(&record, out);
-    }
-}
 
 struct Api {
     leader: Leader,
@@ -136,40 +77,6 @@ pub fn router(leader: Leader) -> Router {
         ))
 }
 
-/// A refusal, its reason as plain text (as Mesos answers).
-fn refusal(code: StatusCode, message: impl std::fmt::Display) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        message.to_string(),
-    )
-        .into_response()
-}
-
-/// A refusal of the scheduler API, in HTTP: a bad request is 400, a refused credential
-/// 401, a refused principal 403, no leader 503.
-fn status_response(status: Status) -> Response {
-    let code = match status.code() {
-        Code::InvalidArgument
-        | Code::FailedPrecondition
-        | Code::OutOfRange
-        | Code::AlreadyExists
-        | Code::ResourceExhausted => StatusCode::BAD_REQUEST,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::Aborted => StatusCode::CONFLICT,
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    refusal(code, status.message())
-}
-
-fn bad_request(message: impl std::fmt::Display) -> Response {
-    refusal(StatusCode::BAD_REQUEST, message)
-}
-
 /// A call's member for its type (`accept` of an ACCEPT), or 400 as Mesos words it.
 fn member<'a, T>(value: &'a Option<T>, name: &str) -> Result<&'a T, Status> {
     value
@@ -191,60 +98,18 @@ async fn call(
     body: Body,
 ) -> Response {
     let who = caller.and_then(|Extension(c)| c.principal);
-    let view = api.leader.view();
-    if !view.is_leader {
-        return match view.leader_address {
-            // Scheme-relative, as Mesos answers: the client keeps its own scheme.
-            Some(leader) => (
-                StatusCode::TEMPORARY_REDIRECT,
-                [(header::LOCATION, format!("//{leader}{PATH}"))],
-            )
-                .into_response(),
-            None => refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no leading master is known yet",
-            ),
-        };
+    if let Some(redirect) = redirect_unless_leader(&api.leader, PATH) {
+        return redirect;
     }
-    let Some(encoding) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(Encoding::parse)
-    else {
-        return refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Expecting 'Content-Type' of application/json or application/x-protobuf",
-        );
+    let (encoding, answer) = match encodings(&headers, None) {
+        Ok(e) => e,
+        Err(refused) => return refused,
     };
-    let Some(answer) = Encoding::accepted(&headers, encoding) else {
-        return refusal(
-            StatusCode::NOT_ACCEPTABLE,
-            "Expecting 'Accept' to allow application/json or application/x-protobuf",
-        );
-    };
-    let too_large = || {
-        refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return too_large();
-    }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let bytes = match read_body(&headers, body).await {
         Ok(b) => b,
-        Err(e) if e.to_string().contains("length limit") => return too_large(),
-        Err(e) => return bad_request(format!("could not read the request body: {e}")),
+        Err(refused) => return refused,
     };
-    let parsed = match encoding {
-        Encoding::Json => sched::Call::from_json(&bytes).map_err(|e| e.to_string()),
-        Encoding::Protobuf => sched::Call::decode(bytes).map_err(|e| e.to_string()),
-    };
-    let c = match parsed {
+    let c = match encoding.decode::<sched::Call>(&bytes) {
         Ok(c) => c,
         Err(e) => return bad_request(format!("Failed to parse body into Call: {e}")),
     };
@@ -521,12 +386,12 @@ impl Stream for EventBody {
                         continue;
                     }
                     let event = convert::mesos::framework_event_to_mesos(e, &this.shape);
-                    this.encoding.encode_event(&event, &mut out);
+                    this.encoding.encode_record(&event, &mut out);
                 }
                 Poll::Ready(Some(Err(end))) => {
                     tracing::info!(framework = %this._stream.framework, reason = %end, "Mesos scheduler subscription ended");
                     if let Some(event) = convert::mesos::session_end_to_mesos(&end) {
-                        this.encoding.encode_event(&event, &mut out);
+                        this.encoding.encode_record(&event, &mut out);
                     }
                     this.ended = true;
                 }

@@ -9,6 +9,8 @@ mod agent_gateway;
 pub mod auth;
 pub mod http;
 mod master_api;
+mod mesos_http;
+mod mesos_operator;
 mod mesos_scheduler;
 mod operator;
 mod scheduler;
@@ -47,7 +49,8 @@ pub fn router(
         )))
         .into_axum_router();
     http::router(leader.clone())
-        .merge(mesos_scheduler::router(leader))
+        .merge(mesos_scheduler::router(leader.clone()))
+        .merge(mesos_operator::router(leader))
         .merge(grpc)
         .fallback(agora_security::serve::unknown_path)
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))

@@ -30,6 +30,38 @@ impl OperatorApi {
     }
 }
 
+/// Sets role weights, for the gRPC `SetWeight` (one) and Mesos' `UPDATE_WEIGHTS` (any
+/// number): every role and weight is validated and authorized (`update_weights`) before
+/// the first is written, so a refused one changes nothing.
+pub(super) async fn set_weights(
+    leader: &Leader,
+    caller: Option<&str>,
+    weights: &[pb::SetWeightRequest],
+) -> Result<(), Status> {
+    for (i, w) in weights.iter().enumerate() {
+        let field = |name: &str| {
+            if weights.len() == 1 {
+                name.to_string()
+            } else {
+                format!("weights[{i}].{name}")
+            }
+        };
+        agora_registry::resources::validate_framework_role(&w.role)
+            .map_err(|e| invalid(&field("role"), e))?;
+        leader
+            .authorize(caller, &agora_acl::Action::UpdateWeight { role: &w.role })
+            .map_err(leader_status)?;
+        crate::convert::limits::weight(&field("weight"), w.weight)?;
+    }
+    for w in weights {
+        leader
+            .set_weight(w.role.clone(), w.weight)
+            .await
+            .map_err(leader_status)?;
+    }
+    Ok(())
+}
+
 fn membership_reply(change: MembershipChange) -> pb::MembershipReply {
     pb::MembershipReply {
         members: change
@@ -48,20 +80,7 @@ impl OperatorService for OperatorApi {
         req: Request<pb::SetWeightRequest>,
     ) -> Result<Response<pb::WeightsReply>, Status> {
         let caller = principal(&req);
-        let req = req.into_inner();
-        agora_registry::resources::validate_framework_role(&req.role)
-            .map_err(|e| invalid("role", e))?;
-        self.leader
-            .authorize(
-                caller.as_deref(),
-                &agora_acl::Action::UpdateWeight { role: &req.role },
-            )
-            .map_err(leader_status)?;
-        crate::convert::limits::weight("weight", req.weight)?;
-        self.leader
-            .set_weight(req.role, req.weight)
-            .await
-            .map_err(leader_status)?;
+        set_weights(&self.leader, caller.as_deref(), &[req.into_inner()]).await?;
         Ok(Response::new(self.weights_reply()))
     }
 

@@ -200,9 +200,7 @@ fn render(
         let tasks: Vec<Bytes> = reg
             .tasks()
             .map(|t| (t, fragments.json(t)))
-            .filter(|(t, _)| {
-                leader.may_view(principal, &agora_acl::Action::ViewTask { user: &t.user })
-            })
+            .filter(|(t, _)| leader.may_see_task(principal, t))
             .map(|(_, json)| json)
             .collect();
         (head_json(leader, reg, principal), tasks)
@@ -239,17 +237,9 @@ type Head = (
 
 /// Agents, frameworks and completed frameworks `principal` may see.
 fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
-    use agora_acl::Action;
     let agents = reg
         .agents()
-        .filter(|a| {
-            leader.may_view(
-                principal,
-                &Action::ViewAgent {
-                    agent: a.info.id.as_str(),
-                },
-            )
-        })
+        .filter(|a| leader.may_see_agent(principal, a))
         .map(|a| {
             let alloc = reg.agent_allocation(&a.info.id);
             json!({
@@ -266,7 +256,7 @@ fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
         .collect();
     let frameworks = reg
         .frameworks()
-        .filter(|f| leader.may_view(principal, &Action::ViewFramework { user: &f.info.user }))
+        .filter(|f| leader.may_see_framework(principal, f))
         .map(|f| {
             let alloc = reg.framework_allocation(&f.info.id);
             json!({
@@ -284,14 +274,7 @@ fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
     // Removed frameworks the registry still keeps (`--max-completed-frameworks`).
     let completed = reg
         .completed_frameworks()
-        .filter(|c| {
-            leader.may_view(
-                principal,
-                &Action::ViewFramework {
-                    user: &c.framework.info.user,
-                },
-            )
-        })
+        .filter(|c| leader.may_see_framework(principal, &c.framework))
         .map(|c| {
             json!({
                 "id": c.framework.info.id,
