@@ -64,8 +64,11 @@ pub enum Command {
     /// The DRF weight of a role (operator call).
     SetWeight { role: String, weight: f64 },
     /// How much finished history to keep; enforced at once (lowering a bound evicts).
-    /// Last so that older log entries keep their encoding.
+    /// After the older variants so that older log entries keep their encoding.
     SetRetention { retention: Retention },
+    /// The DRF weights of several roles at once: all set, or (one invalid) none.
+    /// Last so that older log entries keep their encoding.
+    SetWeights { weights: Vec<(String, f64)> },
 }
 
 /// The payload of one Raft log entry: commands applied in order, each on its own (one
@@ -195,6 +198,7 @@ impl Command {
             Command::UpdateTask { .. } => "update_task",
             Command::SetWeight { .. } => "set_weight",
             Command::SetRetention { .. } => "set_retention",
+            Command::SetWeights { .. } => "set_weights",
         }
     }
 }

@@ -383,11 +383,17 @@ impl Registry {
                 Ok(())
             }
             Command::SetWeight { role, weight } => {
-                validate_framework_role(role).map_err(|e| Rejection::BadRole(e.to_string()))?;
-                if !(weight.is_finite() && *weight > 0.0) {
-                    return Err(Rejection::BadWeight(weight.to_string()));
-                }
+                check_weight(role, *weight)?;
                 self.data.weights.insert(role.clone(), *weight);
+                Ok(())
+            }
+            Command::SetWeights { weights } => {
+                for (role, weight) in weights {
+                    check_weight(role, *weight)?;
+                }
+                for (role, weight) in weights {
+                    self.data.weights.insert(role.clone(), *weight);
+                }
                 Ok(())
             }
             Command::SetRetention { retention } => {
@@ -1099,4 +1105,13 @@ fn bound_principal(
         (Some(r), _) => Ok(Some(r.to_string())),
         (None, c) => Ok(c),
     }
+}
+
+/// A role's DRF weight as an operator may set it.
+fn check_weight(role: &str, weight: f64) -> Result<(), Rejection> {
+    validate_framework_role(role).map_err(|e| Rejection::BadRole(e.to_string()))?;
+    if !(weight.is_finite() && weight > 0.0) {
+        return Err(Rejection::BadWeight(weight.to_string()));
+    }
+    Ok(())
 }

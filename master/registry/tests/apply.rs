@@ -492,6 +492,26 @@ fn weights_are_validated() {
 }
 
 #[test]
+fn several_weights_are_set_all_or_none() {
+    let mut reg = Registry::new();
+    let set = |weights: &[(&str, f64)]| Command::SetWeights {
+        weights: weights.iter().map(|(r, w)| (r.to_string(), *w)).collect(),
+    };
+    apply(&mut reg, &set(&[("web", 2.0), ("batch", 0.5)])).unwrap();
+    assert_eq!((reg.weight("web"), reg.weight("batch")), (2.0, 0.5));
+    // One bad weight or role: refused, and the good ones before it are not set either.
+    for bad in [
+        set(&[("web", 3.0), ("batch", 0.0)]),
+        set(&[("web", 3.0), ("-x", 1.0)]),
+    ] {
+        let before = reg.clone();
+        assert!(apply(&mut reg, &bad).is_err());
+        assert_eq!(reg, before, "nothing of a refused command applied");
+    }
+    assert_eq!(reg.weight("web"), 2.0);
+}
+
+#[test]
 fn snapshot_round_trip_rebuilds_indexes() {
     let mut reg = cluster();
     apply(
@@ -986,6 +1006,7 @@ fn at(mut cmd: Command, t: TimestampMs) -> Command {
         Command::AddOffers { .. }
         | Command::RemoveOffers { .. }
         | Command::SetWeight { .. }
+        | Command::SetWeights { .. }
         | Command::SetRetention { .. } => {}
     }
     cmd

@@ -122,6 +122,7 @@ pub fn touched(command: &Command, reg: &Registry) -> Touched {
         Command::AddOffers { .. }
         | Command::RemoveOffers { .. }
         | Command::SetWeight { .. }
+        | Command::SetWeights { .. }
         | Command::SetRetention { .. } => {}
     }
     t

@@ -308,6 +308,14 @@ impl Leader {
         Ok(())
     }
 
+    /// Sets several roles' weights in one command: all of them, or none.
+    pub async fn set_weights(&self, weights: Vec<(String, f64)>) -> Result<(), LeaderError> {
+        self.require_leader()?;
+        self.write(Command::SetWeights { weights }).await?;
+        self.wake();
+        Ok(())
+    }
+
     /// This replica is stopping: end every session now (so clients go elsewhere and the
     /// server's graceful stop does not wait on streams that never end).
     pub fn close_sessions(&self) {

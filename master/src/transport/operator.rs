@@ -53,13 +53,16 @@ pub(super) async fn set_weights(
             .map_err(leader_status)?;
         crate::convert::limits::weight(&field("weight"), w.weight)?;
     }
-    for w in weights {
-        leader
-            .set_weight(w.role.clone(), w.weight)
-            .await
-            .map_err(leader_status)?;
+    // One command for all of them: a failed write leaves none set.
+    match weights {
+        [w] => leader.set_weight(w.role.clone(), w.weight).await,
+        _ => {
+            leader
+                .set_weights(weights.iter().map(|w| (w.role.clone(), w.weight)).collect())
+                .await
+        }
     }
-    Ok(())
+    .map_err(leader_status)
 }
 
 fn membership_reply(change: MembershipChange) -> pb::MembershipReply {

@@ -748,6 +748,17 @@ fn applied(before: &Registry, after: &Registry, command: &Command) {
             );
             assert_eq!(after.weight(role), *weight);
         }
+        Command::SetWeights { weights } => {
+            for (role, weight) in weights {
+                assert!(
+                    weight.is_finite() && *weight > 0.0,
+                    "a bad weight accepted\n{weight}"
+                );
+                // (A role named twice keeps its last weight.)
+                let last = weights.iter().rev().find(|(r, _)| r == role).unwrap().1;
+                assert_eq!(after.weight(role), last);
+            }
+        }
         Command::SetRetention { retention } => {
             assert_eq!(after.retention(), *retention);
         }
