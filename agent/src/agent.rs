@@ -109,7 +109,9 @@ pub async fn run_until(
     let resender = {
         let tasks = tasks.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            // Each update waits its own retry interval (tasks::RESEND_MIN doubling to
+            // RESEND_MAX); the tick only checks which are due.
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 tasks.resend_unacknowledged();

@@ -75,6 +75,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod detect;
+pub mod fetch;
 pub mod gc;
 pub mod isolation;
 pub mod master_link;

@@ -132,6 +132,7 @@ impl Workload {
             command,
             env: Default::default(),
             executor: None,
+            ..Default::default()
         }
     }
 

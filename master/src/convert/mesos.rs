@@ -310,6 +310,7 @@ fn task_from_mesos(t: &mesos::TaskInfo, path: &str) -> Result<pb::TaskInfo, Stat
         env,
         executor: None,
         user: command.user.clone().unwrap_or_default(),
+        ..Default::default()
     })
 }
 
