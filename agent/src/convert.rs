@@ -10,6 +10,8 @@ use agora_proto::v1 as pb;
 use agora_registry::resources::Ranges;
 use agora_registry::{Resource, Resources, Scalar, TaskState, Value};
 
+pub mod mesos;
+
 use crate::checkpoint::{TaskRecord, Update};
 use crate::config::Registration;
 

@@ -79,6 +79,7 @@ pub mod fetch;
 pub mod gc;
 pub mod isolation;
 pub mod master_link;
+pub mod mesos_executor;
 pub mod simulator;
 pub mod supervisor;
 pub mod tasks;
