@@ -54,7 +54,10 @@ def request(body):
 
 def chunks(f):
     while True:
-        size = int(f.readline().strip(), 16)
+        line = f.readline()
+        if not line:
+            return  # the connection closed (the agent went away)
+        size = int(line.strip(), 16)
         if size == 0:
             return
         data = f.read(size)
