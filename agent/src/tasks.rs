@@ -5,7 +5,12 @@
 //! Reliability: an executor's update is appended to the task's journal and fsynced before
 //! the executor hears it is checkpointed. Per task, updates go to the master strictly in
 //! order, one at a time: the oldest unacknowledged update is (re)sent until the master
-//! acknowledges it (after committing it), then the next. Executors run in their own session
+//! acknowledges it (after committing it), then the next. It is sent again only once it
+//! has gone unacknowledged for its retry interval ([`RESEND_MIN`], doubling to
+//! [`RESEND_MAX`], as Mesos' agent retries updates), never on a tick just after it went
+//! out. Both transports of the executor API (gRPC [`ExecutorApi`] and Mesos'
+//! [`crate::mesos_executor`]) authenticate a call, then make it through the same
+//! functions here (`subscribe_executor`, `executor_update`, `executor_message`). Executors run in their own session
 //! (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
 //! and unacknowledged updates from its checkpoints and waits for its executors to subscribe
 //! again. An executor that is gone without having reported a terminal state gets one from
