@@ -249,11 +249,6 @@ fn filters_from_mesos(filters: Option<&mesos::Filters>) -> Option<pb::Filters> {
     })
 }
 
-/// The most URIs one command fetches.
-const MAX_URIS: usize = 64;
-/// The longest URI (bytes).
-const MAX_URI_BYTES: usize = 4096;
-
 /// A Mesos task as the launch record agents run: a command task (run by the agent's
 /// built-in executor), or a task with its own executor (`executor`: a CUSTOM executor
 /// with a command, started by the agent with Mesos' executor environment, which speaks
@@ -389,17 +384,12 @@ fn uris_from_mesos(
     uris: &[mesos::command_info::Uri],
     path: &str,
 ) -> Result<Vec<pb::FetchUri>, Status> {
-    limits::count(path, uris.len(), MAX_URIS)?;
+    limits::count(path, uris.len(), limits::MAX_URIS)?;
     uris.iter()
         .enumerate()
         .map(|(i, u)| {
             let field = format!("{path}[{i}].value");
-            if u.value.len() > MAX_URI_BYTES {
-                return Err(invalid(
-                    &field,
-                    format!("{} bytes, at most {MAX_URI_BYTES}", u.value.len()),
-                ));
-            }
+            limits::bytes(&field, u.value.as_bytes(), limits::MAX_URI_BYTES)?;
             let lower = u.value.to_ascii_lowercase();
             if !(lower.starts_with("file://")
                 || lower.starts_with("http://")
