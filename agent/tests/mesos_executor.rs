@@ -259,6 +259,16 @@ fn post(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
+    post_bytes(endpoint, content_type, accept, token, body.as_bytes())
+}
+
+fn post_bytes(
+    endpoint: &str,
+    content_type: &str,
+    accept: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(endpoint).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token
@@ -266,12 +276,14 @@ fn post(
         .unwrap_or_default();
     write!(
         s,
-        "POST /api/v1/executor HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: {content_type}\r\nAccept: {accept}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/v1/executor HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: {content_type}\r\nAccept: {accept}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).to_string();
     let code = answer
         .split_whitespace()
         .nth(1)
@@ -520,6 +532,54 @@ async fn mesos_executors_subscribe_report_are_acknowledged_killed_and_reconnect_
     );
     assert_eq!(code, 400);
     assert!(body.contains("update"), "{body}");
+    // Protobuf bodies too: a HEARTBEAT is accepted, an UPDATE whose uuid is not a UUID's
+    // 16 bytes is refused naming the field.
+    let proto_call = |kind: mesos::executor::call::Type, update: Option<mesos::TaskStatus>| {
+        mesos::executor::Call {
+            executor_id: mesos::ExecutorId {
+                value: "ex-held".into(),
+            },
+            framework_id: mesos::FrameworkId { value: fw.clone() },
+            r#type: Some(kind as i32),
+            update: update.map(|status| mesos::executor::call::Update { status }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let protobuf = "application/x-protobuf";
+    let (code, body) = post_bytes(
+        &endpoint,
+        protobuf,
+        protobuf,
+        Some(&held_token),
+        &proto_call(mesos::executor::call::Type::Heartbeat, None),
+    );
+    assert_eq!(code, 202, "{body}");
+    let bad_uuid = mesos::TaskStatus {
+        task_id: mesos::TaskId {
+            value: "held".into(),
+        },
+        state: mesos::TaskState::TaskFinished as i32,
+        uuid: Some(vec![1, 2, 3]),
+        ..Default::default()
+    };
+    let (code, body) = post_bytes(
+        &endpoint,
+        protobuf,
+        protobuf,
+        Some(&held_token),
+        &proto_call(mesos::executor::call::Type::Update, Some(bad_uuid)),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("update.status.uuid"), "{body}");
+    let (code, _) = post_bytes(
+        &endpoint,
+        protobuf,
+        protobuf,
+        Some(&held_token),
+        b"\xff\xff\xff",
+    );
+    assert_eq!(code, 400);
     // The task runs on, at the master too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     framework.drain();
