@@ -313,6 +313,23 @@ async fn command_tasks_see_mesos_environment_and_get_their_uris_fetched() {
     let files = tempfile::tempdir().unwrap();
     let tool = files.path().join("tool.sh");
     std::fs::write(&tool, "#!/bin/sh\necho tool ran with \"$1\"\n").unwrap();
+    // Read as the task's user: nobody may read `public`, not `secret` (both root's).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let public = files.path().join("public.txt");
+    std::fs::write(&public, "for everyone\n").unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let secret = files.path().join("secret.txt");
+    std::fs::write(&secret, "root only\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let as_nobody = |id: &str, file: &Path| pb::TaskInfo {
+        user: "nobody".into(),
+        ..command_task(
+            id,
+            "cat *.txt > seen",
+            vec![uri(&format!("file://{}", file.display()), false, false)],
+        )
+    };
     let archive = files.path().join("bundle.tar.gz");
     std::fs::write(&archive, "not really").unwrap();
     let port = http_server();
@@ -329,6 +346,8 @@ async fn command_tasks_see_mesos_environment_and_get_their_uris_fetched() {
             ],
         ),
         command_task("missing", "true", vec![uri(&missing, false, false)]),
+        as_nobody("public", &public),
+        as_nobody("secret", &secret),
         command_task(
             "archive",
             "true",
@@ -354,9 +373,20 @@ async fn command_tasks_see_mesos_environment_and_get_their_uris_fetched() {
             && refused.message.contains("does not extract archives"),
         "{refused:?}"
     );
-    // Neither ever ran.
+    framework
+        .wait_for("public", TaskState::TaskFinished, &dump)
+        .await;
+    let denied = framework
+        .wait_for("secret", TaskState::TaskFailed, &dump)
+        .await;
+    assert!(
+        denied.message.contains(secret.to_str().unwrap())
+            && denied.message.contains("Permission denied"),
+        "{denied:?}"
+    );
+    // None of them ever ran.
     framework.drain();
-    for t in ["missing", "archive"] {
+    for t in ["missing", "archive", "secret"] {
         assert!(
             !framework
                 .seen
@@ -393,12 +423,18 @@ async fn command_tasks_see_mesos_environment_and_get_their_uris_fetched() {
     assert!(!env.contains("TOKEN"), "{env}");
     assert_eq!(read(&sandbox.join("tool.out")), "tool ran with it's\n");
     assert_eq!(read(&sandbox.join("page.txt")), "hello over http\n");
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(sandbox.join("tool.sh"))
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o755);
+    let public_sandbox = agent.work_dir.join("sandboxes").join(&fw).join("public");
+    assert_eq!(read(&public_sandbox.join("seen")), "for everyone\n");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(public_sandbox.join("public.txt"))
+        .unwrap()
+        .uid();
+    assert_eq!(owner, 65534, "fetched as the task's user");
     framework.handle.stop();
 }
 
