@@ -105,7 +105,14 @@ pub async fn run_until(
             let _ = agora_security::serve::serve(
                 mesos_listener,
                 app,
-                agora_security::serve::ServeOptions::plaintext(),
+                agora_security::serve::ServeOptions {
+                    // Every executor connects from 127.0.0.1, with a stream and a
+                    // keep-alive connection for its calls (which Mesos' libraries expect
+                    // to stay open, as a Mesos agent keeps them).
+                    max_connections_per_client: crate::mesos_executor::MAX_CONNECTIONS,
+                    idle_timeout: crate::mesos_executor::IDLE_TIMEOUT,
+                    ..agora_security::serve::ServeOptions::plaintext()
+                },
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },

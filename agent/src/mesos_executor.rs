@@ -55,6 +55,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How often a subscribed executor gets a HEARTBEAT (well within the listener's idle
 /// timeout, so a quiet stream stays open).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// Connections the loopback listener holds at once (every executor's come from
+/// 127.0.0.1: its event stream and a keep-alive connection for its calls).
+pub const MAX_CONNECTIONS: usize = 16_384;
+/// How long a connection may stay silent before it is closed: long, because Mesos'
+/// executor libraries keep one connection for their calls and do not retry a call on a
+/// connection the server closed (a Mesos agent keeps them open).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// The file in the work dir's `meta/` holding the listener's port.
 const PORT_FILE: &str = "executor_http_port";
 

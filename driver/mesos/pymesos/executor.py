@@ -49,6 +49,20 @@ def status(task_id, state, message=""):
     }
 
 
+def send(driver, update, attempts=5):
+    """Sends a status update, again (same uuid: the agent takes it once) if the call fails
+    (pymesos raises, e.g. when its connection to the agent was closed meanwhile; it opens a
+    new one on the next call)."""
+    for attempt in range(attempts):
+        try:
+            driver.sendStatusUpdate(update)
+            return
+        except Exception as e:
+            log.warning("status update %s failed (%s); retrying", update["state"], e)
+            time.sleep(0.5 * (attempt + 1))
+    log.error("status update %s could not be sent", update["state"])
+
+
 class ShellExecutor(Executor):
     def __init__(self):
         self.lock = threading.Lock()
@@ -79,14 +93,14 @@ class ShellExecutor(Executor):
             try:
                 command = decode_data(task["data"]).decode("utf-8")
             except Exception as e:  # not a command: fail the task, saying why
-                driver.sendStatusUpdate(
+                send(driver,
                     status(task_id, "TASK_FAILED", "data is not a UTF-8 command: %s" % e)
                 )
                 return
         elif task.get("command", {}).get("value"):
             command = task["command"]["value"]
         if not command:
-            driver.sendStatusUpdate(
+            send(driver,
                 status(task_id, "TASK_FAILED", "no command: give data or command.value")
             )
             return
@@ -105,22 +119,22 @@ class ShellExecutor(Executor):
                 start_new_session=True,
             )
         except OSError as e:
-            driver.sendStatusUpdate(status(task_id, "TASK_FAILED", "cannot start: %s" % e))
+            send(driver, status(task_id, "TASK_FAILED", "cannot start: %s" % e))
             self.task_ended(driver)
             return
         with self.lock:
             self.running[task_id] = proc
-        driver.sendStatusUpdate(status(task_id, "TASK_RUNNING", "pid %d" % proc.pid))
+        send(driver, status(task_id, "TASK_RUNNING", "pid %d" % proc.pid))
         code = proc.wait()
         with self.lock:
             self.running.pop(task_id, None)
             killed = task_id in self.killed
         if killed:
-            driver.sendStatusUpdate(status(task_id, "TASK_KILLED", "killed by the framework"))
+            send(driver, status(task_id, "TASK_KILLED", "killed by the framework"))
         elif code == 0:
-            driver.sendStatusUpdate(status(task_id, "TASK_FINISHED", "exit status 0"))
+            send(driver, status(task_id, "TASK_FINISHED", "exit status 0"))
         else:
-            driver.sendStatusUpdate(
+            send(driver,
                 status(task_id, "TASK_FAILED", "exit status %d" % code)
             )
         self.task_ended(driver)
@@ -139,7 +153,7 @@ class ShellExecutor(Executor):
             proc = self.running.get(task_id)
             self.killed.add(task_id)
         if proc is None:
-            driver.sendStatusUpdate(status(task_id, "TASK_KILLED", "killed before it ran"))
+            send(driver, status(task_id, "TASK_KILLED", "killed before it ran"))
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
