@@ -10,8 +10,8 @@
 //! [`RESEND_MAX`], as Mesos' agent retries updates), never on a tick just after it went
 //! out. Both transports of the executor API (gRPC [`ExecutorApi`] and Mesos'
 //! [`crate::mesos_executor`]) authenticate a call, then make it through the same
-//! functions here (`subscribe_executor`, `executor_update`, `executor_message`). Executors run in their own session
-//! (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
+//! functions here (`subscribe_executor`, `executor_update`, `executor_message`).
+//! Executors run in their own session (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
 //! and unacknowledged updates from its checkpoints and waits for its executors to subscribe
 //! again. An executor that is gone without having reported a terminal state gets one from
 //! the agent (TASK_FAILED), so every task ends. An executor whose agent stays away for
@@ -28,8 +28,9 @@
 //! digits) in `AGORA_EXECUTOR_TOKEN`, bound to its framework and executor id, kept in memory
 //! and in its task's checkpoint (0600) while it runs, so a restarted agent still accepts it,
 //! and forgotten when it exits. The executor API ([`ExecutorApi`]) answers only calls
-//! carrying a known token (`authorization: Bearer <token>`, compared in constant time),
-//! and only about that executor's framework, executor id and task: a task, or anything else
+//! carrying a known token (`authorization: Bearer <token>`, compared in constant time;
+//! Mesos' loopback executor API also takes a caller whose socket belongs to processes in
+//! the executor's task cgroup, [`Tasks::executor_by_pids`]), and only about that executor's framework, executor id and task: a task, or anything else
 //! on the host that reaches the agent's port, cannot report, subscribe or send messages for
 //! another executor. The built-in executor does not pass its token on to its task.
 //!
