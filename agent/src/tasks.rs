@@ -577,7 +577,7 @@ impl Tasks {
     }
 
     /// Re-sends each task's oldest unacknowledged update once it has gone unacknowledged
-    /// for its retry interval ([`Resend`]; called periodically: the leader may have lost
+    /// for its retry interval (`Resend`; called periodically: the leader may have lost
     /// one in a failover).
     pub fn resend_unacknowledged(&self) {
         let mut inner = self.lock();
