@@ -9,7 +9,8 @@ MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD, subscribes to POST /api/v1/executor and ca
 
 For each task it is given (launchTask) it reports TASK_RUNNING, then runs the task: the
 task's `data` (base64 of a shell command, as pymesos frameworks commonly pass work) if
-there is one, else the task's `command.value`, with /bin/sh -c in the sandbox. Exit
+there is one, else the task's `command.value`, with /bin/sh -c in the sandbox (a task with
+neither has nothing to run and finishes at once). Exit
 status 0 is TASK_FINISHED, anything else TASK_FAILED (the message says which); a
 killTask sends SIGTERM to the command and reports TASK_KILLED. Once every task it ran has
 ended it stops, and the process exits.
@@ -100,10 +101,8 @@ class ShellExecutor(Executor):
         elif task.get("command", {}).get("value"):
             command = task["command"]["value"]
         if not command:
-            send(driver,
-                status(task_id, "TASK_FAILED", "no command: give data or command.value")
-            )
-            return
+            # Nothing to run (empty data, no command): the task succeeds at once.
+            command = "true"
         with self.lock:
             self.started += 1
         threading.Thread(
