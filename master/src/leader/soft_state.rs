@@ -1,7 +1,8 @@
 //! The leader's soft state: what it decides and keeps only in memory, as Mesos does, and
 //! loses with the leadership. Decline filters, suppression, frameworks that have not yet
-//! subscribed to this leader, and when each launch was committed. A plain struct: every
-//! method takes `now` (ms) as an argument.
+//! subscribed to this leader, when each launch was committed, and the last update passed
+//! on to each task's framework (so one sent again at once is not passed on twice). A plain
+//! struct: every method takes `now` (ms) as an argument.
 
 use std::collections::{HashMap, HashSet};
 
