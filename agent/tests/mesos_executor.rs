@@ -451,8 +451,18 @@ async fn mesos_executors_subscribe_report_are_acknowledged_killed_and_reconnect_
     let dump = move || {
         eprintln!("----- agent log -----\n{}", read(&log_path));
     };
+    // The executor's own files are fetched before it starts; one it cannot fetch fails
+    // its task, naming the URI, and it never starts.
+    let files = tempfile::tempdir().unwrap();
+    let payload = files.path().join("payload.txt");
+    std::fs::write(&payload, "for the executor\n").unwrap();
+    let mut done = executor_task("done", "ex-done", "finish", &[("EXTRA", "1")]);
+    done.uris = vec![uri(&format!("file://{}", payload.display()), false, true)];
+    let mut unfetched = executor_task("unfetched", "ex-unfetched", "finish", &[]);
+    unfetched.uris = vec![uri("/nonexistent/agora/payload", false, false)];
     let tasks = vec![
-        executor_task("done", "ex-done", "finish", &[("EXTRA", "1")]),
+        done,
+        unfetched,
         executor_task("held", "ex-held", "wait-kill", &[]),
         executor_task(
             "tokened",
@@ -471,6 +481,13 @@ async fn mesos_executors_subscribe_report_are_acknowledged_killed_and_reconnect_
     framework
         .wait_for("held", TaskState::TaskRunning, &dump)
         .await;
+    let failed = framework
+        .wait_for("unfetched", TaskState::TaskFailed, &dump)
+        .await;
+    assert!(
+        failed.message.contains("/nonexistent/agora/payload"),
+        "{failed:?}"
+    );
     let fw = framework.id();
     let agent_id = agent.agent_id().unwrap();
     let sandbox = |t: &str| -> PathBuf { work.join("sandboxes").join(&fw).join(t) };
@@ -490,6 +507,11 @@ async fn mesos_executors_subscribe_report_are_acknowledged_killed_and_reconnect_
     }
     assert!(events.contains("chunked=chunked"), "{events}");
     wait_file(&sandbox("tokened").join("events.log"), "EXIT", &dump);
+    assert_eq!(
+        read(&sandbox("done").join("payload.txt")),
+        "for the executor\n"
+    );
+    assert!(!sandbox("unfetched").join("events.log").exists());
 
     // Mesos' executor environment.
     let env = read(&sandbox("done").join("executor_env.txt"));
