@@ -411,6 +411,65 @@ mod tests {
         assert!(matches!(parse_source("https://h/a"), Ok(Source::Http(_))));
     }
 
+    /// A server answering each connection once: `/moved` redirects to `/file`, `/loop`
+    /// to itself, `/file` is 200, anything else 404.
+    fn http_server() -> u16 {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                let answer = match path.as_str() {
+                    "/moved" => {
+                        "HTTP/1.1 302 Found\r\nLocation: /file\r\nContent-Length: 0\r\n\r\n"
+                            .to_string()
+                    }
+                    "/loop" => "HTTP/1.1 301 Moved\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"
+                        .to_string(),
+                    "/file" => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_string(),
+                    _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
+                };
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn http_follows_redirects_and_fails_naming_the_uri() {
+        let port = http_server();
+        let dir = tempfile::tempdir().unwrap();
+        let mut moved = uri(&format!("http://127.0.0.1:{port}/moved"));
+        moved.output_file = "got".into();
+        fetch_all(&[moved], dir.path(), None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("got")).unwrap(),
+            "hello"
+        );
+        let missing = format!("http://127.0.0.1:{port}/missing");
+        let e = fetch_all(&[uri(&missing)], dir.path(), None).unwrap_err();
+        assert_eq!(e.uri, missing);
+        assert!(e.reason.contains("404"), "{e}");
+        assert!(
+            !dir.path().join("missing").exists(),
+            "a failed fetch leaves no file"
+        );
+        let looping = format!("http://127.0.0.1:{port}/loop");
+        let e = fetch_all(&[uri(&looping)], dir.path(), None).unwrap_err();
+        assert!(e.reason.contains("redirects"), "{e}");
+    }
+
     #[test]
     fn local_files_are_copied_and_archives_refused_when_extract_is_set() {
         let dir = tempfile::tempdir().unwrap();
