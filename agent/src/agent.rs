@@ -1,5 +1,6 @@
 //! The agent process: one listen address serving the executor API (gRPC) and HTTP
-//! (`/health`), its tasks, its link to the leader and the collection of finished
+//! (`/health`), a loopback-only plaintext listener serving Mesos' executor API
+//! (`/api/v1/executor`, nothing else), its tasks, its link to the leader and the collection of finished
 //! sandboxes, run until shutdown.
 
 use std::sync::Arc;
@@ -88,6 +89,37 @@ pub async fn run_until(
         })
         .await;
     });
+    // Mesos' executor API: plaintext, loopback only, this one path.
+    let mesos_listener = crate::mesos_executor::bind(&config)
+        .await
+        .map_err(|e| LinkError::Refused(format!("the executor API's loopback listener: {e}")))?;
+    let mesos_addr = mesos_listener
+        .local_addr()
+        .map_err(|e| LinkError::Refused(format!("the executor API's loopback listener: {e}")))?;
+    tasks.set_executor_http(mesos_addr);
+    tracing::info!(address = %mesos_addr, path = crate::mesos_executor::PATH, "Mesos executor API (plaintext, loopback only)");
+    let mesos_server = {
+        let app = crate::mesos_executor::router(tasks.clone(), mesos_addr);
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = agora_security::serve::serve(
+                mesos_listener,
+                app,
+                agora_security::serve::ServeOptions {
+                    // Every executor connects from 127.0.0.1, with a stream and a
+                    // keep-alive connection for its calls (which Mesos' libraries expect
+                    // to stay open, as a Mesos agent keeps them).
+                    max_connections_per_client: crate::mesos_executor::MAX_CONNECTIONS,
+                    idle_timeout: crate::mesos_executor::IDLE_TIMEOUT,
+                    ..agora_security::serve::ServeOptions::plaintext()
+                },
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )
+            .await;
+        })
+    };
     // Certificates reload on SIGHUP (new connections use them; open ones keep theirs).
     let reloader = tokio::spawn(async move {
         let Some(tls) = tls else { return };
@@ -109,7 +141,9 @@ pub async fn run_until(
     let resender = {
         let tasks = tasks.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            // Each update waits its own retry interval (tasks::RESEND_MIN doubling to
+            // RESEND_MAX); the tick only checks which are due.
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 tasks.resend_unacknowledged();
@@ -135,6 +169,7 @@ pub async fn run_until(
     resender.abort();
     reloader.abort();
     server.abort();
+    mesos_server.abort();
     result
 }
 

@@ -35,7 +35,7 @@ pub struct Update {
 }
 
 /// A task as checkpointed at launch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub framework_id: String,
     pub task_id: String,
@@ -50,6 +50,30 @@ pub struct TaskRecord {
     /// The user the task runs as (empty: the agent's own).
     #[serde(default)]
     pub user: String,
+    /// Files fetched into the sandbox before the task (or its own executor) starts.
+    #[serde(default)]
+    pub uris: Vec<crate::fetch::FetchUri>,
+    /// The framework's own id for its executor (Mesos' `executor_id`); `None`: the
+    /// task's id.
+    #[serde(default)]
+    pub executor_id: Option<String>,
+    /// The environment of the framework's own executor's command.
+    #[serde(default)]
+    pub executor_env: Vec<(String, String)>,
+    /// The task as a Mesos framework gave it (protobuf), for Mesos executors' LAUNCH.
+    #[serde(default)]
+    pub mesos_task_info: Vec<u8>,
+    /// The executor as a Mesos framework gave it (protobuf), for its SUBSCRIBED event.
+    #[serde(default)]
+    pub mesos_executor_info: Vec<u8>,
+}
+
+impl TaskRecord {
+    /// The executor's id as its framework knows it (the task's id unless the framework
+    /// named its own executor).
+    pub fn executor_id(&self) -> &str {
+        self.executor_id.as_deref().unwrap_or(&self.task_id)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -334,6 +358,7 @@ mod tests {
             env: vec![],
             executor_command: None,
             user: String::new(),
+            ..Default::default()
         })
         .unwrap();
         c.record_update(&update("t1", "u1", TaskState::TaskStarting))

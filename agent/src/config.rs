@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub executor_binary: PathBuf,
     /// How long executors wait for this agent to come back before they shut down.
     pub executor_recovery_timeout: std::time::Duration,
+    /// The loopback port of Mesos' executor API (`--executor-http-port`; 0: the port
+    /// checkpointed by an earlier run, else an ephemeral one).
+    pub executor_http_port: u16,
     /// TLS and the credential the agent presents.
     pub security: AgentSecurity,
     /// When finished sandboxes are removed.

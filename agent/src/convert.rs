@@ -10,6 +10,8 @@ use agora_proto::v1 as pb;
 use agora_registry::resources::Ranges;
 use agora_registry::{Resource, Resources, Scalar, TaskState, Value};
 
+pub mod mesos;
+
 use crate::checkpoint::{TaskRecord, Update};
 use crate::config::Registration;
 
@@ -168,6 +170,37 @@ pub fn task_record(
             .map(|e| e.command.clone())
             .filter(|c| !c.trim().is_empty()),
         user: task.user.clone(),
+        uris: task
+            .uris
+            .iter()
+            .map(|u| crate::fetch::FetchUri {
+                value: u.value.clone(),
+                executable: u.executable,
+                extract: u.extract,
+                output_file: u.output_file.clone(),
+            })
+            .collect(),
+        executor_id: task
+            .executor
+            .as_ref()
+            .map(|e| e.executor_id.clone())
+            .filter(|id| !id.is_empty()),
+        executor_env: task
+            .executor
+            .as_ref()
+            .map(|e| {
+                let mut env: Vec<(String, String)> =
+                    e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                env.sort();
+                env
+            })
+            .unwrap_or_default(),
+        mesos_task_info: task.mesos_task_info.clone(),
+        mesos_executor_info: task
+            .executor
+            .as_ref()
+            .map(|e| e.mesos_executor_info.clone())
+            .unwrap_or_default(),
     };
     Ok((record, resources))
 }
@@ -183,9 +216,40 @@ pub fn task_info(record: &TaskRecord, resources: &Resources) -> pb::TaskInfo {
         executor: record
             .executor_command
             .clone()
-            .map(|command| pb::ExecutorInfo { command }),
+            .map(|command| pb::ExecutorInfo {
+                command,
+                executor_id: record.executor_id.clone().unwrap_or_default(),
+                env: record.executor_env.iter().cloned().collect(),
+                mesos_executor_info: record.mesos_executor_info.clone(),
+            }),
         user: record.user.clone(),
+        uris: fetch_uris_to_proto(&record.uris),
+        mesos_task_info: record.mesos_task_info.clone(),
     }
+}
+
+/// Files to fetch, as the executor receives them.
+pub fn fetch_uris_to_proto(uris: &[crate::fetch::FetchUri]) -> Vec<pb::FetchUri> {
+    uris.iter()
+        .map(|u| pb::FetchUri {
+            value: u.value.clone(),
+            executable: u.executable,
+            extract: u.extract,
+            output_file: u.output_file.clone(),
+        })
+        .collect()
+}
+
+/// Files to fetch, from the task an executor received.
+pub fn fetch_uris_from_proto(uris: &[pb::FetchUri]) -> Vec<crate::fetch::FetchUri> {
+    uris.iter()
+        .map(|u| crate::fetch::FetchUri {
+            value: u.value.clone(),
+            executable: u.executable,
+            extract: u.extract,
+            output_file: u.output_file.clone(),
+        })
+        .collect()
 }
 
 fn executor_event(kind: pb::executor_event::Kind) -> pb::ExecutorEvent {

@@ -632,6 +632,27 @@ pub fn cpu_weight(shares: u64) -> u64 {
     (1 + ((shares - MIN_SHARES) * 9_999) / (MAX_SHARES - MIN_SHARES)).clamp(1, 10_000)
 }
 
+/// Whether a process whose `/proc/PID/cgroup` reads `proc_cgroup` is in the task cgroup
+/// `task_key` under the agent's parent `root_name` (or a cgroup below it), in every
+/// hierarchy that places it under the agent's parent at all (and in at least one).
+pub fn in_task_cgroup(proc_cgroup: &str, root_name: &str, task_key: &str) -> bool {
+    let mut under_root = 0;
+    for line in proc_cgroup.lines() {
+        let Some(path) = line.splitn(3, ':').nth(2) else {
+            continue;
+        };
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let Some(i) = parts.iter().position(|p| *p == root_name) else {
+            continue;
+        };
+        under_root += 1;
+        if parts.get(i + 1) != Some(&task_key) {
+            return false;
+        }
+    }
+    under_root > 0
+}
+
 fn validate_name(what: &'static str, name: &str) -> Result<(), IsolationError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
@@ -852,6 +873,30 @@ fn choose_layout(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_process_is_in_a_task_cgroup_only_in_every_hierarchy_under_the_agent() {
+        let v2 = "0::/agora-t/fw.task-1\n";
+        assert!(in_task_cgroup(v2, "agora-t", "fw.task-1"));
+        assert!(in_task_cgroup(
+            "0::/agora-t/fw.task-1/nested\n",
+            "agora-t",
+            "fw.task-1"
+        ));
+        assert!(!in_task_cgroup(v2, "agora-t", "fw.task-2"));
+        assert!(!in_task_cgroup(v2, "other", "fw.task-1"));
+        assert!(!in_task_cgroup(
+            "0::/user.slice/session-1.scope\n",
+            "agora-t",
+            "fw.task-1"
+        ));
+        assert!(!in_task_cgroup("0::/agora-t\n", "agora-t", "fw.task-1"));
+        let v1 =
+            "12:memory:/agora-t/fw.task-1\n11:cpu,cpuacct:/agora-t/fw.task-1\n3:pids:/user.slice\n";
+        assert!(in_task_cgroup(v1, "agora-t", "fw.task-1"));
+        let moved = "12:memory:/agora-t/fw.task-1\n11:cpu,cpuacct:/agora-t/fw.task-2\n";
+        assert!(!in_task_cgroup(moved, "agora-t", "fw.task-1"));
+    }
     use super::*;
 
     const HYBRID: &str = "\

@@ -26,8 +26,17 @@
 //!   in its own session so it outlives the agent, for `--executor-recovery-timeout` at
 //!   most), the executor API, reliable in-order delivery of status updates to the leader,
 //!   and recovery after an agent restart (removing the cgroups of tasks it no longer has).
+//! - [`mesos_executor`]: Mesos' v1 executor HTTP API (`POST /api/v1/executor`) for
+//!   executors written on Mesos' libraries, on a second listener: plaintext, bound to
+//!   127.0.0.1 only, serving that one path (`--executor-http-port`, checkpointed so
+//!   executors reconnect after a restart). Its calls go through the same [`tasks`] calls as
+//!   the gRPC executor API; callers are identified by their token or by the cgroup of the
+//!   process owning their socket.
+//! - [`fetch`]: Mesos' fetcher: a task's (or its executor's) `uris` put in its sandbox
+//!   before it starts, local files read as the task's user, HTTP bounded in size and time.
 //! - [`convert`]: the crate's one conversion layer to the proto types: every message for
-//!   the leader and for executors is built there, and task states cross it as the domain
+//!   the leader and for executors is built there (Mesos' executor API's in
+//!   `convert::mesos`), and task states cross it as the domain
 //!   [`agora_registry::TaskState`] (whose `is_terminal` is the only definition used).
 //! - [`clock`]: the crate's one wall clock.
 //! - [`simulator`]: many simulated agents in one process, for load tests of the master,
@@ -60,14 +69,21 @@
 //! executor tokens is 0700, files 0600; `agent_id` 0600); as another user than root it
 //! cannot read other users' processes' environments (`/proc/PID/environ`) or signal
 //! them, PID 1 included. It cannot speak for another executor: the executor API answers
-//! only calls carrying an executor's own token (`authorization: Bearer`, see [`tasks`]),
-//! and only about that executor's framework, executor and task; the built-in executor
+//! only calls carrying an executor's own token (`authorization: Bearer`, see [`tasks`]) or,
+//! on Mesos' loopback executor API, coming from a process inside that executor's task
+//! cgroup ([`mesos_executor`]), and only about that executor's framework, executor and
+//! task; the built-in executor
 //! keeps its token out of its task's environment (a framework's own executor gets its
 //! token and may pass it on, to tasks that can then speak only for that executor). What
 //! stays shared: tasks of the same user can reach each other's sandboxes and processes
 //! (run them as different users to separate them); the network (the agent's port
-//! included, behind the token); and a task running as the agent's own user (root, with an
-//! empty user) can reach everything the agent can.
+//! included, behind the token; the loopback executor API, behind the token or the
+//! caller's cgroup); and a task running as the agent's own user (root, with an empty user)
+//! can reach everything the agent can.
+//!
+//! Invariant of the second listener: it is bound to 127.0.0.1, never TLS, and serves
+//! `/api/v1/executor` only (every other path is 404): nothing else of the agent is ever
+//! reachable without TLS.
 
 mod agent;
 pub mod checkpoint;
@@ -75,9 +91,11 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod detect;
+pub mod fetch;
 pub mod gc;
 pub mod isolation;
 pub mod master_link;
+pub mod mesos_executor;
 pub mod simulator;
 pub mod supervisor;
 pub mod tasks;

@@ -55,6 +55,12 @@ struct Args {
     /// this long.
     #[arg(long, env = "AGORA_EXECUTOR_RECOVERY_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     executor_recovery_timeout: std::time::Duration,
+    /// The port of Mesos' executor API (POST /api/v1/executor), plaintext, on 127.0.0.1
+    /// only, for executors written on Mesos libraries (MESOS_AGENT_ENDPOINT). 0: the port
+    /// an earlier run of this agent used (checkpointed in the work dir, so recovered
+    /// executors reconnect), else an ephemeral one.
+    #[arg(long, env = "AGORA_EXECUTOR_HTTP_PORT", default_value_t = 0)]
+    executor_http_port: u16,
     /// How long a finished sandbox is kept before it is removed (Mesos' --gc_delay): a
     /// sandbox is finished once its executor has exited and its task's status updates are
     /// all acknowledged by the master. E.g. "1weeks", "12h", "1secs".
@@ -224,6 +230,7 @@ fn main() -> ExitCode {
             .map(|p| p.with_file_name("agora-executor"))
             .unwrap_or_else(|_| PathBuf::from("agora-executor")),
         executor_recovery_timeout: args.executor_recovery_timeout,
+        executor_http_port: args.executor_http_port,
         gc: config::GcConfig {
             delay: args.gc_delay,
             disk_headroom: args.gc_disk_headroom,

@@ -5,8 +5,13 @@
 //! Reliability: an executor's update is appended to the task's journal and fsynced before
 //! the executor hears it is checkpointed. Per task, updates go to the master strictly in
 //! order, one at a time: the oldest unacknowledged update is (re)sent until the master
-//! acknowledges it (after committing it), then the next. Executors run in their own session
-//! (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
+//! acknowledges it (after committing it), then the next. It is sent again only once it
+//! has gone unacknowledged for its retry interval ([`RESEND_MIN`], doubling to
+//! [`RESEND_MAX`], as Mesos' agent retries updates), never on a tick just after it went
+//! out. Both transports of the executor API (gRPC [`ExecutorApi`] and Mesos'
+//! [`crate::mesos_executor`]) authenticate a call, then make it through the same
+//! functions here (`subscribe_executor`, `executor_update`, `executor_message`).
+//! Executors run in their own session (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
 //! and unacknowledged updates from its checkpoints and waits for its executors to subscribe
 //! again. An executor that is gone without having reported a terminal state gets one from
 //! the agent (TASK_FAILED), so every task ends. An executor whose agent stays away for
@@ -23,8 +28,9 @@
 //! digits) in `AGORA_EXECUTOR_TOKEN`, bound to its framework and executor id, kept in memory
 //! and in its task's checkpoint (0600) while it runs, so a restarted agent still accepts it,
 //! and forgotten when it exits. The executor API ([`ExecutorApi`]) answers only calls
-//! carrying a known token (`authorization: Bearer <token>`, compared in constant time),
-//! and only about that executor's framework, executor id and task: a task, or anything else
+//! carrying a known token (`authorization: Bearer <token>`, compared in constant time;
+//! Mesos' loopback executor API also takes a caller whose socket belongs to processes in
+//! the executor's task cgroup, [`Tasks::executor_by_pids`]), and only about that executor's framework, executor id and task: a task, or anything else
 //! on the host that reaches the agent's port, cannot report, subscribe or send messages for
 //! another executor. The built-in executor does not pass its token on to its task.
 //!
@@ -46,7 +52,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::executor_server::Executor as ExecutorService;
@@ -73,6 +79,17 @@ pub const CUSTOM_EXECUTOR_FLAG: &str = "--custom-executor";
 /// The user `agora-executor --custom-executor` runs the framework's executor as (set only
 /// when the task names one).
 pub const ENV_TASK_USER: &str = "AGORA_TASK_USER";
+
+/// `agora-executor --custom-executor` fetches these files (JSON, [`crate::fetch::FetchUri`]s)
+/// into the sandbox before it starts the framework's executor.
+pub const ENV_FETCH_URIS: &str = "AGORA_FETCH_URIS";
+
+/// Where `agora-executor --custom-executor` writes why a fetch failed (in the task's
+/// private meta dir; the agent fails the task with it).
+pub const ENV_FETCH_FAILURE: &str = "AGORA_FETCH_FAILURE";
+
+/// The file name of [`ENV_FETCH_FAILURE`].
+const FETCH_FAILURE_FILE: &str = "fetch.failure";
 
 /// What every call to the executor API without a valid token is told (never which part
 /// was wrong).
@@ -130,6 +147,93 @@ struct Inner {
     outbox: BTreeMap<Key, VecDeque<Update>>,
     /// The current session's outbound channel to the leader.
     session: Option<mpsc::Sender<pb::AgentMessage>>,
+    /// When each task's in-flight update (its outbox head) is due to be sent again.
+    resend: BTreeMap<Key, Resend>,
+}
+
+/// First wait before an unacknowledged update is sent again.
+pub const RESEND_MIN: Duration = Duration::from_secs(2);
+/// Longest wait between two sends of the same update.
+pub const RESEND_MAX: Duration = Duration::from_secs(60);
+
+/// The retry schedule of one task's in-flight update, as Mesos' agent retries status
+/// updates (10 s doubling to 10 min there; [`RESEND_MIN`] doubling to [`RESEND_MAX`]
+/// here): an update is sent again only once it has gone unacknowledged for the current
+/// interval, so a framework does not see an update twice because it was sent just before
+/// a periodic tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Resend {
+    sent_at: Instant,
+    interval: Duration,
+}
+
+impl Resend {
+    /// Just sent for the first time.
+    pub(crate) fn sent(now: Instant) -> Resend {
+        Resend {
+            sent_at: now,
+            interval: RESEND_MIN,
+        }
+    }
+
+    /// Whether it has gone unacknowledged long enough to be sent again.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.sent_at) >= self.interval
+    }
+
+    /// Sent again at `now`: the next wait is twice as long, up to [`RESEND_MAX`].
+    pub(crate) fn resent(&mut self, now: Instant) {
+        self.sent_at = now;
+        self.interval = (self.interval * 2).min(RESEND_MAX);
+    }
+}
+
+impl Inner {
+    /// The task whose executor a framework names: by the task's id (Agora's executors),
+    /// else by the id the framework gave its own executor (Mesos'), the newest such task
+    /// whose executor runs.
+    fn executor_key(&self, framework_id: &str, executor_id: &str) -> Option<Key> {
+        let key = (framework_id.to_string(), executor_id.to_string());
+        if self.tasks.contains_key(&key) {
+            return Some(key);
+        }
+        self.tasks
+            .iter()
+            .filter(|((f, _), t)| {
+                f == framework_id
+                    && t.record.executor_id.as_deref() == Some(executor_id)
+                    && t.token.is_some()
+            })
+            .map(|(k, _)| k.clone())
+            .next_back()
+    }
+
+    /// The head of `key`'s outbox went out (for the first time) at `now`.
+    fn head_sent(&mut self, key: &Key, now: Instant) {
+        if self.outbox.get(key).is_some_and(|q| !q.is_empty()) {
+            self.resend.insert(key.clone(), Resend::sent(now));
+        } else {
+            self.resend.remove(key);
+        }
+    }
+
+    /// The in-flight updates due to be sent again at `now` (each then waits twice as
+    /// long). Heads with no schedule yet (recovered before any session) are due.
+    fn due_for_resend(&mut self, now: Instant) -> Vec<pb::AgentMessage> {
+        let mut out = Vec::new();
+        for (key, q) in &self.outbox {
+            let Some(head) = head_msg(q) else { continue };
+            match self.resend.get_mut(key) {
+                Some(r) if !r.due(now) => continue,
+                Some(r) => r.resent(now),
+                None => {
+                    self.resend.insert(key.clone(), Resend::sent(now));
+                }
+            }
+            out.push(head);
+        }
+        out
+    }
 }
 
 /// The agent's tasks. Cheap to clone.
@@ -143,6 +247,15 @@ pub struct Tasks {
     isolation: Arc<Isolation>,
     /// Finished sandboxes, scheduled for removal.
     gc: gc::Collector,
+    /// The loopback address of the Mesos executor API (`MESOS_AGENT_ENDPOINT`), once bound.
+    executor_http: Arc<Mutex<Option<std::net::SocketAddr>>>,
+}
+
+/// An executor's subscription: its events, and what it needs to know of its task.
+pub struct Subscription {
+    pub events: mpsc::Receiver<Result<pb::ExecutorEvent, Status>>,
+    pub record: TaskRecord,
+    pub agent_id: String,
 }
 
 /// The message for a task's oldest unacknowledged update (the one in flight), carrying
@@ -197,6 +310,7 @@ impl Tasks {
             executor_binary,
             isolation,
             gc: gc::Collector::default(),
+            executor_http: Arc::new(Mutex::new(None)),
         };
         let mut inner = tasks.lock();
         for (record, journal) in checkpoints.tasks()? {
@@ -369,9 +483,12 @@ impl Tasks {
     /// on it.
     pub fn session_opened(&self, tx: mpsc::Sender<pb::AgentMessage>) {
         let mut inner = self.lock();
-        for q in inner.outbox.values() {
-            if let Some(head) = head_msg(q) {
+        let now = Instant::now();
+        let keys: Vec<Key> = inner.outbox.keys().cloned().collect();
+        for key in keys {
+            if let Some(head) = inner.outbox.get(&key).and_then(head_msg) {
                 let _ = tx.try_send(head);
+                inner.head_sent(&key, now);
             }
         }
         inner.session = Some(tx);
@@ -392,16 +509,20 @@ impl Tasks {
             t.state = update.state;
         }
         let terminal = update.state.is_terminal();
-        let q = inner.outbox.entry(key).or_default();
+        let q = inner.outbox.entry(key.clone()).or_default();
         q.push_back(update);
+        let first = q.len() == 1;
         // The first update goes out now; a terminal one queued behind an unacknowledged
         // update goes out as that update's `latest_state` at once, so the master frees the
         // task's resources without waiting for the framework's acknowledgements.
-        if q.len() == 1 || terminal {
+        if first || terminal {
             let head = head_msg(q).expect("just pushed");
             if let Some(tx) = &inner.session {
                 let _ = tx.try_send(head);
             }
+        }
+        if first {
+            inner.head_sent(&key, Instant::now());
         }
         Ok(())
     }
@@ -445,6 +566,7 @@ impl Tasks {
         if let (Some(next), Some(tx)) = (next, &inner.session) {
             let _ = tx.try_send(next);
         }
+        inner.head_sent(&key, Instant::now());
         if let Some(exec) = inner.tasks.get(&key).and_then(|t| t.executor.clone()) {
             let _ = exec.try_send(Ok(convert::acknowledged_event(ack.clone())));
         }
@@ -454,15 +576,16 @@ impl Tasks {
         }
     }
 
-    /// Re-sends every task's oldest unacknowledged update (called periodically: the
-    /// leader may have lost one in a failover).
+    /// Re-sends each task's oldest unacknowledged update once it has gone unacknowledged
+    /// for its retry interval (`Resend`; called periodically: the leader may have lost
+    /// one in a failover).
     pub fn resend_unacknowledged(&self) {
-        let inner = self.lock();
-        let Some(tx) = &inner.session else { return };
-        for q in inner.outbox.values() {
-            if let Some(head) = head_msg(q) {
-                let _ = tx.try_send(head);
-            }
+        let mut inner = self.lock();
+        let Some(tx) = inner.session.clone() else {
+            return;
+        };
+        for head in inner.due_for_resend(Instant::now()) {
+            let _ = tx.try_send(head);
         }
     }
 
@@ -567,10 +690,14 @@ impl Tasks {
     /// the task's user (`run_as`), and it gets a token of its own.
     fn spawn_executor(&self, key: &Key, run_as: Option<&RunAs>) -> Result<u32, String> {
         use std::os::unix::process::CommandExt;
-        let (custom, resources) = {
+        let (custom, resources, record) = {
             let inner = self.lock();
             let t = inner.tasks.get(key).ok_or("task vanished")?;
-            (t.record.executor_command.clone(), t.resources.clone())
+            (
+                t.record.executor_command.clone(),
+                t.resources.clone(),
+                t.record.clone(),
+            )
         };
         let (sandbox, log) = workdir::prepare_sandbox(
             &self.config.work_dir,
@@ -639,6 +766,21 @@ impl Tasks {
         let mut cmd = std::process::Command::new(&self.executor_binary);
         for name in AGENT_ONLY_ENV {
             cmd.env_remove(name);
+        }
+        if custom.is_some() {
+            // The framework's own environment for its executor first: what the agent
+            // sets below wins.
+            cmd.envs(record.executor_env.iter().cloned());
+            cmd.envs(self.mesos_executor_env(key, &record, &sandbox, &token));
+            // The wrapper fetches the executor's files before it starts it, and leaves
+            // the reason here if it cannot (the agent fails the task with it).
+            if !record.uris.is_empty() {
+                let uris = serde_json::to_string(&record.uris).map_err(|e| e.to_string())?;
+                cmd.env(ENV_FETCH_URIS, uris);
+            }
+            let failure = self.meta_dir(key).join(FETCH_FAILURE_FILE);
+            let _ = std::fs::remove_file(&failure);
+            cmd.env(ENV_FETCH_FAILURE, failure);
         }
         if let Some(pem) = &agent_ca {
             cmd.env(agora_driver::executor_driver::ENV_AGENT_CA_PEM, pem);
@@ -716,6 +858,51 @@ impl Tasks {
         Ok(pid)
     }
 
+    /// Mesos' environment of a framework's own executor (as a Mesos agent gives it),
+    /// so an executor written on a Mesos library finds the executor API
+    /// (`MESOS_AGENT_ENDPOINT`: the loopback listener, `host:port` with no scheme).
+    fn mesos_executor_env(
+        &self,
+        key: &Key,
+        record: &TaskRecord,
+        sandbox: &std::path::Path,
+        token: &str,
+    ) -> Vec<(String, String)> {
+        let endpoint = self
+            .executor_http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let agent_id = self.current_agent_id();
+        let sandbox = sandbox.display().to_string();
+        let secs = |d: Duration| format!("{}secs", d.as_secs().max(1));
+        [
+            ("MESOS_AGENT_ENDPOINT", endpoint),
+            ("MESOS_FRAMEWORK_ID", key.0.clone()),
+            ("MESOS_EXECUTOR_ID", record.executor_id().to_string()),
+            ("MESOS_AGENT_ID", agent_id.clone()),
+            ("MESOS_SLAVE_ID", agent_id),
+            ("MESOS_DIRECTORY", sandbox.clone()),
+            ("MESOS_SANDBOX", sandbox),
+            ("MESOS_CHECKPOINT", "1".to_string()),
+            (
+                "MESOS_RECOVERY_TIMEOUT",
+                secs(self.config.executor_recovery_timeout),
+            ),
+            ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs".to_string()),
+            ("MESOS_HTTP_COMMAND_EXECUTOR", "0".to_string()),
+            (
+                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+                secs(DEFAULT_KILL_GRACE + Duration::from_secs(2)),
+            ),
+            ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", token.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// Forgets the token of a task's executor, in memory and in its checkpoint.
     fn forget_token(&self, key: &Key) {
         if let Some(t) = self.lock().tasks.get_mut(key) {
@@ -753,15 +940,75 @@ impl Tasks {
         let key = bearer_token(metadata)
             .and_then(|token| self.executor_of(token))
             .ok_or_else(|| Status::unauthenticated(TOKEN_REQUIRED))?;
+        self.check_executor(key, framework_id, executor_id)
+    }
+
+    /// The executor whose token `token` is (the Mesos transport's `Authorization: Bearer`).
+    pub fn executor_by_token(&self, token: &[u8]) -> Option<Key> {
+        self.executor_of(token)
+    }
+
+    /// Checks the framework and executor ids a call of executor `key` names:
+    /// PERMISSION_DENIED naming the field that is not its own. The executor id may be the
+    /// task's (Agora's executors) or the one its framework gave it (Mesos' executors).
+    pub fn check_executor(
+        &self,
+        key: Key,
+        framework_id: &str,
+        executor_id: &str,
+    ) -> Result<Key, Status> {
         if key.0 != framework_id {
             return Err(Status::permission_denied(
                 "framework_id: not the framework of this executor",
             ));
         }
-        if key.1 != executor_id {
+        let own = self.executor_id_of(&key);
+        if key.1 != executor_id && own.as_deref() != Some(executor_id) {
             return Err(Status::permission_denied("executor_id: not this executor"));
         }
         Ok(key)
+    }
+
+    /// The executor's id as its framework knows it.
+    pub fn executor_id_of(&self, key: &Key) -> Option<String> {
+        self.lock()
+            .tasks
+            .get(key)
+            .map(|t| t.record.executor_id().to_string())
+    }
+
+    /// The running executor whose task cgroup holds every one of `pids` (the processes
+    /// holding a caller's socket), if there is exactly one. Executors run, with all they
+    /// start, in their task's cgroup, which neither they nor their tasks can leave.
+    pub fn executor_by_pids(&self, pids: &[u32]) -> Option<Key> {
+        if pids.is_empty() || self.isolation.kind() == "none" {
+            return None;
+        }
+        let candidates: Vec<Key> = self
+            .lock()
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.token.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut found: Option<Key> = None;
+        for pid in pids {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+                return None;
+            };
+            let key = candidates.iter().find(|k| {
+                crate::isolation::in_task_cgroup(
+                    &text,
+                    self.isolation.root_name(),
+                    &cgroup_key(&k.0, &k.1),
+                )
+            })?;
+            match &found {
+                Some(f) if f != key => return None,
+                _ => found = Some(key.clone()),
+            }
+        }
+        found
     }
 
     /// An executor process is gone: its token with it. If its task never reached a
@@ -786,7 +1033,13 @@ impl Tasks {
                 None => false,
             }
         };
-        if unfinished {
+        let fetch_failure = std::fs::read_to_string(self.meta_dir(key).join(FETCH_FAILURE_FILE))
+            .ok()
+            .filter(|m| !m.trim().is_empty());
+        if let (true, Some(reason)) = (unfinished, fetch_failure) {
+            tracing::warn!(framework = %key.0, task = %key.1, %reason, "the executor's files could not be fetched");
+            self.agent_update(key, TaskState::TaskFailed, reason.trim().to_string());
+        } else if unfinished {
             let how = how.unwrap_or_else(|| "gone".into());
             tracing::warn!(framework = %key.0, task = %key.1, %how, "executor exited before its task ended");
             self.agent_update(
@@ -832,8 +1085,14 @@ impl Tasks {
     /// A scheduler's message for an executor (best effort: dropped when the executor is
     /// not subscribed).
     pub fn framework_message(&self, m: pb::FrameworkMessage) {
+        let exec = {
+            let inner = self.lock();
+            inner
+                .executor_key(&m.framework_id, &m.executor_id)
+                .and_then(|k| inner.tasks.get(&k))
+                .and_then(|t| t.executor.clone())
+        };
         let key = (m.framework_id.clone(), m.executor_id.clone());
-        let exec = self.lock().tasks.get(&key).and_then(|t| t.executor.clone());
         match exec {
             Some(exec) => {
                 let _ = exec.try_send(Ok(convert::message_event(m)));
@@ -846,9 +1105,11 @@ impl Tasks {
 
     /// Shuts an executor down: it kills its tasks within the grace period and exits.
     pub fn shutdown_executor(&self, s: &pb::ShutdownExecutor) {
-        let key = (s.framework_id.clone(), s.executor_id.clone());
         let grace = grace_period(s.grace_period_ms);
         let mut inner = self.lock();
+        let Some(key) = inner.executor_key(&s.framework_id, &s.executor_id) else {
+            return;
+        };
         let Some(t) = inner.tasks.get_mut(&key) else {
             return;
         };
@@ -961,6 +1222,131 @@ impl Tasks {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ExecutorEvent, Status>> + Send>>;
 
+/// What an executor may do on both transports of the executor API (gRPC
+/// `agora.v1.Executor` and Mesos' `POST /api/v1/executor`): each call is authenticated
+/// by its transport (to the executor `Key` it comes from), then made here, once.
+impl Tasks {
+    /// The loopback address of the Mesos executor API, once bound.
+    pub fn set_executor_http(&self, addr: std::net::SocketAddr) {
+        *self.executor_http.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    }
+
+    fn current_agent_id(&self) -> String {
+        self.agent_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// The agent's host name.
+    pub fn hostname(&self) -> &str {
+        &self.config.hostname
+    }
+
+    /// Subscribes the executor `key`: its task is launched on it unless it had it already
+    /// (`resubscribed`: it names the task as its own), and a kill asked for meanwhile is
+    /// passed on. A newer subscription replaces an older one.
+    pub fn subscribe_executor(
+        &self,
+        key: &Key,
+        resubscribed: bool,
+    ) -> Result<Subscription, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        let agent_id = self.current_agent_id();
+        let record = {
+            let mut inner = self.lock();
+            let Some(t) = inner.tasks.get_mut(key) else {
+                return Err(Status::not_found(format!(
+                    "executor_id: no task {} of framework {} on this agent",
+                    key.1, key.0
+                )));
+            };
+            let _ = tx.try_send(Ok(convert::subscribed_event(agent_id.clone())));
+            if !t.launched && !resubscribed {
+                let _ = tx.try_send(Ok(convert::launch_event(&t.record, &t.resources)));
+                t.launched = true;
+            }
+            if let Some(grace) = t.pending_kill.take() {
+                let _ = tx.try_send(Ok(convert::kill_event(&key.0, &key.1, grace)));
+            }
+            t.executor = Some(tx);
+            t.record.clone()
+        };
+        tracing::info!(framework = %key.0, task = %key.1, "executor subscribed");
+        Ok(Subscription {
+            events: rx,
+            record,
+            agent_id,
+        })
+    }
+
+    /// A status update from the executor `executor`: checkpointed (once: an update
+    /// already queued, by its uuid, is accepted again and not recorded twice), then
+    /// delivered to the master reliably. Returns once it is on disk.
+    pub fn executor_update(
+        &self,
+        executor: &Key,
+        framework_id: String,
+        update: Option<pb::StatusUpdate>,
+    ) -> Result<(), Status> {
+        if let Some(u) = &update {
+            // An executor reports only its own tasks: the built-in executor, and a
+            // framework's own, each run the one task their executor id names.
+            if !u.framework_id.is_empty() && u.framework_id != executor.0 {
+                return Err(Status::permission_denied(
+                    "update.framework_id: not the framework of this executor",
+                ));
+            }
+            if u.task_id != executor.1 {
+                return Err(Status::permission_denied(
+                    "update.task_id: not a task of this executor",
+                ));
+            }
+        }
+        let update = convert::update_from_executor(framework_id, update)
+            .map_err(Status::invalid_argument)?;
+        let key = (update.framework_id.clone(), update.task_id.clone());
+        {
+            let inner = self.lock();
+            if !inner.tasks.contains_key(&key) {
+                return Err(Status::not_found(format!(
+                    "update.task_id: no task {} of framework {}",
+                    key.1, key.0
+                )));
+            }
+            // A re-sent update already checkpointed is acknowledged again.
+            if inner
+                .outbox
+                .get(&key)
+                .is_some_and(|q| q.iter().any(|x| x.uuid == update.uuid))
+            {
+                return Ok(());
+            }
+        }
+        tracing::info!(framework = %update.framework_id, task = %update.task_id, state = %update.state, "status update");
+        self.record(update)
+    }
+
+    /// An executor's message to its framework's scheduler (best effort, as in Mesos:
+    /// dropped while there is no session with the leader).
+    pub fn executor_message(&self, key: &Key, mut m: pb::FrameworkMessage) -> Result<(), Status> {
+        let agent_id = self.current_agent_id();
+        let inner = self.lock();
+        if !inner.tasks.contains_key(key) {
+            return Err(Status::not_found(format!(
+                "executor_id: no executor {} of framework {} on this agent",
+                key.1, key.0
+            )));
+        }
+        m.agent_id = agent_id;
+        if let Some(tx) = &inner.session {
+            let _ = tx.try_send(convert::executor_message(m));
+        }
+        Ok(())
+    }
+}
+
 /// Serves `agora.v1.Executor` for this agent's executors.
 pub struct ExecutorApi {
     pub tasks: Tasks,
@@ -981,35 +1367,9 @@ impl ExecutorService for ExecutorApi {
         )?;
         let req = req.into_inner();
         // The command executor runs exactly one task, named by its executor id.
-        let (tx, rx) = mpsc::channel(64);
-        let agent_id = self
-            .tasks
-            .agent_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default();
-        {
-            let mut inner = self.tasks.lock();
-            let Some(t) = inner.tasks.get_mut(&key) else {
-                return Err(Status::not_found(format!(
-                    "executor_id: no task {} of framework {} on this agent",
-                    key.1, key.0
-                )));
-            };
-            let _ = tx.try_send(Ok(convert::subscribed_event(agent_id)));
-            let resubscribed = req.task_ids.contains(&key.1);
-            if !t.launched && !resubscribed {
-                let _ = tx.try_send(Ok(convert::launch_event(&t.record, &t.resources)));
-                t.launched = true;
-            }
-            if let Some(grace) = t.pending_kill.take() {
-                let _ = tx.try_send(Ok(convert::kill_event(&key.0, &key.1, grace)));
-            }
-            t.executor = Some(tx);
-        }
-        tracing::info!(framework = %key.0, task = %key.1, "executor subscribed");
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let resubscribed = req.task_ids.contains(&key.1);
+        let sub = self.tasks.subscribe_executor(&key, resubscribed)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(sub.events))))
     }
 
     async fn send_message(
@@ -1022,24 +1382,9 @@ impl ExecutorService for ExecutorApi {
             &req.get_ref().executor_id,
         )?;
         let mut m = req.into_inner();
-        let inner = self.tasks.lock();
-        if !inner.tasks.contains_key(&key) {
-            return Err(Status::not_found(format!(
-                "executor_id: no executor {} of framework {} on this agent",
-                key.1, key.0
-            )));
-        }
-        m.agent_id = self
-            .tasks
-            .agent_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default();
-        // Best effort, as in Mesos: dropped while there is no session with the leader.
-        if let Some(tx) = &inner.session {
-            let _ = tx.try_send(convert::executor_message(m));
-        }
+        // The executor's id as the framework's scheduler knows it.
+        m.executor_id = self.tasks.executor_id_of(&key).unwrap_or(m.executor_id);
+        self.tasks.executor_message(&key, m)?;
         Ok(Response::new(pb::ExecutorUpdateReply {}))
     }
 
@@ -1053,42 +1398,8 @@ impl ExecutorService for ExecutorApi {
             &req.get_ref().executor_id,
         )?;
         let req = req.into_inner();
-        if let Some(u) = &req.update {
-            // An executor reports only its own tasks: the built-in executor, and a
-            // framework's own, each run the one task their executor id names.
-            if !u.framework_id.is_empty() && u.framework_id != executor.0 {
-                return Err(Status::permission_denied(
-                    "update.framework_id: not the framework of this executor",
-                ));
-            }
-            if u.task_id != executor.1 {
-                return Err(Status::permission_denied(
-                    "update.task_id: not a task of this executor",
-                ));
-            }
-        }
-        let update = convert::update_from_executor(req.framework_id, req.update)
-            .map_err(Status::invalid_argument)?;
-        let key = (update.framework_id.clone(), update.task_id.clone());
-        {
-            let inner = self.tasks.lock();
-            if !inner.tasks.contains_key(&key) {
-                return Err(Status::not_found(format!(
-                    "update.task_id: no task {} of framework {}",
-                    key.1, key.0
-                )));
-            }
-            // A re-sent update already checkpointed is acknowledged again.
-            if inner
-                .outbox
-                .get(&key)
-                .is_some_and(|q| q.iter().any(|x| x.uuid == update.uuid))
-            {
-                return Ok(Response::new(pb::ExecutorUpdateReply {}));
-            }
-        }
-        tracing::info!(framework = %update.framework_id, task = %update.task_id, state = %update.state, "status update");
-        self.tasks.record(update)?;
+        self.tasks
+            .executor_update(&executor, req.framework_id, req.update)?;
         Ok(Response::new(pb::ExecutorUpdateReply {}))
     }
 }
@@ -1136,6 +1447,86 @@ pub fn scalar(res: &Resources, name: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update(task: &str, state: TaskState) -> Update {
+        Update {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            framework_id: "f".into(),
+            task_id: task.into(),
+            state,
+            message: String::new(),
+            exit_code: None,
+            timestamp_ms: 1,
+        }
+    }
+
+    #[test]
+    fn an_update_is_resent_only_after_its_interval_which_doubles_to_a_cap() {
+        let t0 = Instant::now();
+        let mut r = Resend::sent(t0);
+        assert!(!r.due(t0));
+        assert!(!r.due(t0 + Duration::from_millis(10)));
+        assert!(!r.due(t0 + RESEND_MIN - Duration::from_millis(1)));
+        assert!(r.due(t0 + RESEND_MIN));
+        let mut at = t0 + RESEND_MIN;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            r.resent(at);
+            waits.push(r.interval);
+            assert!(!r.due(at + r.interval - Duration::from_millis(1)));
+            assert!(r.due(at + r.interval));
+            at += r.interval;
+        }
+        let s = Duration::from_secs;
+        assert_eq!(
+            waits,
+            [s(4), s(8), s(16), s(32), s(60), s(60), s(60), s(60)]
+        );
+    }
+
+    #[test]
+    fn a_tick_resends_only_heads_unacknowledged_for_their_interval() {
+        let mut inner = Inner::default();
+        let t0 = Instant::now();
+        let old = ("f".to_string(), "old".to_string());
+        let new = ("f".to_string(), "new".to_string());
+        inner.outbox.insert(
+            old.clone(),
+            VecDeque::from([update("old", TaskState::TaskRunning)]),
+        );
+        inner.head_sent(&old, t0);
+        // Sent 10 ms before the tick: not again.
+        let t1 = t0 + RESEND_MIN;
+        inner.outbox.insert(
+            new.clone(),
+            VecDeque::from([update("new", TaskState::TaskStarting)]),
+        );
+        inner.head_sent(&new, t1 - Duration::from_millis(10));
+        let sent = inner.due_for_resend(t1);
+        let tasks = |m: &[pb::AgentMessage]| -> Vec<String> {
+            m.iter()
+                .filter_map(|m| match &m.kind {
+                    Some(pb::agent_message::Kind::Update(u)) => Some(u.task_id.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(tasks(&sent), ["old"]);
+        // The next tick, a second later: nothing is due (old waits 4 s now, new 2 s).
+        assert!(inner.due_for_resend(t1 + Duration::from_secs(1)).is_empty());
+        assert_eq!(
+            tasks(&inner.due_for_resend(t1 + Duration::from_secs(2))),
+            ["new"]
+        );
+        assert_eq!(
+            tasks(&inner.due_for_resend(t1 + Duration::from_secs(4))),
+            ["old"]
+        );
+        // Acknowledged and gone: its schedule goes with it.
+        inner.outbox.remove(&old);
+        inner.head_sent(&old, t1);
+        assert!(!inner.resend.contains_key(&old));
+    }
 
     #[test]
     fn tokens_are_256_random_bits_in_hex() {

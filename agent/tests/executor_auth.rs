@@ -31,6 +31,7 @@ fn task(id: &str, command: &str, user: &str) -> pb::TaskInfo {
         env: Default::default(),
         executor: None,
         user: user.into(),
+        ..Default::default()
     }
 }
 

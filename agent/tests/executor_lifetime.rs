@@ -32,8 +32,10 @@ fn task(id: &str, command: &str, executor: Option<&Path>) -> pb::TaskInfo {
         env: Default::default(),
         executor: executor.map(|e| pb::ExecutorInfo {
             command: e.display().to_string(),
+            ..Default::default()
         }),
         user: String::new(),
+        ..Default::default()
     }
 }
 
@@ -252,6 +254,7 @@ fn checkpoint(work: &Path, task: &str, state: TaskState) {
             env: vec![],
             executor_command: None,
             user: String::new(),
+            ..Default::default()
         })
         .unwrap();
     checkpoints

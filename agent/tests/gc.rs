@@ -30,6 +30,7 @@ fn task(id: &str, command: &str) -> pb::TaskInfo {
         env: Default::default(),
         executor: None,
         user: String::new(),
+        ..Default::default()
     }
 }
 

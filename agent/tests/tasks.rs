@@ -61,6 +61,7 @@ impl AgentInstance {
             attributes: vec![],
             executor_binary: agora_test_cluster::binary("agora-executor"),
             executor_recovery_timeout: recovery_timeout,
+            executor_http_port: 0,
             gc: Default::default(),
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
@@ -185,6 +186,7 @@ fn task(id: &str, command: &str, cpus: f64, mem: f64) -> pb::TaskInfo {
         env: Default::default(),
         executor: None,
         user: String::new(),
+        ..Default::default()
     }
 }
 
@@ -313,6 +315,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         command: agora_test_cluster::example("agora-driver", "shell_executor")
             .display()
             .to_string(),
+        ..Default::default()
     });
     launch(&tasks, custom);
     let u = leader.follow(&tasks, "custom").await;
@@ -337,6 +340,7 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
         command: agora_test_cluster::example("agora-driver", "shell_executor")
             .display()
             .to_string(),
+        ..Default::default()
     });
     launch(&tasks, chatty);
     let running = leader.next_update(Duration::from_secs(10)).await.unwrap();
@@ -1008,6 +1012,7 @@ async fn custom_executors_run_as_the_user_and_unknown_users_fail_the_task() {
         command: agora_test_cluster::example("agora-driver", "shell_executor")
             .display()
             .to_string(),
+        ..Default::default()
     });
     let u = run_to_end(&mut leader, &tasks, custom).await;
     assert_eq!(states(&u), ["TASK_RUNNING", "TASK_FINISHED"], "{u:?}");

@@ -128,6 +128,7 @@ impl Batch {
             env: Default::default(),
             executor: None,
             user: String::new(),
+            ..Default::default()
         }
     }
 

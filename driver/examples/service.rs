@@ -180,6 +180,7 @@ impl Scheduler for Service {
                         .collect(),
                     executor: None,
                     user: String::new(),
+                    ..Default::default()
                 });
                 self.by_task.insert(task_id.clone(), i);
                 self.slots[i] = Slot::Live {

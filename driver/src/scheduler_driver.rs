@@ -22,6 +22,7 @@
 //!             env: Default::default(),
 //!             executor: None,
 //!             user: String::new(), // the framework's user
+//!             ..Default::default()
 //!         };
 //!         h.accept(vec![offer.id.clone()], vec![task], None);
 //!     }

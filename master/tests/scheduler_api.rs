@@ -166,6 +166,7 @@ fn task(id: &str, name: &str, cpus: f64, mem: f64, command: &str) -> pb::TaskInf
         command: command.into(),
         env: Default::default(),
         executor: None,
+        ..Default::default()
     }
 }
 

@@ -25,11 +25,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agora_agent::fetch;
 use agora_agent::isolation::{
     join_cgroups_from_child, Isolation, IsolationMode, Limits, TaskCgroup,
 };
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
-use agora_agent::tasks::{cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_TASK_USER};
+use agora_agent::tasks::{
+    cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_FETCH_FAILURE, ENV_FETCH_URIS, ENV_TASK_USER,
+};
 use agora_driver::executor_driver::{
     Ended, ENV_EXECUTOR_ID, ENV_EXECUTOR_TOKEN, ENV_FRAMEWORK_ID, ENV_SANDBOX,
 };
@@ -84,7 +87,26 @@ impl Executor for CommandExecutor {
                 m if m > 0.0 => m,
                 _ => DEFAULT_MEM_MB,
             };
-            let mut env: Vec<(String, String)> = task.env.clone().into_iter().collect();
+            // Mesos' environment of a command task first (what Mesos' command executor
+            // gives its task), then the task's own variables, which may override them.
+            let agent_id = std::env::var("AGORA_AGENT_ID").unwrap_or_default();
+            let sandbox_text = sandbox.display().to_string();
+            let mut env: Vec<(String, String)> = [
+                ("MESOS_SANDBOX", sandbox_text.as_str()),
+                ("MESOS_DIRECTORY", sandbox_text.as_str()),
+                ("MESOS_TASK_ID", id.as_str()),
+                ("MESOS_FRAMEWORK_ID", handle.framework_id()),
+                ("MESOS_AGENT_ID", agent_id.as_str()),
+                ("MESOS_SLAVE_ID", agent_id.as_str()),
+                ("MESOS_EXECUTOR_ID", id.as_str()),
+                ("MESOS_CHECKPOINT", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let mut task_env: Vec<(String, String)> = task.env.clone().into_iter().collect();
+            task_env.sort();
+            env.extend(task_env);
             env.extend([
                 ("AGORA_TASK_ID".to_string(), id.clone()),
                 (
@@ -107,6 +129,34 @@ impl Executor for CommandExecutor {
                     return;
                 }
             };
+            // The files the task needs, fetched as its user before it starts.
+            let uris = agora_agent::convert::fetch_uris_from_proto(&task.uris);
+            if !uris.is_empty() {
+                let (dir, as_user) = (sandbox.clone(), user.clone());
+                let fetched = tokio::task::spawn_blocking(move || {
+                    fetch::fetch_all(&uris, &dir, as_user.as_ref())
+                })
+                .await;
+                match fetched {
+                    Ok(Ok(files)) => tracing::info!(task = %id, files = files.len(), "fetched"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(task = %id, error = %e, "fetch failed");
+                        handle.send_status_update(&id, TaskState::TaskFailed, &e.to_string(), None);
+                        handle.stop();
+                        return;
+                    }
+                    Err(e) => {
+                        handle.send_status_update(
+                            &id,
+                            TaskState::TaskFailed,
+                            &format!("fetcher: {e}"),
+                            None,
+                        );
+                        handle.stop();
+                        return;
+                    }
+                }
+            }
             let spec = TaskSpec {
                 command: task.command.clone(),
                 env,
@@ -324,6 +374,32 @@ fn run_custom_executor(command: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The executor's files, fetched as its user before it starts; a failure is left for
+    // the agent, which fails the task with it.
+    if let Ok(json) = std::env::var(ENV_FETCH_URIS) {
+        let sandbox = std::env::var_os(ENV_SANDBOX)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        let fetched = serde_json::from_str::<Vec<fetch::FetchUri>>(&json)
+            .map_err(|e| format!("{ENV_FETCH_URIS}: {e}"))
+            .and_then(|uris| {
+                fetch::fetch_all(&uris, &sandbox, user.as_ref()).map_err(|e| e.to_string())
+            });
+        if let Err(reason) = fetched {
+            eprintln!("agora-executor: {reason}");
+            if let Some(path) = std::env::var_os(ENV_FETCH_FAILURE) {
+                if let Err(e) = std::fs::write(&path, &reason) {
+                    tracing::error!(error = %e, "cannot leave the fetch failure for the agent");
+                }
+            }
+            if let Some(cgroup) = cgroup {
+                if let Err(e) = cgroup.destroy() {
+                    tracing::error!(error = %e, "cannot remove the task's cgroup");
+                }
+            }
+            return ExitCode::from(1);
+        }
+    }
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.arg("-c").arg(command);

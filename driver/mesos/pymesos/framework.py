@@ -33,7 +33,12 @@ class Plan:
         suffix = uuid.uuid4().hex[:8]
         self.tasks = [
             # (task id, command info, expected terminal state)
-            ("finish-" + suffix, dict(shell=True, value="test -n \"$AGORA_TASK_ID\""), "TASK_FINISHED"),
+            # Mesos' environment: the task sees its own id, framework, agent and sandbox.
+            ("finish-" + suffix,
+             dict(shell=True, value=(
+                 "test \"$MESOS_TASK_ID\" = finish-%s && test -n \"$MESOS_FRAMEWORK_ID\" && "
+                 "test -n \"$MESOS_AGENT_ID\" && test \"$MESOS_SANDBOX\" = \"$PWD\"" % suffix)),
+             "TASK_FINISHED"),
             ("fail-" + suffix, dict(shell=True, value="exit 3"), "TASK_FAILED"),
             (
                 "argv-" + suffix,

@@ -367,8 +367,7 @@ impl Api for SchedulerHandle {
                 resources: vec![res("cpus", cpus, &t.role), res("mem", mem, &t.role)],
                 task_id: t.id,
                 command: t.command,
-                env: Default::default(),
-                executor: None,
+                ..Default::default()
             })
             .collect();
         let accepted = SchedulerHandle::accept(self, vec![offer.id.clone()], tasks, Some(1.0));

@@ -157,6 +157,7 @@ impl Scheduler for Launcher {
                 command: "true".into(),
                 env: Default::default(),
                 executor: None,
+                ..Default::default()
             };
             self.in_flight = Some((id, Instant::now()));
             h.accept(vec![o.id], vec![task], Some(0.0));

@@ -94,6 +94,7 @@ impl Scheduler for Run {
                     command: self.command.clone(),
                     env: Default::default(),
                     executor: None,
+                    ..Default::default()
                 }],
                 Some(60.0),
             );

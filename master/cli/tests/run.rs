@@ -278,7 +278,9 @@ impl agora_driver::Scheduler for Chatty {
                 env: Default::default(),
                 executor: Some(pb::ExecutorInfo {
                     command: self.executor.clone(),
+                    ..Default::default()
                 }),
+                ..Default::default()
             };
             h.accept(vec![o.id], vec![task], None);
         }

@@ -18,6 +18,10 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 /// Environment variables of one task, and bytes of each name plus value.
 pub const MAX_ENV_VARS: usize = 1_000;
 pub const MAX_ENV_VAR_BYTES: usize = 32 * 1024;
+/// Files one task (or its executor) has fetched into its sandbox.
+pub const MAX_URIS: usize = 64;
+/// Bytes of one URI to fetch.
+pub const MAX_URI_BYTES: usize = 4096;
 /// Bytes of a framework message.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Attributes of an agent.

@@ -254,45 +254,117 @@ fn filters_from_mesos(filters: Option<&mesos::Filters>) -> Option<pb::Filters> {
     })
 }
 
-/// A Mesos task with a command, as the launch record agents run. Custom executors,
-/// fetched URIs and secrets are refused, naming the field.
+/// A Mesos task as the launch record agents run: a command task (run by the agent's
+/// built-in executor), or a task with its own executor (`executor`: a CUSTOM executor
+/// with a command, started by the agent with Mesos' executor environment, which speaks
+/// Mesos' executor API). The files of `command.uris` (of the executor's command, for a
+/// task with its own executor) are fetched into the sandbox first. Secrets and the
+/// DEFAULT executor (task groups) are refused, naming the field.
 fn task_from_mesos(t: &mesos::TaskInfo, path: &str) -> Result<pb::TaskInfo, Status> {
-    if t.executor.is_some() {
-        return Err(invalid(
-            &format!("{path}.executor"),
-            "tasks with their own executor are not supported by Agora yet; give a command",
-        ));
-    }
-    let command = t
-        .command
-        .as_ref()
-        .ok_or_else(|| invalid(&format!("{path}.command"), "missing"))?;
-    if !command.uris.is_empty() {
-        return Err(invalid(
-            &format!("{path}.command.uris"),
-            "fetching URIs into the sandbox is not supported by Agora",
-        ));
-    }
-    let value = command.value.clone().unwrap_or_default();
-    let line = if command.shell() {
-        value
-    } else {
-        // The program and its argv (argv[0] included, so it is skipped), quoted for the
-        // shell the agent runs the command with; `exec` keeps signals going to it.
-        if value.is_empty() {
-            return Err(invalid(&format!("{path}.command.value"), "missing"));
+    use prost::Message;
+    let task_command = t.command.as_ref();
+    let (command, uris, user, executor) = match &t.executor {
+        Some(e) => {
+            let epath = format!("{path}.executor");
+            if e.r#type
+                .and_then(|x| mesos::executor_info::Type::try_from(x).ok())
+                == Some(mesos::executor_info::Type::Default)
+            {
+                return Err(invalid(
+                    &format!("{epath}.type"),
+                    "the DEFAULT executor (task groups) is not supported by Agora; give a CUSTOM executor with a command",
+                ));
+            }
+            if e.executor_id.value.is_empty() {
+                return Err(invalid(&format!("{epath}.executor_id.value"), "empty"));
+            }
+            let ecmd = e.command.as_ref().ok_or_else(|| {
+                invalid(
+                    &format!("{epath}.command"),
+                    "missing: Agora starts a framework's executor from its command",
+                )
+            })?;
+            let line = command_line(ecmd, &format!("{epath}.command"))?;
+            let env = env_from_mesos(ecmd, &format!("{epath}.command"))?;
+            let uris = uris_from_mesos(&ecmd.uris, &format!("{epath}.command.uris"))?;
+            // The task's own command is the executor's business (it gets the whole
+            // TaskInfo); the launch record still holds a line to show.
+            let shown =
+                match task_command.filter(|c| c.value.as_deref().is_some_and(|v| !v.is_empty())) {
+                    Some(c) => command_line(c, &format!("{path}.command"))?,
+                    None => format!("# run by executor {}", e.executor_id.value),
+                };
+            let user = ecmd
+                .user
+                .clone()
+                .or_else(|| task_command.and_then(|c| c.user.clone()))
+                .unwrap_or_default();
+            let executor = pb::ExecutorInfo {
+                command: line,
+                executor_id: e.executor_id.value.clone(),
+                env,
+                mesos_executor_info: e.encode_to_vec(),
+            };
+            (shown, uris, user, Some(executor))
         }
-        let mut line = format!("exec {}", shell_quote(&value));
-        for a in command.arguments.iter().skip(1) {
-            line.push(' ');
-            line.push_str(&shell_quote(a));
+        None => {
+            let command =
+                task_command.ok_or_else(|| invalid(&format!("{path}.command"), "missing"))?;
+            let line = command_line(command, &format!("{path}.command"))?;
+            let uris = uris_from_mesos(&command.uris, &format!("{path}.command.uris"))?;
+            (line, uris, command.user.clone().unwrap_or_default(), None)
         }
-        line
     };
+    let env = match task_command {
+        Some(c) => env_from_mesos(c, &format!("{path}.command"))?,
+        None => Default::default(),
+    };
+    Ok(pb::TaskInfo {
+        task_id: t.task_id.value.clone(),
+        name: t.name.clone(),
+        resources: resources_from_mesos(&t.resources, &format!("{path}.resources"))?,
+        command,
+        env,
+        // Only a framework's own executor reads the task in Mesos' shape.
+        mesos_task_info: if executor.is_some() {
+            t.encode_to_vec()
+        } else {
+            Vec::new()
+        },
+        executor,
+        user,
+        uris,
+    })
+}
+
+/// A Mesos command as the line the agent runs with `/bin/sh -c`: the shell command, or
+/// the program and its argv (argv[0] included, so it is skipped), quoted, after `exec` so
+/// signals go to it.
+fn command_line(command: &mesos::CommandInfo, path: &str) -> Result<String, Status> {
+    let value = command.value.clone().unwrap_or_default();
+    if command.shell() {
+        return Ok(value);
+    }
+    if value.is_empty() {
+        return Err(invalid(&format!("{path}.value"), "missing"));
+    }
+    let mut line = format!("exec {}", shell_quote(&value));
+    for a in command.arguments.iter().skip(1) {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    Ok(line)
+}
+
+/// A Mesos command's environment variables (SECRET ones refused).
+fn env_from_mesos(
+    command: &mesos::CommandInfo,
+    path: &str,
+) -> Result<std::collections::HashMap<String, String>, Status> {
     let mut env = std::collections::HashMap::new();
     if let Some(environment) = &command.environment {
         limits::count(
-            &format!("{path}.command.environment.variables"),
+            &format!("{path}.environment.variables"),
             environment.variables.len(),
             limits::MAX_ENV_VARS,
         )?;
@@ -300,22 +372,51 @@ fn task_from_mesos(t: &mesos::TaskInfo, path: &str) -> Result<pb::TaskInfo, Stat
             use mesos::environment::variable::Type;
             if v.r#type.and_then(|t| Type::try_from(t).ok()) == Some(Type::Secret) {
                 return Err(invalid(
-                    &format!("{path}.command.environment.variables[{i}].type"),
+                    &format!("{path}.environment.variables[{i}].type"),
                     "SECRET variables are not supported by Agora",
                 ));
             }
             env.insert(v.name.clone(), v.value.clone().unwrap_or_default());
         }
     }
-    Ok(pb::TaskInfo {
-        task_id: t.task_id.value.clone(),
-        name: t.name.clone(),
-        resources: resources_from_mesos(&t.resources, &format!("{path}.resources"))?,
-        command: line,
-        env,
-        executor: None,
-        user: command.user.clone().unwrap_or_default(),
-    })
+    Ok(env)
+}
+
+/// The files a command fetches: `file://`, absolute paths, `http://` and `https://`
+/// (others refused, naming the URI's field); `extract` as Mesos defaults it (on), which
+/// the agent applies to archives only (and refuses for them: it does not extract).
+fn uris_from_mesos(
+    uris: &[mesos::command_info::Uri],
+    path: &str,
+) -> Result<Vec<pb::FetchUri>, Status> {
+    limits::count(path, uris.len(), limits::MAX_URIS)?;
+    uris.iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let field = format!("{path}[{i}].value");
+            limits::bytes(&field, u.value.as_bytes(), limits::MAX_URI_BYTES)?;
+            let lower = u.value.to_ascii_lowercase();
+            if !(lower.starts_with("file://")
+                || lower.starts_with("http://")
+                || lower.starts_with("https://")
+                || u.value.starts_with('/'))
+            {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "{:?}: Agora fetches file://, absolute paths, http:// and https:// only",
+                        u.value.chars().take(80).collect::<String>()
+                    ),
+                ));
+            }
+            Ok(pb::FetchUri {
+                value: u.value.clone(),
+                executable: u.executable(),
+                extract: u.extract(),
+                output_file: u.output_file.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// `text` as one shell word.
@@ -952,6 +1053,57 @@ mod tests {
             accept_from_mesos("f", c.accept.as_ref().unwrap()).unwrap(),
             MesosAccept::Decline(_)
         ));
+    }
+
+    #[test]
+    fn uris_and_custom_executors_reach_the_launch_record() {
+        let c = call(
+            r#"{"type":"ACCEPT","accept":{"offer_ids":[{"value":"o1"}],"operations":[
+                {"type":"LAUNCH","launch":{"task_infos":[{"name":"t","task_id":{"value":"t1"},
+                 "agent_id":{"value":"a"},"command":{"value":"./run.sh",
+                 "uris":[{"value":"http://h:1/run.sh","executable":true},
+                         {"value":"/tmp/x.tgz","extract":false,"output_file":"y.tgz"}]}},
+                 {"name":"e","task_id":{"value":"t2"},"agent_id":{"value":"a"},"data":"aGk=",
+                  "executor":{"executor_id":{"value":"ex"},"command":{"value":"python3 exec.py",
+                   "environment":{"variables":[{"name":"E","value":"1"}]},
+                   "uris":[{"value":"file:///tmp/exec.py"}]}}}]}}]}}"#,
+        );
+        let MesosAccept::Launch(l) = accept_from_mesos("f", c.accept.as_ref().unwrap()).unwrap()
+        else {
+            panic!("not a launch")
+        };
+        let t = &l.request.tasks[0];
+        assert_eq!(t.uris.len(), 2);
+        assert!(t.uris[0].executable && t.uris[0].extract, "{:?}", t.uris[0]);
+        assert!(!t.uris[1].extract);
+        assert_eq!(t.uris[1].output_file, "y.tgz");
+        assert!(t.executor.is_none() && t.mesos_task_info.is_empty());
+        let t = &l.request.tasks[1];
+        let e = t.executor.as_ref().unwrap();
+        assert_eq!(
+            (e.command.as_str(), e.executor_id.as_str()),
+            ("python3 exec.py", "ex")
+        );
+        assert_eq!(e.env["E"], "1");
+        assert_eq!(t.uris[0].value, "file:///tmp/exec.py");
+        use prost::Message;
+        let back = mesos::TaskInfo::decode(t.mesos_task_info.as_slice()).unwrap();
+        assert_eq!(back.data.as_deref(), Some(&b"hi"[..]));
+        let back = mesos::ExecutorInfo::decode(e.mesos_executor_info.as_slice()).unwrap();
+        assert_eq!(back.executor_id.value, "ex");
+
+        let c = call(
+            r#"{"type":"ACCEPT","accept":{"offer_ids":[{"value":"o1"}],"operations":[
+                {"type":"LAUNCH","launch":{"task_infos":[{"name":"t","task_id":{"value":"t1"},
+                 "agent_id":{"value":"a"},"command":{"value":"x",
+                 "uris":[{"value":"hdfs://nn/x"}]}}]}}]}}"#,
+        );
+        let e = accept_from_mesos("f", c.accept.as_ref().unwrap()).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("accept.operations[0].launch.task_infos[0].command.uris[0].value"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -78,15 +78,27 @@ fn agent_id(id: &agora_registry::AgentId) -> mesos::AgentId {
 }
 
 /// The executor a task runs under, if it is the framework's own (from the launch record:
-/// the gRPC API's TaskInfo). Agora starts one executor per task, so its id is the task's.
+/// the gRPC API's TaskInfo): as the Mesos framework gave it, or for one of the gRPC API
+/// built from its command. Agora starts one executor per task; its id is the one the
+/// framework named, else the task's.
 fn custom_executor(t: &Task) -> Option<mesos::ExecutorInfo> {
     use prost::Message;
     let info = pb::TaskInfo::decode(t.launch.as_slice()).ok()?;
     let executor = info.executor?;
+    if let Ok(mut given) = mesos::ExecutorInfo::decode(executor.mesos_executor_info.as_slice()) {
+        if !executor.mesos_executor_info.is_empty() {
+            given.framework_id = Some(framework_id(&t.framework_id));
+            given.set_type(mesos::executor_info::Type::Custom);
+            return Some(given);
+        }
+    }
+    let id = if executor.executor_id.is_empty() {
+        t.id.to_string()
+    } else {
+        executor.executor_id
+    };
     let mut out = mesos::ExecutorInfo {
-        executor_id: mesos::ExecutorId {
-            value: t.id.to_string(),
-        },
+        executor_id: mesos::ExecutorId { value: id },
         framework_id: Some(framework_id(&t.framework_id)),
         command: Some(mesos::CommandInfo {
             value: Some(executor.command),
@@ -995,6 +1007,7 @@ mod tests {
             task_id: "t1".into(),
             executor: Some(pb::ExecutorInfo {
                 command: "./my-executor".into(),
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -1008,5 +1021,31 @@ mod tests {
         assert_eq!(json["executor_id"], "t1");
         assert_eq!(json["resources"]["ports"], "[31000-31001]");
         assert_eq!(json["statuses"][0]["state"], "TASK_RUNNING");
+
+        // A Mesos framework's executor: as it gave it, with its own id.
+        let given = mesos::ExecutorInfo {
+            executor_id: mesos::ExecutorId {
+                value: "my-exec".into(),
+            },
+            name: Some("mine".into()),
+            ..Default::default()
+        };
+        let launch = pb::TaskInfo {
+            task_id: "t1".into(),
+            executor: Some(pb::ExecutorInfo {
+                command: "./my-executor".into(),
+                executor_id: "my-exec".into(),
+                mesos_executor_info: given.encode_to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mesos_own = task(TaskState::TaskRunning, launch);
+        let e = custom_executor(&mesos_own).unwrap();
+        assert_eq!(e.executor_id.value, "my-exec");
+        assert_eq!(e.name.as_deref(), Some("mine"));
+        assert!(e.framework_id.is_some());
+        assert_eq!(task_json(&mesos_own)["executor_id"], "my-exec");
     }
 }

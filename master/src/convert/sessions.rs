@@ -182,6 +182,19 @@ pub fn accept_from_proto(
                 e.command.as_bytes(),
                 limits::MAX_COMMAND_BYTES,
             )?;
+            limits::count(
+                &format!("tasks[{i}].executor.env"),
+                e.env.len(),
+                limits::MAX_ENV_VARS,
+            )?;
+        }
+        limits::count(&format!("tasks[{i}].uris"), t.uris.len(), limits::MAX_URIS)?;
+        for (j, u) in t.uris.iter().enumerate() {
+            limits::bytes(
+                &format!("tasks[{i}].uris[{j}].value"),
+                u.value.as_bytes(),
+                limits::MAX_URI_BYTES,
+            )?;
         }
         limits::count(
             &format!("tasks[{i}].env"),

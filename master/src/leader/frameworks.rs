@@ -590,6 +590,16 @@ impl Leader {
         if self.read(|reg| reg.framework(framework).is_none()) {
             return true;
         }
+        // The same update sent again at once (it carries news of a later terminal state
+        // for the registry): the framework has it already and acknowledges that one.
+        let now = self.now_ms();
+        if !self
+            .soft()
+            .forward_update(framework, &update.task_id, &update.uuid, now)
+        {
+            tracing::debug!(framework = %framework, task = %update.task_id, uuid = %update.uuid, "update sent again at once; not passed on twice");
+            return false;
+        }
         self.to_framework(
             framework,
             FrameworkEvent::Update(TaskStatus {

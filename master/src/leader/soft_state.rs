@@ -1,7 +1,8 @@
 //! The leader's soft state: what it decides and keeps only in memory, as Mesos does, and
 //! loses with the leadership. Decline filters, suppression, frameworks that have not yet
-//! subscribed to this leader, and when each launch was committed. A plain struct: every
-//! method takes `now` (ms) as an argument.
+//! subscribed to this leader, when each launch was committed, and the last update passed
+//! on to each task's framework (so one sent again at once is not passed on twice). A plain
+//! struct: every method takes `now` (ms) as an argument.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,6 +10,15 @@ use agora_registry::{AgentId, FrameworkId, Resources, TaskId};
 
 /// Launches remembered at once for the launch-to-running histogram; more are not timed.
 const MAX_TIMED_LAUNCHES: usize = 100_000;
+
+/// An update an agent sends again within this long of the first time is not passed on to
+/// the framework a second time (an agent re-sends its in-flight update at once when a
+/// terminal state is queued behind it, `latest_state`; its own retries come 2 s or more
+/// apart, and those still reach the framework, which may have missed the first).
+pub const DUPLICATE_WINDOW_MS: u64 = 1_000;
+
+/// Forwarded updates remembered at once (older ones are forgotten first).
+const MAX_FORWARDED: usize = 100_000;
 
 /// Resources a framework refused on an agent, until a time.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +38,8 @@ pub struct SoftState {
     /// Offers this leader has made each framework: the allocator's tie-breaker between
     /// equal shares (fewer first), kept across its per-cycle rebuilds.
     offers_made: HashMap<FrameworkId, u64>,
+    /// The last update passed on to each task's framework: its uuid, and when.
+    forwarded: HashMap<(FrameworkId, TaskId), (String, u64)>,
 }
 
 impl SoftState {
@@ -148,18 +160,60 @@ impl SoftState {
         *self.offers_made.entry(framework.clone()).or_default() += 1;
     }
 
+    /// Whether the update `uuid` of `task` goes to its framework at `now`: not when the
+    /// same update went less than [`DUPLICATE_WINDOW_MS`] ago. Remembers it when it goes.
+    pub fn forward_update(
+        &mut self,
+        framework: &FrameworkId,
+        task: &TaskId,
+        uuid: &str,
+        now: u64,
+    ) -> bool {
+        let key = (framework.clone(), task.clone());
+        if let Some((last, at)) = self.forwarded.get(&key) {
+            if last == uuid && now.saturating_sub(*at) < DUPLICATE_WINDOW_MS {
+                return false;
+            }
+        }
+        if self.forwarded.len() >= MAX_FORWARDED {
+            self.forwarded
+                .retain(|_, (_, at)| now.saturating_sub(*at) < DUPLICATE_WINDOW_MS);
+        }
+        if self.forwarded.len() < MAX_FORWARDED {
+            self.forwarded.insert(key, (uuid.to_string(), now));
+        }
+        true
+    }
+
     /// A framework is gone: forget everything about it.
     pub fn forget(&mut self, framework: &FrameworkId) {
         self.revive(framework);
         self.unsubscribed_since.remove(framework);
         self.launched_at.retain(|(f, _), _| f != framework);
         self.offers_made.remove(framework);
+        self.forwarded.retain(|(f, _), _| f != framework);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_sent_again_at_once_is_forwarded_once_and_a_retry_again() {
+        let mut s = SoftState::default();
+        let (f, t) = (fw("f"), TaskId::new("t").unwrap());
+        assert!(s.forward_update(&f, &t, "u1", 1_000));
+        // The agent's immediate re-send (news of a terminal state behind it): dropped.
+        assert!(!s.forward_update(&f, &t, "u1", 1_010));
+        // Its retry, 2 s later: the framework may have missed the first, so it goes.
+        assert!(s.forward_update(&f, &t, "u1", 3_010));
+        // The next update goes at once.
+        assert!(s.forward_update(&f, &t, "u2", 3_011));
+        assert!(s.forward_update(&f, &TaskId::new("other").unwrap(), "u2", 3_011));
+        s.forget(&f);
+        assert!(s.forward_update(&f, &t, "u2", 3_012));
+    }
 
     fn fw(s: &str) -> FrameworkId {
         FrameworkId::new(s).unwrap()

@@ -715,6 +715,7 @@ fn task(id: &str) -> pb::TaskInfo {
         env: [("GREETING".to_string(), "hello".to_string())].into(),
         executor: None,
         user: String::new(),
+        ..Default::default()
     }
 }
 
@@ -943,6 +944,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
                     pb::TaskInfo {
                         executor: Some(pb::ExecutorInfo {
                             command: "./my-executor".into(),
+                            ..Default::default()
                         }),
                         user: "bob".into(),
                         ..task("t-2")
