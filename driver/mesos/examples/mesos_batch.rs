@@ -9,7 +9,9 @@
 //! It packs pending tasks into each offer while they fit, declines what it cannot use,
 //! suppresses offers once everything is launched, and exits 0 when all K tasks finished
 //! (1 if any failed). A task dropped before it ran is launched again under a new attempt
-//! id; a launch whose call failed is reconciled and, if unknown, launched again.
+//! id; a launch whose call failed is reconciled and, if unknown, launched again; after a
+//! re-subscription (a new leader) every launched task not yet ended is reconciled, so a
+//! launch the old leader accepted but never committed is found and launched again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::process::ExitCode;
@@ -44,6 +46,8 @@ struct Batch {
     attempts: Vec<u32>,
     by_id: HashMap<String, usize>,
     done: HashSet<usize>,
+    /// Launched and not yet ended.
+    launched: HashSet<usize>,
     finished: usize,
     failed: Vec<String>,
     suppressed: bool,
@@ -64,6 +68,7 @@ impl Batch {
             self.attempts[task] += 1;
             self.by_id.insert(self.attempt_id(task), task);
         }
+        self.launched.remove(&task);
         if !self.pending.contains(&task) {
             self.pending.push_back(task);
         }
@@ -84,9 +89,15 @@ fn scalar(name: &str, value: f64) -> mesos::Resource {
 }
 
 impl Scheduler for Batch {
-    fn subscribed(&mut self, _h: &Handle, framework_id: &str, again: bool) {
+    fn subscribed(&mut self, h: &Handle, framework_id: &str, again: bool) {
         if !again {
             println!("framework {framework_id} subscribed");
+            return;
+        }
+        // What became of the launches made under the old leader?
+        let ids: Vec<String> = self.launched.iter().map(|&t| self.attempt_id(t)).collect();
+        if !ids.is_empty() {
+            drop(h.reconcile(ids));
         }
     }
 
@@ -107,6 +118,7 @@ impl Scheduler for Batch {
                     break;
                 };
                 let id = self.attempt_id(t);
+                self.launched.insert(t);
                 tasks.push(mesos::TaskInfo {
                     name: id.clone(),
                     task_id: mesos::TaskId { value: id },
@@ -158,6 +170,7 @@ impl Scheduler for Batch {
         let message = status.message.clone().unwrap_or_default();
         match status.state() {
             S::TaskFinished => {
+                self.launched.remove(&task);
                 self.done.insert(task);
                 self.finished += 1;
             }
@@ -168,6 +181,7 @@ impl Scheduler for Batch {
             }
             S::TaskLost if message.starts_with("launch refused") => self.relaunch(h, task, true),
             S::TaskFailed | S::TaskKilled | S::TaskLost | S::TaskError | S::TaskGone => {
+                self.launched.remove(&task);
                 self.done.insert(task);
                 self.failed.push(format!(
                     "{} {:?} {message}",
@@ -249,6 +263,7 @@ async fn main() -> ExitCode {
         attempts: vec![0; args.tasks],
         by_id: HashMap::new(),
         done: HashSet::new(),
+        launched: HashSet::new(),
         finished: 0,
         failed: Vec::new(),
         suppressed: false,
