@@ -12,6 +12,8 @@ pub struct Metrics {
     pub agent_sessions: IntGauge,
     pub tasks_launched: prometheus::IntCounter,
     pub offers_made: prometheus::IntCounter,
+    /// Offers withdrawn because their framework's stream could not take them.
+    pub offers_undelivered: prometheus::IntCounter,
     pub allocation_seconds: Histogram,
     pub launch_to_running: Histogram,
     pub term: IntGauge,
@@ -144,6 +146,10 @@ impl Metrics {
                 "Tasks launched (accepted and committed)",
             ),
             offers_made: counter("agora_offers_total", "Offers made by the allocator"),
+            offers_undelivered: counter(
+                "agora_offers_undelivered_total",
+                "Offers withdrawn at once because their framework's stream was full or gone",
+            ),
             allocation_seconds,
             commands,
             write_seconds,

@@ -21,8 +21,9 @@ use crate::{DriverError, Encoding};
 
 /// How long a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle connections kept per master.
-const POOL_PER_MASTER: usize = 8;
+/// Calls in flight at once (each on a connection of its own; more wait their turn), and
+/// idle connections kept per master.
+const MAX_CALLS: usize = 16;
 
 pub(crate) type Sender = SendRequest<Full<Bytes>>;
 
@@ -30,6 +31,9 @@ pub(crate) struct Http {
     tls: Option<TlsConnector>,
     authorization: Option<HeaderValue>,
     pool: Mutex<HashMap<String, Vec<Sender>>>,
+    /// Bounds the calls in flight, so a burst (an acknowledgement per update) reuses a few
+    /// connections instead of opening one each.
+    calls: tokio::sync::Semaphore,
 }
 
 /// A request to a master.
@@ -61,6 +65,7 @@ impl Http {
             tls,
             authorization,
             pool: Mutex::new(HashMap::new()),
+            calls: tokio::sync::Semaphore::new(MAX_CALLS),
         })
     }
 
@@ -148,6 +153,11 @@ impl Http {
         use http_body_util::BodyExt;
         let addr = post.addr.to_string();
         let req = self.request(post)?;
+        let _turn = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| DriverError::Stopped)?;
         let pooled = {
             let mut pool = self.pool();
             let idle = pool.entry(addr.clone()).or_default();
@@ -174,7 +184,7 @@ impl Http {
             .to_bytes();
         let mut pool = self.pool();
         let idle = pool.entry(addr).or_default();
-        if idle.len() < POOL_PER_MASTER && !sender.is_closed() {
+        if idle.len() < MAX_CALLS && !sender.is_closed() {
             idle.push(sender);
         }
         Ok((code, headers, body))

@@ -12,6 +12,7 @@ use agora_registry::{
 };
 
 use super::messages::{FrameworkEvent, OfferView};
+use super::sessions::Delivery;
 use super::soft_state::SoftState;
 use super::{Leader, WriteError};
 
@@ -215,8 +216,25 @@ impl Leader {
                             .push(OfferView::of(reg, o));
                     }
                 });
+                // An offer that cannot reach its framework (its stream is full, or it
+                // went away) is withdrawn at once: held in the registry, it would keep
+                // its resources from everyone with nobody to accept or decline it.
+                let mut undelivered = Vec::new();
                 for (f, offers) in by_framework {
-                    self.to_framework(&f, FrameworkEvent::Offers(offers));
+                    let ids: Vec<_> = offers.iter().map(|o| o.offer.id.clone()).collect();
+                    if self.to_framework(&f, FrameworkEvent::Offers(offers)) == Delivery::Dropped {
+                        tracing::warn!(framework = %f, offers = ids.len(), "offers not delivered (the framework's stream is full or gone); withdrawn");
+                        undelivered.extend(ids);
+                    }
+                }
+                if !undelivered.is_empty() {
+                    self.metrics()
+                        .offers_undelivered
+                        .inc_by(undelivered.len() as u64);
+                    if let Err(e) = self.write(Command::RemoveOffers { ids: undelivered }).await {
+                        tracing::warn!(error = %e, "could not withdraw undelivered offers; they go with the framework or the leader");
+                    }
+                    self.wake();
                 }
             }
             Err(WriteError::Rejected(r)) => {
