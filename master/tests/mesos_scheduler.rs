@@ -1097,3 +1097,89 @@ fn a_follower_redirects_to_the_leader() {
         "{v}"
     );
 }
+
+/// A leader SIGKILLed under a subscribed framework with a running task: the framework
+/// subscribes again with its id to the new leader (found through a survivor's 307) and
+/// its task is kept, running, on the same agent.
+#[test]
+fn a_framework_keeps_its_tasks_through_a_leader_sigkill() {
+    let rt = runtime();
+    let mut cluster = Cluster::start_with(3, &["--allocation-interval", "100ms"]);
+    let (old, term, _) = rt.block_on(cluster.wait_leader(1, 10 * SECOND));
+    let mut agent = AgentNode::new(
+        &cluster,
+        "agent-1",
+        &[
+            "--resources",
+            "cpus:2;mem:1024;disk:1000",
+            "--isolation",
+            "none",
+        ],
+    );
+    agent.start();
+    wait_for("the agent to register", 20 * SECOND, || agent.agent_id());
+    let old_addr = cluster.node(old).addr.clone();
+    let mut sub =
+        subscribe(&old_addr, JSON, &subscribe_call("sigkilled", None, 60.0)).expect("subscribed");
+    let id = sub.framework_id.clone();
+    let offer = sub.offers().remove(0);
+    let accept = sub.framework_call(launch(&offer, vec![task("kept", &offer, "sleep 600")]));
+    sub.ok(&old_addr, &accept);
+    sub.follow(&old_addr, "kept", mesos::TaskState::TaskRunning);
+
+    cluster.node(old).kill();
+    let rest = sub.wait_end(10 * SECOND);
+    assert!(
+        rest.iter().all(|e| e.error.is_none()),
+        "a killed leader's stream ends without ERROR: {rest:?}"
+    );
+    let survivor = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != old)
+        .unwrap()
+        .addr
+        .clone();
+    let again = subscribe_call("sigkilled", Some(&id), 60.0);
+    // A survivor sends the framework on to the new leader once one is elected (a call
+    // other than SUBSCRIBE asks: a follower answers 307, the leader refuses it without a
+    // stream id).
+    let probe = sched::Call {
+        framework_id: Some(mesos::FrameworkId { value: id.clone() }),
+        ..call(sched::call::Type::Revive)
+    };
+    let new_addr = wait_for("a new leader named by a survivor", 30 * SECOND, || {
+        let a = post(&survivor, &Post::new(JSON, encode(JSON, &probe)));
+        match a.code {
+            307 => a
+                .header("location")
+                .and_then(|l| l.strip_prefix("//"))
+                .and_then(|l| l.strip_suffix(PATH))
+                // (Until it notices, a survivor still names the dead leader.)
+                .filter(|l| *l != old_addr)
+                .map(str::to_string),
+            503 => None,
+            _ => Some(survivor.clone()),
+        }
+    });
+    assert_ne!(new_addr, old_addr);
+    let new = cluster.nodes.iter().find(|n| n.addr == new_addr).unwrap();
+    let status = rt.block_on(new.status()).expect("the new leader answers");
+    assert!(status.term > term, "a later term: {status:?}");
+    let mut sub = subscribe(&new_addr, JSON, &again).expect("subscribed to the new leader");
+    assert_eq!(sub.framework_id, id);
+    sub.ok(
+        &new_addr,
+        &sub.framework_call(sched::Call {
+            reconcile: Some(sched::call::Reconcile { tasks: vec![] }),
+            ..call(sched::call::Type::Reconcile)
+        }),
+    );
+    let u = sub.next(10 * SECOND, |e| {
+        let s = &e.update.as_ref()?.status;
+        (s.task_id.value == "kept" && s.uuid.is_none()).then(|| s.clone())
+    });
+    let u = u.unwrap_or_else(|| panic!("no reconciliation of the kept task: {:?}", sub.seen));
+    assert_eq!(u.state(), mesos::TaskState::TaskRunning, "{u:?}");
+    assert_eq!(u.agent_id.as_ref(), Some(&offer.agent_id));
+}
