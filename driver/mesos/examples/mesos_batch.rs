@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use agora_mesos_driver::{mesos, Driver, Encoding, Handle, Scheduler, Settings};
+use agora_mesos_driver::{mesos, Driver, DriverError, Encoding, Handle, Scheduler, Settings};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -144,11 +144,14 @@ impl Scheduler for Batch {
             tokio::spawn(async move {
                 match accepted.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) if e.is_refusal() => {
+                    // Malformed tasks would be refused again on every offer: stop.
+                    Ok(Err(e @ DriverError::Refused { code: 400, .. })) => {
                         eprintln!("mesos_batch: the master refuses these tasks: {e}");
                         std::process::exit(2);
                     }
-                    // Applied or not: ask; unknown ones come back TASK_LOST "unknown task".
+                    // Applied or not (or refused while the subscription is being made
+                    // again): ask; unknown ones come back TASK_LOST "unknown task", and a
+                    // re-subscription reconciles every launched task anyway.
                     _ => drop(h.reconcile(ids)),
                 }
             });
@@ -214,6 +217,13 @@ impl Scheduler for Batch {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => {

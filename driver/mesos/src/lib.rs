@@ -459,7 +459,7 @@ impl Driver {
                 }
                 Ok(End::Redirect(_)) => {}
                 Ok(End::Closed { subscribed, why }) => {
-                    tracing::info!(master = %master, %why, "subscription ended");
+                    tracing::warn!(master = %master, %why, "subscription ended");
                     if subscribed {
                         backoff = MIN_BACKOFF;
                         scheduler.disconnected(&handle);
@@ -481,7 +481,7 @@ impl Driver {
                     scheduler.error(&handle, &e.to_string());
                     return Err(e);
                 }
-                Err(e) => tracing::info!(master = %master, error = %e, "could not subscribe"),
+                Err(e) => tracing::warn!(master = %master, error = %e, "subscription failed"),
             }
             redirects = 0;
             {
