@@ -65,62 +65,21 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// The file in the work dir's `meta/` holding the listener's port.
 const PORT_FILE: &str = "executor_http_port";
 
-/// How a body is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Encoding {
-    Json,
-    Protobuf,
-}
+use agora_mesos_proto::Encoding;
 
-impl Encoding {
-    fn mime(self) -> &'static str {
-        match self {
-            Encoding::Json => "application/json",
-            Encoding::Protobuf => "application/x-protobuf",
-        }
-    }
-
-    fn parse(media_type: &str) -> Option<Encoding> {
-        let bare = media_type.split(';').next().unwrap_or("").trim();
-        if bare.eq_ignore_ascii_case("application/json") {
-            Some(Encoding::Json)
-        } else if bare.eq_ignore_ascii_case("application/x-protobuf") {
-            Some(Encoding::Protobuf)
-        } else {
-            None
-        }
-    }
-
-    /// What `Accept` asks for: the first type listed that we speak (a wildcard is the
-    /// request's own type); none if it lists only others. No `Accept`: the request's type.
-    fn accepted(headers: &HeaderMap, request: Encoding) -> Option<Encoding> {
-        let Some(accept) = headers.get(header::ACCEPT) else {
-            return Some(request);
-        };
-        let accept = accept.to_str().ok()?;
-        accept.split(',').find_map(|range| {
-            let bare = range.split(';').next().unwrap_or("").trim();
-            if bare == "*/*" || bare.eq_ignore_ascii_case("application/*") {
-                Some(request)
-            } else {
-                Encoding::parse(bare)
+/// An event as one RecordIO record in `encoding`; none (logged) if it cannot be written.
+fn event_record(encoding: Encoding, event: &exec::Event) -> Option<Vec<u8>> {
+    let bytes = match encoding {
+        Encoding::Protobuf => event.encode_to_vec(),
+        Encoding::Json => match event.to_json_vec() {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(error = %e, "a Mesos event could not be written as JSON; skipped");
+                return None;
             }
-        })
-    }
-
-    fn record(self, event: &exec::Event) -> Option<Vec<u8>> {
-        let bytes = match self {
-            Encoding::Protobuf => event.encode_to_vec(),
-            Encoding::Json => match event.to_json_vec() {
-                Ok(json) => json,
-                Err(e) => {
-                    tracing::error!(error = %e, "a Mesos event could not be written as JSON; skipped");
-                    return None;
-                }
-            },
-        };
-        Some(recordio::encode(&bytes))
-    }
+        },
+    };
+    Some(recordio::encode(&bytes))
 }
 
 /// Binds the executor API's loopback listener: `--executor-http-port`, else the port
@@ -214,7 +173,8 @@ async fn call(
             format!("Expecting 'Content-Type' of application/json or application/x-protobuf, not {content_type:?}"),
         );
     };
-    let Some(answer) = Encoding::accepted(&headers, encoding) else {
+    let accept = headers.get(header::ACCEPT).map(|v| v.as_bytes());
+    let Some(answer) = Encoding::accepted(accept, encoding) else {
         return refusal(
             StatusCode::NOT_ACCEPTABLE,
             "Expecting 'Accept' to allow application/json or application/x-protobuf",
@@ -380,7 +340,7 @@ fn stream(
                 _ = heartbeat.tick() => Some(conv::heartbeat()),
                 () = tx.closed() => break,
             };
-            let Some(bytes) = event.and_then(|e| encoding.record(&e)) else {
+            let Some(bytes) = event.and_then(|e| event_record(encoding, &e)) else {
                 continue;
             };
             if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
@@ -503,10 +463,14 @@ mod tests {
         assert_eq!(Encoding::parse("text/plain"), None);
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, "text/html".parse().unwrap());
-        assert_eq!(Encoding::accepted(&h, Encoding::Json), None);
+        let accept = |h: &HeaderMap| h.get(header::ACCEPT).map(|v| v.as_bytes().to_vec());
+        assert_eq!(
+            Encoding::accepted(accept(&h).as_deref(), Encoding::Json),
+            None
+        );
         h.insert(header::ACCEPT, "*/*".parse().unwrap());
         assert_eq!(
-            Encoding::accepted(&h, Encoding::Protobuf),
+            Encoding::accepted(accept(&h).as_deref(), Encoding::Protobuf),
             Some(Encoding::Protobuf)
         );
         h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());

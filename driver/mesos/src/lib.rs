@@ -81,39 +81,27 @@ impl DriverError {
     }
 }
 
-/// How bodies are encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Encoding {
-    #[default]
-    Json,
-    Protobuf,
+/// How bodies are encoded (Mesos' media types, shared with the master and agent).
+pub use agora_mesos_proto::Encoding;
+
+/// A call in `encoding`.
+fn encode(encoding: Encoding, call: &sched::Call) -> Result<Vec<u8>, DriverError> {
+    match encoding {
+        Encoding::Protobuf => Ok(call.encode_to_vec()),
+        Encoding::Json => call
+            .to_json_vec()
+            .map_err(|e| DriverError::Settings(format!("call: {e}"))),
+    }
 }
 
-impl Encoding {
-    pub fn mime(self) -> &'static str {
-        match self {
-            Encoding::Json => "application/json",
-            Encoding::Protobuf => "application/x-protobuf",
+/// One event record in `encoding`.
+fn decode_event(encoding: Encoding, record: &[u8]) -> Result<sched::Event, DriverError> {
+    match encoding {
+        Encoding::Protobuf => {
+            sched::Event::decode(record).map_err(|e| DriverError::Stream(e.to_string()))
         }
-    }
-
-    fn encode(self, call: &sched::Call) -> Result<Vec<u8>, DriverError> {
-        match self {
-            Encoding::Protobuf => Ok(call.encode_to_vec()),
-            Encoding::Json => call
-                .to_json_vec()
-                .map_err(|e| DriverError::Settings(format!("call: {e}"))),
-        }
-    }
-
-    fn decode_event(self, record: &[u8]) -> Result<sched::Event, DriverError> {
-        match self {
-            Encoding::Protobuf => {
-                sched::Event::decode(record).map_err(|e| DriverError::Stream(e.to_string()))
-            }
-            Encoding::Json => {
-                sched::Event::from_json(record).map_err(|e| DriverError::Stream(e.to_string()))
-            }
+        Encoding::Json => {
+            sched::Event::from_json(record).map_err(|e| DriverError::Stream(e.to_string()))
         }
     }
 }
@@ -222,7 +210,7 @@ impl Handle {
                 return Err(DriverError::NotSubscribed);
             };
             call.framework_id = Some(framework_id);
-            let body = shared.settings.encoding.encode(&call)?;
+            let body = encode(shared.settings.encoding, &call)?;
             let (code, _, body) = shared
                 .http
                 .call(http::Post {
@@ -526,7 +514,7 @@ impl Driver {
                 path: PATH,
                 encoding,
                 stream_id: None,
-                body: encoding.encode(&call)?,
+                body: encode(encoding, &call)?,
             })
             .await?;
         let code = response.status().as_u16();
@@ -600,7 +588,7 @@ impl Driver {
                 .decode_into(&data, &mut records)
                 .map_err(|e| DriverError::Stream(e.to_string()))?;
             for record in records.drain(..) {
-                let event = encoding.decode_event(&record)?;
+                let event = decode_event(encoding, &record)?;
                 if let Some(interval) = self.deliver(event, scheduler, handle, subscribed_once)? {
                     subscribed = true;
                     heartbeat = interval;

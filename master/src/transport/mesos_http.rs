@@ -15,52 +15,20 @@ use crate::leader::Leader;
 /// The largest request body: the gRPC API's message limit.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// How a body is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encoding {
-    Json,
-    Protobuf,
+pub use agora_mesos_proto::Encoding;
+
+/// What the master's transports do with an [`Encoding`] beyond its media types (those are
+/// `agora-mesos-proto`'s, shared with the agent and the client).
+pub trait EncodingExt: Copy {
+    fn encode<M: Message + MesosJson>(self, message: &M) -> Option<Vec<u8>>;
+    fn encode_record<M: Message + MesosJson>(self, message: &M, out: &mut Vec<u8>);
+    fn decode<M: Message + MesosJson + Default>(self, body: &[u8]) -> Result<M, String>;
+    fn ok<M: Message + MesosJson>(self, message: &M) -> Response;
 }
 
-impl Encoding {
-    pub fn mime(self) -> &'static str {
-        match self {
-            Encoding::Json => "application/json",
-            Encoding::Protobuf => "application/x-protobuf",
-        }
-    }
-
-    /// A media type (parameters ignored).
-    pub fn parse(media_type: &str) -> Option<Encoding> {
-        let bare = media_type.split(';').next().unwrap_or("").trim();
-        if bare.eq_ignore_ascii_case("application/json") {
-            Some(Encoding::Json)
-        } else if bare.eq_ignore_ascii_case("application/x-protobuf") {
-            Some(Encoding::Protobuf)
-        } else {
-            None
-        }
-    }
-
-    /// What `Accept` asks for: the first type listed that we speak (a wildcard is
-    /// `default`); none if it lists only others. No `Accept`: `default`.
-    pub fn accepted(headers: &HeaderMap, default: Encoding) -> Option<Encoding> {
-        let Some(accept) = headers.get(header::ACCEPT) else {
-            return Some(default);
-        };
-        let accept = accept.to_str().ok()?;
-        accept.split(',').find_map(|range| {
-            let bare = range.split(';').next().unwrap_or("").trim();
-            if bare == "*/*" || bare.eq_ignore_ascii_case("application/*") {
-                Some(default)
-            } else {
-                Encoding::parse(bare)
-            }
-        })
-    }
-
+impl EncodingExt for Encoding {
     /// `message` in this encoding; None (logged) if it cannot be written as JSON.
-    pub fn encode<M: Message + MesosJson>(self, message: &M) -> Option<Vec<u8>> {
+    fn encode<M: Message + MesosJson>(self, message: &M) -> Option<Vec<u8>> {
         match self {
             Encoding::Protobuf => Some(message.encode_to_vec()),
             Encoding::Json => match message.to_json_vec() {
@@ -75,14 +43,14 @@ impl Encoding {
 
     /// `message` as one RecordIO record appended to `out` (skipped if it cannot be
     /// written).
-    pub fn encode_record<M: Message + MesosJson>(self, message: &M, out: &mut Vec<u8>) {
+    fn encode_record<M: Message + MesosJson>(self, message: &M, out: &mut Vec<u8>) {
         if let Some(record) = self.encode(message) {
             recordio::encode_into(&record, out);
         }
     }
 
     /// `body` parsed as an `M`, or the reason naming the field.
-    pub fn decode<M: Message + MesosJson + Default>(self, body: &[u8]) -> Result<M, String> {
+    fn decode<M: Message + MesosJson + Default>(self, body: &[u8]) -> Result<M, String> {
         match self {
             Encoding::Json => M::from_json(body).map_err(|e| e.to_string()),
             Encoding::Protobuf => M::decode(body).map_err(|e| e.to_string()),
@@ -90,7 +58,7 @@ impl Encoding {
     }
 
     /// A `200` answer carrying `message`.
-    pub fn ok<M: Message + MesosJson>(self, message: &M) -> Response {
+    fn ok<M: Message + MesosJson>(self, message: &M) -> Response {
         match self.encode(message) {
             Some(body) => {
                 (StatusCode::OK, [(header::CONTENT_TYPE, self.mime())], body).into_response()
@@ -176,7 +144,8 @@ pub fn encodings(
             "Expecting 'Content-Type' of application/json or application/x-protobuf",
         ));
     };
-    let Some(answer) = Encoding::accepted(headers, default_answer.unwrap_or(request)) else {
+    let accept = headers.get(header::ACCEPT).map(|v| v.as_bytes());
+    let Some(answer) = Encoding::accepted(accept, default_answer.unwrap_or(request)) else {
         return Err(refusal(
             StatusCode::NOT_ACCEPTABLE,
             "Expecting 'Accept' to allow application/json or application/x-protobuf",

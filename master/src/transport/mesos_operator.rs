@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use super::mesos_http::{
     bad_request, encodings, read_body, redirect_unless_leader, refusal, status_response, Encoding,
+    EncodingExt,
 };
 use super::{leader_status, operator};
 use crate::convert::mesos_operator::{self as m, MasterFacts};

@@ -35,6 +35,7 @@ use tonic::{Code, Status};
 
 use super::mesos_http::{
     bad_request, encodings, read_body, redirect_unless_leader, refusal, status_response, Encoding,
+    EncodingExt,
 };
 use super::scheduler;
 use crate::convert;

@@ -34,9 +34,11 @@
 //! Fields Mesos deprecates (`FrameworkInfo.role`, `Resource.role`, ...) are `#[deprecated]`.
 
 pub mod json;
+pub mod media;
 pub mod recordio;
 
 pub use json::{JsonError, MesosJson};
+pub use media::Encoding;
 
 /// Package `mesos.v1`: the common types, and the API packages as submodules.
 pub mod v1 {
