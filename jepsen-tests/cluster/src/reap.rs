@@ -36,6 +36,9 @@ pub const OWNER_ENV: &str = "AGORA_TEST_OWNER";
 /// How long removal keeps killing what a cgroup or an owner still holds before it gives up.
 const KILL_PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long an empty environment is read again before it is believed (see [`environ`]).
+const EXEC_PATIENCE: Duration = Duration::from_millis(100);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReapError {
     #[error("invalid cgroup root name {0:?}: one path component, not . or ..")]
@@ -146,11 +149,38 @@ fn all_pids() -> Vec<i32> {
 
 /// The value of [`OWNER_ENV`] in process `pid`'s environment, if it has one.
 pub fn owner_of(pid: i32) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let env = environ(pid)?;
     let key = format!("{OWNER_ENV}=");
     env.split(|b| *b == 0)
         .find_map(|kv| kv.strip_prefix(key.as_bytes()))
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Process `pid`'s environment block. A process in the middle of an exec shows an empty
+/// one for a moment (its new memory has no environment yet): an empty read is taken again
+/// for up to [`EXEC_PATIENCE`], unless the process is a kernel thread (which has none).
+fn environ(pid: i32) -> Option<Vec<u8>> {
+    let start = Instant::now();
+    loop {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        if !env.is_empty() || start.elapsed() > EXEC_PATIENCE || is_kernel_thread(pid) {
+            return Some(env);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether `pid` is a kernel thread (`PF_KTHREAD` in the flags of `/proc/PID/stat`).
+fn is_kernel_thread(pid: i32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // After "pid (comm)": state ppid pgrp session tty_nr tpgid flags.
+            let (_, rest) = s.rsplit_once(')')?;
+            rest.split_whitespace().nth(6)?.parse::<u64>().ok()
+        })
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
 }
 
 /// Live processes (zombies excluded) whose [`OWNER_ENV`] value satisfies `owned`.
