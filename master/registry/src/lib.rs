@@ -30,13 +30,16 @@ pub mod command;
 pub mod ids;
 pub mod model;
 pub mod registry;
+pub mod rejection;
 pub mod resources;
+pub mod task_state;
 
-pub use command::{Command, CommandBatch, CommandResult, Rejection};
+pub use command::{Command, CommandBatch, CommandResult};
 pub use ids::{validate_name, AgentId, FrameworkId, IdError, NameError, OfferId, TaskId};
 pub use model::{
     Agent, AgentInfo, AgentStatus, CompletedFramework, Framework, FrameworkInfo, FrameworkStatus,
     Offer, Retention, Task, TaskSpec, TaskState, TimestampMs, UnknownTaskState,
 };
 pub use registry::{Allocation, Registry};
+pub use rejection::Rejection;
 pub use resources::{Resource, ResourceError, Resources, Scalar, Value};
