@@ -28,11 +28,8 @@ use tokio::sync::mpsc;
 
 use crate::isolation::{join_cgroups_from_child, Isolation, IsolationError, Limits, TaskCgroup};
 use crate::user::RunAs;
+use crate::workdir::{STDERR_FILE, STDOUT_FILE};
 
-/// File in the sandbox receiving the task's standard output (appended to).
-pub const STDOUT_FILE: &str = "stdout";
-/// File in the sandbox receiving the task's standard error (appended to).
-pub const STDERR_FILE: &str = "stderr";
 /// File in the sandbox holding the task's pid (decimal, newline), for recovery tooling.
 pub const PID_FILE: &str = ".task.pid";
 

@@ -385,8 +385,7 @@ impl Tasks {
                 .sandbox_finished(&key.0, &key.1)
                 .or_else(|| {
                     let mtime = meta.modified().ok()?;
-                    let since = mtime.duration_since(std::time::UNIX_EPOCH).ok()?;
-                    u64::try_from(since.as_millis()).ok()
+                    clock::ms_since_epoch(mtime)
                 })
                 .unwrap_or_else(clock::now_ms);
             tracing::debug!(framework = %key.0, task = %key.1, path = %path.display(), finished_at_ms, "finished sandbox scheduled again");

@@ -34,11 +34,13 @@ pub const PRIVATE_FILE: u32 = 0o600;
 /// Files the agent creates in every sandbox before the executor starts.
 pub const EXECUTOR_LOG: &str = "executor.log";
 
+/// File in the sandbox receiving the task's standard output (appended to).
+pub const STDOUT_FILE: &str = "stdout";
+/// File in the sandbox receiving the task's standard error (appended to).
+pub const STDERR_FILE: &str = "stderr";
+
 /// The task's output files in its sandbox (also created by the supervisor when missing).
-pub const OUTPUT_FILES: [&str; 2] = [
-    crate::supervisor::STDOUT_FILE,
-    crate::supervisor::STDERR_FILE,
-];
+pub const OUTPUT_FILES: [&str; 2] = [STDOUT_FILE, STDERR_FILE];
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
