@@ -12,6 +12,7 @@
 //! behind is ended ([`EventsEnd::Lagged`]) rather than buffered without end. A stream also
 //! ends when this replica stops leading (its followers go to the new leader).
 
+use agora_acl::Action;
 use agora_registry::{
     Agent, AgentId, Command, CompletedFramework, Framework, FrameworkId, Registry, Task, TaskId,
 };
@@ -266,6 +267,23 @@ impl Leader {
         for event in self.read(|reg| events_of(touched, reg)) {
             // No receiver left: nobody to tell.
             let _ = events.tx.send(Indexed { index, event });
+        }
+    }
+
+    /// Whether `principal` may see what `event` shows.
+    pub(super) fn may_see(&self, principal: Option<&str>, event: &ClusterEvent) -> bool {
+        match event {
+            ClusterEvent::TaskAdded(t) | ClusterEvent::TaskUpdated(t) => {
+                self.may_see_task(principal, t)
+            }
+            ClusterEvent::AgentAdded(a) => self.may_see_agent(principal, a),
+            ClusterEvent::AgentRemoved(id) => {
+                self.may_view(principal, &Action::ViewAgent { agent: id.as_str() })
+            }
+            ClusterEvent::FrameworkAdded(f) | ClusterEvent::FrameworkUpdated(f) => {
+                self.may_see_framework(principal, f)
+            }
+            ClusterEvent::FrameworkRemoved(c) => self.may_see_framework(principal, &c.framework),
         }
     }
 

@@ -11,7 +11,6 @@ use agora_registry::{
     Task, TaskState,
 };
 
-use super::events::ClusterEvent;
 use super::Leader;
 
 /// The registry as one principal may see it, as of log index `applied`.
@@ -124,23 +123,6 @@ impl Leader {
     /// The `view_tasks` ACL.
     pub fn may_see_task(&self, principal: Option<&str>, t: &Task) -> bool {
         self.may_view(principal, &Action::ViewTask { user: &t.user })
-    }
-
-    /// Whether `principal` may see what `event` shows.
-    pub(super) fn may_see(&self, principal: Option<&str>, event: &ClusterEvent) -> bool {
-        match event {
-            ClusterEvent::TaskAdded(t) | ClusterEvent::TaskUpdated(t) => {
-                self.may_see_task(principal, t)
-            }
-            ClusterEvent::AgentAdded(a) => self.may_see_agent(principal, a),
-            ClusterEvent::AgentRemoved(id) => {
-                self.may_view(principal, &Action::ViewAgent { agent: id.as_str() })
-            }
-            ClusterEvent::FrameworkAdded(f) | ClusterEvent::FrameworkUpdated(f) => {
-                self.may_see_framework(principal, f)
-            }
-            ClusterEvent::FrameworkRemoved(c) => self.may_see_framework(principal, &c.framework),
-        }
     }
 
     /// Runs `f` on what `principal` may see of the registry as applied on this replica.
