@@ -7,6 +7,7 @@
 //! decide registry semantics (the registry's pure apply does), or write the registry other
 //! than through the [`Writer`] (the Raft log).
 
+mod accept;
 mod agents;
 mod allocation;
 pub mod authz;
@@ -38,10 +39,11 @@ use messages::{AgentCommand, FrameworkEvent, SessionEnd};
 use sessions::{Delivery, SessionTable};
 use soft_state::SoftState;
 
+pub use accept::AcceptCall;
 pub use agents::{reconcile_plan, AgentSession, Reconciliation, ReportedTask, SessionReader};
 pub use allocation::rebuild;
 pub use expiry::{frameworks_past_failover, offers_past_timeout};
-pub use frameworks::{kills_on_removal, AcceptCall, SubscribeCall, Subscription};
+pub use frameworks::{kills_on_removal, SubscribeCall, Subscription};
 pub use health::AgentHealth;
 pub use writer::{WriteError, Writer};
 
