@@ -3,8 +3,8 @@
 //!
 //! Inbound there is one call with a payload that changes anything, UPDATE_WEIGHTS: it
 //! becomes the gRPC Operator's `SetWeightRequest`s, validated and authorized by the same
-//! function. Outbound, the registry as a principal may see it ([`Visible`]), the leader's
-//! [`ClusterEvent`]s and [`ClusterCounts`] become Mesos' messages and JSON. The operator API
+//! function. Outbound, the registry as a principal may see it (`leader::views::Visible`), the leader's
+//! `ClusterEvent`s and `ClusterCounts` become Mesos' messages and JSON. The operator API
 //! shows tasks' real states (partition-aware) and reservations in the refinement format, as
 //! Mesos' operator API does.
 //!
