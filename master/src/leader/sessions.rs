@@ -47,7 +47,24 @@ pub struct SessionTable<K, M, E> {
     max_pending: usize,
 }
 
-impl<K: Clone + Eq + Hash, M: Clone, E> SessionTable<K, M, E> {
+/// Tells a session's stream that it ended. A full stream gets the reason as soon as it has
+/// room (a task waits for it): other holders of the sender (a heartbeat) would otherwise
+/// keep a stream the table has forgotten open for good, and its client would wait on it
+/// forever instead of finding the new leader.
+fn end_stream<M: Send + 'static, E: Send + 'static>(tx: SessionTx<M, E>, why: E) {
+    match tx.try_send(Err(why)) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(end)) => {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = tx.send(end).await;
+                });
+            }
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash, M: Clone + Send + 'static, E: Send + 'static> SessionTable<K, M, E> {
     pub fn new(max_pending: usize) -> Self {
         SessionTable {
             inner: Mutex::new(Inner {
@@ -84,7 +101,7 @@ impl<K: Clone + Eq + Hash, M: Clone, E> SessionTable<K, M, E> {
             let _ = tx.try_send(Ok(m));
         }
         if let Some(old) = inner.sessions.insert(key.clone(), Session { serial, tx }) {
-            let _ = old.tx.try_send(Err(replaced));
+            end_stream(old.tx, replaced);
         }
         serial
     }
@@ -106,7 +123,7 @@ impl<K: Clone + Eq + Hash, M: Clone, E> SessionTable<K, M, E> {
         inner.pending.remove(key);
         match inner.sessions.remove(key) {
             Some(s) => {
-                let _ = s.tx.try_send(Err(why));
+                end_stream(s.tx, why);
                 true
             }
             None => false,
@@ -117,7 +134,7 @@ impl<K: Clone + Eq + Hash, M: Clone, E> SessionTable<K, M, E> {
     pub fn end_all(&self, why: impl Fn() -> E) {
         let mut inner = self.lock();
         for (_, s) in inner.sessions.drain() {
-            let _ = s.tx.try_send(Err(why()));
+            end_stream(s.tx, why());
         }
         inner.pending.clear();
     }
@@ -159,6 +176,14 @@ impl<K: Clone + Eq + Hash, M: Clone, E> SessionTable<K, M, E> {
     /// Forgets what was queued for `key`.
     pub fn forget(&self, key: &K) {
         self.lock().pending.remove(key);
+    }
+
+    /// Whether `serial` is still `key`'s current session.
+    pub fn is_current(&self, key: &K, serial: Serial) -> bool {
+        self.lock()
+            .sessions
+            .get(key)
+            .is_some_and(|s| s.serial == serial)
     }
 
     pub fn is_open(&self, key: &K) -> bool {
@@ -207,6 +232,32 @@ mod tests {
         rx: &mut mpsc::Receiver<Outbound<u32, &'static str>>,
     ) -> Vec<Outbound<u32, &'static str>> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_full_stream_still_learns_that_it_ended() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let table = Table::new(10);
+            let (tx, mut rx) = mpsc::channel(2);
+            let serial = table.open(&"a", tx.clone(), [], "replaced");
+            // The stream fills up (a client slow to read), and another sender (the
+            // heartbeat) still holds it.
+            assert_eq!(table.send(&"a", 1, |_| false), Delivery::Sent);
+            assert_eq!(table.send(&"a", 2, |_| false), Delivery::Sent);
+            table.end_all(|| "not leader");
+            assert!(!table.is_current(&"a", serial));
+            // What was in the stream, then the reason, though the stream was full when the
+            // session ended.
+            assert_eq!(rx.recv().await, Some(Ok(1)));
+            assert_eq!(rx.recv().await, Some(Ok(2)));
+            let end = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+            assert_eq!(end, Ok(Some(Err("not leader"))), "the stream was left open");
+            drop(tx);
+        });
     }
 
     #[test]

@@ -152,6 +152,11 @@ impl Leader {
                     tokio::select! {
                         _ = tx.closed() => break,
                         _ = tokio::time::sleep(HEARTBEAT) => {
+                            // A session the table ended (replaced, or this replica stopped
+                            // leading) must not be kept open by this sender.
+                            if !leader.shared.frameworks.is_current(&framework, serial) {
+                                break;
+                            }
                             let _ = tx.try_send(Ok(FrameworkEvent::Heartbeat));
                         }
                     }
@@ -374,6 +379,10 @@ impl Leader {
             .forward_update(framework, &update.task_id, &update.uuid, now)
         {
             tracing::debug!(framework = %framework, task = %update.task_id, uuid = %update.uuid, "update sent again at once; not passed on twice");
+            self.metrics()
+                .status_updates
+                .with_label_values(&["resent"])
+                .inc();
             return false;
         }
         self.to_framework(
