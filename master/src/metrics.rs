@@ -7,6 +7,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Regist
 pub struct Metrics {
     registry: Registry,
     pub commands: IntCounterVec,
+    /// Status updates from agents, by what became of them.
+    pub status_updates: IntCounterVec,
     pub write_seconds: Histogram,
     pub batch_size: Histogram,
     pub agent_sessions: IntGauge,
@@ -69,6 +71,19 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(commands.clone()))
+            .expect("unique metric");
+        let status_updates = IntCounterVec::new(
+            Opts::new(
+                "agora_status_updates_total",
+                "Status updates from agents: recorded (a log entry), known (recorded already, \
+                 passed on without one), resent (the same update again within a second, not \
+                 passed on twice)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(status_updates.clone()))
             .expect("unique metric");
         let write_seconds = histogram(
             "agora_raft_commit_seconds",
@@ -152,6 +167,7 @@ impl Metrics {
             ),
             allocation_seconds,
             commands,
+            status_updates,
             write_seconds,
             batch_size,
             agent_sessions: gauge(

@@ -102,7 +102,10 @@ impl Quorum {
 
     /// Reads this replica's current view from openraft's metrics.
     pub fn view(&self) -> LeaderView {
-        let m = self.raft.metrics().borrow().clone();
+        // Read in place: a clone of openraft's metrics (membership, replication state) per
+        // request showed in profiles.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let leader_address = m.current_leader.and_then(|l| {
             m.membership_config
                 .membership()

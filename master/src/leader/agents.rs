@@ -388,6 +388,15 @@ impl Leader {
                     && (exit_code.is_none() || t.exit_code.is_some())
             })
         });
+        let outcome = if recorded_already {
+            "known"
+        } else {
+            "recorded"
+        };
+        self.metrics()
+            .status_updates
+            .with_label_values(&[outcome])
+            .inc();
         let result = if recorded_already {
             Ok(0)
         } else {
