@@ -52,7 +52,7 @@ pub trait MesosJson: prost::Name + Serialize + DeserializeOwned {
 
     /// This message as Mesos' JSON, as bytes (for an HTTP body or a RecordIO record).
     fn to_json_vec(&self) -> Result<Vec<u8>, JsonError> {
-        to_json(self).map(String::into_bytes)
+        to_json_vec(self)
     }
 
     /// Parses Mesos' JSON into this message.
@@ -65,16 +65,29 @@ impl<T: prost::Name + Serialize + DeserializeOwned> MesosJson for T {}
 
 /// Serializes `message` as Mesos' JSON.
 pub fn to_json<M: prost::Name + Serialize>(message: &M) -> Result<String, JsonError> {
+    to_json_vec(message).map(|out| String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+/// Serializes `message` as Mesos' JSON, as bytes. The path of a field that cannot be written
+/// is tracked only once writing has failed (tracking it costs on every field).
+pub fn to_json_vec<M: prost::Name + Serialize>(message: &M) -> Result<Vec<u8>, JsonError> {
+    if let Ok(out) = serde_json::to_vec(message) {
+        return Ok(out);
+    }
     let mut out = Vec::new();
     let mut serializer = serde_json::Serializer::new(&mut out);
     match serde_path_to_error::serialize(message, &mut serializer) {
-        Ok(()) => Ok(String::from_utf8(out).expect("serde_json writes UTF-8")),
+        Ok(()) => Ok(out),
         Err(e) => Err(JsonError::new::<M>(e.path().to_string(), e.into_inner())),
     }
 }
 
-/// Parses Mesos' JSON into a message of type `M`.
+/// Parses Mesos' JSON into a message of type `M`. As in [`to_json_vec`], the path of the
+/// field in error is found by parsing again once the first parse has failed.
 pub fn from_json<M: prost::Name + DeserializeOwned>(json: &[u8]) -> Result<M, JsonError> {
+    if let Ok(message) = serde_json::from_slice(json) {
+        return Ok(message);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let message = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|e| JsonError::new::<M>(e.path().to_string(), e.into_inner()))?;
