@@ -38,6 +38,9 @@ struct Args {
     /// `json` or `protobuf`.
     #[arg(long, default_value = "json")]
     encoding: String,
+    /// Speak HTTP/1.1 only (by default HTTP/2 is offered over TLS and the master chooses).
+    #[arg(long)]
+    http1: bool,
 }
 
 struct Batch {
@@ -254,6 +257,7 @@ async fn main() -> ExitCode {
         }
     };
     settings.encoding = encoding;
+    settings.http2 = !args.http1;
     let framework = mesos::FrameworkInfo {
         name: args.name.clone(),
         user: String::new(),

@@ -1,6 +1,9 @@
-//! HTTP/1.1 to masters, plaintext or TLS (the client configuration's CA), with the
-//! client's credential on every request: a small pool of kept-alive connections per
-//! master for calls, and a connection of its own for each subscription's endless body.
+//! HTTP to masters, plaintext or TLS (the client configuration's CA), with the client's
+//! credential on every request. Over TLS the client offers HTTP/2 and HTTP/1.1 (ALPN), as
+//! Go's and most browsers' clients do: a master that picks HTTP/2 (Agora's do) carries
+//! every call on one multiplexed connection, one that picks HTTP/1.1 (Mesos' own) gets a
+//! small pool of kept-alive connections. A subscription's endless body has a connection of
+//! its own either way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,10 +12,11 @@ use std::time::Duration;
 use agora_security::client::ClientSecurity;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -21,15 +25,50 @@ use crate::{DriverError, Encoding};
 
 /// How long a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Calls in flight at once (each on a connection of its own; more wait their turn), and
-/// idle connections kept per master.
-const MAX_CALLS: usize = 16;
+/// Calls in flight at once over HTTP/2 (one connection; Agora's masters allow 256 streams
+/// on it); more wait their turn.
+const MAX_CALLS: u32 = 128;
+/// Calls in flight at once over HTTP/1.1, each on a connection of its own (a master admits
+/// 256 connections per client), and the idle connections kept per master.
+const MAX_HTTP1_CALLS: u32 = 16;
 
-pub(crate) type Sender = SendRequest<Full<Bytes>>;
+/// One connection's request side.
+pub(crate) enum Sender {
+    /// One request at a time.
+    Http1(http1::SendRequest<Full<Bytes>>),
+    /// Many at once; clones share the connection.
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        match self {
+            Sender::Http1(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+            Sender::Http2(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+        }
+    }
+}
 
 pub(crate) struct Http {
     tls: Option<TlsConnector>,
     authorization: Option<HeaderValue>,
+    /// Idle HTTP/1.1 connections, or the one shared HTTP/2 connection, per master.
     pool: Mutex<HashMap<String, Vec<Sender>>>,
     /// Bounds the calls in flight, so a burst (an acknowledgement per update) reuses a few
     /// connections instead of opening one each.
@@ -46,9 +85,15 @@ pub(crate) struct Post<'a> {
 }
 
 impl Http {
-    pub fn new(security: &ClientSecurity) -> Result<Http, DriverError> {
+    pub fn new(security: &ClientSecurity, http2: bool) -> Result<Http, DriverError> {
         let tls = match &security.tls {
-            Some(t) => Some(TlsConnector::from(Arc::new(t.rustls_config()?))),
+            Some(t) => {
+                let mut config = t.rustls_config()?;
+                if http2 {
+                    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                }
+                Some(TlsConnector::from(Arc::new(config)))
+            }
             None => None,
         };
         let authorization = match &security.credential {
@@ -65,7 +110,7 @@ impl Http {
             tls,
             authorization,
             pool: Mutex::new(HashMap::new()),
-            calls: tokio::sync::Semaphore::new(MAX_CALLS),
+            calls: tokio::sync::Semaphore::new(MAX_CALLS as usize),
         })
     }
 
@@ -94,22 +139,31 @@ impl Http {
                     .await
                     .map_err(|_| failed("TLS handshake timed out".into()))?
                     .map_err(|e| failed(format!("TLS: {e}")))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    return Ok(Sender::Http2(sender));
+                }
+                let (sender, conn) = http1::handshake(TokioIo::new(tls))
                     .await
                     .map_err(|e| failed(e.to_string()))?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                Ok(sender)
+                Ok(Sender::Http1(sender))
             }
             None => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                let (sender, conn) = http1::handshake(TokioIo::new(tcp))
                     .await
                     .map_err(|e| failed(e.to_string()))?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                Ok(sender)
+                Ok(Sender::Http1(sender))
             }
         }
     }
@@ -132,20 +186,14 @@ impl Http {
     }
 
     /// Sends on a connection of its own (a subscription: its body never ends).
-    pub async fn open(
-        &self,
-        post: Post<'_>,
-    ) -> Result<Response<hyper::body::Incoming>, DriverError> {
+    pub async fn open(&self, post: Post<'_>) -> Result<Response<Incoming>, DriverError> {
         let addr = post.addr.to_string();
         let mut sender = self.connect(&addr).await?;
         let req = self.request(post)?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| DriverError::Connect {
-                addr,
-                message: e.to_string(),
-            })
+        sender.send(req).await.map_err(|e| DriverError::Connect {
+            addr,
+            message: e.to_string(),
+        })
     }
 
     /// Sends a call on a pooled connection and reads the whole answer: its status and body.
@@ -153,27 +201,51 @@ impl Http {
         use http_body_util::BodyExt;
         let addr = post.addr.to_string();
         let req = self.request(post)?;
+        // An HTTP/1.1 call (or one before the first connection says which) takes a larger
+        // share of the calls allowed in flight.
+        let multiplexed = self
+            .pool()
+            .get(&addr)
+            .is_some_and(|idle| idle.iter().any(|s| matches!(s, Sender::Http2(_))));
+        let share = if multiplexed {
+            1
+        } else {
+            MAX_CALLS / MAX_HTTP1_CALLS
+        };
         let _turn = self
             .calls
-            .acquire()
+            .acquire_many(share)
             .await
             .map_err(|_| DriverError::Stopped)?;
         let pooled = {
             let mut pool = self.pool();
             let idle = pool.entry(addr.clone()).or_default();
             idle.retain(|s| !s.is_closed());
-            idle.pop()
+            match idle.last() {
+                // Shared: it stays in the pool for the other calls.
+                Some(Sender::Http2(s)) => Some(Sender::Http2(s.clone())),
+                _ => idle.pop(),
+            }
         };
         let mut sender = match pooled {
             Some(s) => s,
-            None => self.connect(&addr).await?,
+            None => {
+                let s = self.connect(&addr).await?;
+                if let Sender::Http2(shared) = &s {
+                    let mut pool = self.pool();
+                    let idle = pool.entry(addr.clone()).or_default();
+                    if !idle.iter().any(|s| matches!(s, Sender::Http2(_))) {
+                        idle.push(Sender::Http2(shared.clone()));
+                    }
+                }
+                s
+            }
         };
         let failed = |e: hyper::Error| DriverError::Connect {
             addr: addr.clone(),
             message: e.to_string(),
         };
-        sender.ready().await.map_err(failed)?;
-        let response = sender.send_request(req).await.map_err(failed)?;
+        let response = sender.send(req).await.map_err(failed)?;
         let code = response.status().as_u16();
         let headers = HeaderValueMap::of(&response);
         let body = response
@@ -182,10 +254,12 @@ impl Http {
             .await
             .map_err(failed)?
             .to_bytes();
-        let mut pool = self.pool();
-        let idle = pool.entry(addr).or_default();
-        if idle.len() < MAX_CALLS && !sender.is_closed() {
-            idle.push(sender);
+        if let Sender::Http1(_) = sender {
+            let mut pool = self.pool();
+            let idle = pool.entry(addr).or_default();
+            if idle.len() < MAX_HTTP1_CALLS as usize && !sender.is_closed() {
+                idle.push(sender);
+            }
         }
         Ok((code, headers, body))
     }

@@ -113,6 +113,9 @@ pub struct Settings {
     pub masters: Vec<String>,
     pub security: ClientSecurity,
     pub encoding: Encoding,
+    /// Over TLS, offer HTTP/2 as well as HTTP/1.1 (the master chooses; Mesos' own masters
+    /// speak HTTP/1.1 only). On by default.
+    pub http2: bool,
 }
 
 impl Settings {
@@ -138,6 +141,7 @@ impl Settings {
             masters,
             security: found.security,
             encoding: Encoding::default(),
+            http2: true,
         })
     }
 }
@@ -384,7 +388,7 @@ impl Driver {
         if settings.masters.is_empty() {
             return Err(DriverError::NoMasters);
         }
-        let http = http::Http::new(&settings.security)?;
+        let http = http::Http::new(&settings.security, settings.http2)?;
         let (stop, _) = watch::channel(false);
         Ok(Driver {
             shared: Arc::new(Shared {

@@ -16,7 +16,9 @@
 //!
 //! 6. Mesos' HTTP API against gRPC (AGORA_BENCH_ONLY=mesos): the third on simulated agents,
 //!    run by `batch` (gRPC), then by `mesos_batch` (the same framework on Mesos' v1
-//!    scheduler HTTP API, `agora-mesos-driver`) in JSON and in protobuf.
+//!    scheduler HTTP API, `agora-mesos-driver`) in JSON and in protobuf, over HTTP/2 and
+//!    over HTTP/1.1 (AGORA_BENCH_CLIENTS=grpc,json-h2,protobuf-h2,json-h1,protobuf-h1 picks
+//!    some).
 //!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
@@ -275,12 +277,13 @@ async fn launch_latency(report: &mut String, quick: bool) {
 enum Client {
     /// `batch`, on the gRPC API.
     Grpc,
-    /// `mesos_batch`, on Mesos' scheduler HTTP API, in this encoding.
-    Mesos(&'static str),
+    /// `mesos_batch`, on Mesos' scheduler HTTP API, in this encoding, over HTTP/2 (true)
+    /// or HTTP/1.1.
+    Mesos(&'static str, bool),
 }
 
 async fn throughput(report: &mut String, quick: bool, simulated: bool, secure: bool) {
-    throughput_of(report, quick, simulated, secure, Client::Grpc).await
+    throughput_of(report, quick, simulated, secure, Client::Grpc).await;
 }
 
 async fn throughput_of(
@@ -289,7 +292,7 @@ async fn throughput_of(
     simulated: bool,
     secure: bool,
     client: Client,
-) {
+) -> f64 {
     let n = match (quick, simulated) {
         (true, _) => 300,
         (false, false) => 2000,
@@ -345,9 +348,12 @@ async fn throughput_of(
     let ticks_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
     let mut cmd = match client {
         Client::Grpc => Command::new(example("agora-driver", "batch")),
-        Client::Mesos(encoding) => {
+        Client::Mesos(encoding, http2) => {
             let mut c = Command::new(example("agora-mesos-driver", "mesos_batch"));
             c.args(["--encoding", encoding]);
+            if !http2 {
+                c.arg("--http1");
+            }
             c
         }
     };
@@ -392,6 +398,21 @@ async fn throughput_of(
         .collect();
     let hz = 100.0;
     let masters: f64 = ticks[..3].iter().sum::<u64>() as f64 / hz;
+    // What the leader did for it: log entries by kind, offers, and what became of the
+    // agents' status updates (resent copies cost the master work too).
+    let (leader, term, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let m = leader_metrics(&cluster.addrs()[leader as usize - 1]);
+    let count = |name: &str| metric(&m, name);
+    let leader_work = format!(
+        "leader {leader} (term {term}), its CPU {:.1} s: {:.0} offers, {:.0} launch and {:.0} update log commands; agents' updates {:.0} recorded, {:.0} known, {:.0} resent",
+        ticks[leader as usize - 1] as f64 / hz,
+        count("agora_offers_total"),
+        count(r#"agora_registry_commands_total{kind="launch_tasks",outcome="committed"}"#),
+        count(r#"agora_registry_commands_total{kind="update_task",outcome="committed"}"#),
+        count(r#"agora_status_updates_total{outcome="recorded"}"#),
+        count(r#"agora_status_updates_total{outcome="known"}"#),
+        count(r#"agora_status_updates_total{outcome="resent"}"#),
+    );
     let agent_cpu: f64 = ticks[3..].iter().sum::<u64>() as f64 / hz;
     let what = if simulated {
         "simulated agents (one `agora-agent --simulate 10` process; each task ends at once)"
@@ -405,15 +426,17 @@ async fn throughput_of(
     };
     let framework = match client {
         Client::Grpc => "`batch` example, gRPC".to_string(),
-        Client::Mesos(encoding) => {
-            format!("`mesos_batch` example, Mesos' scheduler HTTP API in {encoding}")
+        Client::Mesos(encoding, http2) => {
+            let http = if http2 { "HTTP/2" } else { "HTTP/1.1" };
+            format!("`mesos_batch` example, Mesos' scheduler HTTP API in {encoding} over {http}")
         }
     };
     report.push_str(&format!(
-        "### End-to-end throughput, {security} ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, {framework})\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n",
+        "### End-to-end throughput, {security} ({n} tasks `true`, 0.5 cpu each, 3 masters, {agents} {what}, {framework})\n\n| tasks | wall (process start to exit) | tasks/s | batch's own report | CPU s: masters / agents |\n|---|---|---|---|---|\n| {n} | {:.2} s | {:.0} | {line} | {masters:.1} / {agent_cpu:.1} |\n\n{leader_work}\n\n",
         wall.as_secs_f64(),
         n as f64 / wall.as_secs_f64(),
     ));
+    n as f64 / wall.as_secs_f64()
 }
 
 /// A counter or gauge from a Prometheus text page.
@@ -706,13 +729,54 @@ fn main() {
             return;
         }
         if only == "mesos" {
-            for client in [
-                Client::Grpc,
-                Client::Mesos("json"),
-                Client::Mesos("protobuf"),
-            ] {
-                throughput_of(&mut report, quick, true, true, client).await;
+            let all = [
+                ("grpc", Client::Grpc),
+                ("json-h2", Client::Mesos("json", true)),
+                ("protobuf-h2", Client::Mesos("protobuf", true)),
+                ("json-h1", Client::Mesos("json", false)),
+                ("protobuf-h1", Client::Mesos("protobuf", false)),
+            ];
+            // AGORA_BENCH_CLIENTS=grpc,json-h1 (say) runs some of them, AGORA_BENCH_ROUNDS
+            // (default 3) times each, one client after the other in every round.
+            let chosen = std::env::var("AGORA_BENCH_CLIENTS").unwrap_or_default();
+            let chosen: Vec<&str> = chosen.split(',').filter(|c| !c.is_empty()).collect();
+            let clients: Vec<(&str, Client)> = all
+                .into_iter()
+                .filter(|(name, _)| chosen.is_empty() || chosen.contains(name))
+                .collect();
+            let rounds: usize = std::env::var("AGORA_BENCH_ROUNDS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(if quick { 1 } else { 3 });
+            let mut rates: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
+            for _ in 0..rounds {
+                for (i, (_, client)) in clients.iter().enumerate() {
+                    let rate = throughput_of(&mut report, quick, true, true, *client).await;
+                    rates[i].push(rate);
+                }
             }
+            let median = |v: &[f64]| {
+                let mut v = v.to_vec();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let grpc = clients
+                .iter()
+                .position(|(name, _)| *name == "grpc")
+                .map(|i| median(&rates[i]));
+            report.push_str(&format!(
+                "### Summary over {rounds} rounds (tasks/s; median and each round)\n\n| client | median | rounds | vs gRPC's median |\n|---|---|---|---|\n"
+            ));
+            for (i, (name, _)) in clients.iter().enumerate() {
+                let m = median(&rates[i]);
+                let each: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
+                let vs = grpc.map_or("-".to_string(), |g| format!("{:.0}%", 100.0 * m / g));
+                report.push_str(&format!(
+                    "| {name} | {m:.0} | {} | {vs} |\n",
+                    each.join(", ")
+                ));
+            }
+            report.push('\n');
             return;
         }
         if only == "throughput-simulated" {
