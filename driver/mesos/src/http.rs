@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CALLS: u32 = 128;
 /// Calls in flight at once over HTTP/1.1, each on a connection of its own (a master admits
 /// 256 connections per client), and the idle connections kept per master.
-const MAX_HTTP1_CALLS: u32 = 16;
+const MAX_HTTP1_CALLS: u32 = 64;
 
 /// One connection's request side.
 pub(crate) enum Sender {
