@@ -98,17 +98,18 @@ async fn agent_registers_follows_the_leader_and_recovers() {
         "agent id changed"
     );
 
-    // Pause the agent past its health checks: the leader marks it unreachable.
+    // Pause the agent past its health checks: the leader marks it unreachable. (How long
+    // that takes is not checked here: the pause starts at an unknown point after the
+    // agent's last answer, which a loaded CI host delays by hundreds of milliseconds; the
+    // budget itself is tested on the leader's clock in `leader::health`'s
+    // `an_agent_silent_past_its_ping_budget_is_overdue`.)
     let pid = agent.pid().unwrap();
     signal(pid, libc::SIGSTOP);
     let (_, took) = wait_for("agent unreachable", 10 * SECOND, || {
         agent_in_state(&cluster, &id).filter(|a| a["active"] == false)
     })
     .await;
-    assert!(
-        took >= Duration::from_millis(600),
-        "marked unreachable too early ({took:?})"
-    );
+    eprintln!("paused agent marked unreachable {took:?} after the pause");
     // Resumed, it registers again with the same id and is active again.
     signal(pid, libc::SIGCONT);
     let back = tokio::time::timeout(
