@@ -166,28 +166,6 @@ impl Scheduler for Batch {
         }
     }
 
-    fn reregistered(&mut self, h: &SchedulerHandle) {
-        // What became of the launches made under the old leader? An accept it answered may
-        // never have been committed, and an update it sent may have been lost with the
-        // stream: ask about every launch not yet done. "unknown task" launches it again.
-        let pending: HashSet<usize> = self.pending.iter().copied().collect();
-        let ids: Vec<String> = self
-            .by_id
-            .iter()
-            .filter(|(id, &t)| {
-                !self.done.contains(&t) && !pending.contains(&t) && **id == self.attempt_id(t)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        if !ids.is_empty() {
-            eprintln!(
-                "batch: subscribed again; reconciling {} launches",
-                ids.len()
-            );
-            h.reconcile(ids);
-        }
-    }
-
     fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
         for offer in offers {
             self.hostnames
