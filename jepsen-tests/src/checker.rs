@@ -285,9 +285,12 @@ fn accepted_launches<'a>(
     final_view: &FinalView,
 ) -> BTreeMap<&'a str, AcceptedLaunch<'a>> {
     let invokes = first_launch_invokes(history);
+    // A reconciliation answered "unknown task" says the launch never happened: it is no
+    // sign that the task exists.
     let updated: BTreeSet<&str> = history
         .iter()
         .filter(|e| e.f == op::UPDATE)
+        .filter(|e| !(e.reconcile && e.error.as_deref() == Some("unknown task")))
         .filter_map(|e| e.task.as_deref())
         .collect();
     let seen = |task: &str| updated.contains(task) || final_view.tasks.contains_key(task);
