@@ -50,8 +50,40 @@ pub fn trim() -> bool {
     unsafe { libc::malloc_trim(0) == 1 }
 }
 
+/// What the heap holds, in bytes: in use by the program, and taken from the system (in
+/// use plus free memory glibc keeps). Their difference is what a trim may give back or
+/// what fragmentation strands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeapUsage {
+    pub in_use: u64,
+    pub held: u64,
+}
+
+/// The heap's usage now, summed over every arena (glibc's `mallinfo2`).
+pub fn heap_usage() -> HeapUsage {
+    // SAFETY: mallinfo2 only reads glibc's own arena counters, under their locks.
+    let info = unsafe { libc::mallinfo2() };
+    HeapUsage {
+        in_use: (info.uordblks + info.hblkhd) as u64,
+        held: (info.arena + info.hblkhd) as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn heap_usage_sees_a_large_allocation() {
+        let before = super::heap_usage();
+        let block = vec![1u8; 8 << 20];
+        let during = super::heap_usage();
+        assert!(
+            during.in_use >= before.in_use + (8 << 20) - 4096,
+            "{before:?} {during:?}"
+        );
+        assert!(during.held >= during.in_use);
+        drop(block);
+    }
+
     #[test]
     fn freed_memory_is_given_back() {
         // 64 MB in 16 KB blocks, every other one freed: the holes sit below blocks still

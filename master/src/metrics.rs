@@ -33,6 +33,9 @@ pub struct Metrics {
     pub snapshot_builds: IntGauge,
     pub snapshot_build_seconds: prometheus::Gauge,
     pub snapshot_bytes: IntGauge,
+    /// The heap: bytes in use, and bytes taken from the system (read when scraped).
+    pub heap_in_use: IntGauge,
+    pub heap_held: IntGauge,
     /// This replica's snapshot builds (set once its store is open).
     pub snapshot_stats: Option<std::sync::Arc<agora_raft_store::SnapshotStats>>,
 }
@@ -151,6 +154,14 @@ impl Metrics {
                 "Size of the state in the last snapshot this replica built",
             ),
             snapshot_stats: None,
+            heap_in_use: gauge(
+                "agora_heap_in_use_bytes",
+                "Heap memory in use by this replica (glibc mallinfo2)",
+            ),
+            heap_held: gauge(
+                "agora_heap_held_bytes",
+                "Heap memory this replica holds from the system, in use or free (glibc mallinfo2)",
+            ),
             tasks_kept: gauge(
                 "agora_registry_tasks",
                 "Tasks in the registry, finished ones kept for history included",
@@ -196,6 +207,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric, as it stands.
     pub fn encode(&self) -> String {
         use prometheus::Encoder;
+        let heap = crate::memory::heap_usage();
+        self.heap_in_use.set(heap.in_use as i64);
+        self.heap_held.set(heap.held as i64);
         let mut buf = Vec::new();
         prometheus::TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)

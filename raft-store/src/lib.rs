@@ -1,8 +1,8 @@
 //! # agora-raft-store
 //!
 //! Owns the durable half of a master replica: openraft's log, vote, committed index and
-//! snapshots, kept in one sled database per replica, plus the in-memory state machine that
-//! openraft applies committed commands to.
+//! snapshots, kept in one sled database per replica (the snapshot in a file beside it), plus
+//! the in-memory state machine that openraft applies committed commands to.
 //!
 //! It is generic over what it stores: anything that implements [`StateMachine`] (a command
 //! type, a response type, a deterministic [`StateMachine::apply`], serde for snapshots). The
@@ -14,8 +14,9 @@
 //! written since the last flush into one fsync (group commit) and never runs two flushes at
 //! once (sled 0.34 can deadlock on concurrent `flush_async`).
 //!
-//! The state machine lives in memory. It is made durable by snapshots (written to sled and
-//! flushed) together with the log and the persisted committed index: on restart the replica
+//! The state machine lives in memory. It is made durable by snapshots (a file written whole,
+//! fsynced and renamed into place: rewritten every few thousand entries, half a megabyte and
+//! more, such values made sled's memory grow) together with the log and the persisted committed index: on restart the replica
 //! loads the last snapshot and openraft re-applies the committed log after it. Log entries
 //! and snapshots are JSON, so the bytes on disk are exactly those of the machine's serde.
 //!
@@ -25,6 +26,7 @@
 
 mod flusher;
 mod log_store;
+mod snapshot_file;
 mod state_machine;
 
 /// The nice value of the threads Raft's liveness depends on (the flusher here, the
@@ -161,8 +163,8 @@ pub enum OpenError {
 /// sled's page cache per replica. Replication reads the log's tail, just written; older
 /// entries are read only for a follower far behind, and then once. With 64 MiB the
 /// leader's heap kept filling for minutes (61 -> 88 MB in use between 40 s and 140 s of a
-/// million-task run) before it leveled off.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// million-task run) before it leveled off; with 16 MiB it still grew until 500k tasks.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Opens (or creates) the store in `dir`: the log store for openraft, and the state machine
 /// with its last snapshot loaded.
@@ -185,8 +187,8 @@ pub fn open<M: StateMachine>(dir: &Path) -> Result<(LogStore<M>, StateMachineSto
         path: dir.display().to_string(),
         reason,
     };
-    let log = LogStore::new(&db, flusher.clone()).map_err(|e| corrupt(e.to_string()))?;
-    let sm = StateMachineStore::new(&db, flusher).map_err(corrupt)?;
+    let log = LogStore::new(&db, flusher).map_err(|e| corrupt(e.to_string()))?;
+    let sm = StateMachineStore::new(&db, dir).map_err(corrupt)?;
     Ok((log, sm))
 }
 

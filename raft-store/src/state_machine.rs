@@ -1,5 +1,6 @@
 //! openraft's state machine: an `M: StateMachine` in memory, made durable by snapshots kept
-//! in sled.
+//! in a file beside sled's (`snapshot_file`); snapshots earlier versions kept in sled are
+//! still read, and dropped from sled once a file replaces them.
 
 // openraft's storage error type is large, and its traits dictate it.
 #![allow(clippy::result_large_err)]
@@ -15,15 +16,13 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::flusher::Flusher;
+use crate::snapshot_file::SnapshotFile;
 use crate::{NodeId, StateMachine, TypeConfig};
 
-/// The snapshot as one JSON document (its data a JSON array of numbers): what earlier
-/// versions wrote, still read.
+/// Earlier versions kept the snapshot in sled, under these keys; still read when there is no
+/// snapshot file. The snapshot as one JSON document (its data a JSON array of numbers):
 const CURRENT_SNAPSHOT: &[u8] = b"current";
-/// The snapshot's metadata (JSON) and its data (the machine's JSON, as raw bytes): written
-/// together in one batch. The old layout took 3.6 bytes a byte, and a bigger fsync stalls
-/// every append queued behind it.
+/// The snapshot's metadata (JSON) and its data (the machine's JSON, as raw bytes).
 const CURRENT_META: &[u8] = b"current-meta";
 const CURRENT_DATA: &[u8] = b"current-data";
 
@@ -46,7 +45,7 @@ fn write<M>(state: &Shared<M>) -> RwLockWriteGuard<'_, Applied<M>> {
     state.write().expect("state machine lock poisoned")
 }
 
-/// A snapshot as kept in sled: openraft's metadata and the serialized machine.
+/// A snapshot as stored: openraft's metadata and the serialized machine.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -101,8 +100,9 @@ impl<M: StateMachine> StateHandle<M> {
 /// The state machine store openraft applies committed entries to.
 pub struct StateMachineStore<M> {
     state: Shared<M>,
+    /// Earlier versions' snapshots, read when there is no file, emptied once there is.
     snapshots: sled::Tree,
-    flusher: Arc<Flusher>,
+    file: SnapshotFile,
     snapshot_seq: Arc<AtomicU64>,
     stats: Arc<SnapshotStats>,
 }
@@ -113,7 +113,7 @@ impl<M> StateMachineStore<M> {
         StateMachineStore {
             state: self.state.clone(),
             snapshots: self.snapshots.clone(),
-            flusher: self.flusher.clone(),
+            file: self.file.clone(),
             snapshot_seq: self.snapshot_seq.clone(),
             stats: self.stats.clone(),
         }
@@ -121,10 +121,11 @@ impl<M> StateMachineStore<M> {
 }
 
 impl<M: StateMachine> StateMachineStore<M> {
-    pub(crate) fn new(db: &sled::Db, flusher: Arc<Flusher>) -> Result<Self, String> {
+    pub(crate) fn new(db: &sled::Db, dir: &std::path::Path) -> Result<Self, String> {
         let snapshots = db.open_tree("snapshots").map_err(|e| e.to_string())?;
+        let file = SnapshotFile::new(dir);
         let mut applied = Applied::default();
-        if let Some(stored) = load_snapshot(&snapshots)? {
+        if let Some(stored) = load_snapshot(&file, &snapshots)? {
             applied = Applied {
                 last_applied: stored.meta.last_log_id,
                 membership: stored.meta.last_membership.clone(),
@@ -135,14 +136,14 @@ impl<M: StateMachine> StateMachineStore<M> {
         Ok(StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             snapshots,
-            flusher,
+            file,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             stats: Arc::default(),
         })
     }
 
     pub(crate) fn is_pristine(&self) -> bool {
-        self.snapshots.is_empty()
+        self.snapshots.is_empty() && !self.file.exists()
     }
 
     /// A read handle on the applied state.
@@ -153,27 +154,23 @@ impl<M: StateMachine> StateMachineStore<M> {
     }
 
     async fn save_snapshot(&self, stored: StoredSnapshot) -> StoreResult<StoredSnapshot> {
-        let signature = Some(stored.meta.signature());
+        let sig = Some(stored.meta.signature());
         let snapshots = self.snapshots.clone();
-        let sig = signature.clone();
-        let stored = off_runtime(move || {
+        let file = self.file.clone();
+        off_runtime(move || {
             let meta = serde_json::to_vec(&stored.meta)
                 .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-            let mut batch = sled::Batch::default();
-            batch.insert(CURRENT_META, meta);
-            batch.insert(CURRENT_DATA, stored.data.as_slice());
-            batch.remove(CURRENT_SNAPSHOT);
-            snapshots
-                .apply_batch(batch)
-                .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+            file.write(&meta, &stored.data)
+                .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+            // An earlier version's snapshot in sled is replaced by the file for good.
+            if !snapshots.is_empty() {
+                snapshots
+                    .clear()
+                    .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+            }
             Ok(stored)
         })
-        .await?;
-        self.flusher
-            .flush()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
-        Ok(stored)
+        .await
     }
 
     /// How long snapshots took to build, and how big the last one was.
@@ -182,9 +179,16 @@ impl<M: StateMachine> StateMachineStore<M> {
     }
 }
 
-/// The current snapshot: the two-key layout, else the one-document layout of earlier
-/// versions.
-fn load_snapshot(snapshots: &sled::Tree) -> Result<Option<StoredSnapshot>, String> {
+/// The current snapshot: the file, else what earlier versions kept in sled (the two-key
+/// layout, else the one-document layout).
+fn load_snapshot(
+    file: &SnapshotFile,
+    snapshots: &sled::Tree,
+) -> Result<Option<StoredSnapshot>, String> {
+    if let Some((meta, data)) = file.read().map_err(|e| e.to_string())? {
+        let meta = serde_json::from_slice(&meta).map_err(|e| format!("snapshot meta: {e}"))?;
+        return Ok(Some(StoredSnapshot { meta, data }));
+    }
     let get = |key: &[u8]| snapshots.get(key).map_err(|e| format!("snapshot: {e}"));
     if let (Some(meta), Some(data)) = (get(CURRENT_META)?, get(CURRENT_DATA)?) {
         let meta = serde_json::from_slice(&meta).map_err(|e| format!("snapshot meta: {e}"))?;
@@ -371,8 +375,9 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig<M>> for StateMachineStore<M> {
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig<M>>>> {
         let snapshots = self.snapshots.clone();
+        let file = self.file.clone();
         let stored = off_runtime(move || {
-            load_snapshot(&snapshots)
+            load_snapshot(&file, &snapshots)
                 .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)).into())
         })
         .await?;
@@ -399,33 +404,38 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_two_keys_and_the_old_one_document_layout_still_loads() {
+    fn the_file_wins_and_earlier_versions_snapshots_in_sled_still_load() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
         let tree = db.open_tree("snapshots").unwrap();
-        assert!(load_snapshot(&tree).unwrap().is_none());
-        // An earlier version's snapshot.
+        let file = SnapshotFile::new(dir.path());
+        assert!(load_snapshot(&file, &tree).unwrap().is_none());
+        // The oldest layout: one JSON document.
         let old = StoredSnapshot {
             meta: meta(7),
             data: br#"{"x":1}"#.to_vec(),
         };
         tree.insert(CURRENT_SNAPSHOT, serde_json::to_vec(&old).unwrap())
             .unwrap();
-        let loaded = load_snapshot(&tree).unwrap().unwrap();
+        let loaded = load_snapshot(&file, &tree).unwrap().unwrap();
         assert_eq!((loaded.meta, loaded.data), (old.meta, old.data));
-        // The new layout wins, and its data is stored as is (not as a JSON array).
-        let data = br#"{"x":2}"#.to_vec();
+        // The two-key layout wins over it.
         let mut batch = sled::Batch::default();
         batch.insert(CURRENT_META, serde_json::to_vec(&meta(9)).unwrap());
-        batch.insert(CURRENT_DATA, data.as_slice());
-        batch.remove(CURRENT_SNAPSHOT);
+        batch.insert(CURRENT_DATA, &br#"{"x":2}"#[..]);
         tree.apply_batch(batch).unwrap();
-        let loaded = load_snapshot(&tree).unwrap().unwrap();
-        assert_eq!(loaded.meta, meta(9));
+        let loaded = load_snapshot(&file, &tree).unwrap().unwrap();
         assert_eq!(
-            tree.get(CURRENT_DATA).unwrap().unwrap().as_ref(),
-            data.as_slice()
+            (loaded.meta, loaded.data.as_slice()),
+            (meta(9), &br#"{"x":2}"#[..])
         );
-        assert!(tree.get(CURRENT_SNAPSHOT).unwrap().is_none());
+        // A file wins over both.
+        file.write(&serde_json::to_vec(&meta(11)).unwrap(), br#"{"x":3}"#)
+            .unwrap();
+        let loaded = load_snapshot(&file, &tree).unwrap().unwrap();
+        assert_eq!(
+            (loaded.meta, loaded.data.as_slice()),
+            (meta(11), &br#"{"x":3}"#[..])
+        );
     }
 }

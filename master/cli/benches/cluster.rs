@@ -669,25 +669,50 @@ async fn million(report: &mut String, quick: bool) {
     let mut marks = vec![total / 10, total / 4, total / 2, total];
     marks.reverse();
     let mut next = marks.pop();
-    // The leader's RSS every half second since the last mark: a point reading says more of
+    // The leader's RSS every half second before each mark: a point reading says more of
     // when the allocator last returned memory than of what the leader holds.
     let mut rss = Vec::new();
+    // The heap in use and held from the system (MB), sampled with the RSS: a rise in use is
+    // something kept, a rise only in held is free memory glibc keeps.
+    let mut heap: Vec<(f64, f64)> = Vec::new();
+    // The last snapshot's size, sampled alike: one snapshot holds the tasks live when it
+    // was built, which a single reading catches at a peak or a trough.
+    let mut snapshot: Vec<f64> = Vec::new();
+    const WINDOW: usize = 20;
     while let Some(mark) = next {
         let m = leader_metrics(&addr);
         let launched = metric(&m, "agora_tasks_launched_total") as u64;
         rss.push(rss_mb(pid));
+        heap.push((
+            metric(&m, "agora_heap_in_use_bytes") / 1e6,
+            metric(&m, "agora_heap_held_bytes") / 1e6,
+        ));
+        snapshot.push(metric(&m, "agora_snapshot_bytes") / 1e6);
         if launched >= mark {
             // Let a snapshot past this point be built (every 2,000 entries).
             tokio::time::sleep(Duration::from_secs(2)).await;
             rss.push(rss_mb(pid));
             let m = leader_metrics(&addr);
+            // The last 10 s before the mark: the first row's window would otherwise hold
+            // the start, when nothing has been allocated yet.
+            let from = rss.len().saturating_sub(WINDOW);
+            rss.drain(..from);
+            let from = heap.len().saturating_sub(WINDOW);
+            heap.drain(..from);
+            let from = snapshot.len().saturating_sub(WINDOW);
+            snapshot.drain(..from);
+            let snapshot_mean = snapshot.iter().sum::<f64>() / snapshot.len().max(1) as f64;
+            let snapshot_max = snapshot.iter().cloned().fold(0.0, f64::max);
+            snapshot.clear();
             let mean = rss.iter().sum::<f64>() / rss.len() as f64;
             let max = rss.iter().cloned().fold(0.0, f64::max);
             rss.clear();
+            let in_use = heap.iter().map(|h| h.0).sum::<f64>() / heap.len().max(1) as f64;
+            let held = heap.iter().map(|h| h.1).sum::<f64>() / heap.len().max(1) as f64;
+            heap.clear();
             rows.push_str(&format!(
-                "| {launched} | {:.0} s | {mean:.1} / {max:.1} MB | {:.2} MB ({} snapshots, {:.1} s building) | {} |\n",
+                "| {launched} | {:.0} s | {mean:.1} / {max:.1} MB | {in_use:.1} / {held:.1} MB | {snapshot_mean:.2} / {snapshot_max:.2} MB ({} snapshots, {:.1} s building) | {} |\n",
                 started.elapsed().as_secs_f64(),
-                metric(&m, "agora_snapshot_bytes") / 1e6,
                 metric(&m, "agora_snapshot_builds_total"),
                 metric(&m, "agora_snapshot_build_seconds_total"),
                 metric(&m, "agora_registry_tasks"),
@@ -706,7 +731,7 @@ async fn million(report: &mut String, quick: bool) {
     let _ = batch.wait();
     let (leader_after, term_after, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
     report.push_str(&format!(
-        "### {total} tasks on simulated agents (3 masters, 20 simulated agents, `batch`, 0.5-cpu tasks that end at once; retention 1,000 per framework)\n\n| tasks launched | elapsed | leader RSS since the last row, mean / max | snapshot | tasks in the registry |\n|---|---|---|---|---|\n{rows}\nLeader {leader} term {term0} -> leader {leader_after} term {term_after}.\n\n"
+        "### {total} tasks on simulated agents (3 masters, 20 simulated agents, `batch`, 0.5-cpu tasks that end at once; retention 1,000 per framework)\n\n| tasks launched | elapsed | leader RSS over the 10 s before, mean / max | leader heap in use / held, mean | snapshot, mean / max | tasks in the registry |\n|---|---|---|---|---|---|\n{rows}\nLeader {leader} term {term0} -> leader {leader_after} term {term_after}.\n\n"
     ));
 }
 

@@ -4,7 +4,7 @@
 //! on to each task's framework (so one sent again at once is not passed on twice). A plain
 //! struct: every method takes `now` (ms) as an argument.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use agora_registry::{AgentId, FrameworkId, Resources, TaskId};
 
@@ -17,7 +17,8 @@ const MAX_TIMED_LAUNCHES: usize = 100_000;
 /// apart, and those still reach the framework, which may have missed the first).
 pub const DUPLICATE_WINDOW_MS: u64 = 1_000;
 
-/// Forwarded updates remembered at once (older ones are forgotten first).
+/// Forwarded updates remembered at once, whatever their age (a bound for a burst faster
+/// than the window can expire).
 const MAX_FORWARDED: usize = 100_000;
 
 /// Resources a framework refused on an agent, until a time.
@@ -38,8 +39,12 @@ pub struct SoftState {
     /// Offers this leader has made each framework: the allocator's tie-breaker between
     /// equal shares (fewer first), kept across its per-cycle rebuilds.
     offers_made: HashMap<FrameworkId, u64>,
-    /// The last update passed on to each task's framework: its uuid, and when.
+    /// The last update passed on to each task's framework, within the duplicate window:
+    /// its uuid, and when.
     forwarded: HashMap<(FrameworkId, TaskId), (String, u64)>,
+    /// The same keys in the order they were forwarded, to forget each one as its window
+    /// ends: the map holds about one window's updates, not one entry per task ever seen.
+    forwarded_order: VecDeque<(u64, FrameworkId, TaskId)>,
 }
 
 impl SoftState {
@@ -169,20 +174,50 @@ impl SoftState {
         uuid: &str,
         now: u64,
     ) -> bool {
+        self.expire_forwarded(now);
         let key = (framework.clone(), task.clone());
         if let Some((last, at)) = self.forwarded.get(&key) {
             if last == uuid && now.saturating_sub(*at) < DUPLICATE_WINDOW_MS {
                 return false;
             }
         }
-        if self.forwarded.len() >= MAX_FORWARDED {
-            self.forwarded
-                .retain(|_, (_, at)| now.saturating_sub(*at) < DUPLICATE_WINDOW_MS);
-        }
         if self.forwarded.len() < MAX_FORWARDED {
+            self.forwarded_order
+                .push_back((now, framework.clone(), task.clone()));
             self.forwarded.insert(key, (uuid.to_string(), now));
         }
         true
+    }
+
+    /// Forgets the forwarded updates whose duplicate window has ended at `now`. A key
+    /// forwarded again since is kept: its map entry is newer than its place in the queue.
+    fn expire_forwarded(&mut self, now: u64) {
+        while let Some((at, _, _)) = self.forwarded_order.front() {
+            if now.saturating_sub(*at) < DUPLICATE_WINDOW_MS {
+                break;
+            }
+            let Some((at, framework, task)) = self.forwarded_order.pop_front() else {
+                break;
+            };
+            let key = (framework, task);
+            if self
+                .forwarded
+                .get(&key)
+                .is_some_and(|(_, last)| *last == at)
+            {
+                self.forwarded.remove(&key);
+            }
+        }
+        if self.forwarded.is_empty() {
+            // A burst's capacity is not kept for good.
+            self.forwarded.shrink_to(1024);
+            self.forwarded_order.shrink_to(1024);
+        }
+    }
+
+    /// Forwarded updates remembered now (those within their duplicate window, at most).
+    pub fn forwarded_remembered(&self) -> usize {
+        self.forwarded.len()
     }
 
     /// A framework is gone: forget everything about it.
@@ -192,6 +227,7 @@ impl SoftState {
         self.launched_at.retain(|(f, _), _| f != framework);
         self.offers_made.remove(framework);
         self.forwarded.retain(|(f, _), _| f != framework);
+        self.forwarded_order.retain(|(_, f, _)| f != framework);
     }
 }
 
@@ -213,6 +249,27 @@ mod tests {
         assert!(s.forward_update(&f, &TaskId::new("other").unwrap(), "u2", 3_011));
         s.forget(&f);
         assert!(s.forward_update(&f, &t, "u2", 3_012));
+    }
+
+    #[test]
+    fn forwarded_updates_are_forgotten_when_their_window_ends() {
+        let mut s = SoftState::default();
+        let f = fw("f");
+        for i in 0..1_000u64 {
+            let t = TaskId::new(format!("t{i}")).unwrap();
+            assert!(s.forward_update(&f, &t, "u", i));
+        }
+        assert_eq!(s.forwarded_remembered(), 1_000);
+        // Half the window later, the first half's windows have ended.
+        let t = TaskId::new("late").unwrap();
+        assert!(s.forward_update(&f, &t, "u", 1_499));
+        assert_eq!(s.forwarded_remembered(), 501);
+        // A key forwarded again stays for its new window, not its first one.
+        let t0 = TaskId::new("t999").unwrap();
+        assert!(s.forward_update(&f, &t0, "u2", 1_500));
+        assert!(!s.forward_update(&f, &t0, "u2", 2_100));
+        assert!(s.forward_update(&f, &t, "u", 10_000));
+        assert_eq!(s.forwarded_remembered(), 1);
     }
 
     fn fw(s: &str) -> FrameworkId {
