@@ -33,6 +33,7 @@ pub struct Metrics {
     pub snapshot_builds: IntGauge,
     pub snapshot_build_seconds: prometheus::Gauge,
     pub snapshot_bytes: IntGauge,
+    pub snapshot_tasks: IntGauge,
     /// The heap: bytes in use, and bytes taken from the system (read when scraped).
     pub heap_in_use: IntGauge,
     pub heap_held: IntGauge,
@@ -152,6 +153,10 @@ impl Metrics {
             snapshot_bytes: gauge(
                 "agora_snapshot_bytes",
                 "Size of the state in the last snapshot this replica built",
+            ),
+            snapshot_tasks: gauge(
+                "agora_snapshot_tasks",
+                "Tasks in the last snapshot this replica built (finished ones kept included)",
             ),
             snapshot_stats: None,
             heap_in_use: gauge(

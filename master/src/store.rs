@@ -33,6 +33,11 @@ impl StateMachine for RegistryMachine {
         }
         results
     }
+
+    /// Tasks, finished ones kept for history included.
+    fn items(&self) -> u64 {
+        self.0.tasks().count() as u64
+    }
 }
 
 /// openraft's type configuration for the master.

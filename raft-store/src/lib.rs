@@ -86,6 +86,13 @@ pub trait StateMachine:
 
     /// Applies one committed command.
     fn apply(&mut self, command: &Self::Command) -> Self::Response;
+
+    /// How many items (the machine's own unit: the registry counts tasks) a snapshot of
+    /// this state holds; reported with the snapshot's size, so its size can be read per
+    /// item. 0 when the machine does not say.
+    fn items(&self) -> u64 {
+        0
+    }
 }
 
 /// openraft's type configuration for a state machine `M`: one `M::Command` per log entry in,

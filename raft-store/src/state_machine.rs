@@ -221,14 +221,16 @@ pub struct SnapshotStats {
     builds: AtomicU64,
     build_micros: AtomicU64,
     last_bytes: AtomicU64,
+    last_items: AtomicU64,
 }
 
 impl SnapshotStats {
-    fn record_build(&self, took: std::time::Duration, bytes: u64) {
+    fn record_build(&self, took: std::time::Duration, bytes: u64, items: u64) {
         self.builds.fetch_add(1, Ordering::Relaxed);
         self.build_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.last_bytes.store(bytes, Ordering::Relaxed);
+        self.last_items.store(items, Ordering::Relaxed);
     }
 
     /// Snapshots built since start.
@@ -245,6 +247,11 @@ impl SnapshotStats {
     pub fn last_bytes(&self) -> u64 {
         self.last_bytes.load(Ordering::Relaxed)
     }
+
+    /// Items ([`crate::StateMachine::items`]) in the last snapshot built.
+    pub fn last_items(&self) -> u64 {
+        self.last_items.load(Ordering::Relaxed)
+    }
 }
 
 /// Builds a snapshot of the state as applied when it was created.
@@ -259,19 +266,20 @@ impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig<M>> for SnapshotBuilder<M> 
         // keep sending heartbeats meanwhile.
         let state = self.store.state.clone();
         let started = std::time::Instant::now();
-        let (last_applied, membership, data) = tokio::task::spawn_blocking(move || {
+        let (last_applied, membership, data, items) = tokio::task::spawn_blocking(move || {
             let (last_applied, membership, machine) = {
                 let s = read(&state);
                 (s.last_applied, s.membership.clone(), s.machine.clone())
             };
-            serde_json::to_vec(&machine).map(|data| (last_applied, membership, data))
+            let items = machine.items();
+            serde_json::to_vec(&machine).map(|data| (last_applied, membership, data, items))
         })
         .await
         .map_err(|e| StorageIOError::read_state_machine(&e))?
         .map_err(|e| StorageIOError::read_state_machine(&e))?;
         self.store
             .stats
-            .record_build(started.elapsed(), data.len() as u64);
+            .record_build(started.elapsed(), data.len() as u64, items);
         let seq = self.store.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!(

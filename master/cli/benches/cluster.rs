@@ -677,7 +677,7 @@ async fn million(report: &mut String, quick: bool) {
     let mut heap: Vec<(f64, f64)> = Vec::new();
     // The last snapshot's size, sampled alike: one snapshot holds the tasks live when it
     // was built, which a single reading catches at a peak or a trough.
-    let mut snapshot: Vec<f64> = Vec::new();
+    let mut snapshot: Vec<(f64, f64)> = Vec::new();
     const WINDOW: usize = 20;
     while let Some(mark) = next {
         let m = leader_metrics(&addr);
@@ -687,7 +687,10 @@ async fn million(report: &mut String, quick: bool) {
             metric(&m, "agora_heap_in_use_bytes") / 1e6,
             metric(&m, "agora_heap_held_bytes") / 1e6,
         ));
-        snapshot.push(metric(&m, "agora_snapshot_bytes") / 1e6);
+        snapshot.push((
+            metric(&m, "agora_snapshot_bytes") / 1e6,
+            metric(&m, "agora_snapshot_tasks"),
+        ));
         if launched >= mark {
             // Let a snapshot past this point be built (every 2,000 entries).
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -701,8 +704,16 @@ async fn million(report: &mut String, quick: bool) {
             heap.drain(..from);
             let from = snapshot.len().saturating_sub(WINDOW);
             snapshot.drain(..from);
-            let snapshot_mean = snapshot.iter().sum::<f64>() / snapshot.len().max(1) as f64;
-            let snapshot_max = snapshot.iter().cloned().fold(0.0, f64::max);
+            let n = snapshot.len().max(1) as f64;
+            let snapshot_mean = snapshot.iter().map(|s| s.0).sum::<f64>() / n;
+            let snapshot_tasks = snapshot.iter().map(|s| s.1).sum::<f64>() / n;
+            // Bytes per task held: the snapshot holds the kept finished tasks and those in
+            // flight, whose number follows the launch rate of the moment, not the history.
+            let per_task = snapshot
+                .iter()
+                .map(|s| s.0 * 1e6 / s.1.max(1.0))
+                .sum::<f64>()
+                / n;
             snapshot.clear();
             let mean = rss.iter().sum::<f64>() / rss.len() as f64;
             let max = rss.iter().cloned().fold(0.0, f64::max);
@@ -711,7 +722,7 @@ async fn million(report: &mut String, quick: bool) {
             let held = heap.iter().map(|h| h.1).sum::<f64>() / heap.len().max(1) as f64;
             heap.clear();
             rows.push_str(&format!(
-                "| {launched} | {:.0} s | {mean:.1} / {max:.1} MB | {in_use:.1} / {held:.1} MB | {snapshot_mean:.2} / {snapshot_max:.2} MB ({} snapshots, {:.1} s building) | {} |\n",
+                "| {launched} | {:.0} s | {mean:.1} / {max:.1} MB | {in_use:.1} / {held:.1} MB | {snapshot_mean:.2} MB, {snapshot_tasks:.0} tasks, {per_task:.0} B/task ({} snapshots, {:.1} s building) | {} |\n",
                 started.elapsed().as_secs_f64(),
                 metric(&m, "agora_snapshot_builds_total"),
                 metric(&m, "agora_snapshot_build_seconds_total"),
@@ -731,7 +742,7 @@ async fn million(report: &mut String, quick: bool) {
     let _ = batch.wait();
     let (leader_after, term_after, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
     report.push_str(&format!(
-        "### {total} tasks on simulated agents (3 masters, 20 simulated agents, `batch`, 0.5-cpu tasks that end at once; retention 1,000 per framework)\n\n| tasks launched | elapsed | leader RSS over the 10 s before, mean / max | leader heap in use / held, mean | snapshot, mean / max | tasks in the registry |\n|---|---|---|---|---|---|\n{rows}\nLeader {leader} term {term0} -> leader {leader_after} term {term_after}.\n\n"
+        "### {total} tasks on simulated agents (3 masters, 20 simulated agents, `batch`, 0.5-cpu tasks that end at once; retention 1,000 per framework)\n\n| tasks launched | elapsed | leader RSS over the 10 s before, mean / max | leader heap in use / held, mean | snapshot, mean: size, tasks, bytes per task | tasks in the registry |\n|---|---|---|---|---|---|\n{rows}\nLeader {leader} term {term0} -> leader {leader_after} term {term_after}.\n\n"
     ));
 }
 

@@ -172,6 +172,7 @@ fn render_metrics(leader: &Leader) -> String {
         m.snapshot_builds.set(s.builds() as i64);
         m.snapshot_build_seconds.set(s.build_seconds());
         m.snapshot_bytes.set(s.last_bytes() as i64);
+        m.snapshot_tasks.set(s.last_items() as i64);
     }
     m.encode()
 }
