@@ -38,6 +38,8 @@
 //!   the leader and for executors is built there (Mesos' executor API's in
 //!   `convert::mesos`), and task states cross it as the domain
 //!   [`agora_registry::TaskState`] (whose `is_terminal` is the only definition used).
+//! - [`image`]: container images (issue 14, under way): layers unpacked for an overlayfs
+//!   mount or applied onto a directory, on the pure [`agora_image`] core.
 //! - [`clock`]: the crate's one wall clock.
 //! - [`simulator`]: many simulated agents in one process, for load tests of the master,
 //!   on `master_link`'s registration and session code.
@@ -93,6 +95,7 @@ pub mod convert;
 pub mod detect;
 pub mod fetch;
 pub mod gc;
+pub mod image;
 pub mod isolation;
 pub mod master_link;
 pub mod mesos_executor;
