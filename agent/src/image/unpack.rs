@@ -202,25 +202,29 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
+    /// A tar header owned by uid 1234, gid 4321.
+    fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(1234);
+        h.set_gid(4321);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h
+    }
+
     /// A layer built entry by entry: (path, contents or None for a directory).
     fn layer(entries: &[(&str, Option<&str>)], gzip: bool) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, body) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_uid(1234);
-            h.set_gid(4321);
-            h.set_mtime(1_700_000_000);
             match body {
                 Some(text) => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(text.len() as u64);
-                    h.set_mode(0o640);
+                    let mut h = header(tar::EntryType::Regular, text.len() as u64, 0o640);
                     b.append_data(&mut h, path, text.as_bytes()).unwrap();
                 }
                 None => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    h.set_mode(0o755);
+                    let mut h = header(tar::EntryType::Directory, 0, 0o755);
                     b.append_data(&mut h, path, &[][..]).unwrap();
                 }
             }
@@ -232,6 +236,30 @@ mod tests {
         let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut z, &tar).unwrap();
         z.finish().unwrap()
+    }
+
+    /// A lower layer with `a/keep`, `a/gone` and `b/old`, and an upper one that whites out
+    /// `a/gone`, makes `b` opaque and adds `b/new`.
+    fn two_layers() -> (Vec<u8>, Vec<u8>) {
+        let lower = layer(
+            &[
+                ("a/", None),
+                ("a/keep", Some("1")),
+                ("a/gone", Some("2")),
+                ("b/", None),
+                ("b/old", Some("3")),
+            ],
+            false,
+        );
+        let upper = layer(
+            &[
+                ("a/.wh.gone", Some("")),
+                ("b/.wh..wh..opq", Some("")),
+                ("b/new", Some("4")),
+            ],
+            false,
+        );
+        (lower, upper)
     }
 
     fn is_root() -> bool {
@@ -264,25 +292,8 @@ mod tests {
     #[test]
     fn applied_whiteouts_delete_and_opaque_markers_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let lower = layer(
-            &[
-                ("a/", None),
-                ("a/keep", Some("1")),
-                ("a/gone", Some("2")),
-                ("b/", None),
-                ("b/old", Some("3")),
-            ],
-            false,
-        );
+        let (lower, upper) = two_layers();
         unpack(&lower[..], dir.path(), Whiteouts::Apply).unwrap();
-        let upper = layer(
-            &[
-                ("a/.wh.gone", Some("")),
-                ("b/.wh..wh..opq", Some("")),
-                ("b/new", Some("4")),
-            ],
-            false,
-        );
         let done = unpack(&upper[..], dir.path(), Whiteouts::Apply).unwrap();
         assert_eq!(done.whiteouts, 2);
         assert!(dir.path().join("a/keep").exists());
@@ -336,25 +347,8 @@ mod tests {
         for d in [&l1, &l2, &mnt] {
             fs::create_dir(d).unwrap();
         }
-        let lower = layer(
-            &[
-                ("a/", None),
-                ("a/keep", Some("1")),
-                ("a/gone", Some("2")),
-                ("b/", None),
-                ("b/old", Some("3")),
-            ],
-            false,
-        );
+        let (lower, upper) = two_layers();
         unpack(&lower[..], &l1, Whiteouts::Overlay).unwrap();
-        let upper = layer(
-            &[
-                ("a/.wh.gone", Some("")),
-                ("b/.wh..wh..opq", Some("")),
-                ("b/new", Some("4")),
-            ],
-            false,
-        );
         unpack(&upper[..], &l2, Whiteouts::Overlay).unwrap();
         let opts = CString::new(format!("lowerdir={}:{}", l2.display(), l1.display())).unwrap();
         let target = c_path(&mnt).unwrap();
@@ -392,10 +386,7 @@ mod tests {
         let dest = outer.path().join("layer");
         fs::create_dir(&dest).unwrap();
         // The tar crate's builder refuses `..` itself, so write the name into the header.
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(1);
-        h.set_mode(0o644);
+        let mut h = header(tar::EntryType::Regular, 1, 0o644);
         {
             let name = &mut h.as_gnu_mut().unwrap().name;
             name[..8].copy_from_slice(b"../evil\0");
@@ -418,21 +409,9 @@ mod tests {
         let dest = outer.path().join("layer");
         fs::create_dir(&dest).unwrap();
         let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        let mut h = header(tar::EntryType::Symlink, 0, 0o777);
         b.append_link(&mut h, "escape", outer.path()).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        let mut h = header(tar::EntryType::Regular, 1, 0o644);
         b.append_data(&mut h, "escape/pwned", &b"x"[..]).unwrap();
         let bytes = b.into_inner().unwrap();
         assert!(unpack(&bytes[..], &dest, Whiteouts::Apply).is_err());

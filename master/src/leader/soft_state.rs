@@ -216,7 +216,8 @@ impl SoftState {
     }
 
     /// Forwarded updates remembered now (those within their duplicate window, at most).
-    pub fn forwarded_remembered(&self) -> usize {
+    #[cfg(test)]
+    fn forwarded_remembered(&self) -> usize {
         self.forwarded.len()
     }
 
