@@ -16,6 +16,7 @@
 //! and no HTTP client in its dependencies. Pulling, verifying layers against these digests
 //! and unpacking them is the agent's, around this crate.
 
+pub mod bundle;
 pub mod config;
 pub mod digest;
 pub mod layer;
