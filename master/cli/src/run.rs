@@ -24,8 +24,23 @@ pub struct RunArgs {
     /// The framework's role ("*": unreserved resources only).
     #[arg(long, default_value = "*")]
     role: String,
+    /// Run in a container from this image ([REGISTRY[:PORT]/]NAME[:TAG|@sha256:DIGEST]);
+    /// the command after `--` then replaces the image's cmd (its entrypoint stays), as
+    /// `docker run IMAGE CMD...`; with no command the image's own runs.
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// Pull the image even when the agent has it.
+    #[arg(long, requires = "image")]
+    force_pull: bool,
+    /// The user the task runs as (in a container: looked up in the image; default the
+    /// image's user, else nobody).
+    #[arg(long)]
+    user: Option<String>,
+    /// Disk for the task, in MB.
+    #[arg(long, default_value_t = 0.0)]
+    disk: f64,
     /// The command and its arguments (after `--`).
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "image")]
     command: Vec<String>,
 }
 
@@ -44,8 +59,11 @@ fn quote(arg: &str) -> String {
 struct Run {
     task_id: String,
     command: String,
+    container: Option<pb::ContainerInfo>,
+    user: String,
     cpus: f64,
     mem: f64,
+    disk: f64,
     launched: bool,
     last_state: Option<TaskState>,
     /// The terminal status, once it arrives.
@@ -63,12 +81,13 @@ impl Scheduler for Run {
             if self.launched
                 || scalar(&offer.resources, "cpus") < self.cpus
                 || scalar(&offer.resources, "mem") < self.mem
+                || scalar(&offer.resources, "disk") < self.disk
             {
                 decline.push(offer.id);
                 continue;
             }
             self.launched = true;
-            let resources = vec![
+            let mut resources = vec![
                 pb::Resource {
                     name: "cpus".into(),
                     role: String::new(),
@@ -80,6 +99,13 @@ impl Scheduler for Run {
                     value: Some(pb::resource::Value::Scalar(self.mem)),
                 },
             ];
+            if self.disk > 0.0 {
+                resources.push(pb::Resource {
+                    name: "disk".into(),
+                    role: String::new(),
+                    value: Some(pb::resource::Value::Scalar(self.disk)),
+                });
+            }
             eprintln!(
                 "launching task {} on agent {} ({})",
                 self.task_id, offer.agent_id, offer.hostname
@@ -87,13 +113,14 @@ impl Scheduler for Run {
             h.accept(
                 vec![offer.id],
                 vec![pb::TaskInfo {
-                    user: String::new(),
+                    user: self.user.clone(),
                     task_id: self.task_id.clone(),
                     name: self.task_id.clone(),
                     resources,
                     command: self.command.clone(),
                     env: Default::default(),
                     executor: None,
+                    container: self.container.clone(),
                     ..Default::default()
                 }],
                 Some(60.0),
@@ -138,6 +165,10 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
             return Ok(ExitCode::from(2));
         }
     }
+    if !args.disk.is_finite() || args.disk < 0.0 {
+        eprintln!("agora: --disk must be a number of MB, not {}", args.disk);
+        return Ok(ExitCode::from(2));
+    }
     let framework = pb::FrameworkInfo {
         user: String::new(),
         id: String::new(),
@@ -162,18 +193,34 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
     let handle = driver.handle();
     let result = Arc::new(Mutex::new(None));
     let task_id = format!("{}-{}", args.name, &uuid_suffix());
-    let command = args
-        .command
-        .iter()
-        .map(|a| quote(a))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let (command, container) = match &args.image {
+        Some(image) => (
+            String::new(),
+            Some(pb::ContainerInfo {
+                image: image.clone(),
+                args: args.command.clone(),
+                force_pull: args.force_pull,
+                framework_user: String::new(),
+            }),
+        ),
+        None => (
+            args.command
+                .iter()
+                .map(|a| quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None,
+        ),
+    };
     let outcome = driver
         .run(Run {
             task_id,
             command,
+            container,
+            user: args.user.clone().unwrap_or_default(),
             cpus: args.cpus,
             mem: args.mem,
+            disk: args.disk,
             launched: false,
             last_state: None,
             result: result.clone(),

@@ -168,7 +168,15 @@ pub fn accept_from_proto(
                 format!("{id} is listed twice"),
             ));
         }
-        if t.command.trim().is_empty() {
+        if let Some(c) = &t.container {
+            container(c, &format!("tasks[{i}].container"))?;
+            if t.executor.is_some() {
+                return Err(invalid(
+                    &format!("tasks[{i}].container"),
+                    "a container runs under the built-in command executor: not with tasks[].executor",
+                ));
+            }
+        } else if t.command.trim().is_empty() {
             return Err(invalid(&format!("tasks[{i}].command"), "empty"));
         }
         limits::bytes(
@@ -229,14 +237,31 @@ pub fn accept_from_proto(
         if !t.name.is_empty() {
             super::name(&t.name, &format!("tasks[{i}].name"))?;
         }
-        let user = [t.user.as_str(), framework_user, DEFAULT_TASK_USER]
+        // A container with no user named runs as its image's user (else nobody), never
+        // as root by default.
+        let default_user = if t.container.is_some() {
+            ""
+        } else {
+            DEFAULT_TASK_USER
+        };
+        let user = [t.user.as_str(), framework_user, default_user]
             .into_iter()
             .find(|u| !u.is_empty())
-            .unwrap_or(DEFAULT_TASK_USER)
+            .unwrap_or(default_user)
             .to_string();
-        user_name(&user, &format!("tasks[{i}].user"))?;
+        if !user.is_empty() {
+            user_name(&user, &format!("tasks[{i}].user"))?;
+        }
         let mut described = t.clone();
-        described.user = user.clone();
+        match &mut described.container {
+            // The task's own user, else the image's, else the framework's: the agent
+            // decides with the image in hand.
+            Some(c) => {
+                described.user = t.user.clone();
+                c.framework_user = framework_user.to_string();
+            }
+            None => described.user = user.clone(),
+        }
         tasks.push(TaskSpec {
             id,
             name: if t.name.is_empty() {
@@ -255,6 +280,35 @@ pub fn accept_from_proto(
         tasks,
         refuse,
     })
+}
+
+/// A task's container: an image reference in Docker's syntax (checked for syntax only:
+/// the registry it defaults to is each agent's), bounded arguments.
+fn container(c: &pb::ContainerInfo, field: &str) -> Result<(), Status> {
+    use super::limits;
+    if c.image.trim().is_empty() {
+        return Err(invalid(&format!("{field}.image"), "empty"));
+    }
+    agora_image::ImageRef::parse(&c.image, agora_image::reference::DOCKER_HUB)
+        .map_err(|e| invalid(&format!("{field}.image"), e.to_string()))?;
+    limits::count(&format!("{field}.args"), c.args.len(), limits::MAX_ENV_VARS)?;
+    let total: usize = c.args.iter().map(String::len).sum();
+    if total > limits::MAX_COMMAND_BYTES {
+        return Err(invalid(
+            &format!("{field}.args"),
+            format!("{total} bytes, at most {}", limits::MAX_COMMAND_BYTES),
+        ));
+    }
+    Ok(())
+}
+
+/// The image a task runs from (empty: none, or a description that does not decode).
+pub fn task_image(launch: &[u8]) -> String {
+    pb::TaskInfo::decode(launch)
+        .ok()
+        .and_then(|t| t.container)
+        .map(|c| c.image)
+        .unwrap_or_default()
 }
 
 /// The tasks an agent reports when it registers.

@@ -184,6 +184,7 @@ fn task_json(t: &Task) -> serde_json::Value {
         "state": t.state.name(),
         "resources": resources_json(&t.resources),
         "message": t.message,
+        "image": crate::convert::task_image(&t.launch),
     })
 }
 

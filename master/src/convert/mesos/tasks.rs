@@ -64,10 +64,28 @@ pub(super) fn task_from_mesos(t: &mesos::TaskInfo, path: &str) -> Result<pb::Tas
         None => {
             let command =
                 task_command.ok_or_else(|| invalid(&format!("{path}.command"), "missing"))?;
-            let line = command_line(command, &format!("{path}.command"))?;
+            // In an image, a command with neither shell nor value runs the image's
+            // entrypoint with its arguments (Mesos' docker runtime isolator).
+            let line = if t.container.is_some()
+                && !command.shell()
+                && command.value.as_deref().unwrap_or("").is_empty()
+            {
+                String::new()
+            } else {
+                command_line(command, &format!("{path}.command"))?
+            };
             let uris = uris_from_mesos(&command.uris, &format!("{path}.command.uris"))?;
             (line, uris, command.user.clone().unwrap_or_default(), None)
         }
+    };
+    let container = match &t.container {
+        Some(c) => Some(container_from_mesos(
+            c,
+            task_command,
+            executor.is_some(),
+            &format!("{path}.container"),
+        )?),
+        None => None,
     };
     let env = match task_command {
         Some(c) => env_from_mesos(c, &format!("{path}.command"))?,
@@ -88,6 +106,58 @@ pub(super) fn task_from_mesos(t: &mesos::TaskInfo, path: &str) -> Result<pb::Tas
         executor,
         user,
         uris,
+        container,
+    })
+}
+
+/// A Mesos container of type MESOS with a DOCKER image; with an empty command, the
+/// arguments of a non-shell command go after the image's entrypoint.
+fn container_from_mesos(
+    c: &mesos::ContainerInfo,
+    command: Option<&mesos::CommandInfo>,
+    has_executor: bool,
+    path: &str,
+) -> Result<pb::ContainerInfo, Status> {
+    use mesos::container_info::Type;
+    if c.r#type() != Type::Mesos {
+        return Err(invalid(
+            &format!("{path}.type"),
+            "only MESOS containers (Mesos' unified containerizer) are supported by Agora",
+        ));
+    }
+    if has_executor {
+        return Err(invalid(
+            path,
+            "a container runs under the built-in command executor: not with an executor",
+        ));
+    }
+    let image = c
+        .mesos
+        .as_ref()
+        .and_then(|m| m.image.as_ref())
+        .ok_or_else(|| invalid(&format!("{path}.mesos.image"), "missing"))?;
+    if image.r#type() != mesos::image::Type::Docker {
+        return Err(invalid(
+            &format!("{path}.mesos.image.type"),
+            "only DOCKER images are supported by Agora",
+        ));
+    }
+    let name = image
+        .docker
+        .as_ref()
+        .map(|d| d.name.clone())
+        .ok_or_else(|| invalid(&format!("{path}.mesos.image.docker"), "missing"))?;
+    let args = match command {
+        Some(cmd) if !cmd.shell() && cmd.value.as_deref().unwrap_or("").is_empty() => {
+            cmd.arguments.clone()
+        }
+        _ => Vec::new(),
+    };
+    Ok(pb::ContainerInfo {
+        image: name,
+        args,
+        force_pull: !image.cached(),
+        framework_user: String::new(),
     })
 }
 
