@@ -66,6 +66,9 @@ pub struct TaskRecord {
     /// The executor as a Mesos framework gave it (protobuf), for its SUBSCRIBED event.
     #[serde(default)]
     pub mesos_executor_info: Vec<u8>,
+    /// The task's container, when it runs from an image.
+    #[serde(default)]
+    pub container: Option<crate::image::ContainerSpec>,
 }
 
 impl TaskRecord {

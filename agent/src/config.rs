@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub security: AgentSecurity,
     /// When finished sandboxes are removed.
     pub gc: GcConfig,
+    /// Containers: images, registries, the OCI runtime.
+    pub images: crate::image::ImageSettings,
 }
 
 /// `--gc-delay`'s default, as Mesos'.
@@ -104,6 +106,74 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         Ok(_) => Err("must be more than zero".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Parses a size: bytes, or a number with B, KB, MB, GB, TB (powers of 1000) or KiB,
+/// MiB, GiB, TiB (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 && n * (factor as f64) < 1.8e19 => {
+            Ok((n * factor as f64) as u64)
+        }
+        _ => Err(format!(
+            "{text:?} is not a size (e.g. 10GiB, 500MB, 1048576)"
+        )),
+    }
+}
+
+/// The agent's container settings from its flags: the default registry and each insecure
+/// one checked as references name registries, credentials read from their file.
+pub fn image_settings(
+    work_dir: &std::path::Path,
+    registry: &str,
+    insecure: &str,
+    credentials: Option<&std::path::Path>,
+    runtime: &std::path::Path,
+    gc_threshold_bytes: u64,
+) -> Result<crate::image::ImageSettings, String> {
+    let mut s = crate::image::ImageSettings::defaults(work_dir);
+    s.default_registry = agora_image::reference::normalize_registry(registry)
+        .map_err(|e| format!("--image-registry: {e}"))?;
+    for r in insecure.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        s.insecure.push(
+            agora_image::reference::normalize_registry(r)
+                .map_err(|e| format!("--insecure-registries: {e}"))?,
+        );
+    }
+    if let Some(path) = credentials {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("--registry-credentials {}: {e}", path.display()))?;
+        s.credentials = serde_json::from_slice(&text).map_err(|e| {
+            format!(
+                "--registry-credentials {}: not {{\"REGISTRY\": {{\"username\": ..., \"password\": ...}}}}: {e}",
+                path.display()
+            )
+        })?;
+    }
+    s.runtime = runtime.to_path_buf();
+    s.gc_threshold_bytes = gc_threshold_bytes;
+    Ok(s)
 }
 
 /// How an agent proves itself and protects its port.

@@ -201,6 +201,7 @@ pub fn task_record(
             .as_ref()
             .map(|e| e.mesos_executor_info.clone())
             .unwrap_or_default(),
+        container: task.container.as_ref().map(container_from_proto),
     };
     Ok((record, resources))
 }
@@ -225,6 +226,22 @@ pub fn task_info(record: &TaskRecord, resources: &Resources) -> pb::TaskInfo {
         user: record.user.clone(),
         uris: fetch_uris_to_proto(&record.uris),
         mesos_task_info: record.mesos_task_info.clone(),
+        container: record.container.as_ref().map(|c| pb::ContainerInfo {
+            image: c.image.clone(),
+            args: c.args.clone(),
+            force_pull: c.force_pull,
+            framework_user: c.framework_user.clone(),
+        }),
+    }
+}
+
+/// A task's container as the agent keeps it.
+pub fn container_from_proto(c: &pb::ContainerInfo) -> crate::image::ContainerSpec {
+    crate::image::ContainerSpec {
+        image: c.image.clone(),
+        args: c.args.clone(),
+        force_pull: c.force_pull,
+        framework_user: c.framework_user.clone(),
     }
 }
 

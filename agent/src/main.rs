@@ -101,6 +101,24 @@ struct Args {
     /// tracing filter (RUST_LOG also works).
     #[arg(long, env = "AGORA_LOG_LEVEL")]
     log_level: Option<String>,
+    /// The registry of image references that name none (HOST[:PORT]).
+    #[arg(long, env = "AGORA_IMAGE_REGISTRY", default_value = agora_image::reference::DOCKER_HUB)]
+    image_registry: String,
+    /// Registries spoken to over plain HTTP (HOST or HOST:PORT, comma-separated); those on
+    /// loopback always may be, as Docker allows; every other one needs TLS.
+    #[arg(long, env = "AGORA_INSECURE_REGISTRIES", default_value = "")]
+    insecure_registries: String,
+    /// Credentials for registries: a JSON file {"REGISTRY": {"username": "...",
+    /// "password": "..."}, ...} (basic auth, or a token obtained with it).
+    #[arg(long, env = "AGORA_REGISTRY_CREDENTIALS")]
+    registry_credentials: Option<PathBuf>,
+    /// The OCI runtime that starts containers (crun or runc; a name is looked up in PATH).
+    #[arg(long, env = "AGORA_CONTAINER_RUNTIME", default_value = "crun")]
+    container_runtime: PathBuf,
+    /// Unused image layers are removed, least recently used first, while the image store
+    /// holds more than this (e.g. "10GiB", "500MB", bytes).
+    #[arg(long, env = "AGORA_IMAGE_GC_THRESHOLD", default_value = "10GiB", value_parser = config::parse_size)]
+    image_gc_threshold: u64,
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -235,6 +253,17 @@ fn main() -> ExitCode {
             delay: args.gc_delay,
             disk_headroom: args.gc_disk_headroom,
             disk_watch_interval: args.disk_watch_interval,
+        },
+        images: match config::image_settings(
+            &args.work_dir,
+            &args.image_registry,
+            &args.insecure_registries,
+            args.registry_credentials.as_deref(),
+            &args.container_runtime,
+            args.image_gc_threshold,
+        ) {
+            Ok(s) => s,
+            Err(e) => return fail(2, e),
         },
     };
     if let Err(e) = config.validate() {

@@ -48,6 +48,84 @@ pub struct TaskSpec {
     pub limits: Limits,
     /// The user the task runs as (`None`: the supervisor's own).
     pub user: Option<RunAs>,
+    /// Run a container under an OCI runtime instead of `command` on the host.
+    pub container: Option<ContainerLaunch>,
+}
+
+/// A container to run: `RUNTIME --root STATE --cgroup-manager=disabled run --bundle
+/// BUNDLE ID`, started in a mount namespace of its own (private propagation) where the
+/// container's root filesystem (overlayfs) is mounted on `rootfs` first. The container
+/// inherits the task's cgroups; its process runs as the bundle's user.
+#[derive(Debug, Clone)]
+pub struct ContainerLaunch {
+    pub runtime: PathBuf,
+    /// The runtime's state directory.
+    pub state_root: PathBuf,
+    pub bundle: PathBuf,
+    pub id: String,
+    pub rootfs: PathBuf,
+    pub overlay_options: String,
+}
+
+/// The C strings of a container's mount, made before the fork (the child must not
+/// allocate).
+struct ContainerMount {
+    overlay: std::ffi::CString,
+    rootfs: std::ffi::CString,
+    options: std::ffi::CString,
+    root: std::ffi::CString,
+    unified: std::ffi::CString,
+}
+
+impl ContainerMount {
+    fn new(launch: &ContainerLaunch) -> io::Result<ContainerMount> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |b: &[u8]| {
+            std::ffi::CString::new(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        };
+        Ok(ContainerMount {
+            overlay: c(b"overlay")?,
+            rootfs: c(launch.rootfs.as_os_str().as_bytes())?,
+            options: c(launch.overlay_options.as_bytes())?,
+            root: c(b"/")?,
+            unified: c(b"/sys/fs/cgroup/unified")?,
+        })
+    }
+
+    /// In the forked child: a mount namespace of its own, nothing propagated to the host,
+    /// the cgroup v2 mount of a hybrid host gone from it (the runtime would take the host
+    /// for cgroup v2 and refuse controllers it cannot drop; the container's cgroups are
+    /// the agent's v1 ones anyway), and the container's root filesystem mounted.
+    fn set_up_in_child(&self) -> io::Result<()> {
+        let check = |r: libc::c_int| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        // SAFETY: plain syscalls on C strings made before the fork; async-signal-safe.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                self.root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            // Absent on hosts that are all v1 or all v2: nothing to do there.
+            libc::umount2(self.unified.as_ptr(), libc::MNT_DETACH);
+            check(libc::mount(
+                self.overlay.as_ptr(),
+                self.rootfs.as_ptr(),
+                self.overlay.as_ptr(),
+                0,
+                self.options.as_ptr().cast(),
+            ))?;
+        }
+        Ok(())
+    }
 }
 
 /// Why a task could not be started.
@@ -149,26 +227,58 @@ pub async fn start(
     let cgroup = isolation.create(task_key, &spec.limits)?;
     let procs_paths = cgroup.procs_paths();
 
-    let mut command = Command::new("/bin/sh");
-    command.arg("-c").arg(&spec.command).current_dir(sandbox);
-    if let Some(user) = &spec.user {
-        command.envs(user.env(sandbox));
-    }
+    let (mut command, mount) = match &spec.container {
+        None => {
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(&spec.command);
+            if let Some(user) = &spec.user {
+                command.envs(user.env(sandbox));
+            }
+            command.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            (command, None)
+        }
+        Some(launch) => {
+            let mount = match ContainerMount::new(launch) {
+                Ok(m) => m,
+                Err(source) => {
+                    destroy_cgroup(cgroup).await;
+                    return Err(SupervisorError::Spawn {
+                        command: launch.runtime.display().to_string(),
+                        source,
+                    });
+                }
+            };
+            let mut command = Command::new(&launch.runtime);
+            command
+                .arg("--root")
+                .arg(&launch.state_root)
+                .arg("--cgroup-manager=disabled")
+                .arg("run")
+                .arg("--bundle")
+                .arg(&launch.bundle)
+                .arg(&launch.id);
+            (command, Some(mount))
+        }
+    };
     command
-        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(sandbox)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
     let user = spec.user.clone();
     // SAFETY: the hook runs in the forked child before exec and only calls
-    // `join_cgroups_from_child` (getpid/open/write/close) and `RunAs::switch_in_child`
-    // (setgroups/setgid/setuid), which are async-signal-safe (no allocation, no locks); the
-    // paths and groups were allocated before the fork. The cgroups are joined first: that
-    // needs the supervisor's privileges, which the switch gives up.
+    // `join_cgroups_from_child` (getpid/open/write/close), `ContainerMount::set_up_in_child`
+    // (unshare/mount/umount2) and `RunAs::switch_in_child` (setgroups/setgid/setuid), which
+    // are async-signal-safe (no allocation, no locks); the paths, mount options and groups
+    // were allocated before the fork. The cgroups are joined first: that needs the
+    // supervisor's privileges, which the switch gives up.
     unsafe {
         command.pre_exec(move || {
             join_cgroups_from_child(&procs_paths)?;
+            if let Some(mount) = &mount {
+                mount.set_up_in_child()?;
+            }
             match &user {
                 Some(user) => user.switch_in_child(),
                 None => Ok(()),
@@ -557,6 +667,7 @@ mod tests {
                 mem_bytes: MIB,
             },
             user: None,
+            container: None,
         };
         assert!(validate_spec(&spec).is_ok());
         for env in [("", "x"), ("A=B", "x"), ("A", "x\0")] {

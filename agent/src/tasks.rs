@@ -655,7 +655,12 @@ impl Tasks {
         }
         // The user it runs as: a task the agent cannot run as its user fails (saying why),
         // and nothing starts.
-        let run_as = match user::plan(&record.user) {
+        // A container's user is looked up in its image, by its executor.
+        let planned = match &record.container {
+            Some(_) => Ok(None),
+            None => user::plan(&record.user),
+        };
+        let run_as = match planned {
             Ok(run_as) => run_as,
             Err(e) => {
                 tracing::warn!(framework = %key.0, task = %key.1, error = %e, "task not started");
@@ -780,6 +785,12 @@ impl Tasks {
             let failure = self.meta_dir(key).join(FETCH_FAILURE_FILE);
             let _ = std::fs::remove_file(&failure);
             cmd.env(ENV_FETCH_FAILURE, failure);
+        }
+        if record.container.is_some() {
+            cmd.env(
+                crate::image::ENV_IMAGE_SETTINGS,
+                self.config.images.to_env(),
+            );
         }
         if let Some(pem) = &agent_ca {
             cmd.env(agora_driver::executor_driver::ENV_AGENT_CA_PEM, pem);

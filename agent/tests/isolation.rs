@@ -110,6 +110,7 @@ fn spec(sandbox: &Path, command: &str) -> TaskSpec {
             mem_bytes: 64 * MIB,
         },
         user: None,
+        container: None,
     }
 }
 

@@ -63,6 +63,7 @@ impl AgentInstance {
             executor_recovery_timeout: recovery_timeout,
             executor_http_port: 0,
             gc: Default::default(),
+            images: agora_agent::image::ImageSettings::defaults(work_dir),
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
                 insecure: true,

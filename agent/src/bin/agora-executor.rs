@@ -53,6 +53,8 @@ struct State {
     /// The task's cgroup while the task runs, removed again here at exit if the task's
     /// waiter could not finish (the driver gave up on the agent).
     cgroup: Option<TaskCgroup>,
+    /// The task's container directory (upper layer, bundle), removed at exit.
+    container_dir: Option<std::path::PathBuf>,
 }
 
 struct CommandExecutor {
@@ -119,17 +121,25 @@ impl Executor for CommandExecutor {
                 ),
                 (ENV_SANDBOX.to_string(), sandbox.display().to_string()),
             ]);
+            let container = task
+                .container
+                .as_ref()
+                .map(agora_agent::convert::container_from_proto);
             // The agent checked the user before it started this executor; it may have gone
-            // since.
-            let user = match agora_agent::user::plan(&task.user) {
-                Ok(user) => user,
-                Err(e) => {
-                    handle.send_status_update(&id, TaskState::TaskFailed, &e.to_string(), None);
-                    handle.stop();
-                    return;
-                }
+            // since. A container's user is the image's business (looked up in it below).
+            let user = match &container {
+                Some(_) => None,
+                None => match agora_agent::user::plan(&task.user) {
+                    Ok(user) => user,
+                    Err(e) => {
+                        handle.send_status_update(&id, TaskState::TaskFailed, &e.to_string(), None);
+                        handle.stop();
+                        return;
+                    }
+                },
             };
-            // The files the task needs, fetched as its user before it starts.
+            // The files the task needs, fetched as its user before it starts (a
+            // container's are handed to its user with the sandbox).
             let uris = agora_agent::convert::fetch_uris_from_proto(&task.uris);
             if !uris.is_empty() {
                 let (dir, as_user) = (sandbox.clone(), user.clone());
@@ -157,6 +167,29 @@ impl Executor for CommandExecutor {
                     }
                 }
             }
+            let key = cgroup_key(handle.framework_id(), &id);
+            let launch = match &container {
+                None => None,
+                Some(c) => {
+                    let started = std::time::Instant::now();
+                    match containers::prepare(&key, c, &task, &env, &sandbox).await {
+                        Ok(launch) => {
+                            tracing::info!(task = %id, image = %c.image,
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "container prepared");
+                            lock(&state).container_dir = Some(launch.bundle.clone());
+                            Some(launch)
+                        }
+                        Err(e) => {
+                            tracing::warn!(task = %id, image = %c.image, error = %e,
+                                "container not started");
+                            handle.send_status_update(&id, TaskState::TaskFailed, &e, None);
+                            handle.stop();
+                            return;
+                        }
+                    }
+                }
+            };
             let spec = TaskSpec {
                 command: task.command.clone(),
                 env,
@@ -166,6 +199,7 @@ impl Executor for CommandExecutor {
                     mem_bytes: (mem_mb * 1024.0 * 1024.0) as u64,
                 },
                 user,
+                container: launch,
             };
             if lock(&state).killed_early.is_some() {
                 handle.send_status_update(
@@ -177,7 +211,6 @@ impl Executor for CommandExecutor {
                 handle.stop();
                 return;
             }
-            let key = cgroup_key(handle.framework_id(), &id);
             let running = match supervisor::start(&spec, &isolation, &key).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -292,8 +325,10 @@ fn run_command_executor() -> ExitCode {
         }
     };
     // The driver has the token; the task, which inherits this environment, must not.
+    // Nor the registry credentials among the image settings, read here once.
     // (Still one thread here: the runtime starts below.)
     std::env::remove_var(ENV_EXECUTOR_TOKEN);
+    containers::read_settings();
     let isolation = match isolation_from_env() {
         Ok(i) => Arc::new(i),
         Err(e) => {
@@ -328,6 +363,9 @@ fn run_command_executor() -> ExitCode {
             Ok(()) => tracing::info!(task_key = cgroup.key(), "removed the task's cgroup"),
             Err(e) => tracing::error!(error = %e, "cannot remove the task's cgroup"),
         }
+    }
+    if let Some(dir) = lock(&state).container_dir.take() {
+        containers::remove(&dir);
     }
     match ended {
         Ended::Stopped => ExitCode::SUCCESS,
@@ -455,4 +493,125 @@ fn run_custom_executor(command: &str) -> ExitCode {
         }
     }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The built-in executor's containers: the image provided from the agent's store, the
+/// container prepared in the agent's containers directory, handed to the supervisor.
+mod containers {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    use agora_agent::image::container;
+    use agora_agent::image::store::Store;
+    use agora_agent::image::{ContainerSpec, ImageSettings};
+    use agora_agent::supervisor::ContainerLaunch;
+    use agora_proto::v1 as pb;
+
+    static SETTINGS: OnceLock<Result<ImageSettings, String>> = OnceLock::new();
+
+    /// Reads the agent's image settings from the environment and removes them from it
+    /// (they may hold registry credentials). Call while the process has one thread.
+    pub fn read_settings() {
+        let _ = SETTINGS.set(ImageSettings::from_env());
+        std::env::remove_var(agora_agent::image::ENV_IMAGE_SETTINGS);
+    }
+
+    /// The task's container, ready to start: its image provided (pulled unless the store
+    /// has it), its root filesystem and bundle prepared, its sandbox its user's.
+    pub async fn prepare(
+        key: &str,
+        spec: &ContainerSpec,
+        task: &pb::TaskInfo,
+        env: &[(String, String)],
+        sandbox: &Path,
+    ) -> Result<ContainerLaunch, String> {
+        let settings = SETTINGS
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Err("image settings not read".into()))?;
+        let store = Store::open(&settings).map_err(|e| e.to_string())?;
+        let image = store
+            .provide(&spec.image, spec.force_pull)
+            .await
+            .map_err(|e| e.to_string())?;
+        for hex in &image.layer_digests {
+            store.touch(hex);
+        }
+        // Paths of the host mean nothing inside: the sandbox is at /mnt/mesos/sandbox.
+        let inside = agora_image::process::SANDBOX_IN_CONTAINER;
+        let host_sandbox = sandbox.display().to_string();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| {
+                let v = if *v == host_sandbox {
+                    inside.to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let (dir, key_owned, spec_owned, command, user, sandbox_owned) = (
+            settings.containers_dir.clone(),
+            key.to_string(),
+            spec.clone(),
+            task.command.clone(),
+            task.user.clone(),
+            sandbox.to_path_buf(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            let p = container::prepare(
+                &dir,
+                &key_owned,
+                &image,
+                &spec_owned,
+                &command,
+                &env,
+                &user,
+                &sandbox_owned,
+            )?;
+            hand_over(&sandbox_owned, p.uid, p.gid);
+            Ok::<_, container::ContainerError>(p)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let state_root = settings.containers_dir.join(".runtime");
+        // Left by an executor that died with its container: the runtime refuses the id.
+        if state_root.join(&prepared.id).exists() {
+            let _ = tokio::process::Command::new(&settings.runtime)
+                .arg("--root")
+                .arg(&state_root)
+                .args(["delete", "-f", &prepared.id])
+                .status()
+                .await;
+        }
+        Ok(ContainerLaunch {
+            runtime: settings.runtime.clone(),
+            state_root,
+            bundle: prepared.bundle,
+            id: prepared.id,
+            rootfs: prepared.rootfs,
+            overlay_options: prepared.overlay_options,
+        })
+    }
+
+    /// Everything in the sandbox (fetched files) is the container user's.
+    fn hand_over(dir: &Path, uid: u32, gid: u32) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path: PathBuf = e.path();
+            let _ = std::os::unix::fs::lchown(&path, Some(uid), Some(gid));
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                hand_over(&path, uid, gid);
+            }
+        }
+    }
+
+    /// Removes a container's directory once its task has ended.
+    pub fn remove(dir: &Path) {
+        container::remove(dir);
+    }
 }

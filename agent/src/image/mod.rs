@@ -1,8 +1,109 @@
-//! Container images on the agent (issue 14, under way): the I/O around the pure
-//! [`agora_image`] crate. So far: unpacking a layer ([`unpack`]) for an overlayfs mount or
-//! applied onto a directory.
+//! Containers on the agent: the I/O around the pure [`agora_image`] crate. Images pulled
+//! from registries and kept content-addressed ([`store`]), layers unpacked ([`unpack`]),
+//! and a task's container prepared and described for the OCI runtime ([`container`]).
 //!
-//! Must not: know about tasks, frameworks or the master; reach the network except a
-//! registry (not yet here).
+//! Must not: know about frameworks or the master; reach the network except a registry.
 
+pub mod container;
+pub mod store;
 pub mod unpack;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A task's container as the agent keeps it (checkpointed with the task).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The image reference as the task gave it.
+    pub image: String,
+    /// Arguments after the image's entrypoint (with no shell command).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Pull even when the store has the image for this reference.
+    #[serde(default)]
+    pub force_pull: bool,
+    /// The framework's user, for a task and an image that name none.
+    #[serde(default)]
+    pub framework_user: String,
+}
+
+/// The environment variable that carries [`ImageSettings`] from the agent to its
+/// executors (removed from the executor's environment before any task starts).
+pub const ENV_IMAGE_SETTINGS: &str = "AGORA_IMAGE_SETTINGS";
+
+/// A registry's user name and password (`--registry-credentials`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryCredential {
+    pub username: String,
+    pub password: String,
+}
+
+/// How the agent provides containers: its flags, as its executors need them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageSettings {
+    /// The image store (`<work-dir>/images`).
+    pub store_dir: PathBuf,
+    /// Containers' root filesystems and bundles (`<work-dir>/containers`).
+    pub containers_dir: PathBuf,
+    /// The registry of references that name none (`--image-registry`).
+    pub default_registry: String,
+    /// Registries spoken to over plain HTTP besides loopback ones
+    /// (`--insecure-registries`).
+    pub insecure: Vec<String>,
+    /// The OCI runtime (`--container-runtime`, default `crun` from PATH).
+    pub runtime: PathBuf,
+    /// Credentials by registry (`--registry-credentials FILE`).
+    #[serde(default)]
+    pub credentials: BTreeMap<String, RegistryCredential>,
+    /// Unused layers are removed while the store holds more than this many bytes
+    /// (`--image-gc-threshold`).
+    pub gc_threshold_bytes: u64,
+    /// Most processes (threads included) a task may have (`--max-task-pids`).
+    pub max_task_pids: u64,
+}
+
+/// `--image-gc-threshold`'s default: 10 GiB.
+pub const DEFAULT_IMAGE_GC_THRESHOLD_BYTES: u64 = 10 << 30;
+/// `--max-task-pids`' default.
+pub const DEFAULT_MAX_TASK_PIDS: u64 = 4096;
+
+impl ImageSettings {
+    /// The defaults for an agent whose work dir is `work_dir`.
+    pub fn defaults(work_dir: &std::path::Path) -> ImageSettings {
+        ImageSettings {
+            store_dir: work_dir.join("images"),
+            containers_dir: work_dir.join("containers"),
+            default_registry: agora_image::reference::DOCKER_HUB.to_string(),
+            insecure: Vec::new(),
+            runtime: PathBuf::from("crun"),
+            credentials: BTreeMap::new(),
+            gc_threshold_bytes: DEFAULT_IMAGE_GC_THRESHOLD_BYTES,
+            max_task_pids: DEFAULT_MAX_TASK_PIDS,
+        }
+    }
+
+    /// What a pull from `registry` presents.
+    pub fn auth_for(&self, registry: &str) -> oci_client::secrets::RegistryAuth {
+        match self.credentials.get(registry) {
+            Some(c) => {
+                oci_client::secrets::RegistryAuth::Basic(c.username.clone(), c.password.clone())
+            }
+            None => oci_client::secrets::RegistryAuth::Anonymous,
+        }
+    }
+
+    /// As the executor's environment carries it.
+    pub fn to_env(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// From the executor's environment.
+    pub fn from_env() -> Result<ImageSettings, String> {
+        let text = std::env::var(ENV_IMAGE_SETTINGS).map_err(|_| {
+            format!("{ENV_IMAGE_SETTINGS} is not set: the agent runs no containers")
+        })?;
+        serde_json::from_str(&text).map_err(|e| format!("{ENV_IMAGE_SETTINGS}: {e}"))
+    }
+}
