@@ -22,6 +22,7 @@
 pub mod overcommit;
 pub mod pki;
 pub mod reap;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,45 +1,12 @@
 //! `agora run` against a real cluster (3 masters, an agent with cgroups): exit codes, the
 //! memory limit, and tasks that outlive an agent crash or a leader crash.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use agora_test_cluster::*;
-
-fn agora(cluster: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
-    cmd.args(["--masters", &cluster.addrs().join(",")])
-        .args(args);
-    cmd
-}
-
-fn run(cluster: &Cluster, args: &[&str]) -> (i32, String) {
-    let out = agora(cluster, args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn start(agents: usize) -> (Cluster, Vec<AgentNode>) {
-    let cluster = Cluster::start_with(3, &["--allocation-interval", "100ms"]);
-    let mut nodes = Vec::new();
-    for i in 0..agents {
-        let mut a = AgentNode::new(
-            &cluster,
-            &format!("agent-{i}"),
-            &["--resources", "cpus:2;mem:1024;disk:1000"],
-        );
-        a.start();
-        nodes.push(a);
-    }
-    (cluster, nodes)
-}
-
-async fn wait_agents(cluster: &Cluster, n: usize) {
-    cluster.wait_active_agents(n, Duration::from_secs(20)).await;
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reports_exit_codes_and_the_memory_limit() {
@@ -83,58 +50,6 @@ async fn run_reports_exit_codes_and_the_memory_limit() {
     let (code, out) = run(&cluster, &["run", "--cpus", "-1", "--", "true"]);
     assert_eq!(code, 2, "{out}");
     assert_eq!(out.trim().lines().count(), 1, "{out}");
-}
-
-/// Starts `agora run` in the background; returns the child and a channel of its lines.
-fn spawn_run(
-    cluster: &Cluster,
-    args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = agora(cluster, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    for pipe in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    (child, rx)
-}
-
-fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-            seen.push(l.clone());
-            if l.contains(needle) {
-                return;
-            }
-        }
-    }
-    panic!("no line with {needle:?}; saw {seen:?}");
-}
-
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> i32 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("agora run did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

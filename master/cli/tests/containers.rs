@@ -1,0 +1,205 @@
+//! Tasks in containers from OCI images, through a real cluster (3 masters, a cgroup
+//! agent running crun) and a real registry on loopback (`docker-registry`), with images
+//! built here from the host's static busybox (umoci) and pushed (skopeo).
+
+mod common;
+
+use std::time::Duration;
+
+use agora_test_cluster::registry::{ImageSpec, Registry};
+use agora_test_cluster::*;
+use common::*;
+
+/// The image's default command: each of what the image says checked, exit 42 when all
+/// hold (another code names the check that failed).
+const CHECKS: &str = r#"test "$(id -u)" = 1000 || exit 11
+test "$(id -g)" = 1000 || exit 12
+test "$GREETING" = hello || exit 13
+test "$(pwd)" = /home/app || exit 14
+test "$(cat /etc/agora-test)" = from-the-image || exit 15
+test ! -e /usr || exit 16
+test "$MESOS_SANDBOX" = /mnt/mesos/sandbox || exit 17
+echo written > "$MESOS_SANDBOX/out" || exit 18
+test "$(cat /proc/1/cmdline | tr '\0' ' ')" != "" || exit 19
+exit 42"#;
+
+fn check_image() -> ImageSpec {
+    ImageSpec {
+        name: "tools/check:v1".into(),
+        entrypoint: vec!["/bin/sh".into(), "-c".into()],
+        cmd: vec![CHECKS.into()],
+        env: vec!["GREETING=hello".into()],
+        user: "app".into(),
+        workdir: "/home/app".into(),
+        files: vec![("etc/agora-test".into(), b"from-the-image\n".to_vec())],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_task_sees_the_image_not_the_host_and_the_second_starts_without_a_pull() {
+    let registry = Registry::start().unwrap();
+    let image = registry.push(&check_image()).unwrap();
+    let (cluster, agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+
+    // The image's entrypoint, cmd, env, user and working dir, its files and not the host's.
+    let (code, out) = run(&cluster, &["run", "--image", &image.reference]);
+    assert_eq!(code, 42, "{out}\n{}", registry.log());
+    let pulls = registry.manifest_requests("tools/check");
+    assert_eq!(pulls, 1, "{}", registry.log());
+    // The sandbox is at /mnt/mesos/sandbox, the container user's.
+    let written = walk(&agents[0].work_dir)
+        .into_iter()
+        .filter(|p| p.ends_with("out"))
+        .count();
+    assert_eq!(written, 1);
+
+    // Arguments replace the cmd, the entrypoint stays; the layers are in the store, so no
+    // pull. The host's paths are not there.
+    let hidden = format!(
+        "test ! -e {} || exit 20; test ! -e /proc/1/root/usr || exit 21; exit 7",
+        agents[0].work_dir.display()
+    );
+    let (code, out) = run(
+        &cluster,
+        &["run", "--image", &image.reference, "--", &hidden],
+    );
+    assert_eq!(code, 7, "{out}");
+    assert_eq!(
+        registry.manifest_requests("tools/check"),
+        pulls,
+        "pulled again"
+    );
+
+    // The user the task names, looked up in the image.
+    let (code, out) = run(
+        &cluster,
+        &[
+            "run",
+            "--user",
+            "root",
+            "--image",
+            &image.reference,
+            "--",
+            r#"test "$(id -u)" = 0 && exit 5"#,
+        ],
+    );
+    assert_eq!(code, 5, "{out}");
+    let (code, out) = run(
+        &cluster,
+        &["run", "--user", "nosuchuser", "--image", &image.reference],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"nosuchuser\" is not in the image"), "{out}");
+
+    // /state shows each task's image.
+    let state = cluster.http_state().expect("/state");
+    let images: Vec<&str> = state["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(state["completed_tasks"].as_array().into_iter().flatten())
+        .filter_map(|t| t["image"].as_str())
+        .collect();
+    assert!(images.contains(&image.reference.as_str()), "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_an_unreachable_registry_and_a_digest_mismatch_fail_the_task_saying_so() {
+    let registry = Registry::start().unwrap();
+    let good = registry.push(&check_image()).unwrap();
+    let corrupt = registry
+        .push(&ImageSpec {
+            name: "tools/corrupt:v1".into(),
+            cmd: vec!["true".into()],
+            files: vec![("etc/unique".into(), b"corrupt-me".to_vec())],
+            ..Default::default()
+        })
+        .unwrap();
+    let (cluster, _agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+
+    let missing = good.reference.replace(":v1", ":nope");
+    let (code, out) = run(&cluster, &["run", "--image", &missing]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TASK_FAILED") && out.contains("not found in its registry"),
+        "{out}"
+    );
+
+    let unreachable = format!("127.0.0.1:{}/tools/check:v1", free_port());
+    let started = std::time::Instant::now();
+    let (code, out) = run(&cluster, &["run", "--image", &unreachable]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unreachable"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{out}");
+
+    // The registry serves a layer whose bytes are not its digest's.
+    let blob = registry.blob_file(corrupt.layers.last().unwrap());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last / 2] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let (code, out) = run(&cluster, &["run", "--image", &corrupt.reference]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("digest mismatch"), "{out}");
+
+    // The agent carries on.
+    let (code, out) = run(&cluster, &["run", "--image", &good.reference]);
+    assert_eq!(code, 42, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_survives_an_agent_crash_and_finishes_once() {
+    let registry = Registry::start().unwrap();
+    let image = registry.push(&check_image()).unwrap();
+    let (cluster, mut agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let (mut child, rx) = spawn_run(
+        &cluster,
+        &["run", "--image", &image.reference, "--", "sleep 3; exit 0"],
+    );
+    let mut seen = Vec::new();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+    agents[0].kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agents[0].start();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)),
+        0,
+        "{seen:?}"
+    );
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        seen.push(l);
+    }
+    let finished = seen.iter().filter(|l| l.contains("TASK_FINISHED")).count();
+    assert_eq!(finished, 1, "TASK_FINISHED must be reported once: {seen:?}");
+    // Its container directory went with it.
+    let containers = agents[0].work_dir.join("containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".runtime")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
