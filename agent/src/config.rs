@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub gc: GcConfig,
     /// Containers: images, registries, the OCI runtime.
     pub images: crate::image::ImageSettings,
+    /// The most processes (threads included) a task may have at once (`--max-task-pids`;
+    /// `None`: no limit): a task that reaches it is killed (TASK_FAILED).
+    pub max_task_pids: Option<u64>,
 }
 
 /// `--gc-delay`'s default, as Mesos'.

@@ -57,6 +57,9 @@ pub struct Limits {
     pub cpus: f64,
     /// Memory limit in bytes (no swap on top when the kernel lets us say so).
     pub mem_bytes: u64,
+    /// Most processes and threads at once (`pids.max`), where the host has the pids
+    /// controller; `None`: no limit.
+    pub pids_max: Option<u64>,
 }
 
 /// Why an isolation operation failed. Path-carrying variants name the file and the OS error.
@@ -107,6 +110,9 @@ pub struct Isolation {
     memory_parent: Option<PathBuf>,
     /// The parent in the hierarchy that has the cpu controller (`None` for no isolation).
     cpu_parent: Option<PathBuf>,
+    /// The parent in the hierarchy that has the pids controller (`None` where the host
+    /// has none).
+    pids_parent: Option<PathBuf>,
 }
 
 impl Isolation {
@@ -125,6 +131,7 @@ impl Isolation {
                 parents: Vec::new(),
                 memory_parent: None,
                 cpu_parent: None,
+                pids_parent: None,
             }),
             IsolationMode::Cgroups => {
                 let text =
@@ -149,21 +156,30 @@ impl Isolation {
                 enable_controllers(&mount)?;
                 mkdir_existing_ok(&parent)?;
                 enable_controllers(&parent)?;
-                tracing::debug!(parent = %parent.display(), "cgroups v2 isolation ready");
+                let pids = fs::read_to_string(parent.join("cgroup.subtree_control"))
+                    .is_ok_and(|t| t.split_whitespace().any(|c| c == "pids"));
+                tracing::debug!(parent = %parent.display(), pids, "cgroups v2 isolation ready");
                 Ok(Isolation {
                     version: Version::V2,
                     root_name: root_name.to_owned(),
                     parents: vec![parent.clone()],
                     memory_parent: Some(parent.clone()),
+                    pids_parent: pids.then(|| parent.clone()),
                     cpu_parent: Some(parent),
                 })
             }
-            Layout::V1 { cpu, memory } => {
+            Layout::V1 { cpu, memory, pids } => {
                 let cpu_parent = cpu.join(root_name);
                 let memory_parent = memory.join(root_name);
+                let pids_parent = pids.map(|p| p.join(root_name));
                 let mut parents = vec![cpu_parent.clone()];
                 if memory_parent != cpu_parent {
                     parents.push(memory_parent.clone());
+                }
+                if let Some(p) = &pids_parent {
+                    if !parents.contains(p) {
+                        parents.push(p.clone());
+                    }
                 }
                 for parent in &parents {
                     mkdir_existing_ok(parent)?;
@@ -176,6 +192,7 @@ impl Isolation {
                     parents,
                     memory_parent: Some(memory_parent),
                     cpu_parent: Some(cpu_parent),
+                    pids_parent,
                 })
             }
         }
@@ -335,6 +352,7 @@ impl Isolation {
             dirs: self.parents.iter().map(|p| p.join(task_key)).collect(),
             memory_dir: self.memory_parent.as_ref().map(|p| p.join(task_key)),
             cpu_dir: self.cpu_parent.as_ref().map(|p| p.join(task_key)),
+            pids_dir: self.pids_parent.as_ref().map(|p| p.join(task_key)),
         }
     }
 
@@ -344,6 +362,9 @@ impl Isolation {
         let (Some(cpu), Some(memory)) = (&cgroup.cpu_dir, &cgroup.memory_dir) else {
             return Ok(());
         };
+        if let (Some(pids), Some(max)) = (&cgroup.pids_dir, limits.pids_max) {
+            write_file(&pids.join("pids.max"), &max.to_string())?;
+        }
         match self.version {
             Version::None => {}
             Version::V1 => {
@@ -387,6 +408,7 @@ pub struct TaskCgroup {
     dirs: Vec<PathBuf>,
     memory_dir: Option<PathBuf>,
     cpu_dir: Option<PathBuf>,
+    pids_dir: Option<PathBuf>,
 }
 
 impl TaskCgroup {
@@ -438,6 +460,18 @@ impl TaskCgroup {
         fs::read_to_string(memory.join(file))
             .ok()
             .and_then(|text| keyed_value(&text, "oom_kill"))
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Whether a fork of this cgroup failed at its `pids.max` (the `max` counter of
+    /// `pids.events`).
+    pub fn pids_limit_hit(&self) -> bool {
+        let Some(pids) = &self.pids_dir else {
+            return false;
+        };
+        fs::read_to_string(pids.join("pids.events"))
+            .ok()
+            .and_then(|text| keyed_value(&text, "max"))
             .is_some_and(|n| n > 0)
     }
 
@@ -730,6 +764,15 @@ fn enable_controllers(dir: &Path) -> Result<(), IsolationError> {
             write_file(&path, &format!("+{controller}"))?;
         }
     }
+    // The pids controller where the host has it (limits are best effort without it).
+    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    if available.split_whitespace().any(|c| c == "pids")
+        && !current.split_whitespace().any(|c| c == "pids")
+    {
+        if let Err(e) = write_file(&path, "+pids") {
+            tracing::debug!(error = %e, "pids controller not enabled");
+        }
+    }
     Ok(())
 }
 
@@ -810,8 +853,14 @@ fn unescape(field: &str) -> Vec<u8> {
 /// The hierarchies to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
-    V2 { mount: PathBuf },
-    V1 { cpu: PathBuf, memory: PathBuf },
+    V2 {
+        mount: PathBuf,
+    },
+    V1 {
+        cpu: PathBuf,
+        memory: PathBuf,
+        pids: Option<PathBuf>,
+    },
 }
 
 /// Pick cgroups v2 if a cgroup2 mount has both controllers, else v1 if both hierarchies
@@ -858,7 +907,11 @@ fn choose_layout(
         )
     };
     match (v1("cpu"), v1("memory")) {
-        (Some(cpu), Some(memory)) => Ok(Layout::V1 { cpu, memory }),
+        (Some(cpu), Some(memory)) => Ok(Layout::V1 {
+            cpu,
+            memory,
+            pids: v1("pids"),
+        }),
         (cpu, memory) => {
             if cpu.is_none() {
                 reasons.push("no cgroups v1 cpu hierarchy is mounted".to_owned());
@@ -905,6 +958,7 @@ mod tests {
 33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
 34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
 
@@ -930,7 +984,8 @@ mod tests {
             layout,
             Layout::V1 {
                 cpu: "/sys/fs/cgroup/cpu".into(),
-                memory: "/sys/fs/cgroup/memory".into()
+                memory: "/sys/fs/cgroup/memory".into(),
+                pids: Some("/sys/fs/cgroup/pids".into()),
             }
         );
     }
@@ -970,7 +1025,8 @@ mod tests {
             layout,
             Layout::V1 {
                 cpu: "/cg/both2".into(),
-                memory: "/cg/both2".into()
+                memory: "/cg/both2".into(),
+                pids: None,
             }
         );
         let only_cpuset = "34 31 0:31 / /cg/cpuset rw - cgroup cgroup rw,cpuset\n";
@@ -1019,6 +1075,7 @@ mod tests {
         let ok = Limits {
             cpus: 0.1,
             mem_bytes: 1,
+            pids_max: None,
         };
         assert!(validate_limits(&ok).is_ok());
         for cpus in [0.0, -1.0, f64::NAN, f64::INFINITY] {
@@ -1051,6 +1108,7 @@ mod tests {
                 &Limits {
                     cpus: 1.0,
                     mem_bytes: 1 << 20,
+                    pids_max: None,
                 },
             )
             .unwrap();

@@ -93,6 +93,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod detect;
+pub mod enforce;
 pub mod fetch;
 pub mod gc;
 pub mod image;

@@ -119,6 +119,10 @@ struct Args {
     /// holds more than this (e.g. "10GiB", "500MB", bytes).
     #[arg(long, env = "AGORA_IMAGE_GC_THRESHOLD", default_value = "10GiB", value_parser = config::parse_size)]
     image_gc_threshold: u64,
+    /// The most processes (threads included) a task may have at once; a task that
+    /// reaches it (a fork bomb) is killed, TASK_FAILED. 0: no limit.
+    #[arg(long, env = "AGORA_MAX_TASK_PIDS", default_value_t = 4096)]
+    max_task_pids: u64,
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -254,6 +258,7 @@ fn main() -> ExitCode {
             disk_headroom: args.gc_disk_headroom,
             disk_watch_interval: args.disk_watch_interval,
         },
+        max_task_pids: (args.max_task_pids > 0).then_some(args.max_task_pids),
         images: match config::image_settings(
             &args.work_dir,
             &args.image_registry,

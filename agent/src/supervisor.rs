@@ -26,6 +26,7 @@ use std::os::unix::process::ExitStatusExt;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::enforce::{self, Enforcement};
 use crate::isolation::{join_cgroups_from_child, Isolation, IsolationError, Limits, TaskCgroup};
 use crate::user::RunAs;
 use crate::workdir::{STDERR_FILE, STDOUT_FILE};
@@ -50,6 +51,8 @@ pub struct TaskSpec {
     pub user: Option<RunAs>,
     /// Run a container under an OCI runtime instead of `command` on the host.
     pub container: Option<ContainerLaunch>,
+    /// Processes, disk and ports checked while it runs.
+    pub enforce: Enforcement,
 }
 
 /// A container to run: `RUNTIME --root STATE --cgroup-manager=disabled run --bundle
@@ -159,6 +162,8 @@ pub enum TaskOutcome {
     Killed,
     /// Waiting for the process failed (it was reaped by someone else): its end is unknown.
     WaitFailed { error: String },
+    /// Killed for going past a limit besides memory ([`Enforcement`]): why.
+    LimitExceeded { reason: String },
 }
 
 impl TaskOutcome {
@@ -178,6 +183,7 @@ impl TaskOutcome {
             }
             TaskOutcome::Killed => "killed on request".to_owned(),
             TaskOutcome::WaitFailed { error } => format!("lost track of the task: {error}"),
+            TaskOutcome::LimitExceeded { reason } => reason.clone(),
         }
     }
 }
@@ -312,6 +318,8 @@ pub async fn start(
         kill_requested: false,
         exit: None,
         reaped: false,
+        enforce: spec.enforce.clone(),
+        violation: None,
     };
 
     let pid_file = sandbox.join(PID_FILE);
@@ -343,7 +351,16 @@ pub struct RunningTask {
     exit: Option<io::Result<ExitStatus>>,
     /// The process has been waited for: its pid (and group id) may be reused.
     reaped: bool,
+    /// Checked every [`ENFORCE_INTERVAL`] while it runs.
+    enforce: Enforcement,
+    /// The limit it went past, once it has.
+    violation: Option<String>,
 }
+
+/// How often the [`Enforcement`] of a running task is checked (its disk usage every
+/// [`DISK_CHECK_EVERY`]th time: a walk of its directories costs more).
+pub const ENFORCE_INTERVAL: Duration = Duration::from_millis(500);
+const DISK_CHECK_EVERY: u32 = 4;
 
 /// Asks a [`RunningTask`] that is being waited for (possibly in another tokio task) to kill
 /// itself: SIGTERM at once, SIGKILL after the grace period.
@@ -406,16 +423,67 @@ impl RunningTask {
         }
     }
 
+    /// The first limit of its [`Enforcement`] the task went past, if any (`disk`: its
+    /// disk usage is measured this time).
+    async fn check(&self, disk: bool) -> Option<String> {
+        let cgroup = self.cgroup.as_ref()?;
+        if let Some(max) = self.enforce.pids_max {
+            if cgroup.pids_limit_hit() {
+                return Some(format!(
+                    "process limit reached ({max} processes and threads, --max-task-pids)"
+                ));
+            }
+        }
+        if let Some(allowed) = &self.enforce.ports {
+            let pids = cgroup.pids();
+            let ports = enforce::listening_ports(&pids);
+            if let Some(port) = enforce::port_outside(&ports, allowed) {
+                return Some(format!(
+                    "listening on port {port}, which is not among its ports {}",
+                    enforce::ranges_text(allowed)
+                ));
+            }
+        }
+        if let (true, Some(limit)) = (disk, &self.enforce.disk) {
+            let paths = limit.paths.clone();
+            let used = tokio::task::spawn_blocking(move || enforce::disk_usage(&paths))
+                .await
+                .unwrap_or(0);
+            if used > limit.bytes {
+                return Some(format!(
+                    "disk limit exceeded ({} used, {} allowed)",
+                    Bytes(used),
+                    Bytes(limit.bytes)
+                ));
+            }
+        }
+        None
+    }
+
     /// Wait for the task to end (carrying out kill requests from [`KillHandle`]s meanwhile),
     /// SIGKILL what is left of its process group, classify the end, and destroy its cgroup.
     pub async fn wait(mut self) -> TaskOutcome {
         let status = match self.exit.take() {
             Some(status) => status,
             None => {
-                let grace = tokio::select! {
-                    biased;
-                    status = self.child.wait() => Err(status),
-                    Some(grace) = self.kill_rx.recv() => Ok(grace),
+                let mut tick = tokio::time::interval(ENFORCE_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let checking = !self.enforce.is_empty();
+                let mut ticks = 0u32;
+                let grace = loop {
+                    tokio::select! {
+                        biased;
+                        status = self.child.wait() => break Err(status),
+                        Some(grace) = self.kill_rx.recv() => break Ok(grace),
+                        _ = tick.tick(), if checking => {
+                            ticks = ticks.wrapping_add(1);
+                            if let Some(reason) = self.check(ticks.is_multiple_of(DISK_CHECK_EVERY)).await {
+                                tracing::warn!(pid = self.pid, %reason, "task over a limit: killing it");
+                                self.violation = Some(reason);
+                                break Ok(Duration::ZERO);
+                            }
+                        }
+                    }
                 };
                 match grace {
                     Err(status) => status,
@@ -429,7 +497,10 @@ impl RunningTask {
         signal_group(self.pid, libc::SIGKILL);
 
         let oom = self.cgroup.as_ref().is_some_and(TaskCgroup::oom_killed);
-        let outcome = classify(status, oom, self.kill_requested, self.mem_limit_bytes);
+        let outcome = match self.violation.take() {
+            Some(reason) => TaskOutcome::LimitExceeded { reason },
+            None => classify(status, oom, self.kill_requested, self.mem_limit_bytes),
+        };
         if let Some(cgroup) = self.cgroup.take() {
             destroy_cgroup(cgroup).await;
         }
@@ -665,9 +736,11 @@ mod tests {
             limits: Limits {
                 cpus: 1.0,
                 mem_bytes: MIB,
+                pids_max: None,
             },
             user: None,
             container: None,
+            enforce: Default::default(),
         };
         assert!(validate_spec(&spec).is_ok());
         for env in [("", "x"), ("A=B", "x"), ("A", "x\0")] {

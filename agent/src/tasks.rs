@@ -88,6 +88,10 @@ pub const ENV_FETCH_URIS: &str = "AGORA_FETCH_URIS";
 /// private meta dir; the agent fails the task with it).
 pub const ENV_FETCH_FAILURE: &str = "AGORA_FETCH_FAILURE";
 
+/// The most processes a task may have (`--max-task-pids`; 0: no limit), for the built-in
+/// executor.
+pub const ENV_MAX_TASK_PIDS: &str = "AGORA_MAX_TASK_PIDS";
+
 /// The file name of [`ENV_FETCH_FAILURE`].
 const FETCH_FAILURE_FILE: &str = "fetch.failure";
 
@@ -749,6 +753,7 @@ impl Tasks {
                 let limits = Limits {
                     cpus: scalar(&resources, "cpus").max(0.01),
                     mem_bytes: (mem * 1024.0 * 1024.0) as u64,
+                    pids_max: self.config.max_task_pids,
                 };
                 let cg_key = cgroup_key(&key.0, &key.1);
                 // Left over by an agent that crashed while this task's executor started.
@@ -819,6 +824,10 @@ impl Tasks {
             .env(agora_driver::executor_driver::ENV_SANDBOX, &sandbox)
             .env("AGORA_AGENT_ID", agent_id)
             .env("AGORA_ISOLATION", isolation_mode)
+            .env(
+                ENV_MAX_TASK_PIDS,
+                self.config.max_task_pids.unwrap_or(0).to_string(),
+            )
             .env("AGORA_CGROUPS_ROOT", self.isolation.root_name())
             .current_dir(&sandbox)
             .stdin(std::process::Stdio::null())

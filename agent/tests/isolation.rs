@@ -108,9 +108,11 @@ fn spec(sandbox: &Path, command: &str) -> TaskSpec {
         limits: Limits {
             cpus: 0.5,
             mem_bytes: 64 * MIB,
+            pids_max: None,
         },
         user: None,
         container: None,
+        enforce: Default::default(),
     }
 }
 
@@ -188,6 +190,7 @@ fn limit_files_hold_the_right_values() {
             &Limits {
                 cpus: 0.5,
                 mem_bytes: 64 * MIB,
+                pids_max: None,
             },
         )
         .unwrap();
@@ -197,6 +200,7 @@ fn limit_files_hold_the_right_values() {
             &Limits {
                 cpus: 0.001,
                 mem_bytes: 8 * MIB,
+                pids_max: None,
             },
         )
         .unwrap();
@@ -256,6 +260,7 @@ fn bad_keys_and_limits_are_rejected_without_leaving_anything() {
     let limits = Limits {
         cpus: 1.0,
         mem_bytes: 16 * MIB,
+        pids_max: None,
     };
     for key in ["", ".", "..", "a/b", "../escape", "a b", "tâche", "x\ny"] {
         match root.create(key, &limits) {
@@ -293,6 +298,7 @@ fn create_twice_fails_and_recover_finds_the_cgroup() {
     let limits = Limits {
         cpus: 1.0,
         mem_bytes: 16 * MIB,
+        pids_max: None,
     };
     let cgroup = root.create("t1", &limits).unwrap();
     match root.create("t1", &limits) {
@@ -317,6 +323,7 @@ fn added_pid_is_listed_and_destroy_kills_it_and_removes_the_cgroup() {
             &Limits {
                 cpus: 1.0,
                 mem_bytes: 64 * MIB,
+                pids_max: None,
             },
         )
         .unwrap();
@@ -357,6 +364,7 @@ fn destroy_removes_nested_cgroups_and_kills_their_processes() {
             &Limits {
                 cpus: 1.0,
                 mem_bytes: 64 * MIB,
+                pids_max: None,
             },
         )
         .unwrap();
@@ -391,6 +399,7 @@ fn remove_stale_removes_all_but_what_it_is_told_to_keep() {
     let limits = Limits {
         cpus: 1.0,
         mem_bytes: 16 * MIB,
+        pids_max: None,
     };
     let kept = root.create("fw.kept", &limits).unwrap();
     let gone = root.create("fw.gone", &limits).unwrap();
@@ -499,6 +508,7 @@ async fn memory_hog_is_oom_killed_and_its_cgroup_removed() {
     let limits = Limits {
         cpus: 1.0,
         mem_bytes: 32 * MIB,
+        pids_max: None,
     };
     // The shell survives and exits 137 after tail is killed: still an OOM kill.
     let pipeline = TaskSpec {

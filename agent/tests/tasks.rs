@@ -64,6 +64,7 @@ impl AgentInstance {
             executor_http_port: 0,
             gc: Default::default(),
             images: agora_agent::image::ImageSettings::defaults(work_dir),
+            max_task_pids: Some(4096),
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
                 insecure: true,

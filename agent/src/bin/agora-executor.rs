@@ -31,7 +31,8 @@ use agora_agent::isolation::{
 };
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
 use agora_agent::tasks::{
-    cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_FETCH_FAILURE, ENV_FETCH_URIS, ENV_TASK_USER,
+    cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_FETCH_FAILURE, ENV_FETCH_URIS, ENV_MAX_TASK_PIDS,
+    ENV_TASK_USER,
 };
 use agora_driver::executor_driver::{
     Ended, ENV_EXECUTOR_ID, ENV_EXECUTOR_TOKEN, ENV_FRAMEWORK_ID, ENV_SANDBOX,
@@ -190,6 +191,11 @@ impl Executor for CommandExecutor {
                     }
                 }
             };
+            let pids_max = std::env::var(ENV_MAX_TASK_PIDS)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|n| *n > 0);
+            let enforce = enforcement(&resources, pids_max, &sandbox, launch.as_ref());
             let spec = TaskSpec {
                 command: task.command.clone(),
                 env,
@@ -197,9 +203,11 @@ impl Executor for CommandExecutor {
                 limits: Limits {
                     cpus: scalar(&resources, "cpus").max(0.01),
                     mem_bytes: (mem_mb * 1024.0 * 1024.0) as u64,
+                    pids_max,
                 },
                 user,
                 container: launch,
+                enforce,
             };
             if lock(&state).killed_early.is_some() {
                 handle.send_status_update(
@@ -275,6 +283,37 @@ impl Executor for CommandExecutor {
 
     fn shutdown(&mut self, handle: &ExecutorHandle, grace: Duration) {
         self.kill_task(handle, "", grace);
+    }
+}
+
+/// What the task may not go past besides cpu and memory: its processes, the disk its
+/// sandbox (and its container's writable layer) hold against its `disk` resource, the
+/// ports it listens on against its `ports` resource.
+fn enforcement(
+    resources: &agora_registry::Resources,
+    pids_max: Option<u64>,
+    sandbox: &std::path::Path,
+    container: Option<&agora_agent::supervisor::ContainerLaunch>,
+) -> agora_agent::enforce::Enforcement {
+    let disk_mb = scalar(resources, "disk");
+    let disk = (disk_mb > 0.0).then(|| agora_agent::enforce::DiskLimit {
+        bytes: (disk_mb * 1024.0 * 1024.0) as u64,
+        paths: std::iter::once(sandbox.to_path_buf())
+            .chain(container.map(|c| c.bundle.join("upper")))
+            .collect(),
+    });
+    let ports: Vec<(u64, u64)> = resources
+        .iter()
+        .filter(|r| r.name == "ports")
+        .flat_map(|r| match &r.value {
+            agora_registry::Value::Ranges(ranges) => ranges.pairs().to_vec(),
+            agora_registry::Value::Scalar(_) => Vec::new(),
+        })
+        .collect();
+    agora_agent::enforce::Enforcement {
+        pids_max,
+        disk,
+        ports: Some(ports),
     }
 }
 

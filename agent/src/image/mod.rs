@@ -60,14 +60,10 @@ pub struct ImageSettings {
     /// Unused layers are removed while the store holds more than this many bytes
     /// (`--image-gc-threshold`).
     pub gc_threshold_bytes: u64,
-    /// Most processes (threads included) a task may have (`--max-task-pids`).
-    pub max_task_pids: u64,
 }
 
 /// `--image-gc-threshold`'s default: 10 GiB.
 pub const DEFAULT_IMAGE_GC_THRESHOLD_BYTES: u64 = 10 << 30;
-/// `--max-task-pids`' default.
-pub const DEFAULT_MAX_TASK_PIDS: u64 = 4096;
 
 impl ImageSettings {
     /// The defaults for an agent whose work dir is `work_dir`.
@@ -80,7 +76,6 @@ impl ImageSettings {
             runtime: PathBuf::from("crun"),
             credentials: BTreeMap::new(),
             gc_threshold_bytes: DEFAULT_IMAGE_GC_THRESHOLD_BYTES,
-            max_task_pids: DEFAULT_MAX_TASK_PIDS,
         }
     }
 

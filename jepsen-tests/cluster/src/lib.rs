@@ -578,6 +578,8 @@ impl AgentNode {
             .append(true)
             .open(&self.log)
             .unwrap();
+        // The agent starts its executors from the binary beside it: as fresh as itself.
+        binary("agora-executor");
         let mut cmd = Command::new(binary("agora-agent"));
         cmd.args([
             "--masters",

@@ -190,6 +190,75 @@ async fn a_container_survives_an_agent_crash_and_finishes_once() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_a_disk_filler_and_an_unlisted_port_are_stopped_and_the_rest_carry_on() {
+    let registry = Registry::start().unwrap();
+    let image = registry.push(&check_image()).unwrap();
+    let (cluster, _agents) = start_with_agent_args(1, &["--max-task-pids", "200"]);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    // A neighbour that must live through all of it.
+    let (mut neighbour, rx) = spawn_run(
+        &cluster,
+        &["run", "--name", "neighbour", "--", "sh", "-c", "sleep 12"],
+    );
+    let mut seen = Vec::new();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+
+    let bomb = "bomb() { bomb | bomb & }; bomb; sleep 60";
+    for args in [
+        vec!["run", "--image", &image.reference, "--", bomb],
+        vec!["run", "--", "sh", "-c", bomb],
+    ] {
+        let (code, out) = run(&cluster, &args);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("process limit reached (200"), "{out}");
+    }
+
+    let fill_root = "dd if=/dev/zero of=/home/app/fill bs=1M count=40; sleep 60";
+    let fill_sandbox = "dd if=/dev/zero of=fill bs=1M count=40; sleep 60";
+    for args in [
+        vec![
+            "run",
+            "--disk",
+            "16",
+            "--image",
+            &image.reference,
+            "--",
+            fill_root,
+        ],
+        vec!["run", "--disk", "16", "--", "sh", "-c", fill_sandbox],
+    ] {
+        let (code, out) = run(&cluster, &args);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("disk limit exceeded"), "{out}");
+    }
+
+    let port = free_port().to_string();
+    let listen = format!("nc -l -p {port}; sleep 60");
+    // On the host, busybox's nc (busybox-static, which .ci/run installs).
+    let listen_on_host = format!("busybox {listen}");
+    for args in [
+        vec!["run", "--image", &image.reference, "--", &listen],
+        vec!["run", "--", "sh", "-c", &listen_on_host],
+    ] {
+        let (code, out) = run(&cluster, &args);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!(
+                "listening on port {port}, which is not among its ports"
+            )),
+            "{out}"
+        );
+    }
+
+    assert_eq!(wait_exit(&mut neighbour, Duration::from_secs(30)), 0);
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        seen.push(l);
+    }
+    assert!(seen.iter().any(|l| l.contains("TASK_FINISHED")), "{seen:?}");
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -25,14 +25,17 @@ pub fn run(cluster: &Cluster, args: &[&str]) -> (i32, String) {
 }
 
 pub fn start(agents: usize) -> (Cluster, Vec<AgentNode>) {
+    start_with_agent_args(agents, &[])
+}
+
+/// Like [`start`], with `args` added to each agent's flags.
+pub fn start_with_agent_args(agents: usize, args: &[&str]) -> (Cluster, Vec<AgentNode>) {
     let cluster = Cluster::start_with(3, &["--allocation-interval", "100ms"]);
     let mut nodes = Vec::new();
     for i in 0..agents {
-        let mut a = AgentNode::new(
-            &cluster,
-            &format!("agent-{i}"),
-            &["--resources", "cpus:2;mem:1024;disk:1000"],
-        );
+        let mut flags = vec!["--resources", "cpus:2;mem:1024;disk:1000"];
+        flags.extend_from_slice(args);
+        let mut a = AgentNode::new(&cluster, &format!("agent-{i}"), &flags);
         a.start();
         nodes.push(a);
     }
