@@ -157,7 +157,14 @@ pub async fn run_until(
         config.gc,
         shutdown.clone(),
     ));
+    // Image layers no container uses go once the store holds more than
+    // --image-gc-threshold, checked every --disk-watch-interval.
+    let image_collector = tokio::spawn(crate::image::collect_layers(
+        config.images.clone(),
+        config.gc.disk_watch_interval,
+    ));
     let result = master_link::run(config, tasks.clone(), status_tx, shutdown).await;
+    image_collector.abort();
     if *how.borrow() == Stop::ForGood {
         let killed = tasks.stop_all(crate::tasks::DEFAULT_KILL_GRACE).await;
         tracing::info!(

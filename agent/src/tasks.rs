@@ -368,6 +368,11 @@ impl Tasks {
             tracing::info!(live, "recovered tasks from checkpoints");
         }
         tasks.remove_stale_cgroups(&keep);
+        for key in crate::image::container_keys(&tasks.config.images) {
+            if !keep.contains(&key) {
+                crate::image::remove_container(&tasks.config.images, &key);
+            }
+        }
         tasks.schedule_recovered_sandboxes(&finished);
         Ok(tasks)
     }
@@ -1041,6 +1046,7 @@ impl Tasks {
                 tracing::warn!(task = %key.1, error = %e, "cannot remove the task's cgroup");
             }
         }
+        crate::image::remove_container(&self.config.images, &cgroup_key(&key.0, &key.1));
         let unfinished = {
             let mut inner = self.lock();
             match inner.tasks.get_mut(key) {

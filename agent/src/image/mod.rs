@@ -62,6 +62,56 @@ pub struct ImageSettings {
     pub gc_threshold_bytes: u64,
 }
 
+/// Removes unused layers from the store every `interval` while it holds more than the
+/// threshold (runs until aborted).
+pub async fn collect_layers(settings: ImageSettings, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !settings.store_dir.is_dir() {
+            continue;
+        }
+        let s = settings.clone();
+        let freed = tokio::task::spawn_blocking(move || {
+            let store = store::Store::open(&s)?;
+            let in_use = container::layers_in_use(&s.containers_dir);
+            store.collect(s.gc_threshold_bytes, &in_use)
+        })
+        .await;
+        match freed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(bytes)) => tracing::info!(bytes, "removed unused image layers"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "image layer collection failed"),
+            Err(e) => tracing::warn!(error = %e, "image layer collection failed"),
+        }
+    }
+}
+
+/// Removes what is left of the container of the task `key` (its directory and the
+/// runtime's state of it), after its executor is gone.
+pub fn remove_container(settings: &ImageSettings, key: &str) {
+    let dir = container::container_dir(&settings.containers_dir, key);
+    let state = settings.containers_dir.join(".runtime").join(key);
+    for d in [dir, state] {
+        if d.exists() {
+            container::remove(&d);
+            tracing::info!(path = %d.display(), "removed a container left by its executor");
+        }
+    }
+}
+
+/// Keys of every container directory in `settings.containers_dir`.
+pub fn container_keys(settings: &ImageSettings) -> Vec<String> {
+    std::fs::read_dir(&settings.containers_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
 /// `--image-gc-threshold`'s default: 10 GiB.
 pub const DEFAULT_IMAGE_GC_THRESHOLD_BYTES: u64 = 10 << 30;
 

@@ -491,3 +491,83 @@ impl Lock {
         .map_err(|e| io_error(path)(io::Error::other(e)))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path) -> ImageSettings {
+        ImageSettings::defaults(dir)
+    }
+
+    fn layer(store: &Store, hex: &str, bytes: u64, age_s: u64) {
+        fs::create_dir_all(store.layer_dir(hex).join("etc")).unwrap();
+        let record = store.root.join("layers").join(format!("{hex}.json"));
+        fs::write(&record, serde_json::to_vec(&LayerRecord { bytes }).unwrap()).unwrap();
+        let when = std::time::SystemTime::now() - Duration::from_secs(age_s);
+        File::options()
+            .append(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    #[test]
+    fn collection_removes_the_least_recently_used_unused_layers_down_to_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&settings(dir.path())).unwrap();
+        layer(&store, "aa", 100, 300);
+        layer(&store, "bb", 200, 200);
+        layer(&store, "cc", 300, 100);
+        layer(&store, "dd", 50, 10);
+        let resolved = |layers: &[&str]| ResolvedRef {
+            reference: "r".into(),
+            manifest_digest: "sha256:x".into(),
+            config: "{}".into(),
+            layers: layers.iter().map(|s| s.to_string()).collect(),
+        };
+        let with_aa = store.root.join("refs/1.json");
+        let with_bb = store.root.join("refs/2.json");
+        fs::write(
+            &with_aa,
+            serde_json::to_vec(&resolved(&["aa", "dd"])).unwrap(),
+        )
+        .unwrap();
+        fs::write(&with_bb, serde_json::to_vec(&resolved(&["bb"])).unwrap()).unwrap();
+
+        // 650 bytes, 350 allowed, bb in use: aa goes (550), bb is skipped, cc goes (250).
+        let in_use: BTreeSet<String> = ["bb".to_string()].into();
+        assert_eq!(store.collect(350, &in_use).unwrap(), 400);
+        for (hex, kept) in [("aa", false), ("bb", true), ("cc", false), ("dd", true)] {
+            assert_eq!(store.layer_dir(hex).is_dir(), kept, "{hex}");
+        }
+        // A reference that needs a removed layer is forgotten; the other stays.
+        assert!(!with_aa.exists());
+        assert!(with_bb.exists());
+        // Under the threshold: nothing more goes.
+        assert_eq!(store.collect(350, &BTreeSet::new()).unwrap(), 0);
+        assert!(store.layer_dir("dd").is_dir());
+    }
+
+    #[test]
+    fn a_cached_reference_needs_every_layer_and_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&settings(dir.path())).unwrap();
+        let name = "127.0.0.1:5000/tools/x:v1";
+        let config = r#"{"os":"linux","architecture":"amd64","config":{"Cmd":["true"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let body = ResolvedRef {
+            reference: name.into(),
+            manifest_digest: "sha256:m".into(),
+            config: config.into(),
+            layers: vec!["aa".into()],
+        };
+        write_atomically(&store.ref_file(name), &serde_json::to_vec(&body).unwrap()).unwrap();
+        assert!(store.cached(name).unwrap().is_none(), "layer aa is missing");
+        layer(&store, "aa", 1, 0);
+        let image = store.cached(name).unwrap().expect("cached");
+        assert_eq!(image.layers, vec![store.layer_dir("aa")]);
+        assert!(!image.pulled);
+        assert!(store.cached("127.0.0.1:5000/tools/x:v2").unwrap().is_none());
+    }
+}
