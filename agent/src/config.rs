@@ -51,6 +51,9 @@ pub struct AgentConfig {
     /// The most processes (threads included) a task may have at once (`--max-task-pids`;
     /// `None`: no limit): a task that reaches it is killed (TASK_FAILED).
     pub max_task_pids: Option<u64>,
+    /// Check only the ports in this agent's own `ports` resource (Mesos'
+    /// `--check_agent_port_range_only`): a task may listen on any port outside it.
+    pub check_agent_port_range_only: bool,
 }
 
 /// `--gc-delay`'s default, as Mesos'.

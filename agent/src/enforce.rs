@@ -27,6 +27,9 @@ pub struct Enforcement {
     pub disk: Option<DiskLimit>,
     /// The TCP ports the task may listen on (inclusive ranges); `None`: not checked.
     pub ports: Option<Vec<(u64, u64)>>,
+    /// Only ports in these ranges are checked (the agent's own `ports`, with
+    /// `--check-agent-port-range-only`); `None`: every port.
+    pub checked_ports: Option<Vec<(u64, u64)>>,
 }
 
 impl Enforcement {
@@ -137,13 +140,22 @@ pub fn listeners(table: &str) -> Vec<(u16, u64)> {
         .collect()
 }
 
-/// The first of `ports` outside `allowed`.
-pub fn port_outside(ports: &BTreeSet<u16>, allowed: &[(u64, u64)]) -> Option<u16> {
-    ports.iter().copied().find(|p| {
-        !allowed
+/// The first of `ports` outside `allowed` (among those in `checked`, when given).
+pub fn port_outside(
+    ports: &BTreeSet<u16>,
+    allowed: &[(u64, u64)],
+    checked: Option<&[(u64, u64)]>,
+) -> Option<u16> {
+    let within = |ranges: &[(u64, u64)], p: u16| {
+        ranges
             .iter()
-            .any(|(b, e)| (*b..=*e).contains(&u64::from(*p)))
-    })
+            .any(|(b, e)| (*b..=*e).contains(&u64::from(p)))
+    };
+    ports
+        .iter()
+        .copied()
+        .filter(|p| checked.is_none_or(|c| within(c, *p)))
+        .find(|p| !within(allowed, *p))
 }
 
 /// Ranges as Mesos writes them: `[31000-31005, 31010-31010]`.
@@ -182,9 +194,19 @@ mod tests {
     #[test]
     fn a_port_outside_every_range_is_named() {
         let ports: BTreeSet<u16> = [31000, 31005].into();
-        assert_eq!(port_outside(&ports, &[(31000, 31010)]), None);
-        assert_eq!(port_outside(&ports, &[(31000, 31000)]), Some(31005));
-        assert_eq!(port_outside(&ports, &[]), Some(31000));
+        assert_eq!(port_outside(&ports, &[(31000, 31010)], None), None);
+        assert_eq!(port_outside(&ports, &[(31000, 31000)], None), Some(31005));
+        assert_eq!(port_outside(&ports, &[], None), Some(31000));
+        // Only the agent's range checked: a port outside it is the task's business.
+        assert_eq!(
+            port_outside(&ports, &[], Some(&[(31001, 31009)])),
+            Some(31005)
+        );
+        assert_eq!(
+            port_outside(&ports, &[(31005, 31005)], Some(&[(31001, 31009)])),
+            None
+        );
+        assert_eq!(port_outside(&ports, &[], Some(&[(40000, 40010)])), None);
         assert_eq!(ranges_text(&[(1, 2), (5, 5)]), "[1-2, 5-5]");
     }
 

@@ -123,6 +123,11 @@ struct Args {
     /// reaches it (a fork bomb) is killed, TASK_FAILED. 0: no limit.
     #[arg(long, env = "AGORA_MAX_TASK_PIDS", default_value_t = 4096)]
     max_task_pids: u64,
+    /// A task listening on a TCP port outside its `ports` resource is killed; with this,
+    /// only ports in this agent's own `ports` range count (Mesos'
+    /// --check_agent_port_range_only).
+    #[arg(long, env = "AGORA_CHECK_AGENT_PORT_RANGE_ONLY")]
+    check_agent_port_range_only: bool,
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -259,6 +264,7 @@ fn main() -> ExitCode {
             disk_watch_interval: args.disk_watch_interval,
         },
         max_task_pids: (args.max_task_pids > 0).then_some(args.max_task_pids),
+        check_agent_port_range_only: args.check_agent_port_range_only,
         images: match config::image_settings(
             &args.work_dir,
             &args.image_registry,

@@ -437,7 +437,8 @@ impl RunningTask {
         if let Some(allowed) = &self.enforce.ports {
             let pids = cgroup.pids();
             let ports = enforce::listening_ports(&pids);
-            if let Some(port) = enforce::port_outside(&ports, allowed) {
+            let checked = self.enforce.checked_ports.as_deref();
+            if let Some(port) = enforce::port_outside(&ports, allowed, checked) {
                 return Some(format!(
                     "listening on port {port}, which is not among its ports {}",
                     enforce::ranges_text(allowed)

@@ -88,6 +88,10 @@ pub const ENV_FETCH_URIS: &str = "AGORA_FETCH_URIS";
 /// private meta dir; the agent fails the task with it).
 pub const ENV_FETCH_FAILURE: &str = "AGORA_FETCH_FAILURE";
 
+/// The port ranges whose ports are checked (JSON `[[begin, end], ...]`: the agent's own,
+/// with `--check-agent-port-range-only`; unset: every port), for the built-in executor.
+pub const ENV_CHECKED_PORTS: &str = "AGORA_CHECKED_PORTS";
+
 /// The most processes a task may have (`--max-task-pids`; 0: no limit), for the built-in
 /// executor.
 pub const ENV_MAX_TASK_PIDS: &str = "AGORA_MAX_TASK_PIDS";
@@ -795,6 +799,22 @@ impl Tasks {
             let failure = self.meta_dir(key).join(FETCH_FAILURE_FILE);
             let _ = std::fs::remove_file(&failure);
             cmd.env(ENV_FETCH_FAILURE, failure);
+        }
+        if self.config.check_agent_port_range_only {
+            let ranges: Vec<(u64, u64)> = self
+                .config
+                .resources
+                .iter()
+                .filter(|r| r.name == "ports")
+                .flat_map(|r| match &r.value {
+                    Value::Ranges(ranges) => ranges.pairs().to_vec(),
+                    Value::Scalar(_) => Vec::new(),
+                })
+                .collect();
+            cmd.env(
+                ENV_CHECKED_PORTS,
+                serde_json::to_string(&ranges).unwrap_or_default(),
+            );
         }
         if record.container.is_some() {
             cmd.env(

@@ -65,6 +65,7 @@ impl AgentInstance {
             gc: Default::default(),
             images: agora_agent::image::ImageSettings::defaults(work_dir),
             max_task_pids: Some(4096),
+            check_agent_port_range_only: false,
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
                 insecure: true,

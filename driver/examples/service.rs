@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p agora-driver --example service -- --masters 127.0.0.1:5050 \
-//!     --name web --instances 3 --cpus 0.5 --mem 64 -- python3 -m http.server 0
+//!     --name web --instances 3 --cpus 0.5 --mem 64 -- sh -c 'while sleep 5; do date; done'
 //! ```
 //!
 //! Each instance `I` runs as task `NAME-I.G`, G counting its generations. Whenever an

@@ -31,8 +31,8 @@ use agora_agent::isolation::{
 };
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
 use agora_agent::tasks::{
-    cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_FETCH_FAILURE, ENV_FETCH_URIS, ENV_MAX_TASK_PIDS,
-    ENV_TASK_USER,
+    cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_CHECKED_PORTS, ENV_FETCH_FAILURE, ENV_FETCH_URIS,
+    ENV_MAX_TASK_PIDS, ENV_TASK_USER,
 };
 use agora_driver::executor_driver::{
     Ended, ENV_EXECUTOR_ID, ENV_EXECUTOR_TOKEN, ENV_FRAMEWORK_ID, ENV_SANDBOX,
@@ -310,10 +310,15 @@ fn enforcement(
             agora_registry::Value::Scalar(_) => Vec::new(),
         })
         .collect();
+    // With --check-agent-port-range-only, the agent's own port ranges.
+    let checked_ports = std::env::var(ENV_CHECKED_PORTS)
+        .ok()
+        .and_then(|v| serde_json::from_str::<Vec<(u64, u64)>>(&v).ok());
     agora_agent::enforce::Enforcement {
         pids_max,
         disk,
         ports: Some(ports),
+        checked_ports,
     }
 }
 

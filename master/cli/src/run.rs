@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// Disk for the task, in MB.
     #[arg(long, default_value_t = 0.0)]
     disk: f64,
+    /// A host port for the task, from its offer (repeatable): NAME is how the task finds
+    /// it, in PORT_<NAME> (and PORT0, PORT1, ... in order, as Marathon sets them). It may
+    /// listen on its ports and no others.
+    #[arg(long = "port", value_name = "NAME")]
+    ports: Vec<String>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required_unless_present = "image")]
     command: Vec<String>,
@@ -64,6 +69,8 @@ struct Run {
     cpus: f64,
     mem: f64,
     disk: f64,
+    /// Names of the host ports it asks for.
+    ports: Vec<String>,
     launched: bool,
     last_state: Option<TaskState>,
     /// The terminal status, once it arrives.
@@ -82,6 +89,7 @@ impl Scheduler for Run {
                 || scalar(&offer.resources, "cpus") < self.cpus
                 || scalar(&offer.resources, "mem") < self.mem
                 || scalar(&offer.resources, "disk") < self.disk
+                || pick_ports(&offer.resources, self.ports.len()).is_none()
             {
                 decline.push(offer.id);
                 continue;
@@ -99,6 +107,26 @@ impl Scheduler for Run {
                     value: Some(pb::resource::Value::Scalar(self.mem)),
                 },
             ];
+            let mut env = std::collections::HashMap::new();
+            if let Some(ports) = pick_ports(&offer.resources, self.ports.len())
+                .filter(|p| !p.is_empty())
+            {
+                for (i, (name, port)) in self.ports.iter().zip(&ports).enumerate() {
+                    env.insert(format!("PORT_{}", name.to_uppercase()), port.to_string());
+                    env.insert(format!("PORT{i}"), port.to_string());
+                    eprintln!("port {name}: {port}");
+                }
+                resources.push(pb::Resource {
+                    name: "ports".into(),
+                    role: String::new(),
+                    value: Some(pb::resource::Value::Ranges(pb::Ranges {
+                        range: ports
+                            .iter()
+                            .map(|p| pb::Range { begin: *p, end: *p })
+                            .collect(),
+                    })),
+                });
+            }
             if self.disk > 0.0 {
                 resources.push(pb::Resource {
                     name: "disk".into(),
@@ -118,7 +146,7 @@ impl Scheduler for Run {
                     name: self.task_id.clone(),
                     resources,
                     command: self.command.clone(),
-                    env: Default::default(),
+                    env,
                     executor: None,
                     container: self.container.clone(),
                     ..Default::default()
@@ -162,6 +190,15 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
     for (flag, v) in [("--cpus", args.cpus), ("--mem", args.mem)] {
         if !v.is_finite() || v <= 0.0 {
             eprintln!("agora: {flag} must be a positive number, not {v}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    for name in &args.ports {
+        if name.is_empty()
+            || name.len() > 32
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            eprintln!("agora: --port {name:?}: a name of 1 to 32 letters, digits or '_'");
             return Ok(ExitCode::from(2));
         }
     }
@@ -221,6 +258,7 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
             cpus: args.cpus,
             mem: args.mem,
             disk: args.disk,
+            ports: args.ports.clone(),
             launched: false,
             last_state: None,
             result: result.clone(),
@@ -240,6 +278,24 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
         None => 1,
     };
     Ok(ExitCode::from(code as u8))
+}
+
+/// The `n` lowest ports of an offer, if it has that many.
+fn pick_ports(resources: &[pb::Resource], n: usize) -> Option<Vec<u64>> {
+    let mut out = Vec::with_capacity(n);
+    for r in resources.iter().filter(|r| r.name == "ports") {
+        if let Some(pb::resource::Value::Ranges(ranges)) = &r.value {
+            for range in &ranges.range {
+                let mut p = range.begin;
+                while out.len() < n && p <= range.end {
+                    out.push(p);
+                    p += 1;
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    (out.len() == n).then_some(out)
 }
 
 fn uuid_suffix() -> String {

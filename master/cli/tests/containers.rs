@@ -194,7 +194,15 @@ async fn a_container_survives_an_agent_crash_and_finishes_once() {
 async fn a_fork_bomb_a_disk_filler_and_an_unlisted_port_are_stopped_and_the_rest_carry_on() {
     let registry = Registry::start().unwrap();
     let image = registry.push(&check_image()).unwrap();
-    let (cluster, _agents) = start_with_agent_args(1, &["--max-task-pids", "200"]);
+    let (cluster, _agents) = start_with_agent_args(
+        1,
+        &[
+            "--max-task-pids",
+            "200",
+            "--resources",
+            "cpus:2;mem:1024;disk:1000;ports:[31000-31010]",
+        ],
+    );
     cluster.wait_leader(1, Duration::from_secs(10)).await;
     wait_agents(&cluster, 1).await;
     // A neighbour that must live through all of it.
@@ -232,6 +240,18 @@ async fn a_fork_bomb_a_disk_filler_and_an_unlisted_port_are_stopped_and_the_rest
         let (code, out) = run(&cluster, &args);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("disk limit exceeded"), "{out}");
+    }
+
+    // Its own port it may listen on, in a container as on the host.
+    let own = "busybox nc -l -p $PORT_HTTP & sleep 3; test $PORT0 = $PORT_HTTP";
+    let own_in_image = "nc -l -p $PORT_HTTP & sleep 3; test $PORT0 = $PORT_HTTP";
+    for args in [
+        vec!["run", "--port", "http", "--image", &image.reference, "--", own_in_image],
+        vec!["run", "--port", "http", "--", "sh", "-c", own],
+    ] {
+        let (code, out) = run(&cluster, &args);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("port http: 310"), "{out}");
     }
 
     let port = free_port().to_string();
