@@ -231,6 +231,15 @@ pub fn task_info(record: &TaskRecord, resources: &Resources) -> pb::TaskInfo {
             args: c.args.clone(),
             force_pull: c.force_pull,
             framework_user: c.framework_user.clone(),
+            volumes: c
+                .volumes
+                .iter()
+                .map(|v| pb::Volume {
+                    host_path: v.host_path.display().to_string(),
+                    container_path: v.container_path.clone(),
+                    read_only: v.read_only,
+                })
+                .collect(),
         }),
     }
 }
@@ -242,6 +251,15 @@ pub fn container_from_proto(c: &pb::ContainerInfo) -> crate::image::ContainerSpe
         args: c.args.clone(),
         force_pull: c.force_pull,
         framework_user: c.framework_user.clone(),
+        volumes: c
+            .volumes
+            .iter()
+            .map(|v| crate::image::VolumeSpec {
+                host_path: v.host_path.clone().into(),
+                container_path: v.container_path.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
     }
 }
 

@@ -128,6 +128,10 @@ struct Args {
     /// --check_agent_port_range_only).
     #[arg(long, env = "AGORA_CHECK_AGENT_PORT_RANGE_ONLY")]
     check_agent_port_range_only: bool,
+    /// Host directories (comma-separated) that containers may mount as volumes, with
+    /// what is under them (Mesos' host_path volumes); none by default.
+    #[arg(long, env = "AGORA_ALLOWED_HOST_VOLUMES", default_value = "")]
+    allowed_host_volumes: String,
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -273,7 +277,25 @@ fn main() -> ExitCode {
             &args.container_runtime,
             args.image_gc_threshold,
         ) {
-            Ok(s) => s,
+            Ok(mut s) => {
+                s.allowed_host_volumes = args
+                    .allowed_host_volumes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                if let Some(p) = s.allowed_host_volumes.iter().find(|p| !p.is_absolute()) {
+                    return fail(
+                        2,
+                        format!(
+                            "--allowed-host-volumes: {} is not an absolute path",
+                            p.display()
+                        ),
+                    );
+                }
+                s
+            }
             Err(e) => return fail(2, e),
         },
     };

@@ -61,6 +61,17 @@ pub struct BundleSpec<'a> {
     pub network: Network,
     /// Open files allowed (RLIMIT_NOFILE, soft and hard).
     pub max_open_files: u64,
+    /// Host directories bind-mounted into the container (checked by the agent first).
+    pub volumes: &'a [Volume],
+}
+
+/// A host directory bind-mounted into a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    pub host_path: String,
+    /// Absolute, within the container.
+    pub container_path: String,
+    pub read_only: bool,
 }
 
 /// The `config.json` for `spec`.
@@ -81,6 +92,28 @@ pub fn oci_config(spec: &BundleSpec<'_>) -> Value {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=1777"]}),
+        json!({"destination": SANDBOX_IN_CONTAINER, "type": "bind", "source": spec.sandbox,
+         "options": ["rbind", "rw", "nosuid", "nodev"]}),
+    ];
+    for v in spec.volumes {
+        let mode = if v.read_only { "ro" } else { "rw" };
+        mounts.push(json!({"destination": v.container_path, "type": "bind",
+            "source": v.host_path, "options": ["rbind", mode, "nosuid", "nodev"]}));
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -107,23 +140,7 @@ pub fn oci_config(spec: &BundleSpec<'_>) -> Value {
         },
         "root": {"path": spec.rootfs, "readonly": false},
         "hostname": spec.hostname,
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "nodev", "mode=1777"]},
-            {"destination": SANDBOX_IN_CONTAINER, "type": "bind", "source": spec.sandbox,
-             "options": ["rbind", "rw", "nosuid", "nodev"]},
-        ],
+        "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
             "maskedPaths": [
@@ -164,6 +181,7 @@ mod tests {
             hostname: "task-t",
             network,
             max_open_files: 1024,
+            volumes: &[],
         }
     }
 

@@ -595,6 +595,7 @@ mod containers {
                 (k.clone(), v)
             })
             .collect();
+        let allowed = settings.allowed_host_volumes.clone();
         let (dir, key_owned, spec_owned, command, user, sandbox_owned) = (
             settings.containers_dir.clone(),
             key.to_string(),
@@ -606,6 +607,7 @@ mod containers {
         let prepared = tokio::task::spawn_blocking(move || {
             let p = container::prepare(
                 &dir,
+                &allowed,
                 &key_owned,
                 &image,
                 &spec_owned,

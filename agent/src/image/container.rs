@@ -52,6 +52,8 @@ pub enum ContainerError {
     Process { image: String, source: ProcessError },
     #[error("image {image} has {layers} layers: too many for one overlayfs mount")]
     TooManyLayers { image: String, layers: usize },
+    #[error("volume {path}: {reason}")]
+    Volume { path: String, reason: String },
 }
 
 /// A container ready for the runtime.
@@ -81,6 +83,7 @@ pub fn container_dir(containers_dir: &Path, key: &str) -> PathBuf {
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     containers_dir: &Path,
+    allowed_volumes: &[PathBuf],
     key: &str,
     image: &Image,
     spec: &ContainerSpec,
@@ -181,6 +184,7 @@ pub fn prepare(
     for f in [crate::workdir::STDOUT_FILE, crate::workdir::STDERR_FILE] {
         let _ = std::os::unix::fs::lchown(sandbox.join(f), Some(uid), Some(gid));
     }
+    let volumes = checked_volumes(&spec.volumes, allowed_volumes)?;
     let sandbox_text = sandbox.display().to_string();
     // The task's id (after the framework's in the key), as a host name allows it.
     let task_id = key.split_once('.').map_or(key, |(_, t)| t);
@@ -198,6 +202,7 @@ pub fn prepare(
         hostname,
         network: Network::Host,
         max_open_files: max_open_files(),
+        volumes: &volumes,
     });
     let config_path = dir.join("config.json");
     fs::write(&config_path, config.to_string()).map_err(io(&config_path))?;
@@ -212,6 +217,44 @@ pub fn prepare(
         uid,
         gid,
     })
+}
+
+/// The task's volumes, each host path resolved (symlinks followed) and under one of
+/// `allowed` (the agent's `--allowed-host-volumes`), each container path absolute without
+/// `..`.
+fn checked_volumes(
+    volumes: &[super::VolumeSpec],
+    allowed: &[PathBuf],
+) -> Result<Vec<bundle::Volume>, ContainerError> {
+    volumes
+        .iter()
+        .map(|v| {
+            let refuse = |reason: String| ContainerError::Volume {
+                path: v.host_path.display().to_string(),
+                reason,
+            };
+            let c = &v.container_path;
+            if !c.starts_with('/') || c.split('/').any(|p| p == "..") {
+                return Err(refuse(format!(
+                    "container path {c:?} is not absolute without '..'"
+                )));
+            }
+            let real = fs::canonicalize(&v.host_path).map_err(|e| refuse(e.to_string()))?;
+            let permitted = allowed
+                .iter()
+                .any(|a| fs::canonicalize(a).is_ok_and(|a| real.starts_with(&a)));
+            if !permitted {
+                return Err(refuse(
+                    "not under the agent's --allowed-host-volumes".to_string(),
+                ));
+            }
+            Ok(bundle::Volume {
+                host_path: real.display().to_string(),
+                container_path: c.clone(),
+                read_only: v.read_only,
+            })
+        })
+        .collect()
 }
 
 /// The layers' digests every container in `containers_dir` uses.

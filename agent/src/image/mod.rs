@@ -27,6 +27,18 @@ pub struct ContainerSpec {
     /// The framework's user, for a task and an image that name none.
     #[serde(default)]
     pub framework_user: String,
+    /// Host directories mounted into it.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A host directory in a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The environment variable that carries [`ImageSettings`] from the agent to its
@@ -60,6 +72,10 @@ pub struct ImageSettings {
     /// Unused layers are removed while the store holds more than this many bytes
     /// (`--image-gc-threshold`).
     pub gc_threshold_bytes: u64,
+    /// Host directories (and what is under them) containers may mount
+    /// (`--allowed-host-volumes`); none by default.
+    #[serde(default)]
+    pub allowed_host_volumes: Vec<PathBuf>,
 }
 
 /// Removes unused layers from the store every `interval` while it holds more than the
@@ -126,6 +142,7 @@ impl ImageSettings {
             runtime: PathBuf::from("crun"),
             credentials: BTreeMap::new(),
             gc_threshold_bytes: DEFAULT_IMAGE_GC_THRESHOLD_BYTES,
+            allowed_host_volumes: Vec::new(),
         }
     }
 

@@ -20,6 +20,9 @@
 //!    over HTTP/1.1 (AGORA_BENCH_CLIENTS=grpc,json-h2,protobuf-h2,json-h1,protobuf-h1 picks
 //!    some).
 //!
+//! 7. Image tasks (AGORA_BENCH_ONLY=containers): warm and cold launches from a registry on
+//!    loopback, against command tasks, and a cold pull of a 50 MB image.
+//!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
 //! its simulated-agent half, AGORA_BENCH_ONLY=security for the third with TLS and
@@ -126,6 +129,9 @@ async fn simulation(report: &mut String, quick: bool) {
 struct Launcher {
     total: usize,
     launched: usize,
+    /// What each task runs: a shell line, or (with `container`) the image's own command.
+    command: String,
+    container: Option<pb::ContainerInfo>,
     in_flight: Option<(String, Instant)>,
     latencies: Arc<Mutex<Vec<Duration>>>,
 }
@@ -156,9 +162,10 @@ impl Scheduler for Launcher {
                         value: Some(pb::resource::Value::Scalar(32.0)),
                     },
                 ],
-                command: "true".into(),
+                command: self.command.clone(),
                 env: Default::default(),
                 executor: None,
+                container: self.container.clone(),
                 ..Default::default()
             };
             self.in_flight = Some((id, Instant::now()));
@@ -228,6 +235,8 @@ async fn launch_latency(report: &mut String, quick: bool) {
         driver.run(Launcher {
             total: n,
             launched: 0,
+            command: "true".into(),
+            container: None,
             in_flight: None,
             latencies: latencies.clone(),
         }),
@@ -265,6 +274,106 @@ async fn launch_latency(report: &mut String, quick: bool) {
         percentile(&l, 0.99).as_secs_f64() * 1000.0,
         l.iter().map(|d| d.as_secs_f64()).sum::<f64>() / l.len().max(1) as f64 * 1000.0,
         if count > 0.0 { sum / count * 1000.0 } else { 0.0 },
+    ));
+}
+
+/// Accept -> TASK_RUNNING of `n` tasks launched one at a time through a framework of its
+/// own, each running `command` or (with `container`) its image's command; sorted.
+async fn launch_latencies(
+    cluster: &Cluster,
+    name: &str,
+    n: usize,
+    command: &str,
+    container: Option<pb::ContainerInfo>,
+) -> Vec<Duration> {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let framework = pb::FrameworkInfo {
+        name: name.into(),
+        roles: vec!["*".into()],
+        ..Default::default()
+    };
+    let driver = SchedulerDriver::with_client(cluster.client(), framework);
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        driver.run(Launcher {
+            total: n,
+            launched: 0,
+            command: command.into(),
+            container,
+            in_flight: None,
+            latencies: latencies.clone(),
+        }),
+    )
+    .await
+    .expect("launches finished")
+    .unwrap();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    l
+}
+
+/// Image tasks (AGORA_BENCH_ONLY=containers): a registry on loopback, a busybox image and
+/// one with a 50 MB layer; the first launch of the small image (cold: pulled), then warm
+/// launches one at a time (layers in the store), against command tasks on the same agent;
+/// and a cold pull of the 50 MB image.
+async fn containers(report: &mut String, quick: bool) {
+    use agora_test_cluster::registry::{ImageSpec, Registry};
+    let n = if quick { 10 } else { 100 };
+    let registry = Registry::start().unwrap();
+    let small = registry
+        .push(&ImageSpec {
+            name: "bench/busybox:v1".into(),
+            cmd: vec!["true".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let big = registry
+        .push(&ImageSpec {
+            name: "bench/big:v1".into(),
+            cmd: vec!["true".into()],
+            padding_bytes: 50 * 1024 * 1024,
+            ..Default::default()
+        })
+        .unwrap();
+    let cluster = Cluster::start_with(3, &["--allocation-interval", "50ms"]);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let mut agent = AgentNode::new(
+        &cluster,
+        "agent",
+        &[
+            "--resources",
+            "cpus:2;mem:2048;disk:1000",
+            "--log-level",
+            "warn",
+        ],
+    );
+    agent.start();
+    cluster.wait_active_agents(1, Duration::from_secs(20)).await;
+    let image = |reference: &str| {
+        Some(pb::ContainerInfo {
+            image: reference.to_string(),
+            ..Default::default()
+        })
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let cold_small = launch_latencies(&cluster, "cold", 1, "", image(&small.reference)).await;
+    let warm = launch_latencies(&cluster, "warm", n, "", image(&small.reference)).await;
+    let plain = launch_latencies(&cluster, "plain", n, "true", None).await;
+    let cold_big = launch_latencies(&cluster, "big", 1, "", image(&big.reference)).await;
+    let row = |what: &str, l: &[Duration]| {
+        format!(
+            "| {what} | {} | {:.1} ms | {:.1} ms |\n",
+            l.len(),
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.99))
+        )
+    };
+    report.push_str(&format!(
+        "### Image tasks: accept -> TASK_RUNNING (real agent, crun, registry on loopback)\n\n| task | launches | p50 | p99 |\n|---|---|---|---|\n{}{}{}{}\n",
+        row("busybox image, cold (manifest, config and a 1.0 MB layer pulled)", &cold_small),
+        row("busybox image, warm (layers in the store, no registry request)", &warm),
+        row("command task `true` (no image), same agent", &plain),
+        row("image with a 50 MB layer, cold (pulled, digest checked, unpacked)", &cold_big),
     ));
 }
 
@@ -758,6 +867,10 @@ fn main() {
     rt.block_on(async {
         if only == "state-load" {
             state_load(&mut report, quick).await;
+            return;
+        }
+        if only == "containers" {
+            containers(&mut report, quick).await;
             return;
         }
         if only == "million" {

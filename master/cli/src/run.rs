@@ -44,6 +44,15 @@ pub struct RunArgs {
     /// listen on its ports and no others.
     #[arg(long = "port", value_name = "NAME")]
     ports: Vec<String>,
+    /// A host directory in the container, as `docker run -v` (repeatable; the agent must
+    /// allow it with --allowed-host-volumes).
+    #[arg(
+        long = "volume",
+        short = 'v',
+        value_name = "HOST_PATH:CONTAINER_PATH[:ro]",
+        requires = "image"
+    )]
+    volumes: Vec<String>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required_unless_present = "image")]
     command: Vec<String>,
@@ -108,8 +117,8 @@ impl Scheduler for Run {
                 },
             ];
             let mut env = std::collections::HashMap::new();
-            if let Some(ports) = pick_ports(&offer.resources, self.ports.len())
-                .filter(|p| !p.is_empty())
+            if let Some(ports) =
+                pick_ports(&offer.resources, self.ports.len()).filter(|p| !p.is_empty())
             {
                 for (i, (name, port)) in self.ports.iter().zip(&ports).enumerate() {
                     env.insert(format!("PORT_{}", name.to_uppercase()), port.to_string());
@@ -230,6 +239,24 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
     let handle = driver.handle();
     let result = Arc::new(Mutex::new(None));
     let task_id = format!("{}-{}", args.name, &uuid_suffix());
+    let mut volumes = Vec::new();
+    for v in &args.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (host, inside, read_only) = match parts.as_slice() {
+            [h, c] => (h, c, false),
+            [h, c, "ro"] => (h, c, true),
+            [h, c, "rw"] => (h, c, false),
+            _ => {
+                eprintln!("agora: --volume {v:?}: HOST_PATH:CONTAINER_PATH[:ro]");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        volumes.push(pb::Volume {
+            host_path: host.to_string(),
+            container_path: inside.to_string(),
+            read_only,
+        });
+    }
     let (command, container) = match &args.image {
         Some(image) => (
             String::new(),
@@ -238,6 +265,7 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
                 args: args.command.clone(),
                 force_pull: args.force_pull,
                 framework_user: String::new(),
+                volumes: volumes.clone(),
             }),
         ),
         None => (

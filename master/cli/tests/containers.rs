@@ -40,7 +40,12 @@ fn check_image() -> ImageSpec {
 async fn an_image_task_sees_the_image_not_the_host_and_the_second_starts_without_a_pull() {
     let registry = Registry::start().unwrap();
     let image = registry.push(&check_image()).unwrap();
-    let (cluster, agents) = start(1);
+    let shared = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (cluster, agents) = start_with_agent_args(
+        1,
+        &["--allowed-host-volumes", shared.path().to_str().unwrap()],
+    );
     cluster.wait_leader(1, Duration::from_secs(10)).await;
     wait_agents(&cluster, 1).await;
 
@@ -93,6 +98,46 @@ async fn an_image_task_sees_the_image_not_the_host_and_the_second_starts_without
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("\"nosuchuser\" is not in the image"), "{out}");
+
+    // A host directory the agent allows, mounted; one it does not, refused.
+    let volume = format!("{}:/shared", shared.path().display());
+    let (code, out) = run(
+        &cluster,
+        &[
+            "run",
+            "--user",
+            "root",
+            "--image",
+            &image.reference,
+            "-v",
+            &volume,
+            "--",
+            "echo from-the-task > /shared/note",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("note")).unwrap(),
+        "from-the-task\n"
+    );
+    let volume = format!("{}:/elsewhere:ro", elsewhere.path().display());
+    let (code, out) = run(
+        &cluster,
+        &[
+            "run",
+            "--image",
+            &image.reference,
+            "-v",
+            &volume,
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("not under the agent's --allowed-host-volumes"),
+        "{out}"
+    );
 
     // /state shows each task's image.
     let state = cluster.http_state().expect("/state");
@@ -246,7 +291,15 @@ async fn a_fork_bomb_a_disk_filler_and_an_unlisted_port_are_stopped_and_the_rest
     let own = "busybox nc -l -p $PORT_HTTP & sleep 3; test $PORT0 = $PORT_HTTP";
     let own_in_image = "nc -l -p $PORT_HTTP & sleep 3; test $PORT0 = $PORT_HTTP";
     for args in [
-        vec!["run", "--port", "http", "--image", &image.reference, "--", own_in_image],
+        vec![
+            "run",
+            "--port",
+            "http",
+            "--image",
+            &image.reference,
+            "--",
+            own_in_image,
+        ],
         vec!["run", "--port", "http", "--", "sh", "-c", own],
     ] {
         let (code, out) = run(&cluster, &args);

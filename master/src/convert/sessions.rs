@@ -282,6 +282,9 @@ pub fn accept_from_proto(
     })
 }
 
+/// Volumes a container may have.
+pub const MAX_VOLUMES: usize = 32;
+
 /// A task's container: an image reference in Docker's syntax (checked for syntax only:
 /// the registry it defaults to is each agent's), bounded arguments.
 fn container(c: &pb::ContainerInfo, field: &str) -> Result<(), Status> {
@@ -292,6 +295,22 @@ fn container(c: &pb::ContainerInfo, field: &str) -> Result<(), Status> {
     agora_image::ImageRef::parse(&c.image, agora_image::reference::DOCKER_HUB)
         .map_err(|e| invalid(&format!("{field}.image"), e.to_string()))?;
     limits::count(&format!("{field}.args"), c.args.len(), limits::MAX_ENV_VARS)?;
+    limits::count(&format!("{field}.volumes"), c.volumes.len(), MAX_VOLUMES)?;
+    for (i, v) in c.volumes.iter().enumerate() {
+        for (name, path) in [
+            ("host_path", &v.host_path),
+            ("container_path", &v.container_path),
+        ] {
+            let f = format!("{field}.volumes[{i}].{name}");
+            limits::bytes(&f, path.as_bytes(), limits::MAX_URI_BYTES)?;
+            if !path.starts_with('/') || path.split('/').any(|c| c == "..") || path.contains('\0') {
+                return Err(invalid(
+                    &f,
+                    format!("{path:?} is not an absolute path without '..'"),
+                ));
+            }
+        }
+    }
     let total: usize = c.args.iter().map(String::len).sum();
     if total > limits::MAX_COMMAND_BYTES {
         return Err(invalid(

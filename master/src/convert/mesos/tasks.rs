@@ -153,11 +153,30 @@ fn container_from_mesos(
         }
         _ => Vec::new(),
     };
+    let volumes = c
+        .volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let host_path = v.host_path.clone().ok_or_else(|| {
+                invalid(
+                    &format!("{path}.volumes[{i}].host_path"),
+                    "missing: only host_path volumes are supported by Agora",
+                )
+            })?;
+            Ok(pb::Volume {
+                host_path,
+                container_path: v.container_path.clone(),
+                read_only: v.mode() == mesos::volume::Mode::Ro,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
     Ok(pb::ContainerInfo {
         image: name,
         args,
         force_pull: !image.cached(),
         framework_user: String::new(),
+        volumes,
     })
 }
 
