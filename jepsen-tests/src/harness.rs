@@ -72,6 +72,9 @@ pub struct Options {
     pub subnet: u8,
     /// Resources of each agent.
     pub agent_resources: String,
+    /// Run the workload's tasks as image tasks: from a busybox image in a registry the
+    /// harness serves on the bridge address, their markers written through a volume.
+    pub image_tasks: bool,
 }
 
 impl Options {
@@ -91,6 +94,7 @@ impl Options {
             prefix: "agj".into(),
             subnet: 77,
             agent_resources: "cpus:2;mem:2048;disk:1000".into(),
+            image_tasks: false,
         }
     }
 }
@@ -344,6 +348,8 @@ struct Run {
     frameworks: Vec<Proc>,
     observed: Arc<Mutex<Observed>>,
     marker_dir: PathBuf,
+    /// With `image_tasks`: the registry and the image the tasks run from.
+    registry: Option<(agora_test_cluster::registry::Registry, String)>,
     /// Agent id -> its resources, as the harness configured them (the truth the
     /// over-commit checker compares with, whatever the masters believe).
     known_totals: Arc<Mutex<BTreeMap<String, BTreeMap<String, f64>>>>,
@@ -634,6 +640,20 @@ impl Run {
         }
     }
 
+    /// An agent's flags for image tasks: the registry (plain HTTP on the bridge address)
+    /// and the marker directory as a volume.
+    fn image_agent_flags(&self) -> Vec<String> {
+        match &self.registry {
+            Some((registry, _)) => vec![
+                "--insecure-registries".into(),
+                registry.addr.clone(),
+                "--allowed-host-volumes".into(),
+                self.marker_dir.display().to_string(),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     fn workload_proc(&self, i: usize, host: Host) -> Proc {
         let name = format!("fw-{}", (b'a' + i as u8) as char);
         let role = match i % 3 {
@@ -668,6 +688,13 @@ impl Run {
             "--api".into(),
             if i % 3 == 2 { "mesos" } else { "grpc" }.into(),
         ];
+        let args = match &self.registry {
+            Some((_, image)) => args
+                .into_iter()
+                .chain(["--image".to_string(), image.clone()])
+                .collect(),
+            None => args,
+        };
         Proc {
             log: self.dir.join("logs").join(format!("{name}.log")),
             name,
@@ -1088,7 +1115,28 @@ pub async fn run(opts: Options, interrupted: Arc<AtomicBool>) -> Result<Outcome,
         start_unix_ms,
     )?;
     let spare = vec![net.host("spare1").cloned().expect("host exists")];
+    // The image tasks' registry, on the bridge address every host reaches (partitions
+    // never cut it, as they never cut the harness).
+    let registry = if opts.image_tasks {
+        // Tasks write their markers as whichever user their container runs as.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("markers"), std::fs::Permissions::from_mode(0o1777))
+            .map_err(io("opening the marker directory to every user"))?;
+        let registry = agora_test_cluster::registry::Registry::start_on(&net.gateway().to_string())
+            .map_err(HarnessError::Setup)?;
+        let image = registry
+            .push(&agora_test_cluster::registry::ImageSpec {
+                name: "jepsen/task:v1".into(),
+                cmd: vec!["true".into()],
+                ..Default::default()
+            })
+            .map_err(HarnessError::Setup)?;
+        Some((registry, image.reference))
+    } else {
+        None
+    };
     let mut run = Run {
+        registry,
         marker_dir: dir.join("markers"),
         dir: dir.clone(),
         start_unix_ms,
@@ -1215,6 +1263,7 @@ async fn drive(
                 owner(&host),
             ]
             .into_iter()
+            .chain(run.image_agent_flags())
             .chain(agora_test_cluster::pki::pki().agent_flags(&host.addr(AGENT_PORT).to_string()))
             .collect(),
             env: Vec::new(),

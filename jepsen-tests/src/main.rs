@@ -60,6 +60,10 @@ struct Args {
     /// Seconds the cluster runs after the final heal (recovery is checked in them).
     #[arg(long, default_value_t = 10)]
     settle: u64,
+    /// Run the workload's tasks in containers from an image the harness builds and serves
+    /// from a registry of its own (needs docker-registry, umoci, skopeo, crun).
+    #[arg(long)]
+    image_tasks: bool,
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
     opts.faults = faults;
     opts.seed = seed;
     opts.settle = Duration::from_secs(args.settle);
+    opts.image_tasks = args.image_tasks;
     if let Some(f) = &args.fault {
         opts.master_faults = f.split(',').map(|s| s.trim().to_string()).collect();
     }

@@ -102,8 +102,14 @@ fn busybox() -> Result<PathBuf, String> {
 impl Registry {
     /// Starts a registry on a free loopback port and waits until it answers.
     pub fn start() -> Result<Registry, String> {
+        Registry::start_on("127.0.0.1")
+    }
+
+    /// Starts a registry on a free port of `ip` (an address of this host) and waits until
+    /// it answers.
+    pub fn start_on(ip: &str) -> Result<Registry, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let addr = format!("127.0.0.1:{}", crate::free_port());
+        let addr = format!("{ip}:{}", crate::free_port());
         let config = dir.path().join("registry.yml");
         std::fs::write(
             &config,

@@ -83,7 +83,14 @@ struct Args {
     /// The API the framework speaks.
     #[arg(long, value_enum, default_value_t = ApiKind::Grpc)]
     api: ApiKind,
+    /// Run each task in a container from this image, the marker directory mounted at
+    /// /markers (the agents must allow it as a volume).
+    #[arg(long)]
+    image: Option<String>,
 }
+
+/// Where the marker directory is in an image task's container.
+const MARKERS_IN_CONTAINER: &str = "/markers";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ApiKind {
@@ -108,6 +115,9 @@ struct TaskSpec {
     id: String,
     command: String,
     role: String,
+    /// The image it runs from, with the marker directory on the host (mounted at
+    /// [`MARKERS_IN_CONTAINER`]).
+    image: Option<(String, String)>,
 }
 
 /// What became of an accept call.
@@ -172,15 +182,21 @@ impl Workload {
     }
 
     fn task_spec(&self, id: &str, role: &str, duration_ms: u64) -> TaskSpec {
+        let host_markers = self.args.marker_dir.to_string_lossy().to_string();
+        let markers = match &self.args.image {
+            Some(_) => MARKERS_IN_CONTAINER.to_string(),
+            None => host_markers.clone(),
+        };
         let command = format!(
             "echo \"$AGORA_AGENT_ID\" >> {}/\"$AGORA_TASK_ID\"; sleep {:.3}",
-            quote(&self.args.marker_dir.to_string_lossy()),
+            quote(&markers),
             duration_ms as f64 / 1000.0
         );
         TaskSpec {
             id: id.to_string(),
             command,
             role: role.to_string(),
+            image: self.args.image.clone().map(|i| (i, host_markers)),
         }
     }
 
@@ -367,6 +383,15 @@ impl Api for SchedulerHandle {
                 resources: vec![res("cpus", cpus, &t.role), res("mem", mem, &t.role)],
                 task_id: t.id,
                 command: t.command,
+                container: t.image.map(|(image, markers)| pb::ContainerInfo {
+                    image,
+                    volumes: vec![pb::Volume {
+                        host_path: markers,
+                        container_path: MARKERS_IN_CONTAINER.into(),
+                        read_only: false,
+                    }],
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .collect();
@@ -479,6 +504,22 @@ impl Api for agora_mesos_driver::Handle {
                     shell: Some(true),
                     value: Some(t.command),
                     ..Default::default()
+                }),
+                container: t.image.map(|(image, markers)| mesos::ContainerInfo {
+                    r#type: mesos::container_info::Type::Mesos as i32,
+                    volumes: vec![mesos::Volume {
+                        mode: mesos::volume::Mode::Rw as i32,
+                        container_path: MARKERS_IN_CONTAINER.into(),
+                        host_path: Some(markers),
+                    }],
+                    mesos: Some(mesos::container_info::MesosInfo {
+                        image: Some(mesos::Image {
+                            r#type: mesos::image::Type::Docker as i32,
+                            docker: Some(mesos::image::Docker { name: image }),
+                            cached: None,
+                        }),
+                    }),
+                    hostname: None,
                 }),
                 ..Default::default()
             })
