@@ -52,6 +52,8 @@ pub enum ContainerError {
     Process { image: String, source: ProcessError },
     #[error("image {image} has {layers} layers: too many for one overlayfs mount")]
     TooManyLayers { image: String, layers: usize },
+    #[error("image {image} runs as root (USER {user:?}), which neither the task nor its framework asked for: give the task a user (agora run --user)")]
+    RootByImage { image: String, user: String },
     #[error("volume {path}: {reason}")]
     Volume { path: String, reason: String },
 }
@@ -119,7 +121,16 @@ pub fn prepare(
     let (uid, gid, groups) = if !user.is_empty() {
         in_image(user)?
     } else if !image.config.user.is_empty() {
-        in_image(&image.config.user)?
+        let ids = in_image(&image.config.user)?;
+        // Root only when asked for (by the task or its framework, which the master's
+        // run_tasks ACL allowed), never because an image says so.
+        if ids.0 == 0 && !names_root(&spec.framework_user) {
+            return Err(ContainerError::RootByImage {
+                image: image.reference.clone(),
+                user: image.config.user.clone(),
+            });
+        }
+        ids
     } else if !spec.framework_user.is_empty() {
         // The framework's user: the image's if it has one by that name, else the host's.
         match in_image(&spec.framework_user) {
@@ -219,6 +230,11 @@ pub fn prepare(
     })
 }
 
+/// Whether a user name or id is root's.
+fn names_root(user: &str) -> bool {
+    matches!(user.split(':').next(), Some("root" | "0"))
+}
+
 /// The task's volumes, each host path resolved (symlinks followed) and under one of
 /// `allowed` (the agent's `--allowed-host-volumes`), each container path absolute without
 /// `..`.
@@ -294,4 +310,147 @@ fn read_from_layers(layers: &[PathBuf], path: &str) -> String {
         }
     }
     String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_image::ImageConfig;
+
+    /// An image of one layer with a passwd of root, app (1000) and nobody.
+    fn image(dir: &Path, user: &str) -> Image {
+        let layer = dir.join("layer");
+        fs::create_dir_all(layer.join("etc")).unwrap();
+        fs::write(
+            layer.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            layer.join("etc/group"),
+            "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n",
+        )
+        .unwrap();
+        Image {
+            reference: "127.0.0.1:5000/t:v1".into(),
+            manifest_digest: "sha256:m".into(),
+            config: ImageConfig {
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                entrypoint: vec![],
+                cmd: vec!["true".into()],
+                env: vec![],
+                working_dir: String::new(),
+                user: user.into(),
+                diff_ids: vec![],
+            },
+            layers: vec![layer],
+            layer_digests: vec!["aa".into()],
+            pulled: false,
+        }
+    }
+
+    fn prepare_as(
+        dir: &Path,
+        image: &Image,
+        task_user: &str,
+        framework_user: &str,
+        volumes: Vec<super::super::VolumeSpec>,
+        allowed: &[PathBuf],
+    ) -> Result<Prepared, ContainerError> {
+        let sandbox = dir.join("sandbox");
+        fs::create_dir_all(&sandbox).unwrap();
+        let spec = ContainerSpec {
+            image: image.reference.clone(),
+            args: vec![],
+            force_pull: false,
+            framework_user: framework_user.into(),
+            volumes,
+        };
+        prepare(
+            &dir.join("containers"),
+            allowed,
+            "fw.task-1",
+            image,
+            &spec,
+            "",
+            &[],
+            task_user,
+            &sandbox,
+        )
+    }
+
+    #[test]
+    fn the_user_is_the_tasks_else_the_images_else_the_frameworks_else_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |task: &str, img: &str, fw: &str| {
+            let p = prepare_as(dir.path(), &image(dir.path(), img), task, fw, vec![], &[]).unwrap();
+            (p.uid, p.gid)
+        };
+        assert_eq!(ids("app", "nobody", "root"), (1000, 1000));
+        assert_eq!(ids("", "app", "root"), (1000, 1000));
+        assert_eq!(ids("", "", "app"), (1000, 1000));
+        assert_eq!(ids("", "", "root"), (0, 0));
+        assert_eq!(ids("", "", ""), (65534, 65534));
+        // The task asked for root by name: the master's ACL allowed it.
+        assert_eq!(ids("root", "app", ""), (0, 0));
+    }
+
+    #[test]
+    fn an_image_that_says_root_runs_only_if_the_framework_asked_for_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image(dir.path(), "root");
+        let e = prepare_as(dir.path(), &img, "", "alice", vec![], &[]).unwrap_err();
+        assert!(e.to_string().contains("runs as root"), "{e}");
+        assert_eq!(
+            prepare_as(dir.path(), &img, "", "root", vec![], &[])
+                .unwrap()
+                .uid,
+            0
+        );
+        let img = image(dir.path(), "0:0");
+        assert!(prepare_as(dir.path(), &img, "", "", vec![], &[]).is_err());
+    }
+
+    #[test]
+    fn volumes_must_be_under_an_allowed_directory_even_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image(dir.path(), "app");
+        let allowed = dir.path().join("shared");
+        fs::create_dir_all(allowed.join("sub")).unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.join("escape")).unwrap();
+        let vol = |host: PathBuf, inside: &str| super::super::VolumeSpec {
+            host_path: host,
+            container_path: inside.into(),
+            read_only: false,
+        };
+        let ok = prepare_as(
+            dir.path(),
+            &img,
+            "",
+            "",
+            vec![vol(allowed.join("sub"), "/data")],
+            std::slice::from_ref(&allowed),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let config = fs::read_to_string(ok.unwrap().bundle.join("config.json")).unwrap();
+        assert!(config.contains("\"/data\""), "{config}");
+        for (host, inside) in [
+            (allowed.join("escape"), "/data"),
+            (PathBuf::from("/etc"), "/data"),
+            (allowed.join("sub"), "relative"),
+            (allowed.join("sub"), "/a/../b"),
+            (allowed.join("missing"), "/data"),
+        ] {
+            let e = prepare_as(
+                dir.path(),
+                &img,
+                "",
+                "",
+                vec![vol(host.clone(), inside)],
+                std::slice::from_ref(&allowed),
+            );
+            assert!(e.is_err(), "{host:?} at {inside} was accepted");
+        }
+    }
 }

@@ -370,7 +370,7 @@ async fn containers(report: &mut String, quick: bool) {
     };
     report.push_str(&format!(
         "### Image tasks: accept -> TASK_RUNNING (real agent, crun, registry on loopback)\n\n| task | launches | p50 | p99 |\n|---|---|---|---|\n{}{}{}{}\n",
-        row("busybox image, cold (manifest, config and a 1.0 MB layer pulled)", &cold_small),
+        row("busybox image, cold (manifest, config and the busybox layer pulled)", &cold_small),
         row("busybox image, warm (layers in the store, no registry request)", &warm),
         row("command task `true` (no image), same agent", &plain),
         row("image with a 50 MB layer, cold (pulled, digest checked, unpacked)", &cold_big),
