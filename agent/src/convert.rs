@@ -240,6 +240,19 @@ pub fn task_info(record: &TaskRecord, resources: &Resources) -> pb::TaskInfo {
                     read_only: v.read_only,
                 })
                 .collect(),
+            network: if c.isolated_network {
+                pb::ContainerNetwork::Isolated as i32
+            } else {
+                pb::ContainerNetwork::Host as i32
+            },
+            port_mappings: c
+                .port_mappings
+                .iter()
+                .map(|(h, p)| pb::PortMapping {
+                    host_port: u32::from(*h),
+                    container_port: u32::from(*p),
+                })
+                .collect(),
         }),
     }
 }
@@ -258,6 +271,18 @@ pub fn container_from_proto(c: &pb::ContainerInfo) -> crate::image::ContainerSpe
                 host_path: v.host_path.clone().into(),
                 container_path: v.container_path.clone(),
                 read_only: v.read_only,
+            })
+            .collect(),
+        isolated_network: c.network == pb::ContainerNetwork::Isolated as i32,
+        // The master checked the range.
+        port_mappings: c
+            .port_mappings
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    u16::try_from(m.host_port).ok()?,
+                    u16::try_from(m.container_port).ok()?,
+                ))
             })
             .collect(),
     }

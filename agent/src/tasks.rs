@@ -377,6 +377,18 @@ impl Tasks {
                 crate::image::remove_container(&tasks.config.images, &key);
             }
         }
+        // Network namespaces of containers of no live task: this agent's tasks, or
+        // another agent's on this host whose executors are gone (no live task key of
+        // this agent names them, and no process is in them).
+        let live_netns: std::collections::BTreeSet<String> = keep
+            .iter()
+            .map(|k| crate::image::network::netns_name(k))
+            .collect();
+        for name in crate::image::network::namespaces() {
+            if !live_netns.contains(&name) && crate::image::network::is_unused(&name) {
+                crate::image::network::remove_namespace(&name);
+            }
+        }
         tasks.schedule_recovered_sandboxes(&finished);
         Ok(tasks)
     }
@@ -1067,6 +1079,7 @@ impl Tasks {
             }
         }
         crate::image::remove_container(&self.config.images, &cgroup_key(&key.0, &key.1));
+        crate::image::network::remove(&cgroup_key(&key.0, &key.1));
         let unfinished = {
             let mut inner = self.lock();
             match inner.tasks.get_mut(key) {

@@ -56,6 +56,10 @@ struct State {
     cgroup: Option<TaskCgroup>,
     /// The task's container directory (upper layer, bundle), removed at exit.
     container_dir: Option<std::path::PathBuf>,
+    /// An isolated container's network namespace (removed when dropped) and the
+    /// forwarder of its host ports (stopped when dropped).
+    netns: Option<agora_agent::image::network::Netns>,
+    forwarder: Option<agora_agent::image::network::Forwarder>,
 }
 
 struct CommandExecutor {
@@ -174,11 +178,13 @@ impl Executor for CommandExecutor {
                 Some(c) => {
                     let started = std::time::Instant::now();
                     match containers::prepare(&key, c, &task, &env, &sandbox).await {
-                        Ok(launch) => {
+                        Ok((launch, netns)) => {
                             tracing::info!(task = %id, image = %c.image,
                                 elapsed_ms = started.elapsed().as_millis() as u64,
                                 "container prepared");
-                            lock(&state).container_dir = Some(launch.bundle.clone());
+                            let mut s = lock(&state);
+                            s.container_dir = Some(launch.bundle.clone());
+                            s.netns = netns;
                             Some(launch)
                         }
                         Err(e) => {
@@ -195,7 +201,8 @@ impl Executor for CommandExecutor {
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|n| *n > 0);
-            let enforce = enforcement(&resources, pids_max, &sandbox, launch.as_ref());
+            let isolated = container.as_ref().is_some_and(|c| c.isolated_network);
+            let enforce = enforcement(&resources, pids_max, &sandbox, launch.as_ref(), isolated);
             let spec = TaskSpec {
                 command: task.command.clone(),
                 env,
@@ -241,14 +248,41 @@ impl Executor for CommandExecutor {
                     running.kill_handle().kill(grace);
                 }
             }
+            // An isolated container's host ports, forwarded into it while it runs.
+            let mappings = container
+                .as_ref()
+                .map(|c| c.port_mappings.clone())
+                .unwrap_or_default();
+            if !mappings.is_empty() {
+                let netns_path = lock(&state).netns.as_ref().map(|n| n.path());
+                if let Some(path) = netns_path {
+                    match agora_agent::image::network::Forwarder::start_in(path, &mappings).await {
+                        Ok(f) => lock(&state).forwarder = Some(f),
+                        Err(e) => {
+                            running.kill_handle().kill(Duration::ZERO);
+                            let _ = running.wait().await;
+                            handle.send_status_update(
+                                &id,
+                                TaskState::TaskFailed,
+                                &format!("cannot forward its ports: {e}"),
+                                None,
+                            );
+                            handle.stop();
+                            return;
+                        }
+                    }
+                }
+            }
             handle.send_status_update(&id, TaskState::TaskRunning, "", None);
             // Kills what is left of the task and removes its cgroup once it has exited.
             let outcome = running.wait().await;
             {
-                // Ended: nothing left to kill or remove.
+                // Ended: nothing left to kill or remove; its ports and network go.
                 let mut s = lock(&state);
                 s.cgroup = None;
                 s.kill = None;
+                s.forwarder = None;
+                s.netns = None;
             }
             let (state_name, code) = match &outcome {
                 TaskOutcome::Exited { code: 0 } => (TaskState::TaskFinished, Some(0)),
@@ -294,6 +328,7 @@ fn enforcement(
     pids_max: Option<u64>,
     sandbox: &std::path::Path,
     container: Option<&agora_agent::supervisor::ContainerLaunch>,
+    isolated_network: bool,
 ) -> agora_agent::enforce::Enforcement {
     let disk_mb = scalar(resources, "disk");
     let disk = (disk_mb > 0.0).then(|| agora_agent::enforce::DiskLimit {
@@ -317,7 +352,9 @@ fn enforcement(
     agora_agent::enforce::Enforcement {
         pids_max,
         disk,
-        ports: Some(ports),
+        // In a network of its own a task listens where it likes: only the host ports
+        // forwarded to it reach it.
+        ports: (!isolated_network).then_some(ports),
         checked_ports,
     }
 }
@@ -411,6 +448,12 @@ fn run_command_executor() -> ExitCode {
     if let Some(dir) = lock(&state).container_dir.take() {
         containers::remove(&dir);
     }
+    let (forwarder, netns) = {
+        let mut s = lock(&state);
+        (s.forwarder.take(), s.netns.take())
+    };
+    drop(forwarder);
+    drop(netns);
     match ended {
         Ended::Stopped => ExitCode::SUCCESS,
         Ended::AgentLost => ExitCode::from(1),
@@ -546,6 +589,7 @@ mod containers {
     use std::sync::OnceLock;
 
     use agora_agent::image::container;
+    use agora_agent::image::network::Netns;
     use agora_agent::image::store::Store;
     use agora_agent::image::{ContainerSpec, ImageSettings};
     use agora_agent::supervisor::ContainerLaunch;
@@ -568,7 +612,7 @@ mod containers {
         task: &pb::TaskInfo,
         env: &[(String, String)],
         sandbox: &Path,
-    ) -> Result<ContainerLaunch, String> {
+    ) -> Result<(ContainerLaunch, Option<Netns>), String> {
         let settings = SETTINGS
             .get()
             .cloned()
@@ -596,6 +640,21 @@ mod containers {
             })
             .collect();
         let allowed = settings.allowed_host_volumes.clone();
+        let netns = if spec.isolated_network {
+            let key = key.to_string();
+            Some(
+                tokio::task::spawn_blocking(move || Netns::create(&key))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        let network = match &netns {
+            Some(n) => agora_image::bundle::Network::Joined(n.path().display().to_string()),
+            None => agora_image::bundle::Network::Host,
+        };
         let (dir, key_owned, spec_owned, command, user, sandbox_owned) = (
             settings.containers_dir.clone(),
             key.to_string(),
@@ -608,6 +667,7 @@ mod containers {
             let p = container::prepare(
                 &dir,
                 &allowed,
+                network,
                 &key_owned,
                 &image,
                 &spec_owned,
@@ -632,14 +692,17 @@ mod containers {
                 .status()
                 .await;
         }
-        Ok(ContainerLaunch {
-            runtime: settings.runtime.clone(),
-            state_root,
-            bundle: prepared.bundle,
-            id: prepared.id,
-            rootfs: prepared.rootfs,
-            overlay_options: prepared.overlay_options,
-        })
+        Ok((
+            ContainerLaunch {
+                runtime: settings.runtime.clone(),
+                state_root,
+                bundle: prepared.bundle,
+                id: prepared.id,
+                rootfs: prepared.rootfs,
+                overlay_options: prepared.overlay_options,
+            },
+            netns,
+        ))
     }
 
     /// Everything in the sandbox (fetched files) is the container user's.

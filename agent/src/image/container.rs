@@ -86,6 +86,7 @@ pub fn container_dir(containers_dir: &Path, key: &str) -> PathBuf {
 pub fn prepare(
     containers_dir: &Path,
     allowed_volumes: &[PathBuf],
+    network: Network,
     key: &str,
     image: &Image,
     spec: &ContainerSpec,
@@ -211,7 +212,7 @@ pub fn prepare(
         rootfs: "rootfs",
         sandbox: &sandbox_text,
         hostname,
-        network: Network::Host,
+        network,
         max_open_files: max_open_files(),
         volumes: &volumes,
     });
@@ -366,10 +367,13 @@ mod tests {
             force_pull: false,
             framework_user: framework_user.into(),
             volumes,
+            isolated_network: false,
+            port_mappings: vec![],
         };
         prepare(
             &dir.join("containers"),
             allowed,
+            Network::Host,
             "fw.task-1",
             image,
             &spec,

@@ -5,6 +5,7 @@
 //! Must not: know about frameworks or the master; reach the network except a registry.
 
 pub mod container;
+pub mod network;
 pub mod store;
 pub mod unpack;
 
@@ -30,6 +31,12 @@ pub struct ContainerSpec {
     /// Host directories mounted into it.
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
+    /// A network namespace of its own (only its loopback) instead of the host's.
+    #[serde(default)]
+    pub isolated_network: bool,
+    /// With an isolated network: host port -> port on the container's loopback.
+    #[serde(default)]
+    pub port_mappings: Vec<(u16, u16)>,
 }
 
 /// A host directory in a container.

@@ -172,6 +172,7 @@ impl Registry {
         for applet in [
             "sh", "ls", "cat", "echo", "id", "sleep", "env", "pwd", "touch", "dd", "yes", "head",
             "nc", "wc", "test", "hostname", "grep", "stat", "true", "false", "mkdir", "rm",
+            "httpd", "tr",
         ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
                 .map_err(|e| e.to_string())?;

@@ -40,10 +40,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.0)]
     disk: f64,
     /// A host port for the task, from its offer (repeatable): NAME is how the task finds
-    /// it, in PORT_<NAME> (and PORT0, PORT1, ... in order, as Marathon sets them). It may
-    /// listen on its ports and no others.
-    #[arg(long = "port", value_name = "NAME")]
+    /// it, in PORT_<NAME> (and PORT0, PORT1, ... in order, as Marathon sets them); on the
+    /// host's network it may listen on its ports and no others. NAME:CONTAINER_PORT
+    /// forwards the host port to that port of a container with an isolated network
+    /// (PORT_<NAME> is then the container's port, HOST_PORT_<NAME> the host's).
+    #[arg(long = "port", value_name = "NAME[:CONTAINER_PORT]")]
     ports: Vec<String>,
+    /// The container's network: `host` (the host's, the default) or `isolated` (a network
+    /// namespace of its own, only its loopback, reached through --port NAME:PORT).
+    #[arg(long, value_parser = ["host", "isolated"], requires = "image")]
+    network: Option<String>,
     /// A host directory in the container, as `docker run -v` (repeatable; the agent must
     /// allow it with --allowed-host-volumes).
     #[arg(
@@ -78,8 +84,8 @@ struct Run {
     cpus: f64,
     mem: f64,
     disk: f64,
-    /// Names of the host ports it asks for.
-    ports: Vec<String>,
+    /// Names of the host ports it asks for, with the container port each goes to.
+    ports: Vec<(String, Option<u16>)>,
     launched: bool,
     last_state: Option<TaskState>,
     /// The terminal status, once it arrives.
@@ -117,13 +123,29 @@ impl Scheduler for Run {
                 },
             ];
             let mut env = std::collections::HashMap::new();
+            let mut container = self.container.clone();
             if let Some(ports) =
                 pick_ports(&offer.resources, self.ports.len()).filter(|p| !p.is_empty())
             {
-                for (i, (name, port)) in self.ports.iter().zip(&ports).enumerate() {
-                    env.insert(format!("PORT_{}", name.to_uppercase()), port.to_string());
-                    env.insert(format!("PORT{i}"), port.to_string());
-                    eprintln!("port {name}: {port}");
+                for (i, ((name, inside), port)) in self.ports.iter().zip(&ports).enumerate() {
+                    let upper = name.to_uppercase();
+                    match (inside, container.as_mut()) {
+                        (Some(inside), Some(c)) => {
+                            c.port_mappings.push(pb::PortMapping {
+                                host_port: *port as u32,
+                                container_port: u32::from(*inside),
+                            });
+                            env.insert(format!("PORT_{upper}"), inside.to_string());
+                            env.insert(format!("HOST_PORT_{upper}"), port.to_string());
+                            env.insert(format!("PORT{i}"), inside.to_string());
+                            eprintln!("port {name}: {port} -> {inside}");
+                        }
+                        _ => {
+                            env.insert(format!("PORT_{upper}"), port.to_string());
+                            env.insert(format!("PORT{i}"), port.to_string());
+                            eprintln!("port {name}: {port}");
+                        }
+                    }
                 }
                 resources.push(pb::Resource {
                     name: "ports".into(),
@@ -157,7 +179,7 @@ impl Scheduler for Run {
                     command: self.command.clone(),
                     env,
                     executor: None,
-                    container: self.container.clone(),
+                    container,
                     ..Default::default()
                 }],
                 Some(60.0),
@@ -202,14 +224,44 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
             return Ok(ExitCode::from(2));
         }
     }
-    for name in &args.ports {
+    let mut ports = Vec::new();
+    for text in &args.ports {
+        let (name, inside) = match text.split_once(':') {
+            Some((n, p)) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => (n, Some(p)),
+                _ => {
+                    eprintln!("agora: --port {text:?}: the container port is 1 to 65535");
+                    return Ok(ExitCode::from(2));
+                }
+            },
+            None => (text.as_str(), None),
+        };
         if name.is_empty()
             || name.len() > 32
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
-            eprintln!("agora: --port {name:?}: a name of 1 to 32 letters, digits or '_'");
+            eprintln!("agora: --port {text:?}: a name of 1 to 32 letters, digits or '_'");
             return Ok(ExitCode::from(2));
         }
+        ports.push((name.to_string(), inside));
+    }
+    let forwards = ports.iter().any(|(_, inside)| inside.is_some());
+    let isolated = match args.network.as_deref() {
+        Some("isolated") => true,
+        Some(_) if forwards => {
+            eprintln!("agora: --port NAME:CONTAINER_PORT needs --network isolated");
+            return Ok(ExitCode::from(2));
+        }
+        Some(_) => false,
+        None => forwards,
+    };
+    if forwards && args.image.is_none() {
+        eprintln!("agora: --port NAME:CONTAINER_PORT needs --image");
+        return Ok(ExitCode::from(2));
+    }
+    if isolated && ports.iter().any(|(_, inside)| inside.is_none()) {
+        eprintln!("agora: with --network isolated every --port is NAME:CONTAINER_PORT");
+        return Ok(ExitCode::from(2));
     }
     if !args.disk.is_finite() || args.disk < 0.0 {
         eprintln!("agora: --disk must be a number of MB, not {}", args.disk);
@@ -266,6 +318,12 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
                 force_pull: args.force_pull,
                 framework_user: String::new(),
                 volumes: volumes.clone(),
+                network: if isolated {
+                    pb::ContainerNetwork::Isolated as i32
+                } else {
+                    pb::ContainerNetwork::Host as i32
+                },
+                ..Default::default()
             }),
         ),
         None => (
@@ -286,7 +344,7 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
             cpus: args.cpus,
             mem: args.mem,
             disk: args.disk,
-            ports: args.ports.clone(),
+            ports,
             launched: false,
             last_state: None,
             result: result.clone(),

@@ -332,6 +332,71 @@ async fn a_fork_bomb_a_disk_filler_and_an_unlisted_port_are_stopped_and_the_rest
     assert!(seen.iter().any(|l| l.contains("TASK_FINISHED")), "{seen:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_container_has_only_its_loopback_and_its_forwarded_port() {
+    let registry = Registry::start().unwrap();
+    let image = registry.push(&check_image()).unwrap();
+    let (cluster, _agents) = start_with_agent_args(
+        1,
+        &[
+            "--resources",
+            "cpus:2;mem:1024;disk:1000;ports:[31000-31010]",
+        ],
+    );
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let serve = "echo hello > /tmp/index.html; ls /sys/class/net | tr '\\n' ' ' > /tmp/nets; \
+                 httpd -f -p $PORT_WEB -h /tmp & sleep 6";
+    let (mut child, rx) = spawn_run(
+        &cluster,
+        &[
+            "run",
+            "--image",
+            &image.reference,
+            "--port",
+            "web:8080",
+            "--",
+            serve,
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_line(&rx, "port web: ", &mut seen);
+    let host_port = seen
+        .last()
+        .and_then(|l| l.split("port web: ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+    let addr = format!("127.0.0.1:{host_port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let page = loop {
+        match http_get(&addr, "/index.html") {
+            Some((200, body)) => break body,
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => panic!("no page through the forwarded port {addr}: {other:?} {seen:?}"),
+        }
+    };
+    assert_eq!(page.trim(), "hello");
+    // Its own network: a loopback and nothing else.
+    let nets = http_get(&addr, "/nets").unwrap().1;
+    assert_eq!(nets.trim(), "lo", "{nets}");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)),
+        0,
+        "{seen:?}"
+    );
+    // The namespace went with it.
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(!left.contains("agora-ct-"), "{left}");
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

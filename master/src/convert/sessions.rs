@@ -169,7 +169,18 @@ pub fn accept_from_proto(
             ));
         }
         if let Some(c) = &t.container {
-            container(c, &format!("tasks[{i}].container"))?;
+            let task_ports: Vec<(u64, u64)> = t
+                .resources
+                .iter()
+                .filter(|r| r.name == "ports")
+                .flat_map(|r| match &r.value {
+                    Some(pb::resource::Value::Ranges(rs)) => {
+                        rs.range.iter().map(|x| (x.begin, x.end)).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect();
+            container(c, &task_ports, &format!("tasks[{i}].container"))?;
             if t.executor.is_some() {
                 return Err(invalid(
                     &format!("tasks[{i}].container"),
@@ -284,10 +295,12 @@ pub fn accept_from_proto(
 
 /// Volumes a container may have.
 pub const MAX_VOLUMES: usize = 32;
+/// Port mappings a container may have.
+pub const MAX_PORT_MAPPINGS: usize = 100;
 
 /// A task's container: an image reference in Docker's syntax (checked for syntax only:
 /// the registry it defaults to is each agent's), bounded arguments.
-fn container(c: &pb::ContainerInfo, field: &str) -> Result<(), Status> {
+fn container(c: &pb::ContainerInfo, task_ports: &[(u64, u64)], field: &str) -> Result<(), Status> {
     use super::limits;
     if c.image.trim().is_empty() {
         return Err(invalid(&format!("{field}.image"), "empty"));
@@ -309,6 +322,48 @@ fn container(c: &pb::ContainerInfo, field: &str) -> Result<(), Status> {
                     format!("{path:?} is not an absolute path without '..'"),
                 ));
             }
+        }
+    }
+    limits::count(
+        &format!("{field}.port_mappings"),
+        c.port_mappings.len(),
+        MAX_PORT_MAPPINGS,
+    )?;
+    let isolated = c.network == pb::ContainerNetwork::Isolated as i32;
+    if !isolated && c.network != pb::ContainerNetwork::Host as i32 {
+        return Err(invalid(
+            &format!("{field}.network"),
+            format!("unknown network {}", c.network),
+        ));
+    }
+    if !isolated && !c.port_mappings.is_empty() {
+        return Err(invalid(
+            &format!("{field}.port_mappings"),
+            "only a container with an isolated network has port mappings",
+        ));
+    }
+    for (i, m) in c.port_mappings.iter().enumerate() {
+        let f = format!("{field}.port_mappings[{i}]");
+        if !(1..=65535).contains(&m.host_port) || !(1..=65535).contains(&m.container_port) {
+            return Err(invalid(&f, "ports are 1 to 65535"));
+        }
+        if !task_ports
+            .iter()
+            .any(|(b, e)| (*b..=*e).contains(&u64::from(m.host_port)))
+        {
+            return Err(invalid(
+                &format!("{f}.host_port"),
+                format!("{} is not among the task's ports resource", m.host_port),
+            ));
+        }
+        if c.port_mappings[..i]
+            .iter()
+            .any(|o| o.host_port == m.host_port)
+        {
+            return Err(invalid(
+                &format!("{f}.host_port"),
+                format!("{} is mapped twice", m.host_port),
+            ));
         }
     }
     let total: usize = c.args.iter().map(String::len).sum();

@@ -146,6 +146,7 @@ fn task_info() -> v1::TaskInfo {
         }),
         data: Some(vec![0, 1, 2, 255]),
         labels: Some(labels()),
+        container: None,
     }
 }
 

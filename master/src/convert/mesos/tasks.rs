@@ -177,6 +177,7 @@ fn container_from_mesos(
         force_pull: !image.cached(),
         framework_user: String::new(),
         volumes,
+        ..Default::default()
     })
 }
 
