@@ -270,6 +270,16 @@ impl Registry {
             .count()
     }
 
+    /// How many times the registry served the blob `digest` (`sha256:...`) in full.
+    pub fn blob_requests(&self, digest: &str) -> usize {
+        let needle = format!("/blobs/{digest} HTTP/1.1\" 200");
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains(&needle))
+            .count()
+    }
+
     /// The registry's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

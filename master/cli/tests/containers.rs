@@ -152,6 +152,58 @@ async fn an_image_task_sees_the_image_not_the_host_and_the_second_starts_without
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_that_need_the_same_image_at_once_pull_it_once() {
+    let registry = Registry::start().unwrap();
+    let image = registry
+        .push(&ImageSpec {
+            name: "tools/once:v1".into(),
+            cmd: vec!["true".into()],
+            padding_bytes: 48 * 1024 * 1024,
+            ..Default::default()
+        })
+        .unwrap();
+    let (cluster, _agents) = start(1);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            spawn_run(
+                &cluster,
+                &[
+                    "run",
+                    "--name",
+                    &format!("once-{i}"),
+                    "--image",
+                    &image.reference,
+                    "--",
+                    "sleep",
+                    "1",
+                ],
+            )
+        })
+        .collect();
+    for (mut child, rx) in runs {
+        let code = wait_exit(&mut child, Duration::from_secs(60));
+        let lines: Vec<String> = rx.try_iter().collect();
+        assert_eq!(code, 0, "{lines:?}");
+    }
+    assert_eq!(
+        registry.manifest_requests("tools/once"),
+        1,
+        "{}",
+        registry.log()
+    );
+    for layer in &image.layers {
+        assert_eq!(
+            registry.blob_requests(layer),
+            1,
+            "{layer}: {}",
+            registry.log()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_an_unreachable_registry_and_a_digest_mismatch_fail_the_task_saying_so() {
     let registry = Registry::start().unwrap();
     let good = registry.push(&check_image()).unwrap();
