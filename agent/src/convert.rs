@@ -152,7 +152,12 @@ pub fn task_record(
     framework_id: &str,
     task: &pb::TaskInfo,
 ) -> Result<(TaskRecord, Resources), String> {
-    let resources = resources_from_proto(&task.resources)?;
+    let mut resources = resources_from_proto(&task.resources)?;
+    // A framework's executor's own resources are its task's too (the master counted them
+    // so): its cgroup holds both.
+    if let Some(e) = task.executor.as_ref().filter(|e| !e.resources.is_empty()) {
+        resources = resources.plus(&resources_from_proto(&e.resources)?);
+    }
     let record = TaskRecord {
         framework_id: framework_id.to_string(),
         task_id: task.task_id.clone(),
@@ -222,6 +227,8 @@ pub fn task_info(record: &TaskRecord, resources: &Resources) -> pb::TaskInfo {
                 executor_id: record.executor_id.clone().unwrap_or_default(),
                 env: record.executor_env.iter().cloned().collect(),
                 mesos_executor_info: record.mesos_executor_info.clone(),
+                // Already in the task's resources (its cgroup holds both).
+                resources: Vec::new(),
             }),
         user: record.user.clone(),
         uris: fetch_uris_to_proto(&record.uris),

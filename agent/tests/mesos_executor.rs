@@ -73,6 +73,7 @@ fn executor_task(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             mesos_executor_info: Vec::new(),
+            resources: Vec::new(),
         }),
         mesos_task_info: mesos_task.encode_to_vec(),
         ..Default::default()

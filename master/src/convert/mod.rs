@@ -250,6 +250,114 @@ mod tests {
         }
     }
 
+    fn accept_of(task: pb::TaskInfo) -> Result<crate::leader::AcceptCall, Status> {
+        accept_from_proto(
+            &pb::AcceptRequest {
+                offer_ids: vec!["o-1-O1".into()],
+                tasks: vec![task],
+                ..Default::default()
+            },
+            "alice",
+        )
+    }
+
+    fn task() -> pb::TaskInfo {
+        pb::TaskInfo {
+            task_id: "t".into(),
+            command: "true".into(),
+            resources: vec![scalar("cpus", 0.5), scalar("mem", 64.0)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_executors_own_resources_are_counted_with_its_tasks() {
+        let mut t = task();
+        t.executor = Some(pb::ExecutorInfo {
+            command: "./exec".into(),
+            resources: vec![scalar("cpus", 0.25), scalar("mem", 32.0)],
+            ..Default::default()
+        });
+        let call = accept_of(t.clone()).unwrap();
+        let r = &call.tasks[0].resources;
+        assert_eq!(r.scalar_total("cpus").as_f64(), 0.75);
+        assert_eq!(r.scalar_total("mem").as_f64(), 96.0);
+        t.executor.as_mut().unwrap().resources = vec![scalar("mem", -1.0)];
+        let e = accept_of(t).unwrap_err();
+        assert!(
+            e.message().starts_with("tasks[0].executor.resources"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn a_container_is_checked_field_by_field() {
+        let with = |c: pb::ContainerInfo| {
+            let mut t = task();
+            t.container = Some(c);
+            accept_of(t)
+        };
+        let image = |i: &str| pb::ContainerInfo {
+            image: i.into(),
+            ..Default::default()
+        };
+        // No command: the image's own.
+        let ok = with(image("busybox")).unwrap();
+        assert_eq!(ok.tasks[0].user, "alice");
+        let launched =
+            <pb::TaskInfo as prost::Message>::decode(ok.tasks[0].launch.as_slice()).unwrap();
+        assert_eq!(launched.user, "", "the task's own user only");
+        assert_eq!(launched.container.unwrap().framework_user, "alice");
+        for (c, field) in [
+            (image(""), "tasks[0].container.image"),
+            (image("Busybox"), "tasks[0].container.image"),
+            (
+                pb::ContainerInfo {
+                    volumes: vec![pb::Volume {
+                        host_path: "/srv/../etc".into(),
+                        container_path: "/x".into(),
+                        read_only: false,
+                    }],
+                    ..image("busybox")
+                },
+                "tasks[0].container.volumes[0].host_path",
+            ),
+            (
+                pb::ContainerInfo {
+                    port_mappings: vec![pb::PortMapping {
+                        host_port: 31000,
+                        container_port: 80,
+                    }],
+                    ..image("busybox")
+                },
+                "tasks[0].container.port_mappings",
+            ),
+            (
+                pb::ContainerInfo {
+                    network: pb::ContainerNetwork::Isolated as i32,
+                    port_mappings: vec![pb::PortMapping {
+                        host_port: 31000,
+                        container_port: 80,
+                    }],
+                    ..image("busybox")
+                },
+                "tasks[0].container.port_mappings[0].host_port",
+            ),
+        ] {
+            let e = with(c).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().starts_with(field), "{}", e.message());
+        }
+        let mut t = task();
+        t.container = Some(image("busybox"));
+        t.executor = Some(pb::ExecutorInfo {
+            command: "./exec".into(),
+            ..Default::default()
+        });
+        assert!(accept_of(t).is_err());
+    }
+
     #[test]
     fn bad_resources_name_the_field() {
         for (bad, field) in [

@@ -232,7 +232,7 @@ pub fn accept_from_proto(
                 ));
             }
         }
-        let resources = resources_from_proto(&t.resources, &format!("tasks[{i}].resources"))?;
+        let mut resources = resources_from_proto(&t.resources, &format!("tasks[{i}].resources"))?;
         for (name, min, unit) in [
             ("cpus", limits::MIN_TASK_CPUS, ""),
             ("mem", limits::MIN_TASK_MEM_MB, " MB"),
@@ -247,6 +247,12 @@ pub fn accept_from_proto(
         }
         if !t.name.is_empty() {
             super::name(&t.name, &format!("tasks[{i}].name"))?;
+        }
+        // The executor's own resources are the task's too, for every account.
+        if let Some(e) = t.executor.as_ref().filter(|e| !e.resources.is_empty()) {
+            let own =
+                resources_from_proto(&e.resources, &format!("tasks[{i}].executor.resources"))?;
+            resources = resources.plus(&own);
         }
         // A container with no user named runs as its image's user (else nobody), never
         // as root by default.

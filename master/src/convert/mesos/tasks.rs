@@ -58,6 +58,7 @@ pub(super) fn task_from_mesos(t: &mesos::TaskInfo, path: &str) -> Result<pb::Tas
                 executor_id: e.executor_id.value.clone(),
                 env,
                 mesos_executor_info: e.encode_to_vec(),
+                resources: resources_from_mesos(&e.resources, &format!("{epath}.resources"))?,
             };
             (shown, uris, user, Some(executor))
         }
