@@ -52,6 +52,8 @@ pub enum ImageError {
     DigestMismatch { image: String, reason: String },
     #[error("image {image}: registry refused the pull: {reason}")]
     Registry { image: String, reason: String },
+    #[error("image {image}: the registry wants credentials the agent does not have or it refused (--registry-credentials): {reason}")]
+    Unauthorized { image: String, reason: String },
     #[error("image {image}: {source}")]
     Config {
         image: String,
@@ -434,6 +436,9 @@ fn pull_error(image: &str, e: oci_client::errors::OciDistributionError) -> Image
     let reason = e.to_string();
     match &e {
         E::ImageManifestNotFoundError(_) => ImageError::NotFound { image, reason },
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
+            ImageError::Unauthorized { image, reason }
+        }
         E::DigestError(_) => ImageError::DigestMismatch { image, reason },
         E::RequestError(r) if r.is_connect() || r.is_timeout() => {
             ImageError::Unreachable { image, reason }

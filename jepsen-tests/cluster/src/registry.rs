@@ -16,6 +16,8 @@ pub const TOOLS: [&str; 4] = ["docker-registry", "umoci", "skopeo", "crun"];
 pub struct Registry {
     /// HOST:PORT on 127.0.0.1.
     pub addr: String,
+    /// The user and password it asks for (HTTP basic auth), if any.
+    pub credentials: Option<(String, String)>,
     dir: tempfile::TempDir,
     log: PathBuf,
     child: Option<Child>,
@@ -36,6 +38,8 @@ pub struct ImageSpec {
     pub files: Vec<(String, Vec<u8>)>,
     /// A layer of this many bytes of incompressible data on top (for pull benchmarks).
     pub padding_bytes: u64,
+    /// Pushed as a Docker v2 schema 2 manifest (else OCI).
+    pub docker_format: bool,
 }
 
 /// An image in the registry.
@@ -108,13 +112,48 @@ impl Registry {
     /// Starts a registry on a free port of `ip` (an address of this host) and waits until
     /// it answers.
     pub fn start_on(ip: &str) -> Result<Registry, String> {
+        Registry::start_with(ip, None)
+    }
+
+    /// Starts a registry on loopback that asks for `user` and `password` (HTTP basic
+    /// auth, a bcrypt htpasswd made with python3's crypt).
+    pub fn start_with_auth(user: &str, password: &str) -> Result<Registry, String> {
+        Registry::start_with("127.0.0.1", Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_with(ip: &str, credentials: Option<(String, String)>) -> Result<Registry, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let addr = format!("{ip}:{}", crate::free_port());
         let config = dir.path().join("registry.yml");
+        let auth = match &credentials {
+            Some((user, password)) => {
+                let out = Command::new("python3")
+                    .args([
+                        "-W",
+                        "ignore",
+                        "-c",
+                        "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                        password,
+                    ])
+                    .output()
+                    .map_err(|e| format!("python3: {e}"))?;
+                let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !hash.starts_with("$2") {
+                    return Err(format!("no bcrypt hash from python3: {hash:?}"));
+                }
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: agora-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: {addr}\n",
                 dir.path().join("storage").display()
             ),
         )
@@ -131,13 +170,14 @@ impl Registry {
             .map_err(|e| format!("docker-registry: {e} (install {})", TOOLS.join(", ")))?;
         let registry = Registry {
             addr,
+            credentials,
             dir,
             log,
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some((200, _)) = crate::http_get(&registry.addr, "/v2/") {
+            if let Some((200 | 401, _)) = crate::http_get(&registry.addr, "/v2/") {
                 return Ok(registry);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -239,8 +279,15 @@ impl Registry {
         }
         run(&mut config)?;
         let reference = format!("{}/{repo}:{tag}", self.addr);
-        run(Command::new("skopeo")
-            .args(["copy", "--dest-tls-verify=false"])
+        let mut copy = Command::new("skopeo");
+        copy.args(["copy", "--dest-tls-verify=false"]);
+        if let Some((user, password)) = &self.credentials {
+            copy.arg(format!("--dest-creds={user}:{password}"));
+        }
+        if spec.docker_format {
+            copy.args(["--format", "v2s2"]);
+        }
+        run(copy
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{reference}")))?;
         Ok(PushedImage {

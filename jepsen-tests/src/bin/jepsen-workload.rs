@@ -520,6 +520,7 @@ impl Api for agora_mesos_driver::Handle {
                         }),
                     }),
                     hostname: None,
+                    network_infos: Vec::new(),
                 }),
                 ..Default::default()
             })

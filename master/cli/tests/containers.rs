@@ -204,6 +204,44 @@ async fn tasks_that_need_the_same_image_at_once_pull_it_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_asking_for_credentials_gets_the_agents_and_docker_manifests_pull_too() {
+    let private = Registry::start_with_auth("alice", "secret").unwrap();
+    let image = private
+        .push(&ImageSpec {
+            docker_format: true,
+            ..check_image()
+        })
+        .unwrap();
+    let other = Registry::start_with_auth("bob", "other").unwrap();
+    let unknown = other.push(&check_image()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("registries.json");
+    std::fs::write(
+        &credentials,
+        format!(
+            r#"{{"{}": {{"username": "alice", "password": "secret"}}}}"#,
+            private.addr
+        ),
+    )
+    .unwrap();
+    let (cluster, _agents) = start_with_agent_args(
+        1,
+        &["--registry-credentials", credentials.to_str().unwrap()],
+    );
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+
+    let (code, out) = run(&cluster, &["run", "--image", &image.reference]);
+    assert_eq!(code, 42, "{out}\n{}", private.log());
+    let (code, out) = run(&cluster, &["run", "--image", &unknown.reference]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TASK_FAILED") && out.contains("wants credentials"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_an_unreachable_registry_and_a_digest_mismatch_fail_the_task_saying_so() {
     let registry = Registry::start().unwrap();
     let good = registry.push(&check_image()).unwrap();

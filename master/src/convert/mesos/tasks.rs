@@ -172,13 +172,38 @@ fn container_from_mesos(
             })
         })
         .collect::<Result<Vec<_>, Status>>()?;
+    // Any network of Mesos' (a CNI network, mesos-bridge) is a network of the
+    // container's own here, reached through its port mappings.
+    let mut port_mappings = Vec::new();
+    for (i, n) in c.network_infos.iter().enumerate() {
+        for (j, m) in n.port_mappings.iter().enumerate() {
+            if m.protocol
+                .as_deref()
+                .is_some_and(|p| !p.eq_ignore_ascii_case("tcp"))
+            {
+                return Err(invalid(
+                    &format!("{path}.network_infos[{i}].port_mappings[{j}].protocol"),
+                    "only tcp ports are forwarded by Agora",
+                ));
+            }
+            port_mappings.push(pb::PortMapping {
+                host_port: m.host_port,
+                container_port: m.container_port,
+            });
+        }
+    }
     Ok(pb::ContainerInfo {
         image: name,
         args,
         force_pull: !image.cached(),
         framework_user: String::new(),
         volumes,
-        ..Default::default()
+        network: if c.network_infos.is_empty() {
+            pb::ContainerNetwork::Host as i32
+        } else {
+            pb::ContainerNetwork::Isolated as i32
+        },
+        port_mappings,
     })
 }
 

@@ -272,3 +272,64 @@ fn task_killing_only_for_frameworks_that_ask_for_it() {
         mesos::TaskState::TaskRunning
     );
 }
+
+#[test]
+fn a_mesos_container_with_a_docker_image_volumes_and_port_mappings_maps_onto_agoras() {
+    let launch = |container: &str| {
+        let c = call(&format!(
+            r#"{{"type":"ACCEPT","accept":{{"offer_ids":[{{"value":"o1"}}],"operations":[
+                {{"type":"LAUNCH","launch":{{"task_infos":[{{"name":"t","task_id":{{"value":"t1"}},
+                 "agent_id":{{"value":"a"}},"command":{{"shell":false,"arguments":["-p","80"]}},
+                 "container":{container}}}]}}}}]}}}}"#
+        ));
+        accept_from_mesos("f", c.accept.as_ref().unwrap())
+    };
+    let ok = launch(
+        r#"{"type":"MESOS","mesos":{"image":{"type":"DOCKER","docker":{"name":"nginx:1.25"},
+            "cached":false}},
+            "volumes":[{"mode":"RO","container_path":"/data","host_path":"/srv/data"}],
+            "network_infos":[{"name":"mesos-bridge","port_mappings":[
+                {"host_port":31000,"container_port":80,"protocol":"tcp"}]}]}"#,
+    );
+    let Ok(MesosAccept::Launch(l)) = ok else {
+        panic!("not a launch: {:?}", ok.err())
+    };
+    let t = &l.request.tasks[0];
+    let c = t.container.as_ref().unwrap();
+    assert_eq!(c.image, "nginx:1.25");
+    assert!(c.force_pull);
+    assert_eq!(t.command, "", "the image's entrypoint runs");
+    assert_eq!(c.args, vec!["-p", "80"]);
+    assert_eq!(c.volumes[0].host_path, "/srv/data");
+    assert!(c.volumes[0].read_only);
+    assert_eq!(
+        c.network,
+        agora_proto::v1::ContainerNetwork::Isolated as i32
+    );
+    assert_eq!(
+        (
+            c.port_mappings[0].host_port,
+            c.port_mappings[0].container_port
+        ),
+        (31000, 80)
+    );
+    for (container, field) in [
+        (
+            r#"{"type":"DOCKER"}"#,
+            "accept.operations[0].launch.task_infos[0].container.type",
+        ),
+        (
+            r#"{"type":"MESOS"}"#,
+            "accept.operations[0].launch.task_infos[0].container.mesos.image",
+        ),
+        (
+            r#"{"type":"MESOS","mesos":{"image":{"type":"DOCKER","docker":{"name":"x"}}},
+                "network_infos":[{"port_mappings":[{"host_port":1,"container_port":2,
+                "protocol":"udp"}]}]}"#,
+            "accept.operations[0].launch.task_infos[0].container.network_infos[0].port_mappings[0].protocol",
+        ),
+    ] {
+        let e = launch(container).err().expect("refused");
+        assert!(e.message().starts_with(field), "{}", e.message());
+    }
+}
