@@ -132,6 +132,11 @@ struct Args {
     /// what is under them (Mesos' host_path volumes); none by default.
     #[arg(long, env = "AGORA_ALLOWED_HOST_VOLUMES", default_value = "")]
     allowed_host_volumes: String,
+    /// How containers' root filesystems are made: overlay (overlayfs over the shared
+    /// layers) or copy (the layers copied for each container); default overlay where the
+    /// kernel has it, else copy (Mesos' --image_provisioner_backend).
+    #[arg(long, env = "AGORA_IMAGE_PROVISIONER_BACKEND", value_parser = ["overlay", "copy"])]
+    image_provisioner_backend: Option<String>,
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -285,6 +290,11 @@ fn main() -> ExitCode {
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from)
                     .collect();
+                match args.image_provisioner_backend.as_deref() {
+                    Some("copy") => s.rootfs_backend = agora_agent::image::RootfsBackend::Copy,
+                    Some(_) => s.rootfs_backend = agora_agent::image::RootfsBackend::Overlay,
+                    None => {}
+                }
                 if let Some(p) = s.allowed_host_volumes.iter().find(|p| !p.is_absolute()) {
                     return fail(
                         2,

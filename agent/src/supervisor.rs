@@ -67,7 +67,9 @@ pub struct ContainerLaunch {
     pub bundle: PathBuf,
     pub id: String,
     pub rootfs: PathBuf,
-    pub overlay_options: String,
+    /// overlayfs options of its root; `None`: the root is a plain directory (copied
+    /// layers), bind-mounted by the runtime.
+    pub overlay_options: Option<String>,
 }
 
 /// The C strings of a container's mount, made before the fork (the child must not
@@ -75,7 +77,7 @@ pub struct ContainerLaunch {
 struct ContainerMount {
     overlay: std::ffi::CString,
     rootfs: std::ffi::CString,
-    options: std::ffi::CString,
+    options: Option<std::ffi::CString>,
     root: std::ffi::CString,
     unified: std::ffi::CString,
 }
@@ -89,7 +91,10 @@ impl ContainerMount {
         Ok(ContainerMount {
             overlay: c(b"overlay")?,
             rootfs: c(launch.rootfs.as_os_str().as_bytes())?,
-            options: c(launch.overlay_options.as_bytes())?,
+            options: match &launch.overlay_options {
+                Some(o) => Some(c(o.as_bytes())?),
+                None => None,
+            },
             root: c(b"/")?,
             unified: c(b"/sys/fs/cgroup/unified")?,
         })
@@ -119,13 +124,15 @@ impl ContainerMount {
             ))?;
             // Absent on hosts that are all v1 or all v2: nothing to do there.
             libc::umount2(self.unified.as_ptr(), libc::MNT_DETACH);
-            check(libc::mount(
-                self.overlay.as_ptr(),
-                self.rootfs.as_ptr(),
-                self.overlay.as_ptr(),
-                0,
-                self.options.as_ptr().cast(),
-            ))?;
+            if let Some(options) = &self.options {
+                check(libc::mount(
+                    self.overlay.as_ptr(),
+                    self.rootfs.as_ptr(),
+                    self.overlay.as_ptr(),
+                    0,
+                    options.as_ptr().cast(),
+                ))?;
+            }
         }
         Ok(())
     }

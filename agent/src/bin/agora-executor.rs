@@ -334,7 +334,11 @@ fn enforcement(
     let disk = (disk_mb > 0.0).then(|| agora_agent::enforce::DiskLimit {
         bytes: (disk_mb * 1024.0 * 1024.0) as u64,
         paths: std::iter::once(sandbox.to_path_buf())
-            .chain(container.map(|c| c.bundle.join("upper")))
+            .chain(
+                container
+                    .map(|c| c.bundle.join("upper"))
+                    .filter(|upper| upper.is_dir()),
+            )
             .collect(),
     });
     let ports: Vec<(u64, u64)> = resources
@@ -640,6 +644,7 @@ mod containers {
             })
             .collect();
         let allowed = settings.allowed_host_volumes.clone();
+        let backend = settings.rootfs_backend;
         let netns = if spec.isolated_network {
             let key = key.to_string();
             Some(
@@ -667,6 +672,7 @@ mod containers {
             let p = container::prepare(
                 &dir,
                 &allowed,
+                backend,
                 network,
                 &key_owned,
                 &image,

@@ -17,7 +17,7 @@ use agora_image::bundle::{self, BundleSpec, Network, RunUser};
 use agora_image::{ProcessError, TaskCommand, UserSpec};
 
 use super::store::Image;
-use super::ContainerSpec;
+use super::{ContainerSpec, RootfsBackend};
 
 /// The user a container runs as when neither the task nor its image names one: nobody,
 /// never root by default.
@@ -66,8 +66,9 @@ pub struct Prepared {
     /// Its bundle (holds `config.json`; `rootfs/` is where its root is mounted).
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
-    /// overlayfs options: the image's layers, top first, under the container's own upper.
-    pub overlay_options: String,
+    /// overlayfs options: the image's layers, top first, under the container's own upper;
+    /// `None` with the copy backend (the root is a directory of its own).
+    pub overlay_options: Option<String>,
     /// Who its process runs as.
     pub uid: u32,
     pub gid: u32,
@@ -86,6 +87,7 @@ pub fn container_dir(containers_dir: &Path, key: &str) -> PathBuf {
 pub fn prepare(
     containers_dir: &Path,
     allowed_volumes: &[PathBuf],
+    backend: RootfsBackend,
     network: Network,
     key: &str,
     image: &Image,
@@ -173,24 +175,39 @@ pub fn prepare(
         std::os::unix::fs::PermissionsExt::from_mode(root_mode),
     )
     .map_err(io(&upper))?;
-    let lower: Vec<String> = image
-        .layers
-        .iter()
-        .rev()
-        .map(|l| l.display().to_string())
-        .collect();
-    let overlay_options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        dir.join("work").display()
-    );
-    if overlay_options.len() > MAX_MOUNT_OPTIONS {
-        return Err(ContainerError::TooManyLayers {
-            image: image.reference.clone(),
-            layers: image.layers.len(),
-        });
-    }
+    let overlay_options = match backend {
+        RootfsBackend::Overlay => {
+            let lower: Vec<String> = image
+                .layers
+                .iter()
+                .rev()
+                .map(|l| l.display().to_string())
+                .collect();
+            let options = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.join(":"),
+                upper.display(),
+                dir.join("work").display()
+            );
+            if options.len() > MAX_MOUNT_OPTIONS {
+                return Err(ContainerError::TooManyLayers {
+                    image: image.reference.clone(),
+                    layers: image.layers.len(),
+                });
+            }
+            Some(options)
+        }
+        RootfsBackend::Copy => {
+            let rootfs = dir.join("rootfs");
+            super::copy::build_rootfs(&image.layers, &rootfs).map_err(io(&rootfs))?;
+            fs::set_permissions(
+                &rootfs,
+                std::os::unix::fs::PermissionsExt::from_mode(root_mode),
+            )
+            .map_err(io(&rootfs))?;
+            None
+        }
+    };
     // The sandbox is the container user's to write in.
     std::os::unix::fs::chown(sandbox, Some(uid), Some(gid)).map_err(io(sandbox))?;
     for f in [crate::workdir::STDOUT_FILE, crate::workdir::STDERR_FILE] {
@@ -373,6 +390,7 @@ mod tests {
         prepare(
             &dir.join("containers"),
             allowed,
+            RootfsBackend::Overlay,
             Network::Host,
             "fw.task-1",
             image,

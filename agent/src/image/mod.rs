@@ -5,6 +5,7 @@
 //! Must not: know about frameworks or the master; reach the network except a registry.
 
 pub mod container;
+pub mod copy;
 pub mod network;
 pub mod store;
 pub mod unpack;
@@ -83,6 +84,36 @@ pub struct ImageSettings {
     /// (`--allowed-host-volumes`); none by default.
     #[serde(default)]
     pub allowed_host_volumes: Vec<PathBuf>,
+    /// How a container's root filesystem is made (`--image-provisioner-backend`).
+    #[serde(default)]
+    pub rootfs_backend: RootfsBackend,
+}
+
+/// How a container's root filesystem is made from its image's layers (Mesos'
+/// `--image_provisioner_backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootfsBackend {
+    /// overlayfs over the shared layers, a writable upper layer of its own.
+    #[default]
+    Overlay,
+    /// The layers copied into a directory of its own (where overlayfs is not available).
+    Copy,
+}
+
+impl RootfsBackend {
+    /// overlayfs where the kernel has it (`/proc/filesystems`), else copy.
+    pub fn detect() -> RootfsBackend {
+        let has_overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.split_whitespace().last() == Some("overlay"))
+        });
+        if has_overlay {
+            RootfsBackend::Overlay
+        } else {
+            RootfsBackend::Copy
+        }
+    }
 }
 
 /// Removes unused layers from the store every `interval` while it holds more than the
@@ -150,6 +181,7 @@ impl ImageSettings {
             credentials: BTreeMap::new(),
             gc_threshold_bytes: DEFAULT_IMAGE_GC_THRESHOLD_BYTES,
             allowed_host_volumes: Vec::new(),
+            rootfs_backend: RootfsBackend::detect(),
         }
     }
 

@@ -242,6 +242,39 @@ async fn a_registry_asking_for_credentials_gets_the_agents_and_docker_manifests_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_copy_backend_a_container_gets_the_layers_copied_and_its_writes_stay_its_own() {
+    let registry = Registry::start().unwrap();
+    let image = registry.push(&check_image()).unwrap();
+    let (cluster, agents) = start_with_agent_args(1, &["--image-provisioner-backend", "copy"]);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    wait_agents(&cluster, 1).await;
+    let (code, out) = run(&cluster, &["run", "--image", &image.reference]);
+    assert_eq!(code, 42, "{out}");
+    // A write to the image's files changes its own copy only.
+    let (code, out) = run(
+        &cluster,
+        &[
+            "run",
+            "--user",
+            "root",
+            "--image",
+            &image.reference,
+            "--",
+            "echo changed > /etc/agora-test",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&cluster, &["run", "--image", &image.reference]);
+    assert_eq!(code, 42, "{out}");
+    let layers = agents[0].work_dir.join("images/layers");
+    let unchanged = walk(&layers)
+        .into_iter()
+        .filter(|p| p.ends_with("etc/agora-test"))
+        .all(|p| std::fs::read_to_string(p).unwrap() == "from-the-image\n");
+    assert!(unchanged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_an_unreachable_registry_and_a_digest_mismatch_fail_the_task_saying_so() {
     let registry = Registry::start().unwrap();
     let good = registry.push(&check_image()).unwrap();

@@ -329,7 +329,9 @@ fn a_mesos_container_with_a_docker_image_volumes_and_port_mappings_maps_onto_ago
             "accept.operations[0].launch.task_infos[0].container.network_infos[0].port_mappings[0].protocol",
         ),
     ] {
-        let e = launch(container).err().expect("refused");
+        let Err(e) = launch(container) else {
+            panic!("accepted: {container}")
+        };
         assert!(e.message().starts_with(field), "{}", e.message());
     }
 }
