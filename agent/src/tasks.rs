@@ -1095,7 +1095,7 @@ impl Tasks {
             .ok()
             .filter(|m| !m.trim().is_empty());
         if let (true, Some(reason)) = (unfinished, fetch_failure) {
-            tracing::warn!(framework = %key.0, task = %key.1, %reason, "the executor's files could not be fetched");
+            tracing::warn!(framework = %key.0, task = %key.1, %reason, "the executor's wrapper left a reason (a fetch failure, a limit)");
             self.agent_update(key, TaskState::TaskFailed, reason.trim().to_string());
         } else if unfinished {
             let how = how.unwrap_or_else(|| "gone".into());

@@ -64,7 +64,7 @@ impl AgentInstance {
             executor_http_port: 0,
             gc: Default::default(),
             images: agora_agent::image::ImageSettings::defaults(work_dir),
-            max_task_pids: Some(4096),
+            max_task_pids: Some(256),
             check_agent_port_range_only: false,
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
@@ -1037,6 +1037,21 @@ async fn custom_executors_run_as_the_user_and_unknown_users_fail_the_task() {
             .unwrap()
             .uid(),
         65534
+    );
+
+    // A framework's executor that forks past the pids limit is killed, and its task
+    // fails saying so.
+    let mut bomb = task("bomb", "true", 0.1, 128.0);
+    bomb.executor = Some(pb::ExecutorInfo {
+        command: "bomb() { bomb | bomb & }; bomb; sleep 60".into(),
+        ..Default::default()
+    });
+    let u = run_to_end(&mut leader, &tasks, bomb).await;
+    assert_eq!(states(&u), ["TASK_FAILED"], "{u:?}");
+    assert!(
+        u[0].message.contains("process limit reached (256"),
+        "{}",
+        u[0].message
     );
     assert_cgroup_gone(&root, "fw-1.custom", Duration::from_secs(5));
 

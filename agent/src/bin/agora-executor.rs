@@ -561,9 +561,34 @@ fn run_custom_executor(command: &str) -> ExitCode {
             Ok(())
         });
     }
+    // Watched while it runs: an executor (or its task) that forks past its pids limit is
+    // killed, and the reason left for the agent, which fails the task with it.
+    let pids_max = std::env::var(ENV_MAX_TASK_PIDS)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n > 0);
     let status = cmd.spawn().and_then(|mut child| {
         tracing::info!(pid = child.id(), task_key = %key, "custom executor started");
-        child.wait()
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if let (Some(max), Some(cg)) = (pids_max, &cgroup) {
+                if cg.pids_limit_hit() {
+                    let reason = format!(
+                        "process limit reached ({max} processes and threads, --max-task-pids)"
+                    );
+                    tracing::warn!(task_key = %key, %reason, "killing the custom executor");
+                    if let Some(path) = std::env::var_os(ENV_FETCH_FAILURE) {
+                        let _ = std::fs::write(&path, &reason);
+                    }
+                    cg.kill_all();
+                    let _ = child.kill();
+                    return child.wait();
+                }
+            }
+            std::thread::sleep(agora_agent::supervisor::ENFORCE_INTERVAL);
+        }
     });
     let code = match &status {
         Ok(s) => {
