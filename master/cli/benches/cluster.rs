@@ -223,29 +223,7 @@ async fn launch_latency(report: &mut String, quick: bool) {
         assert!(start.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let framework = pb::FrameworkInfo {
-        name: "bench".into(),
-        roles: vec!["*".into()],
-        ..Default::default()
-    };
-    let driver = SchedulerDriver::new(&cluster.addrs().join(","), framework).unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(600),
-        driver.run(Launcher {
-            total: n,
-            launched: 0,
-            command: "true".into(),
-            container: None,
-            in_flight: None,
-            latencies: latencies.clone(),
-        }),
-    )
-    .await
-    .expect("launches finished")
-    .unwrap();
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort();
+    let l = launch_latencies(&cluster, "bench", n, "true", None).await;
     let metrics = cluster
         .nodes
         .iter()

@@ -382,32 +382,28 @@ async fn a_fork_bomb_a_disk_filler_and_an_unlisted_port_are_stopped_and_the_rest
     wait_line(&rx, "TASK_RUNNING", &mut seen);
 
     let bomb = "bomb() { bomb | bomb & }; bomb; sleep 60";
-    for args in [
-        vec!["run", "--image", &image.reference, "--", bomb],
-        vec!["run", "--", "sh", "-c", bomb],
-    ] {
-        let (code, out) = run(&cluster, &args);
-        assert_eq!(code, 1, "{out}");
-        assert!(out.contains("process limit reached (200"), "{out}");
-    }
-
     let fill_root = "dd if=/dev/zero of=/home/app/fill bs=1M count=40; sleep 60";
     let fill_sandbox = "dd if=/dev/zero of=fill bs=1M count=40; sleep 60";
-    for args in [
-        vec![
-            "run",
-            "--disk",
-            "16",
-            "--image",
-            &image.reference,
-            "--",
-            fill_root,
-        ],
-        vec!["run", "--disk", "16", "--", "sh", "-c", fill_sandbox],
-    ] {
-        let (code, out) = run(&cluster, &args);
+    let (image_ref, disk) = (image.reference.as_str(), ["--disk", "16"]);
+    let stopped: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--image", image_ref, "--", bomb],
+            "process limit reached (200",
+        ),
+        (vec!["--", "sh", "-c", bomb], "process limit reached (200"),
+        (
+            [&disk[..], &["--image", image_ref, "--", fill_root]].concat(),
+            "disk limit exceeded",
+        ),
+        (
+            [&disk[..], &["--", "sh", "-c", fill_sandbox]].concat(),
+            "disk limit exceeded",
+        ),
+    ];
+    for (args, reason) in stopped {
+        let (code, out) = run(&cluster, &[&["run"][..], &args].concat());
         assert_eq!(code, 1, "{out}");
-        assert!(out.contains("disk limit exceeded"), "{out}");
+        assert!(out.contains(reason), "{out}");
     }
 
     // Its own port it may listen on, in a container as on the host.
