@@ -18,6 +18,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::isolation::TaskCgroup;
+use crate::supervisor::Bytes;
+
 /// What is checked while a task runs.
 #[derive(Debug, Clone, Default)]
 pub struct Enforcement {
@@ -43,6 +46,38 @@ impl Enforcement {
 pub struct DiskLimit {
     pub bytes: u64,
     pub paths: Vec<PathBuf>,
+}
+
+/// The first limit of `rules` the task in `cgroup` went past, if any (`disk`: its disk
+/// usage is measured this time, a walk of its directories).
+pub fn violation(rules: &Enforcement, cgroup: &TaskCgroup, disk: bool) -> Option<String> {
+    if let Some(max) = rules.pids_max {
+        if cgroup.pids_limit_hit() {
+            return Some(format!(
+                "process limit reached ({max} processes and threads, --max-task-pids)"
+            ));
+        }
+    }
+    if let Some(allowed) = &rules.ports {
+        let ports = listening_ports(&cgroup.pids());
+        if let Some(port) = port_outside(&ports, allowed, rules.checked_ports.as_deref()) {
+            return Some(format!(
+                "listening on port {port}, which is not among its ports {}",
+                ranges_text(allowed)
+            ));
+        }
+    }
+    if let (true, Some(limit)) = (disk, &rules.disk) {
+        let used = disk_usage(&limit.paths);
+        if used > limit.bytes {
+            return Some(format!(
+                "disk limit exceeded ({} used, {} allowed)",
+                Bytes(used),
+                Bytes(limit.bytes)
+            ));
+        }
+    }
+    None
 }
 
 /// Bytes the trees under `paths` hold on disk (allocated blocks; a file linked twice

@@ -203,7 +203,7 @@ impl fmt::Display for TaskOutcome {
 
 /// Human-readable byte count: whole MiB as "32 MiB", other sizes of at least 1 MiB with one
 /// decimal, small ones in bytes.
-struct Bytes(u64);
+pub(crate) struct Bytes(pub(crate) u64);
 
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -367,7 +367,7 @@ pub struct RunningTask {
 /// How often the [`Enforcement`] of a running task is checked (its disk usage every
 /// [`DISK_CHECK_EVERY`]th time: a walk of its directories costs more).
 pub const ENFORCE_INTERVAL: Duration = Duration::from_millis(500);
-const DISK_CHECK_EVERY: u32 = 4;
+pub const DISK_CHECK_EVERY: u32 = 4;
 
 /// Asks a [`RunningTask`] that is being waited for (possibly in another tokio task) to kill
 /// itself: SIGTERM at once, SIGKILL after the grace period.
@@ -433,39 +433,12 @@ impl RunningTask {
     /// The first limit of its [`Enforcement`] the task went past, if any (`disk`: its
     /// disk usage is measured this time).
     async fn check(&self, disk: bool) -> Option<String> {
-        let cgroup = self.cgroup.as_ref()?;
-        if let Some(max) = self.enforce.pids_max {
-            if cgroup.pids_limit_hit() {
-                return Some(format!(
-                    "process limit reached ({max} processes and threads, --max-task-pids)"
-                ));
-            }
-        }
-        if let Some(allowed) = &self.enforce.ports {
-            let pids = cgroup.pids();
-            let ports = enforce::listening_ports(&pids);
-            let checked = self.enforce.checked_ports.as_deref();
-            if let Some(port) = enforce::port_outside(&ports, allowed, checked) {
-                return Some(format!(
-                    "listening on port {port}, which is not among its ports {}",
-                    enforce::ranges_text(allowed)
-                ));
-            }
-        }
-        if let (true, Some(limit)) = (disk, &self.enforce.disk) {
-            let paths = limit.paths.clone();
-            let used = tokio::task::spawn_blocking(move || enforce::disk_usage(&paths))
-                .await
-                .unwrap_or(0);
-            if used > limit.bytes {
-                return Some(format!(
-                    "disk limit exceeded ({} used, {} allowed)",
-                    Bytes(used),
-                    Bytes(limit.bytes)
-                ));
-            }
-        }
-        None
+        let cgroup = self.cgroup.clone()?;
+        let rules = self.enforce.clone();
+        tokio::task::spawn_blocking(move || enforce::violation(&rules, &cgroup, disk))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Wait for the task to end (carrying out kill requests from [`KillHandle`]s meanwhile),

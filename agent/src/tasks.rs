@@ -92,6 +92,10 @@ pub const ENV_FETCH_FAILURE: &str = "AGORA_FETCH_FAILURE";
 /// with `--check-agent-port-range-only`; unset: every port), for the built-in executor.
 pub const ENV_CHECKED_PORTS: &str = "AGORA_CHECKED_PORTS";
 
+/// A framework's executor's task's resources (Mesos text, the executor's own included),
+/// for its wrapper's checks of disk and ports.
+pub const ENV_TASK_RESOURCES: &str = "AGORA_TASK_RESOURCES";
+
 /// The most processes a task may have (`--max-task-pids`; 0: no limit), for the built-in
 /// executor.
 pub const ENV_MAX_TASK_PIDS: &str = "AGORA_MAX_TASK_PIDS";
@@ -843,6 +847,7 @@ impl Tasks {
             if let Some(run_as) = run_as {
                 cmd.env(ENV_TASK_USER, &run_as.name);
             }
+            cmd.env(ENV_TASK_RESOURCES, resources.to_string());
         }
         cmd.env(agora_driver::executor_driver::ENV_EXECUTOR_TOKEN, &token)
             .env(

@@ -32,7 +32,7 @@ use agora_agent::isolation::{
 use agora_agent::supervisor::{self, KillHandle, TaskOutcome, TaskSpec};
 use agora_agent::tasks::{
     cgroup_key, scalar, CUSTOM_EXECUTOR_FLAG, ENV_CHECKED_PORTS, ENV_FETCH_FAILURE, ENV_FETCH_URIS,
-    ENV_MAX_TASK_PIDS, ENV_TASK_USER,
+    ENV_MAX_TASK_PIDS, ENV_TASK_RESOURCES, ENV_TASK_USER,
 };
 use agora_driver::executor_driver::{
     Ended, ENV_EXECUTOR_ID, ENV_EXECUTOR_TOKEN, ENV_FRAMEWORK_ID, ENV_SANDBOX,
@@ -561,23 +561,29 @@ fn run_custom_executor(command: &str) -> ExitCode {
             Ok(())
         });
     }
-    // Watched while it runs: an executor (or its task) that forks past its pids limit is
-    // killed, and the reason left for the agent, which fails the task with it.
+    // Watched while it runs as a task of the built-in executor is: an executor (or its
+    // task) past its pids limit, its disk or its ports is killed, and the reason left for
+    // the agent, which fails the task with it.
     let pids_max = std::env::var(ENV_MAX_TASK_PIDS)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|n| *n > 0);
+    let sandbox = std::env::var_os(ENV_SANDBOX)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    let resources = agora_registry::Resources::parse(&var(ENV_TASK_RESOURCES)).unwrap_or_default();
+    let rules = enforcement(&resources, pids_max, &sandbox, None, false);
     let status = cmd.spawn().and_then(|mut child| {
         tracing::info!(pid = child.id(), task_key = %key, "custom executor started");
+        let mut ticks = 0u32;
         loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
-            if let (Some(max), Some(cg)) = (pids_max, &cgroup) {
-                if cg.pids_limit_hit() {
-                    let reason = format!(
-                        "process limit reached ({max} processes and threads, --max-task-pids)"
-                    );
+            ticks = ticks.wrapping_add(1);
+            let disk = ticks.is_multiple_of(agora_agent::supervisor::DISK_CHECK_EVERY);
+            if let Some(cg) = &cgroup {
+                if let Some(reason) = agora_agent::enforce::violation(&rules, cg, disk) {
                     tracing::warn!(task_key = %key, %reason, "killing the custom executor");
                     if let Some(path) = std::env::var_os(ENV_FETCH_FAILURE) {
                         let _ = std::fs::write(&path, &reason);
