@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_test_cluster::*;
 use common::*;
@@ -45,6 +45,31 @@ async fn run_reports_exit_codes_and_the_memory_limit() {
     // The agent lives on.
     let (code, out) = run(&cluster, &["run", "--", "true"]);
     assert_eq!(code, 0, "{out}");
+
+    // A task no agent could ever hold: said at once, naming what is short.
+    let (code, out) = run(&cluster, &["run", "--cpus", "100", "--", "true"]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    assert!(
+        out.contains("no agent can ever hold this task: it asks for cpus 100"),
+        "{out}"
+    );
+    // One that fits, but not while another holds the agent: --timeout gives up.
+    let (mut holder, rx) = spawn_run(&cluster, &["run", "--cpus", "2", "--", "sleep", "6"]);
+    let mut seen = Vec::new();
+    wait_line(&rx, "TASK_RUNNING", &mut seen);
+    let started = Instant::now();
+    let (code, out) = run(
+        &cluster,
+        &["run", "--cpus", "1", "--timeout", "2s", "--", "true"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no offer could hold the task within 2s"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{out}");
+    assert_eq!(wait_exit(&mut holder, Duration::from_secs(30)), 0);
 
     // Bad input: exit 2 with one line.
     let (code, out) = run(&cluster, &["run", "--cpus", "-1", "--", "true"]);
