@@ -817,16 +817,7 @@ impl Tasks {
             cmd.env(ENV_FETCH_FAILURE, failure);
         }
         if self.config.check_agent_port_range_only {
-            let ranges: Vec<(u64, u64)> = self
-                .config
-                .resources
-                .iter()
-                .filter(|r| r.name == "ports")
-                .flat_map(|r| match &r.value {
-                    Value::Ranges(ranges) => ranges.pairs().to_vec(),
-                    Value::Scalar(_) => Vec::new(),
-                })
-                .collect();
+            let ranges = ranges(&self.config.resources, "ports");
             cmd.env(
                 ENV_CHECKED_PORTS,
                 serde_json::to_string(&ranges).unwrap_or_default(),
@@ -1497,6 +1488,17 @@ pub fn cgroup_key(framework_id: &str, task_id: &str) -> String {
 }
 
 /// Scalar amount of `name` in `res` (for cgroup limits).
+/// The ranges of resources named `name` (e.g. `ports`), as they are listed.
+pub fn ranges(res: &Resources, name: &str) -> Vec<(u64, u64)> {
+    res.iter()
+        .filter(|r| r.name == name)
+        .flat_map(|r| match &r.value {
+            Value::Ranges(ranges) => ranges.pairs().to_vec(),
+            Value::Scalar(_) => Vec::new(),
+        })
+        .collect()
+}
+
 pub fn scalar(res: &Resources, name: &str) -> f64 {
     res.iter()
         .filter(|r| r.name == name)

@@ -341,14 +341,7 @@ fn enforcement(
             )
             .collect(),
     });
-    let ports: Vec<(u64, u64)> = resources
-        .iter()
-        .filter(|r| r.name == "ports")
-        .flat_map(|r| match &r.value {
-            agora_registry::Value::Ranges(ranges) => ranges.pairs().to_vec(),
-            agora_registry::Value::Scalar(_) => Vec::new(),
-        })
-        .collect();
+    let ports = agora_agent::tasks::ranges(resources, "ports");
     // With --check-agent-port-range-only, the agent's own port ranges.
     let checked_ports = std::env::var(ENV_CHECKED_PORTS)
         .ok()

@@ -383,7 +383,7 @@ impl Store {
             // Renamed first: a layer half removed is never taken for a whole one.
             let doomed = self.root.join("tmp").join(format!("{hex}.gc"));
             if fs::rename(&dir, &doomed).is_ok() {
-                remove_tree(&doomed);
+                super::container::remove(&doomed);
             }
             let _ = fs::remove_file(layers_dir.join(format!("{hex}.json")));
             freed += bytes;
@@ -411,17 +411,6 @@ impl Store {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
     }
-}
-
-/// Removes a tree whose files may be read-only (layers keep the images' modes).
-fn remove_tree(path: &Path) {
-    if fs::remove_dir_all(path).is_ok() {
-        return;
-    }
-    let _ = std::process::Command::new("rm")
-        .arg("-rf")
-        .arg(path)
-        .status();
 }
 
 /// The one TLS provider the registry client uses.

@@ -46,16 +46,17 @@ pub async fn wait_agents(cluster: &Cluster, n: usize) {
     cluster.wait_active_agents(n, Duration::from_secs(20)).await;
 }
 
-/// Starts `agora run` in the background; returns the child and a channel of its lines.
+/// Starts `agora run` in the background (killed when the test process ends, however it
+/// ends); returns the child and a channel of its lines.
 pub fn spawn_run(
     cluster: &Cluster,
     args: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = agora(cluster, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = agora(cluster, args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Dies with the test process: a test that fails while it waits (its cluster gone)
+    // must not leave it retrying the masters forever.
+    let mut child = reap::spawn(cmd).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     for pipe in [
         Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
