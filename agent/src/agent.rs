@@ -1,5 +1,5 @@
 //! The agent process: one listen address serving the executor API (gRPC) and HTTP
-//! (`/health`), a loopback-only plaintext listener serving Mesos' executor API
+//! (`/health`, the sandbox API `/files/*`), a loopback-only plaintext listener serving Mesos' executor API
 //! (`/api/v1/executor`, nothing else), its tasks, its link to the leader and the collection of finished
 //! sandboxes, run until shutdown.
 
@@ -62,9 +62,15 @@ pub async fn run_until(
         tasks: tasks.clone(),
     }))
     .into_axum_router();
+    let files = crate::files::router(
+        config.sandbox_key.clone(),
+        config.work_dir.clone(),
+        status_rx.clone(),
+    );
     let app = Router::new()
         .route("/health", get(health))
         .with_state(status_rx)
+        .merge(files)
         .merge(grpc)
         .fallback(agora_security::serve::unknown_path);
     let tls = match &config.security.tls {

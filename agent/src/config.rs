@@ -54,6 +54,11 @@ pub struct AgentConfig {
     /// Check only the ports in this agent's own `ports` resource (Mesos'
     /// `--check_agent_port_range_only`): a task may listen on any port outside it.
     pub check_agent_port_range_only: bool,
+    /// The key this agent's sandbox grants are signed with (new at every start; the leader
+    /// gets it on the session).
+    pub sandbox_key: agora_security::grant::GrantKey,
+    /// When tasks' stdout and stderr rotate (`--output-max-size`, `--output-rotations`).
+    pub output: crate::supervisor::OutputRotation,
 }
 
 /// `--gc-delay`'s default, as Mesos'.
@@ -374,6 +379,7 @@ impl AgentConfig {
             address: self.advertise.clone(),
             resources: self.resources.clone(),
             attributes: self.attributes.clone(),
+            sandbox_key: self.sandbox_key.as_bytes().to_vec(),
         }
     }
 }
@@ -387,6 +393,8 @@ pub struct Registration {
     pub resources: Resources,
     /// Free-form attributes, in order.
     pub attributes: Vec<(String, String)>,
+    /// The key the leader signs this agent's sandbox grants with (empty: none).
+    pub sandbox_key: Vec<u8>,
 }
 
 #[cfg(test)]

@@ -364,11 +364,12 @@ pub fn message_event(m: pb::FrameworkMessage) -> pb::ExecutorEvent {
 }
 
 /// Session: the first message, who is connecting.
-pub fn hello(agent_id: &str, address: &str) -> pb::AgentMessage {
+pub fn hello(agent_id: &str, registration: &Registration) -> pb::AgentMessage {
     pb::AgentMessage {
         kind: Some(pb::agent_message::Kind::Hello(pb::AgentHello {
             agent_id: agent_id.to_string(),
-            address: address.to_string(),
+            address: registration.address.clone(),
+            sandbox_key: registration.sandbox_key.clone(),
         })),
     }
 }

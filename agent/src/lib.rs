@@ -32,6 +32,8 @@
 //!   executors reconnect after a restart). Its calls go through the same [`tasks`] calls as
 //!   the gRPC executor API; callers are identified by their token or by the cgroup of the
 //!   process owning their socket.
+//! - [`files`]: the sandbox API (Mesos' `/files/browse`, `/files/read`, `/files/download`)
+//!   for its tasks' sandboxes, each request carrying the leader's grant for one sandbox.
 //! - [`fetch`]: Mesos' fetcher: a task's (or its executor's) `uris` put in its sandbox
 //!   before it starts, local files read as the task's user, HTTP bounded in size and time.
 //! - [`convert`]: the crate's one conversion layer to the proto types: every message for
@@ -95,6 +97,7 @@ pub mod convert;
 pub mod detect;
 pub mod enforce;
 pub mod fetch;
+pub mod files;
 pub mod gc;
 pub mod image;
 pub mod isolation;

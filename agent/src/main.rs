@@ -128,6 +128,13 @@ struct Args {
     /// --check_agent_port_range_only).
     #[arg(long, env = "AGORA_CHECK_AGENT_PORT_RANGE_ONLY")]
     check_agent_port_range_only: bool,
+    /// A task's stdout and stderr rotate when they reach this size (e.g. "10MiB"; 0: never,
+    /// the task then writes the files itself), as Mesos' logrotate container logger.
+    #[arg(long, env = "AGORA_OUTPUT_MAX_SIZE", default_value = "10MiB", value_parser = config::parse_size)]
+    output_max_size: u64,
+    /// How many rotated files of each (stdout.1, stdout.2, ...) are kept.
+    #[arg(long, env = "AGORA_OUTPUT_ROTATIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    output_rotations: u32,
     /// Host directories (comma-separated) that containers may mount as volumes, with
     /// what is under them (Mesos' host_path volumes); none by default.
     #[arg(long, env = "AGORA_ALLOWED_HOST_VOLUMES", default_value = "")]
@@ -274,6 +281,11 @@ fn main() -> ExitCode {
         },
         max_task_pids: (args.max_task_pids > 0).then_some(args.max_task_pids),
         check_agent_port_range_only: args.check_agent_port_range_only,
+        sandbox_key: agora_security::grant::GrantKey::generate(),
+        output: agora_agent::supervisor::OutputRotation {
+            max_bytes: args.output_max_size,
+            keep: args.output_rotations,
+        },
         images: match config::image_settings(
             &args.work_dir,
             &args.image_registry,

@@ -223,7 +223,7 @@ async fn session<S: AgentSide>(
         .session_channel(leader)
         .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(1024);
-    tx.send(convert::hello(agent_id, &registration.address))
+    tx.send(convert::hello(agent_id, registration))
         .await
         .map_err(|_| tonic::Status::cancelled("session closed"))?;
     let mut inbound = AgentGatewayClient::new(channel)

@@ -74,6 +74,8 @@ pub async fn run(
                 address: format!("127.1.{}.{}:5051", i / 250, i % 250 + 1),
                 resources: resources.clone(),
                 attributes: vec![("simulated".into(), "true".into())],
+                // Simulated agents have no sandboxes to grant.
+                sandbox_key: Vec::new(),
             };
             handles.push(tokio::spawn(agent_loop(
                 client.clone(),

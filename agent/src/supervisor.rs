@@ -53,6 +53,104 @@ pub struct TaskSpec {
     pub container: Option<ContainerLaunch>,
     /// Processes, disk and ports checked while it runs.
     pub enforce: Enforcement,
+    /// When `stdout` and `stderr` are rotated.
+    pub output: OutputRotation,
+}
+
+/// Rotation of a task's `stdout` and `stderr` (Mesos' logrotate container logger): once a
+/// file holds `max_bytes`, it becomes `stdout.1` (`.1` becomes `.2`, and so on; the oldest
+/// beyond `keep` is dropped) and a new one starts. The output then reaches the files
+/// through pipes the supervisor copies from. `max_bytes` 0: never rotated, the task writes
+/// the files itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputRotation {
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+impl OutputRotation {
+    /// Never rotated.
+    pub const NEVER: OutputRotation = OutputRotation {
+        max_bytes: 0,
+        keep: 0,
+    };
+}
+
+impl Default for OutputRotation {
+    /// 10 MiB per file, five rotated files kept.
+    fn default() -> Self {
+        OutputRotation {
+            max_bytes: 10 * MIB,
+            keep: 5,
+        }
+    }
+}
+
+/// How long the copiers of a rotated output may take to drain after the task ended (a
+/// process that escaped the task's process group and cgroup may hold the pipe open).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Copies `from` to `path`, rotating as `rotation` says, until `from` ends.
+async fn copy_rotating<R>(mut from: R, path: PathBuf, rotation: OutputRotation)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    let mut file = match open_append(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the task's output; it is discarded");
+            // Keep draining so the task never blocks on a full pipe.
+            let _ = tokio::io::copy(&mut from, &mut tokio::io::sink()).await;
+            return;
+        }
+    };
+    let mut written = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            if written >= rotation.max_bytes {
+                file = rotate(&path, rotation.keep, file);
+                written = file.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+            let room = (rotation.max_bytes.saturating_sub(written) as usize).max(1);
+            let part = room.min(chunk.len());
+            // The file is local and the writes small: blocking here is brief.
+            if file.write_all(&chunk[..part]).is_err() {
+                // Disk full or gone: drop this piece, keep the task running.
+            }
+            written += part as u64;
+            chunk = &chunk[part..];
+        }
+    }
+}
+
+/// `path` becomes `path.1` (older ones move up; beyond `keep` they are dropped) and a new
+/// `path` is opened. Where that fails (something in the way), the file is emptied instead.
+fn rotate(path: &Path, keep: u32, current: fs::File) -> fs::File {
+    let numbered = |i: u32| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{i}"));
+        PathBuf::from(p)
+    };
+    let keep = keep.max(1);
+    let _ = fs::remove_file(numbered(keep));
+    for i in (1..keep).rev() {
+        let _ = fs::rename(numbered(i), numbered(i + 1));
+    }
+    if fs::rename(path, numbered(1)).is_ok() {
+        if let Ok(f) = open_append(path) {
+            return f;
+        }
+    }
+    let _ = current.set_len(0);
+    current
 }
 
 /// A container to run: `RUNTIME --root STATE --cgroup-manager=disabled run --bundle
@@ -234,8 +332,18 @@ pub async fn start(
         path: sandbox.clone(),
         source,
     })?;
-    let stdout = open_append(&sandbox.join(STDOUT_FILE))?;
-    let stderr = open_append(&sandbox.join(STDERR_FILE))?;
+    let rotated = spec.output.max_bytes > 0;
+    let (stdout, stderr) = if rotated {
+        // Created now, so a reader finds them from the start.
+        open_append(&sandbox.join(STDOUT_FILE))?;
+        open_append(&sandbox.join(STDERR_FILE))?;
+        (Stdio::piped(), Stdio::piped())
+    } else {
+        (
+            Stdio::from(open_append(&sandbox.join(STDOUT_FILE))?),
+            Stdio::from(open_append(&sandbox.join(STDERR_FILE))?),
+        )
+    };
 
     let cgroup = isolation.create(task_key, &spec.limits)?;
     let procs_paths = cgroup.procs_paths();
@@ -299,7 +407,7 @@ pub async fn start(
         });
     }
 
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(source) => {
             destroy_cgroup(cgroup).await;
@@ -314,8 +422,26 @@ pub async fn start(
         .and_then(|id| i32::try_from(id).ok())
         .unwrap_or(0);
 
+    let mut copiers = Vec::new();
+    if rotated {
+        if let Some(out) = child.stdout.take() {
+            copiers.push(tokio::spawn(copy_rotating(
+                out,
+                sandbox.join(STDOUT_FILE),
+                spec.output,
+            )));
+        }
+        if let Some(err) = child.stderr.take() {
+            copiers.push(tokio::spawn(copy_rotating(
+                err,
+                sandbox.join(STDERR_FILE),
+                spec.output,
+            )));
+        }
+    }
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     let mut task = RunningTask {
+        copiers,
         child,
         pid,
         cgroup: Some(cgroup),
@@ -362,6 +488,8 @@ pub struct RunningTask {
     enforce: Enforcement,
     /// The limit it went past, once it has.
     violation: Option<String>,
+    /// Copiers of its rotated output, drained before its end is reported.
+    copiers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the [`Enforcement`] of a running task is checked (its disk usage every
@@ -485,6 +613,14 @@ impl RunningTask {
         if let Some(cgroup) = self.cgroup.take() {
             destroy_cgroup(cgroup).await;
         }
+        // Everything the task wrote is in its files before its end is reported.
+        for copier in std::mem::take(&mut self.copiers) {
+            let abort = copier.abort_handle();
+            if tokio::time::timeout(OUTPUT_DRAIN, copier).await.is_err() {
+                tracing::warn!(pid = self.pid, "the task's output is still held open by a process outside it; no longer copied");
+                abort.abort();
+            }
+        }
         tracing::info!(pid = self.pid, outcome = %outcome, "task ended");
         outcome
     }
@@ -492,6 +628,9 @@ impl RunningTask {
 
 impl Drop for RunningTask {
     fn drop(&mut self) {
+        for copier in &self.copiers {
+            copier.abort();
+        }
         if !self.reaped && self.exit.is_none() {
             // Unreaped, so the group id is still ours. tokio reaps the dropped child.
             signal_group(self.pid, libc::SIGKILL);
@@ -722,6 +861,7 @@ mod tests {
             user: None,
             container: None,
             enforce: Default::default(),
+            output: Default::default(),
         };
         assert!(validate_spec(&spec).is_ok());
         for env in [("", "x"), ("A=B", "x"), ("A", "x\0")] {

@@ -99,6 +99,10 @@ pub const ENV_TASK_RESOURCES: &str = "AGORA_TASK_RESOURCES";
 /// The most processes a task may have (`--max-task-pids`; 0: no limit), for the built-in
 /// executor.
 pub const ENV_MAX_TASK_PIDS: &str = "AGORA_MAX_TASK_PIDS";
+/// The size at which a task's stdout and stderr rotate (bytes; 0: never), for the executor.
+pub const ENV_OUTPUT_MAX_SIZE: &str = "AGORA_OUTPUT_MAX_SIZE";
+/// How many rotated files of each are kept, for the executor.
+pub const ENV_OUTPUT_ROTATIONS: &str = "AGORA_OUTPUT_ROTATIONS";
 
 /// The file name of [`ENV_FETCH_FAILURE`].
 const FETCH_FAILURE_FILE: &str = "fetch.failure";
@@ -862,6 +866,11 @@ impl Tasks {
                 self.config.max_task_pids.unwrap_or(0).to_string(),
             )
             .env("AGORA_CGROUPS_ROOT", self.isolation.root_name())
+            .env(
+                ENV_OUTPUT_MAX_SIZE,
+                self.config.output.max_bytes.to_string(),
+            )
+            .env(ENV_OUTPUT_ROTATIONS, self.config.output.keep.to_string())
             .current_dir(&sandbox)
             .stdin(std::process::Stdio::null())
             .stdout(log_out)

@@ -113,6 +113,7 @@ fn spec(sandbox: &Path, command: &str) -> TaskSpec {
         user: None,
         container: None,
         enforce: Default::default(),
+        output: Default::default(),
     }
 }
 
@@ -724,4 +725,33 @@ async fn no_isolation_runs_tasks_and_cleans_up_the_process_group() {
     assert!(started.elapsed() >= grace);
     assert_eq!(task.wait().await, TaskOutcome::Killed);
     assert_dies(child, "the task's child");
+}
+
+#[tokio::test]
+async fn output_rotates_at_its_size_keeping_the_newest_files() {
+    let root = Root::cgroups("rotate");
+    let dir = tempfile::tempdir().unwrap();
+    // 20 lines of 100 bytes to stdout, 1 line to stderr; files of 500 bytes, 2 kept.
+    let task_spec = TaskSpec {
+        output: supervisor::OutputRotation {
+            max_bytes: 500,
+            keep: 2,
+        },
+        ..spec(
+            dir.path(),
+            "for i in $(seq 10 29); do printf '%099d\\n' $i; done; echo err >&2",
+        )
+    };
+    let task = supervisor::start(&task_spec, &root, "t-rotate")
+        .await
+        .unwrap();
+    assert!(task.wait().await.is_success());
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    // The newest 500 bytes in stdout, the 1,000 before in .1 and .2; older ones dropped.
+    let line = |i: u32| format!("{i:099}\n");
+    assert_eq!(read("stdout"), (25..30).map(line).collect::<String>());
+    assert_eq!(read("stdout.1"), (20..25).map(line).collect::<String>());
+    assert_eq!(read("stdout.2"), (15..20).map(line).collect::<String>());
+    assert!(!dir.path().join("stdout.3").exists());
+    assert_eq!(read("stderr"), "err\n");
 }

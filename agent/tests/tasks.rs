@@ -66,6 +66,8 @@ impl AgentInstance {
             images: agora_agent::image::ImageSettings::defaults(work_dir),
             max_task_pids: Some(256),
             check_agent_port_range_only: false,
+            sandbox_key: agora_security::grant::GrantKey::generate(),
+            output: Default::default(),
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
                 insecure: true,

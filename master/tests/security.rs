@@ -121,6 +121,7 @@ async fn unauthenticated_and_wrong_secret_callers_are_refused_on_every_service()
             kind: Some(pb::agent_message::Kind::Hello(pb::AgentHello {
                 agent_id: "a".into(),
                 address: "127.0.0.1:1".into(),
+                sandbox_key: vec![],
             })),
         };
         let s = AgentGatewayClient::new(ch.clone())
@@ -454,6 +455,7 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
         kind: Some(pb::agent_message::Kind::Hello(pb::AgentHello {
             agent_id: reply.agent_id.clone(),
             address: stolen.address.clone(),
+            sandbox_key: vec![],
         })),
     };
     let s = AgentGatewayClient::new(impostor)

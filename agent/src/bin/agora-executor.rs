@@ -215,6 +215,7 @@ impl Executor for CommandExecutor {
                 user,
                 container: launch,
                 enforce,
+                output: output_rotation(),
             };
             if lock(&state).killed_early.is_some() {
                 handle.send_status_update(
@@ -365,6 +366,19 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+}
+
+/// The rotation of tasks' output the agent named (`AGORA_OUTPUT_MAX_SIZE`,
+/// `AGORA_OUTPUT_ROTATIONS`; absent: the default).
+fn output_rotation() -> agora_agent::supervisor::OutputRotation {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let default = agora_agent::supervisor::OutputRotation::default();
+    agora_agent::supervisor::OutputRotation {
+        max_bytes: var(agora_agent::tasks::ENV_OUTPUT_MAX_SIZE).unwrap_or(default.max_bytes),
+        keep: var(agora_agent::tasks::ENV_OUTPUT_ROTATIONS)
+            .map(|k| k.min(1000) as u32)
+            .unwrap_or(default.keep),
+    }
 }
 
 /// The isolation the agent named (`AGORA_ISOLATION`, `AGORA_CGROUPS_ROOT`).

@@ -23,7 +23,12 @@
 //!   "view_agents":         [{"principals": ENTITY, "agents": ENTITY}],
 //!   "register_agents":     [{"principals": ENTITY, "agents": ENTITY}],
 //!   "update_membership":   [{"principals": ENTITY, "members": ENTITY}],
-//!   "drain_agents":        [{"principals": ENTITY, "agents": ENTITY}]
+//!   "drain_agents":        [{"principals": ENTITY, "agents": ENTITY}],
+//!   "access_sandboxes":    [{"principals": ENTITY, "users": ENTITY}],
+//!   "deactivate_agents":   [{"principals": ENTITY, "agents": ENTITY}],
+//!   "reactivate_agents":   [{"principals": ENTITY, "agents": ENTITY}],
+//!   "mark_agents_gone":    [{"principals": ENTITY, "agents": ENTITY}],
+//!   "set_log_level":       [{"principals": ENTITY, "levels": ENTITY}]
 //! }
 //! ```
 //!
@@ -137,6 +142,18 @@ pub enum Action<'a> {
     UpdateMembership { member: &'a str },
     /// Drain `agent` (a principal or agent id). List: `drain_agents`, object field `agents`.
     DrainAgent { agent: &'a str },
+    /// Read the sandbox of a task running as `user`. List: `access_sandboxes`, object
+    /// field `users`.
+    AccessSandbox { user: &'a str },
+    /// Stop offering `agent`'s resources. List: `deactivate_agents`, object field `agents`.
+    DeactivateAgent { agent: &'a str },
+    /// Offer `agent`'s resources again. List: `reactivate_agents`, object field `agents`.
+    ReactivateAgent { agent: &'a str },
+    /// Mark `agent` gone for good. List: `mark_agents_gone`, object field `agents`.
+    MarkAgentGone { agent: &'a str },
+    /// Change a master's log level to `level`. List: `set_log_level`, object field
+    /// `levels`.
+    SetLogLevel { level: &'a str },
 }
 
 /// The ACL document could not be used. The `Display` form is one line an operator can act
@@ -282,6 +299,11 @@ impl Action<'_> {
             Action::RegisterAgent { .. } => Kind::RegisterAgents,
             Action::UpdateMembership { .. } => Kind::UpdateMembership,
             Action::DrainAgent { .. } => Kind::DrainAgents,
+            Action::AccessSandbox { .. } => Kind::AccessSandboxes,
+            Action::DeactivateAgent { .. } => Kind::DeactivateAgents,
+            Action::ReactivateAgent { .. } => Kind::ReactivateAgents,
+            Action::MarkAgentGone { .. } => Kind::MarkAgentsGone,
+            Action::SetLogLevel { .. } => Kind::SetLogLevel,
         }
     }
 
@@ -291,14 +313,19 @@ impl Action<'_> {
             Action::RegisterFramework { role } | Action::UpdateWeight { role } => Some(role),
             Action::RunTask { user }
             | Action::ViewFramework { user }
-            | Action::ViewTask { user } => Some(user),
+            | Action::ViewTask { user }
+            | Action::AccessSandbox { user } => Some(user),
             Action::TeardownFramework {
                 framework_principal,
             } => framework_principal,
             Action::ViewAgent { agent }
             | Action::RegisterAgent { agent }
-            | Action::DrainAgent { agent } => Some(agent),
+            | Action::DrainAgent { agent }
+            | Action::DeactivateAgent { agent }
+            | Action::ReactivateAgent { agent }
+            | Action::MarkAgentGone { agent } => Some(agent),
             Action::UpdateMembership { member } => Some(member),
+            Action::SetLogLevel { level } => Some(level),
         }
     }
 }
@@ -316,10 +343,15 @@ enum Kind {
     RegisterAgents,
     UpdateMembership,
     DrainAgents,
+    AccessSandboxes,
+    DeactivateAgents,
+    ReactivateAgents,
+    MarkAgentsGone,
+    SetLogLevel,
 }
 
 impl Kind {
-    const COUNT: usize = 10;
+    const COUNT: usize = 15;
 
     /// In document order.
     const ALL: [Kind; Kind::COUNT] = [
@@ -333,6 +365,11 @@ impl Kind {
         Kind::RegisterAgents,
         Kind::UpdateMembership,
         Kind::DrainAgents,
+        Kind::AccessSandboxes,
+        Kind::DeactivateAgents,
+        Kind::ReactivateAgents,
+        Kind::MarkAgentsGone,
+        Kind::SetLogLevel,
     ];
 
     fn index(self) -> usize {
@@ -351,16 +388,29 @@ impl Kind {
             Kind::RegisterAgents => "register_agents",
             Kind::UpdateMembership => "update_membership",
             Kind::DrainAgents => "drain_agents",
+            Kind::AccessSandboxes => "access_sandboxes",
+            Kind::DeactivateAgents => "deactivate_agents",
+            Kind::ReactivateAgents => "reactivate_agents",
+            Kind::MarkAgentsGone => "mark_agents_gone",
+            Kind::SetLogLevel => "set_log_level",
         }
     }
 
     fn object_field(self) -> &'static str {
         match self {
             Kind::RegisterFrameworks | Kind::UpdateWeights => "roles",
-            Kind::RunTasks | Kind::ViewFrameworks | Kind::ViewTasks => "users",
+            Kind::RunTasks | Kind::ViewFrameworks | Kind::ViewTasks | Kind::AccessSandboxes => {
+                "users"
+            }
             Kind::TeardownFrameworks => "framework_principals",
-            Kind::ViewAgents | Kind::RegisterAgents | Kind::DrainAgents => "agents",
+            Kind::ViewAgents
+            | Kind::RegisterAgents
+            | Kind::DrainAgents
+            | Kind::DeactivateAgents
+            | Kind::ReactivateAgents
+            | Kind::MarkAgentsGone => "agents",
             Kind::UpdateMembership => "members",
+            Kind::SetLogLevel => "levels",
         }
     }
 

@@ -18,7 +18,7 @@ fn err_text(json: &str) -> String {
 type MakeAction = for<'a> fn(&'a str) -> Action<'a>;
 
 /// Every action kind: its document key, its object field, and how to build it.
-const KINDS: [(&str, &str, MakeAction); 10] = [
+const KINDS: [(&str, &str, MakeAction); 15] = [
     ("register_frameworks", "roles", |o| {
         Action::RegisterFramework { role: o }
     }),
@@ -44,6 +44,21 @@ const KINDS: [(&str, &str, MakeAction); 10] = [
     }),
     ("drain_agents", "agents", |o| Action::DrainAgent {
         agent: o,
+    }),
+    ("access_sandboxes", "users", |o| Action::AccessSandbox {
+        user: o,
+    }),
+    ("deactivate_agents", "agents", |o| Action::DeactivateAgent {
+        agent: o,
+    }),
+    ("reactivate_agents", "agents", |o| Action::ReactivateAgent {
+        agent: o,
+    }),
+    ("mark_agents_gone", "agents", |o| Action::MarkAgentGone {
+        agent: o,
+    }),
+    ("set_log_level", "levels", |o| Action::SetLogLevel {
+        level: o,
     }),
 ];
 
@@ -431,7 +446,7 @@ fn full_document_with_every_list_parses() {
     }
     let text = format!(r#"{{"permissive": false, {}}}"#, lists.join(", "));
     let a = acls(&text);
-    assert_eq!(a.entry_count(), 10);
+    assert_eq!(a.entry_count(), KINDS.len());
     for (_, _, make) in KINDS {
         assert!(a.allows(Some("p"), &make("o")));
         assert!(!a.allows(Some("q"), &make("o")));
@@ -513,7 +528,7 @@ fn unknown_top_level_key_is_named_with_a_suggestion() {
         text.starts_with(r#"run_task: unknown key (did you mean "run_tasks"?); known keys are "permissive", "register_frameworks", "#),
         "{text}"
     );
-    assert!(text.ends_with(r#""drain_agents""#), "{text}");
+    assert!(text.ends_with(r#""set_log_level""#), "{text}");
     assert!(!text.contains('\n'));
     // No suggestion when nothing is close.
     let text = err_text(r#"{"frobnicate": []}"#);

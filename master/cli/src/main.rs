@@ -7,6 +7,7 @@
 mod clock;
 mod dev;
 mod dev_pki;
+mod logs;
 mod run;
 mod table;
 
@@ -72,8 +73,11 @@ enum Command {
     /// Start a local 3-master quorum and 2 agents on 127.0.0.1 and stay in the foreground
     /// until Ctrl-C, SIGTERM or SIGHUP (then stop them all).
     Dev(dev::DevArgs),
-    /// Run one command as a task; prints each state; exits with the task's exit status.
+    /// Run one command as a task; prints its stdout and stderr as it writes them and each
+    /// state on stderr; exits with the task's exit status.
     Run(run::RunArgs),
+    /// A task's stdout (or --stderr) from its sandbox; -f follows it until the task ends.
+    Logs(logs::LogsArgs),
     /// Leader, term, members and their roles, counts of agents, frameworks, tasks.
     Status,
     /// Registered agents.
@@ -192,11 +196,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return usage(format!("--masters: {e}")),
     };
-    if let Command::Run(args) = cli.command {
-        return run::run(client, args).await;
-    }
-    match cli.command {
-        Command::Dev(_) | Command::Run(_) => unreachable!("handled above"),
+    let command = match cli.command {
+        Command::Run(args) => return run::run(client, args).await,
+        Command::Logs(args) => return logs::logs(client, args).await,
+        c => c,
+    };
+    match command {
+        Command::Dev(_) | Command::Run(_) | Command::Logs(_) => unreachable!("handled above"),
         Command::Status => status(&client).await,
         Command::Agents { json } => {
             let state = get_state(&client).await?;

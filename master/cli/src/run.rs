@@ -68,6 +68,9 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// How long `agora run` waits, after its task ended, for the rest of its output.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg
@@ -204,10 +207,11 @@ impl Scheduler for Run {
             return;
         }
         self.last_state = Some(status.state);
+        // States go to stderr: stdout is the task's own output.
         if status.message.is_empty() {
-            println!("{} {}", status.task_id, status.state);
+            eprintln!("{} {}", status.task_id, status.state);
         } else {
-            println!("{} {}: {}", status.task_id, status.state, status.message);
+            eprintln!("{} {}: {}", status.task_id, status.state, status.message);
         }
         if status.state.is_terminal() {
             *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
@@ -304,6 +308,7 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
         failover_timeout_seconds: 0.0,
         capabilities: vec![],
     };
+    let sandbox_client = crate::logs::like(&client);
     let client = match agora_driver::MasterClient::with_security(
         client.masters().to_vec(),
         SchedulerDriver::retry_policy(),
@@ -378,6 +383,22 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
             }
         });
     }
+    // The task's stdout and stderr, printed as it writes them (once it is launched).
+    let streamer = {
+        let (launched, handle, task_id) = (launched.clone(), handle.clone(), task_id.clone());
+        let client = sandbox_client;
+        tokio::spawn(async move {
+            let framework = loop {
+                if launched.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Some(f) = handle.framework_id() {
+                        break f;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            crate::logs::stream_task(client, task_id, framework.to_string()).await;
+        })
+    };
     let outcome = driver
         .run(Run {
             launched_flag: launched.clone(),
@@ -395,6 +416,14 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
         })
         .await;
     let status = result.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if status.is_some() && launched.load(std::sync::atomic::Ordering::SeqCst) {
+        // What it wrote last, before its end was reported.
+        if tokio::time::timeout(OUTPUT_DRAIN, streamer).await.is_err() {
+            eprintln!("agora: the task's output was not all shown within {OUTPUT_DRAIN:?}");
+        }
+    } else {
+        streamer.abort();
+    }
     // The framework is done: remove it (its task is already terminal).
     if handle.framework_id().is_some() {
         let _ = handle.teardown().await;

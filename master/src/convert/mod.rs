@@ -238,6 +238,19 @@ pub fn resources_json(res: &Resources) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// A sandbox grant for its client.
+pub fn sandbox_access_to_proto(a: crate::leader::SandboxAccess) -> pb::SandboxAccessReply {
+    pb::SandboxAccessReply {
+        agent_id: a.agent_id.to_string(),
+        agent_address: a.agent_address,
+        path: a.path,
+        token: a.token,
+        expires_ms: a.expires_ms,
+        framework_id: a.framework_id.to_string(),
+        state: task_state_to_proto(a.state) as i32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,3 +442,4 @@ mod tests {
             .starts_with("agent"));
     }
 }
+

@@ -154,6 +154,34 @@ impl Leader {
         }
     }
 
+    /// Reading a task's sandbox: the principal of the task's framework, or one an
+    /// `access_sandboxes` entry explicitly allows for the task's user (the permissive
+    /// default does not open another's sandboxes: they hold its output, often secrets).
+    /// `owner` is the principal that registered the framework (registered or completed).
+    pub fn authorize_sandbox(
+        &self,
+        principal: Option<&str>,
+        framework: &FrameworkId,
+        owner: Option<&str>,
+        user: &str,
+    ) -> Result<(), LeaderError> {
+        if self.authz().may_act_for(owner, principal) {
+            return Ok(());
+        }
+        let decision = self
+            .authz()
+            .acls()
+            .decide(principal, &Action::AccessSandbox { user });
+        if decision.allowed && decision.entry.is_some() {
+            Ok(())
+        } else {
+            Err(denied(format!(
+                "task_id: the task belongs to framework {framework} of another principal, and no access_sandboxes ACL lets {} read sandboxes of tasks running as {user:?}",
+                who(principal)
+            )))
+        }
+    }
+
     /// The agent is `principal`'s to register again or to connect as.
     pub fn require_agent_owner(
         &self,
@@ -184,6 +212,11 @@ fn describe(action: &Action<'_>) -> String {
         Action::RegisterAgent { agent } => format!("register agent {agent}"),
         Action::UpdateMembership { member } => format!("change the membership of replica {member}"),
         Action::DrainAgent { agent } => format!("drain agent {agent}"),
+        Action::AccessSandbox { user } => format!("read sandboxes of tasks running as {user:?}"),
+        Action::DeactivateAgent { agent } => format!("deactivate agent {agent}"),
+        Action::ReactivateAgent { agent } => format!("reactivate agent {agent}"),
+        Action::MarkAgentGone { agent } => format!("mark agent {agent} gone"),
+        Action::SetLogLevel { level } => format!("set the log level to {level:?}"),
     }
 }
 

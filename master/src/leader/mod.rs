@@ -18,6 +18,8 @@ mod fixtures;
 mod frameworks;
 mod health;
 pub mod messages;
+mod sandbox;
+pub use sandbox::{sandbox_path, SandboxAccess};
 pub mod sessions;
 pub mod soft_state;
 pub mod views;
@@ -132,6 +134,8 @@ struct Shared {
     events: events::Broadcast,
     /// When this process started (ms).
     started_ms: u64,
+    /// Each connected agent's key for sandbox grants (from its session's hello).
+    sandbox_keys: Mutex<std::collections::HashMap<AgentId, agora_security::grant::GrantKey>>,
 }
 
 /// The leader's coordination, shared by every handler of this replica. It acts only while
@@ -170,6 +174,7 @@ impl Leader {
                 authz,
                 events: events::Broadcast::default(),
                 started_ms,
+                sandbox_keys: Mutex::new(Default::default()),
             }),
         }
     }

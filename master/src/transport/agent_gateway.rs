@@ -45,6 +45,21 @@ impl AgentGateway for AgentGatewayApi {
         };
         let agent = convert::agent_id(&hello.agent_id, "hello.agent_id")?;
         convert::agent_address(&hello.address, "hello.address")?;
+        let sandbox_key = match hello.sandbox_key.as_slice() {
+            [] => None,
+            bytes => Some(
+                agora_security::grant::GrantKey::from_bytes(bytes).ok_or_else(|| {
+                    invalid(
+                        "hello.sandbox_key",
+                        format!(
+                            "must be {} bytes, not {}",
+                            agora_security::grant::KEY_LEN,
+                            bytes.len()
+                        ),
+                    )
+                })?,
+            ),
+        };
         // Only the principal that registered the agent may open its session.
         self.leader
             .require_agent_owner(who.as_deref(), &agent)
@@ -53,6 +68,7 @@ impl AgentGateway for AgentGatewayApi {
             .leader
             .open_agent_session(&agent, &hello.address)
             .map_err(leader_status)?;
+        self.leader.set_sandbox_key(&agent, sandbox_key);
         // The session ends at the first transport error or when the agent closes it.
         let reports = inbound
             .map_while(|m| m.ok())

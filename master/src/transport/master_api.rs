@@ -93,6 +93,24 @@ impl MasterService for MasterApi {
         Ok(Response::new(state))
     }
 
+    async fn sandbox_access(
+        &self,
+        req: Request<pb::SandboxAccessRequest>,
+    ) -> Result<Response<pb::SandboxAccessReply>, Status> {
+        let who = principal(&req);
+        let req = req.into_inner();
+        let task = convert::task_id(&req.task_id, "task_id")?;
+        let framework = match req.framework_id.as_str() {
+            "" => None,
+            f => Some(convert::framework_id(f, "framework_id")?),
+        };
+        let access = self
+            .leader
+            .sandbox_access(who.as_deref(), &task, framework.as_ref())
+            .map_err(leader_status)?;
+        Ok(Response::new(convert::sandbox_access_to_proto(access)))
+    }
+
     async fn get_status(
         &self,
         _req: Request<pb::GetStatusRequest>,

@@ -7,6 +7,7 @@
 
 mod agent_gateway;
 pub mod auth;
+mod files;
 pub mod http;
 mod master_api;
 mod mesos_http;
@@ -49,6 +50,7 @@ pub fn router(
         )))
         .into_axum_router();
     http::router(leader.clone())
+        .merge(files::router(leader.clone()))
         .merge(mesos_scheduler::router(leader.clone()))
         .merge(mesos_operator::router(leader))
         .merge(grpc)

@@ -124,6 +124,14 @@ pub fn operator_acls(admins: &[&str], agent_registrars: &[&str]) -> String {
         "update_weights": only(admins, "roles"),
         "update_membership": only(admins, "members"),
         "drain_agents": only(admins, "agents"),
+        "deactivate_agents": only(admins, "agents"),
+        "reactivate_agents": only(admins, "agents"),
+        "mark_agents_gone": only(admins, "agents"),
+        "set_log_level": only(admins, "levels"),
+        // Frameworks read their own sandboxes; operators everyone's.
+        "access_sandboxes": [
+            {"principals": {"values": admins}, "users": {"type": "ANY"}}
+        ],
         "teardown_frameworks": [
             {"principals": {"values": admins}, "framework_principals": {"type": "ANY"}}
         ],

@@ -15,6 +15,10 @@
 //!   [`authenticate::Caller`];
 //! - [`client`]: the client side: TLS channels, credentials on every call, and the client
 //!   configuration file (`AGORA_CONFIG`) `agora dev` writes;
+//! - [`grant`]: sandbox grants, signed by the leader with an agent's key and checked by
+//!   that agent;
+//! - [`http_client`]: one HTTP/1.1 request to an Agora server (an agent's sandbox API),
+//!   over TLS when the client has the cluster CA;
 //! - [`generate`] (feature `generate`): a throwaway CA and certificates.
 //!
 //! It must not decide what a principal may do (that is the master's ACLs), and it never
@@ -25,6 +29,8 @@ pub mod client;
 pub mod credentials;
 #[cfg(feature = "generate")]
 pub mod generate;
+pub mod grant;
+pub mod http_client;
 pub mod serve;
 pub mod throttle;
 pub mod tls;

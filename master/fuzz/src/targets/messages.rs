@@ -1059,6 +1059,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
                     msg(pb::agent_message::Kind::Hello(pb::AgentHello {
                         agent_id: "a-1".into(),
                         address: "10.0.0.1:5051".into(),
+                        sandbox_key: vec![7; 32],
                     }))
                     .encode_to_vec()
                 },
