@@ -69,8 +69,25 @@ pub enum Command {
     /// After the older variants so that older log entries keep their encoding.
     SetRetention { retention: Retention },
     /// The DRF weights of several roles at once: all set, or (one invalid) none.
-    /// Last so that older log entries keep their encoding.
+    /// After the older variants so that older log entries keep their encoding.
     SetWeights { weights: Vec<(String, f64)> },
+    /// An operator takes the agent out of the pool: its offers are withdrawn and it gets
+    /// no more; its tasks run on.
+    DeactivateAgent { id: AgentId },
+    /// An operator puts the agent back in the pool, ending its drain if it has one.
+    ReactivateAgent { id: AgentId },
+    /// An operator drains the agent: deactivated, its tasks killed after `deadline_ms` by
+    /// the leader. It is drained once no live task is left on it (recorded by whichever
+    /// command ends the last one). Draining again replaces the deadline and `mark_gone`.
+    DrainAgent {
+        id: AgentId,
+        deadline_ms: TimestampMs,
+        mark_gone: bool,
+        now_ms: TimestampMs,
+    },
+    /// An operator marks the agent gone for good: its live tasks become
+    /// `TASK_GONE_BY_OPERATOR`, it is removed, and its id can never register again.
+    MarkAgentGone { id: AgentId, now_ms: TimestampMs },
 }
 
 /// The payload of one Raft log entry: commands applied in order, each on its own (one
@@ -109,6 +126,10 @@ impl Command {
             Command::SetWeight { .. } => "set_weight",
             Command::SetRetention { .. } => "set_retention",
             Command::SetWeights { .. } => "set_weights",
+            Command::DeactivateAgent { .. } => "deactivate_agent",
+            Command::ReactivateAgent { .. } => "reactivate_agent",
+            Command::DrainAgent { .. } => "drain_agent",
+            Command::MarkAgentGone { .. } => "mark_agent_gone",
         }
     }
 }

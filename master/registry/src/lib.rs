@@ -37,8 +37,8 @@ pub mod task_state;
 pub use command::{Command, CommandBatch, CommandResult};
 pub use ids::{validate_name, AgentId, FrameworkId, IdError, NameError, OfferId, TaskId};
 pub use model::{
-    Agent, AgentInfo, AgentStatus, CompletedFramework, Framework, FrameworkInfo, FrameworkStatus,
-    Offer, Retention, Task, TaskSpec, TaskState, TimestampMs, UnknownTaskState,
+    Agent, AgentInfo, AgentStatus, CompletedFramework, Drain, DrainState, Framework, FrameworkInfo,
+    FrameworkStatus, Offer, Retention, Task, TaskSpec, TaskState, TimestampMs, UnknownTaskState,
 };
 pub use registry::{Allocation, Registry};
 pub use rejection::Rejection;

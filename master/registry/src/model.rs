@@ -42,6 +42,41 @@ pub struct Agent {
     pub info: AgentInfo,
     pub status: AgentStatus,
     pub registered_at_ms: TimestampMs,
+    /// An operator took it out of the pool (deactivated, or draining): no offers.
+    #[serde(default)]
+    pub deactivated: bool,
+    /// An operator's drain of it, while it lasts (until reactivated or gone).
+    #[serde(default)]
+    pub drain: Option<Drain>,
+}
+
+impl Agent {
+    /// Whether its resources may be offered: reachable and not taken out by an operator.
+    pub fn in_pool(&self) -> bool {
+        self.status == AgentStatus::Active && !self.deactivated
+    }
+}
+
+/// An operator's drain of an agent (Mesos' `DRAIN_AGENT`): the agent gets no offers; its
+/// live tasks are killed once `deadline_ms` passes; with none left it is drained and, with
+/// `mark_gone`, marked gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    pub started_ms: TimestampMs,
+    /// When its tasks are killed (start plus the grace period).
+    pub deadline_ms: TimestampMs,
+    pub mark_gone: bool,
+    pub state: DrainState,
+}
+
+/// How far a drain has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DrainState {
+    /// Tasks may still run on it.
+    Draining,
+    /// None runs on it any more.
+    Drained,
 }
 
 /// What a framework tells the master when it subscribes.

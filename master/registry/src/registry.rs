@@ -15,8 +15,8 @@
 use crate::command::{offered_total, Command, CommandBatch, CommandResult, Rejection};
 use crate::ids::{AgentId, FrameworkId, OfferId, TaskId};
 use crate::model::{
-    Agent, AgentInfo, AgentStatus, CompletedFramework, Framework, FrameworkInfo, FrameworkStatus,
-    Offer, Retention, Task, TaskSpec, TaskState, TimestampMs,
+    Agent, AgentInfo, AgentStatus, CompletedFramework, Drain, DrainState, Framework, FrameworkInfo,
+    FrameworkStatus, Offer, Retention, Task, TaskSpec, TaskState, TimestampMs,
 };
 use crate::resources::{validate_framework_role, Resources};
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,9 @@ struct RegistryData {
     /// Absent from snapshots written before retention: the defaults then.
     #[serde(default)]
     retention: Retention,
+    /// Agents marked gone, and when: their ids can never register again.
+    #[serde(default)]
+    gone_agents: BTreeMap<AgentId, TimestampMs>,
 }
 
 impl PartialEq for Registry {
@@ -140,6 +143,23 @@ impl Registry {
 
     pub fn agent(&self, id: &AgentId) -> Option<&Agent> {
         self.data.agents.get(id)
+    }
+
+    /// Agents marked gone, with when.
+    pub fn gone_agents(&self) -> impl Iterator<Item = (&AgentId, &TimestampMs)> {
+        self.data.gone_agents.iter()
+    }
+
+    /// Whether `id` was marked gone.
+    pub fn is_gone(&self, id: &AgentId) -> bool {
+        self.data.gone_agents.contains_key(id)
+    }
+
+    /// How many of an agent's tasks are live (not terminal).
+    pub fn live_tasks_on(&self, id: &AgentId) -> usize {
+        self.tasks()
+            .filter(|t| &t.agent_id == id && !t.state.is_terminal())
+            .count()
     }
 
     /// Registered frameworks (not the completed ones).
@@ -266,6 +286,60 @@ impl Registry {
                 self.set_live_tasks_on_agent(id, TaskState::TaskGone, "agent removed", *now_ms);
                 self.data.agents.remove(id);
                 self.agent_alloc.remove(id);
+                Ok(())
+            }
+            Command::DeactivateAgent { id } => {
+                self.require_agent(id)?;
+                self.data.agents.get_mut(id).expect("checked").deactivated = true;
+                self.drop_agent_offers(id);
+                Ok(())
+            }
+            Command::ReactivateAgent { id } => {
+                self.require_agent(id)?;
+                let agent = self.data.agents.get_mut(id).expect("checked");
+                agent.deactivated = false;
+                agent.drain = None;
+                Ok(())
+            }
+            Command::DrainAgent {
+                id,
+                deadline_ms,
+                mark_gone,
+                now_ms,
+            } => {
+                self.require_agent(id)?;
+                let idle = self.agent_alloc.get(id).is_none_or(|a| a.used.is_empty());
+                let agent = self.data.agents.get_mut(id).expect("checked");
+                let started_ms = agent.drain.map_or(*now_ms, |d| d.started_ms);
+                agent.deactivated = true;
+                agent.drain = Some(Drain {
+                    started_ms,
+                    deadline_ms: *deadline_ms,
+                    mark_gone: *mark_gone,
+                    state: if idle {
+                        DrainState::Drained
+                    } else {
+                        DrainState::Draining
+                    },
+                });
+                self.drop_agent_offers(id);
+                Ok(())
+            }
+            Command::MarkAgentGone { id, now_ms } => {
+                if self.is_gone(id) {
+                    return Ok(());
+                }
+                self.require_agent(id)?;
+                self.drop_agent_offers(id);
+                self.set_live_tasks_on_agent(
+                    id,
+                    TaskState::TaskGoneByOperator,
+                    "agent marked gone by an operator",
+                    *now_ms,
+                );
+                self.data.agents.remove(id);
+                self.agent_alloc.remove(id);
+                self.data.gone_agents.insert(id.clone(), *now_ms);
                 Ok(())
             }
             Command::RegisterFramework { info, now_ms } => self.register_framework(info, *now_ms),
@@ -420,6 +494,9 @@ impl Registry {
     }
 
     fn register_agent(&mut self, info: &AgentInfo, now_ms: TimestampMs) -> CommandResult {
+        if self.is_gone(&info.id) {
+            return Err(Rejection::AgentGone(info.id.clone()));
+        }
         let mut info = info.clone();
         if let Some(existing) = self.data.agents.get(&info.id) {
             info.principal = bound_principal(
@@ -436,6 +513,8 @@ impl Registry {
             }
             let resources_changed = existing.info.resources != info.resources;
             let registered_at_ms = existing.registered_at_ms;
+            // An operator's decisions outlast the agent's restarts.
+            let (deactivated, drain) = (existing.deactivated, existing.drain);
             if resources_changed {
                 // Live tasks keep running on the agent: what they use must still be there.
                 // Offers are all withdrawn (they were made of the old resources); the
@@ -456,6 +535,8 @@ impl Registry {
                     info: info.clone(),
                     status: AgentStatus::Active,
                     registered_at_ms,
+                    deactivated,
+                    drain,
                 },
             );
         } else {
@@ -465,6 +546,8 @@ impl Registry {
                     info: info.clone(),
                     status: AgentStatus::Active,
                     registered_at_ms: now_ms,
+                    deactivated: false,
+                    drain: None,
                 },
             );
         }
@@ -523,7 +606,7 @@ impl Registry {
                 return Err(Rejection::FrameworkNotActive(offer.framework_id.clone()));
             }
             let agent = self.require_agent(&offer.agent_id)?;
-            if agent.status != AgentStatus::Active {
+            if !agent.in_pool() {
                 return Err(Rejection::AgentNotActive(offer.agent_id.clone()));
             }
             let role = &framework.info.role;
@@ -777,6 +860,7 @@ impl Registry {
         if was_live && state.is_terminal() {
             let t = t.clone();
             self.remove_used(&t);
+            self.note_if_drained(&t.agent_id);
         }
         // Callers only ever end live tasks, but keep the index right for any transition.
         if !was_live {
@@ -788,6 +872,19 @@ impl Registry {
                 .or_default()
                 .insert((now_ms, task.clone()));
             self.enforce_task_bound(framework);
+        }
+    }
+
+    /// A draining agent with no live task left is drained.
+    fn note_if_drained(&mut self, agent: &AgentId) {
+        let idle = self
+            .agent_alloc
+            .get(agent)
+            .is_none_or(|a| a.used.is_empty());
+        if let Some(Some(d)) = self.data.agents.get_mut(agent).map(|a| a.drain.as_mut()) {
+            if idle {
+                d.state = DrainState::Drained;
+            }
         }
     }
 
@@ -1017,6 +1114,26 @@ impl Registry {
             }
             if !self.data.frameworks.contains_key(&o.framework_id) {
                 return Err(format!("offer {} to unknown framework", o.id));
+            }
+            if self.data.agents[&o.agent_id].deactivated {
+                return Err(format!("offer {} on deactivated agent {}", o.id, o.agent_id));
+            }
+        }
+        for (id, agent) in &self.data.agents {
+            if self.data.gone_agents.contains_key(id) {
+                return Err(format!("agent {id} is registered and marked gone"));
+            }
+            if let Some(drain) = &agent.drain {
+                if !agent.deactivated {
+                    return Err(format!("agent {id} drains but is not deactivated"));
+                }
+                let live = self.live_tasks_on(id);
+                if (drain.state == DrainState::Drained) != (live == 0) {
+                    return Err(format!(
+                        "agent {id} is {:?} with {live} live task(s)",
+                        drain.state
+                    ));
+                }
             }
         }
         self.check_retention_invariants()

@@ -26,6 +26,8 @@ pub enum Rejection {
     },
     #[error("agent {0} is not active")]
     AgentNotActive(AgentId),
+    #[error("agent {0} was marked gone; its id can never register again")]
+    AgentGone(AgentId),
     #[error("{what} is bound to principal {registered:?}, not {claimed:?}")]
     PrincipalMismatch {
         what: String,

@@ -1002,12 +1002,16 @@ fn at(mut cmd: Command, t: TimestampMs) -> Command {
         | Command::DisconnectFramework { now_ms, .. }
         | Command::RemoveFramework { now_ms, .. }
         | Command::LaunchTasks { now_ms, .. }
-        | Command::UpdateTask { now_ms, .. } => *now_ms = t,
+        | Command::UpdateTask { now_ms, .. }
+        | Command::DrainAgent { now_ms, .. }
+        | Command::MarkAgentGone { now_ms, .. } => *now_ms = t,
         Command::AddOffers { .. }
         | Command::RemoveOffers { .. }
         | Command::SetWeight { .. }
         | Command::SetWeights { .. }
-        | Command::SetRetention { .. } => {}
+        | Command::SetRetention { .. }
+        | Command::DeactivateAgent { .. }
+        | Command::ReactivateAgent { .. } => {}
     }
     cmd
 }

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agora_allocator::{Allocator, AllocatorConfig};
-use agora_registry::{
-    AgentStatus, Command, FrameworkId, FrameworkStatus, Offer, OfferId, Registry,
-};
+use agora_registry::{Command, FrameworkId, FrameworkStatus, Offer, OfferId, Registry};
 
 use super::messages::{FrameworkEvent, OfferView};
 use super::sessions::Delivery;
@@ -35,7 +33,7 @@ pub fn rebuild(
             a.info.resources.clone(),
             held.used.plus(&held.offered),
         );
-        if a.status != AgentStatus::Active {
+        if !a.in_pool() {
             alloc.set_agent_active(&a.info.id, false);
         }
     }

@@ -93,7 +93,13 @@ pub fn touched(command: &Command, reg: &Registry) -> Touched {
     let mut t = Touched::default();
     match command {
         Command::RegisterAgent { info, .. } => t.agent_added = Some(info.id.clone()),
-        Command::MarkAgentUnreachable { id, .. } | Command::RemoveAgent { id, .. } => {
+        // Its state changed (in or out of the pool, draining): sent as the agent again.
+        Command::DeactivateAgent { id }
+        | Command::ReactivateAgent { id }
+        | Command::DrainAgent { id, .. } => t.agent_added = Some(id.clone()),
+        Command::MarkAgentUnreachable { id, .. }
+        | Command::RemoveAgent { id, .. }
+        | Command::MarkAgentGone { id, .. } => {
             t.agent_removed = Some(id.clone());
             t.tasks_updated = live_tasks(reg, |task| task.agent_id == *id);
         }

@@ -91,6 +91,10 @@ pub mod op {
     pub const SET_WEIGHT: u8 = 10;
     pub const TIME: u8 = 11;
     pub const SET_RETENTION: u8 = 12;
+    pub const DEACTIVATE_AGENT: u8 = 13;
+    pub const REACTIVATE_AGENT: u8 = 14;
+    pub const DRAIN_AGENT: u8 = 15;
+    pub const MARK_AGENT_GONE: u8 = 16;
 }
 
 /// At most this many commands per input.
@@ -202,8 +206,25 @@ impl Gen<'_> {
     /// - set weight: `[role][weight]`
     /// - time: `[lo][hi]` moves the clock forward (or back when odd)
     /// - set retention: `[tasks][frameworks]`, each an index into the bounds to try
+    /// - deactivate, reactivate, mark gone: `[agent]`; drain: `[agent][grace][mark gone]`
     fn command(&mut self, reg: &Registry) -> Command {
-        match self.r.u8() % 13 {
+        match self.r.u8() % 17 {
+            op::DEACTIVATE_AGENT => Command::DeactivateAgent { id: self.agent() },
+            op::REACTIVATE_AGENT => Command::ReactivateAgent { id: self.agent() },
+            op::DRAIN_AGENT => {
+                let id = self.agent();
+                let now_ms = self.now();
+                Command::DrainAgent {
+                    id,
+                    deadline_ms: now_ms + self.r.u8() as u64 * 100,
+                    mark_gone: self.r.bool(),
+                    now_ms,
+                }
+            }
+            op::MARK_AGENT_GONE => Command::MarkAgentGone {
+                id: self.agent(),
+                now_ms: self.now(),
+            },
             op::REGISTER_AGENT => {
                 let id = self.agent();
                 let address = match self.r.below(8) {
@@ -761,6 +782,39 @@ fn applied(before: &Registry, after: &Registry, command: &Command) {
         }
         Command::SetRetention { retention } => {
             assert_eq!(after.retention(), *retention);
+        }
+        Command::DeactivateAgent { id } => {
+            assert!(after.agent(id).expect("agent stays").deactivated);
+            assert!(
+                after.offers().all(|o| &o.agent_id != id),
+                "offers withdrawn"
+            );
+        }
+        Command::ReactivateAgent { id } => {
+            let a = after.agent(id).expect("agent stays");
+            assert!(!a.deactivated && a.drain.is_none());
+        }
+        Command::DrainAgent {
+            id, deadline_ms, ..
+        } => {
+            let a = after.agent(id).expect("agent stays");
+            assert!(a.deactivated);
+            assert_eq!(a.drain.map(|d| d.deadline_ms), Some(*deadline_ms));
+            assert!(
+                after.offers().all(|o| &o.agent_id != id),
+                "offers withdrawn"
+            );
+        }
+        Command::MarkAgentGone { id, .. } => {
+            assert!(after.agent(id).is_none() && after.is_gone(id));
+            for t in after.tasks().filter(|t| &t.agent_id == id) {
+                assert!(
+                    t.state.is_terminal(),
+                    "a live task of a gone agent\n{} is {}",
+                    t.id,
+                    t.state
+                );
+            }
         }
     }
 }
