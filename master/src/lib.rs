@@ -248,9 +248,11 @@ async fn run_replica(
     // heartbeats and votes.
     let raft_runtime = OwnRuntime::raft(config.id)?;
     let bulk_runtime = OwnRuntime::bulk(config.id)?;
+    let contacts = raft_network::PeerContacts::default();
     let network = raft_network::PeerNetworkFactory {
         security: security.peers.clone(),
         backoff: config.raft.heartbeat_interval,
+        contacts: contacts.clone(),
     };
     let id = config.id;
     let raft = raft_runtime
@@ -269,6 +271,7 @@ async fn run_replica(
         raft.clone(),
         quarantined,
         security.peers.clone(),
+        contacts,
     );
     let mut metrics = metrics::Metrics::new();
     metrics.snapshot_stats = Some(snapshot_stats);

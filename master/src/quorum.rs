@@ -40,6 +40,21 @@ pub struct QuorumStatus {
     pub last_applied: u64,
 }
 
+/// One member as the leader sees it: its role, and when it last answered the leader.
+#[derive(Clone, Debug)]
+pub struct MemberHealth {
+    pub member: Member,
+    /// "leader", "follower" (a voter) or "learner".
+    pub role: &'static str,
+    /// Since this replica last had an answer from it (zero for this replica itself);
+    /// None if it never answered or this replica does not lead.
+    pub last_contact: Option<std::time::Duration>,
+    /// The last log index it is known to hold (the leader's replication state).
+    pub matched_index: Option<u64>,
+    /// Answered within the longest election timeout (a heartbeat is due every interval).
+    pub healthy: bool,
+}
+
 /// A committed membership change.
 #[derive(Clone, Debug)]
 pub struct MembershipChange {
@@ -70,6 +85,8 @@ pub struct Quorum {
     pub(crate) quarantined: Arc<AtomicBool>,
     /// How this replica reaches its peers (TLS with its own certificate, or plaintext).
     pub(crate) peer_security: agora_security::client::ClientSecurity,
+    /// When each peer last answered this replica's Raft calls.
+    pub(crate) contacts: crate::raft_network::PeerContacts,
 }
 
 impl Quorum {
@@ -78,12 +95,14 @@ impl Quorum {
         raft: Raft,
         quarantined: bool,
         peer_security: agora_security::client::ClientSecurity,
+        contacts: crate::raft_network::PeerContacts,
     ) -> Quorum {
         Quorum {
             config,
             raft,
             quarantined: Arc::new(AtomicBool::new(quarantined)),
             peer_security,
+            contacts,
         }
     }
 
@@ -149,6 +168,52 @@ impl Quorum {
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
         }
+    }
+
+    /// Every member with its health as this replica sees it (current on the leader only).
+    pub fn members_health(&self) -> Vec<MemberHealth> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leading = m.state == ServerState::Leader;
+        // A follower that has not answered for the longest election timeout may be
+        // campaigning, gone, or cut off.
+        let timing = &self.config.raft;
+        let patience = (timing.election_timeout_min * 3 / 2).max(timing.heartbeat_interval * 3);
+        members(m.membership_config.membership())
+            .into_iter()
+            .map(|member| {
+                let me = member.id == self.config.id;
+                let role = if m.current_leader == Some(member.id) {
+                    "leader"
+                } else if member.voter {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                let last_contact = if me {
+                    Some(std::time::Duration::ZERO)
+                } else if leading {
+                    self.contacts.since(member.id)
+                } else {
+                    None
+                };
+                let matched_index = if me {
+                    m.last_log_index
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&member.id).copied().flatten())
+                        .map(|log_id| log_id.index)
+                };
+                MemberHealth {
+                    healthy: last_contact.is_some_and(|d| d <= patience),
+                    member,
+                    role,
+                    last_contact,
+                    matched_index,
+                }
+            })
+            .collect()
     }
 
     /// The ids of every member (voters and learners).

@@ -4,7 +4,9 @@
 // openraft's RPC error types are large, and its network trait dictates them.
 #![allow(clippy::result_large_err)]
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::store::{NodeId, Raft, TypeConfig};
 use agora_proto::v1::raft_peer_client::RaftPeerClient;
@@ -62,6 +64,25 @@ pub fn channel(
         .connect_lazy())
 }
 
+/// When this replica last had an answer from each peer (to an append, heartbeats
+/// included, a vote or a snapshot chunk): how `/state` shows the members' health. Only a
+/// leader sends appends, so only a leader's is current.
+#[derive(Clone, Default)]
+pub struct PeerContacts(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl PeerContacts {
+    fn heard(&self, peer: NodeId) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(peer, Instant::now());
+    }
+
+    /// How long ago `peer` last answered; None if it never has.
+    pub fn since(&self, peer: NodeId) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&peer).map(Instant::elapsed)
+    }
+}
+
 /// Creates one [`PeerClient`] per replication target.
 #[derive(Clone, Default)]
 pub struct PeerNetworkFactory {
@@ -72,6 +93,8 @@ pub struct PeerNetworkFactory {
     /// the election timeout: its default (500 ms) let a follower campaign after one
     /// connection failure. The replica's heartbeat interval.
     pub backoff: Duration,
+    /// Shared with the [`crate::quorum::Quorum`], which reports it.
+    pub contacts: PeerContacts,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
@@ -88,6 +111,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
             addr: node.addr.clone(),
             client,
             backoff: self.backoff,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -99,6 +123,7 @@ pub struct PeerClient {
     /// None when the address could not even be parsed as a URI.
     client: Option<RaftPeerClient<Channel>>,
     backoff: Duration,
+    contacts: PeerContacts,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -186,6 +211,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .append_entries(with_deadline(RaftMessage { json }, &option))
             .await
             .map_err(transport_error)?;
+        self.contacts.heard(self.target);
         let reply: AppendEntriesResponse<NodeId> =
             decode_reply(self.target, &reply.into_inner().json)?;
         Ok(match reply {
@@ -207,6 +233,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .vote(with_deadline(RaftMessage { json }, &option))
             .await
             .map_err(transport_error)?;
+        self.contacts.heard(self.target);
         decode_reply(self.target, &reply.into_inner().json)
     }
 
@@ -222,6 +249,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .install_snapshot(with_deadline(SnapshotChunk { header_json, data }, &option))
             .await
             .map_err(transport_error)?;
+        self.contacts.heard(self.target);
         decode_reply(self.target, &reply.into_inner().json)
     }
 }

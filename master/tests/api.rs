@@ -173,7 +173,20 @@ async fn http_endpoints_and_follower_redirect() {
             .contains("content-type: text/javascript"),
         "{head}"
     );
-    assert!(script.contains("textContent") && !script.contains("innerHTML"));
+    assert!(script.contains("textContent"));
+    for parses_markup in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "createContextualFragment",
+        "DOMParser",
+    ] {
+        assert!(
+            !script.contains(parses_markup),
+            "ui.js uses {parses_markup}"
+        );
+    }
     let (_, head, _) = http_get(&leader_addr, "/state");
     assert!(
         head.to_lowercase().contains("content-security-policy"),

@@ -1,5 +1,6 @@
 //! HTTP/JSON on the master's listen address: `/health`, `/state` (307 to the leader on a
-//! follower), `/metrics` (Prometheus) and `/` (the web UI).
+//! follower), `/metrics` (Prometheus) and `/` (the web UI: `ui/index.html`, `/ui.js`,
+//! `/ui.css`, embedded in the binary).
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -119,19 +120,28 @@ async fn metrics(axum::extract::State(leader): axum::extract::State<Leader>) -> 
 }
 
 async fn ui() -> Response {
-    static_file("text/html; charset=utf-8", include_str!("ui.html"))
+    static_file("text/html; charset=utf-8", include_str!("ui/index.html"))
 }
 
 async fn ui_js() -> Response {
-    static_file("text/javascript; charset=utf-8", include_str!("ui.js"))
+    static_file("text/javascript; charset=utf-8", include_str!("ui/ui.js"))
 }
 
 async fn ui_css() -> Response {
-    static_file("text/css; charset=utf-8", include_str!("ui.css"))
+    static_file("text/css; charset=utf-8", include_str!("ui/ui.css"))
 }
 
+/// The UI's files, checked again on each load (`no-cache`) so an upgraded master's page
+/// never runs with a stale script.
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Headers on every HTTP answer: the page loads script, style and data only from this

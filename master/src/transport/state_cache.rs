@@ -185,6 +185,8 @@ fn task_json(t: &Task) -> serde_json::Value {
         "resources": resources_json(&t.resources),
         "message": t.message,
         "image": crate::convert::task_image(&t.launch),
+        "exit_code": t.exit_code,
+        "updated_at_ms": t.updated_at_ms,
     })
 }
 
@@ -210,9 +212,12 @@ fn render(
     let mut head = serde_json::to_vec(&json!({
         "leader": leader.quorum().advertise(),
         "term": term,
+        "members": members_json(leader),
         "agents": head.0,
         "frameworks": head.1,
         "completed_frameworks": head.2,
+        "offers": head.3,
+        "weights": head.4,
     }))
     .unwrap_or_else(|_| b"{}".to_vec());
     // `head` is an object: reopen it for the tasks.
@@ -234,7 +239,29 @@ type Head = (
     Vec<serde_json::Value>,
     Vec<serde_json::Value>,
     Vec<serde_json::Value>,
+    Vec<serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
 );
+
+/// The quorum's members as the leader sees them (the web UI's overview).
+fn members_json(leader: &Leader) -> Vec<serde_json::Value> {
+    leader
+        .quorum()
+        .members_health()
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.member.id,
+                "address": m.member.address,
+                "voter": m.member.voter,
+                "role": m.role,
+                "healthy": m.healthy,
+                "last_contact_ms": m.last_contact.map(|d| d.as_millis() as u64),
+                "matched_index": m.matched_index,
+            })
+        })
+        .collect()
+}
 
 /// Agents, frameworks and completed frameworks `principal` may see.
 fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
@@ -248,6 +275,7 @@ fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
                 "hostname": a.info.hostname,
                 "address": a.info.address,
                 "active": a.status == agora_registry::AgentStatus::Active,
+                "registered_at_ms": a.registered_at_ms,
                 "resources": resources_json(&a.info.resources),
                 "used": resources_json(&alloc.used),
                 "offered": resources_json(&alloc.offered),
@@ -267,6 +295,7 @@ fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
                 "principal": f.info.principal,
                 "user": f.info.user,
                 "active": f.status == agora_registry::FrameworkStatus::Active,
+                "registered_at_ms": f.registered_at_ms,
                 "used": resources_json(&alloc.used),
                 "offered": resources_json(&alloc.offered),
             })
@@ -286,7 +315,30 @@ fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
             })
         })
         .collect();
-    (agents, frameworks, completed)
+    // Outstanding offers of the frameworks `principal` may see.
+    let offers = reg
+        .offers()
+        .filter(|o| {
+            reg.framework(&o.framework_id)
+                .is_some_and(|f| leader.may_see_framework(principal, f))
+        })
+        .map(|o| {
+            json!({
+                "id": o.id,
+                "framework_id": o.framework_id,
+                "agent_id": o.agent_id,
+                "resources": resources_json(&o.resources),
+                "created_at_ms": o.created_at_ms,
+            })
+        })
+        .collect();
+    // Roles' DRF weights set by operators (a role not named weighs 1).
+    let weights = reg
+        .weights()
+        .iter()
+        .map(|(role, w)| (role.clone(), json!(w)))
+        .collect();
+    (agents, frameworks, completed, offers, weights)
 }
 
 #[cfg(test)]
