@@ -1116,7 +1116,10 @@ impl Registry {
                 return Err(format!("offer {} to unknown framework", o.id));
             }
             if self.data.agents[&o.agent_id].deactivated {
-                return Err(format!("offer {} on deactivated agent {}", o.id, o.agent_id));
+                return Err(format!(
+                    "offer {} on deactivated agent {}",
+                    o.id, o.agent_id
+                ));
             }
         }
         for (id, agent) in &self.data.agents {

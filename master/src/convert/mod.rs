@@ -442,4 +442,3 @@ mod tests {
             .starts_with("agent"));
     }
 }
-

@@ -7,8 +7,8 @@
 //! - every other gRPC call, and any HTTP request that is not a read, needs a principal
 //!   when credentials are configured;
 //! - read-only HTTP (`/state`, `/metrics`, the UI) needs one only with
-//!   `--authenticate-http-readonly`; `/health` never does; sandboxes (`/files/*`) always
-//!   do.
+//!   `--authenticate-http-readonly`; `/health` never does; sandboxes (`/files/*`) and
+//!   `/login` (where the web UI sends a browser to sign in for them) always do.
 //!
 //! A wrong or missing credential is `UNAUTHENTICATED` (gRPC) or `401` (HTTP) with no
 //! detail of which part was wrong; repeated failures from one address are slowed down.
@@ -105,7 +105,7 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -
     let readonly_http =
         !grpc && matches!(*req.method(), Method::GET | Method::HEAD) && path != "/health";
     // Sandboxes hold tasks' output: never read anonymously where principals exist.
-    let sandbox = path.starts_with("/files/");
+    let sandbox = path.starts_with("/files/") || path == "/login";
     let needs_principal = gate.authenticator.has_credentials()
         && path != "/health"
         && (grpc || !readonly_http || gate.authenticate_http_readonly || sandbox);

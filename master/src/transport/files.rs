@@ -2,7 +2,8 @@
 //! master that served it): `GET /files/browse|read|download?task=ID[&framework=ID]&path=REL`
 //! is authorized as `Master.SandboxAccess` is, then asked of the task's agent with a grant
 //! and answered as the agent answered. `path` is relative to the task's sandbox; browse
-//! entries come back relative to it too. A follower answers 307 to the leader.
+//! entries come back relative to it too. A follower answers 307 to the leader. `/login`
+//! is where the UI sends a browser to sign in for them.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -65,7 +66,45 @@ pub fn router(leader: Leader) -> Router {
             "/files/download",
             get(|s, c, n, u, q| relay(Kind::Download, s, c, n, u, q)),
         )
+        .route("/login", get(login))
         .with_state(proxy)
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Where the web UI sends a browser to sign in (HTTP Basic, asked by the gate, which lets
+/// no anonymous caller through here where principals exist): back to `next`, a path on
+/// this master.
+async fn login(
+    conn: Option<Extension<ConnectionInfo>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let next = q
+        .next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .unwrap_or_else(|| "/".to_string());
+    // Absolute, so that a browser that came with credentials in its URL drops them (a
+    // page whose address holds credentials may not fetch).
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '@', '\\']));
+    let location = match host {
+        Some(host) => {
+            let scheme = if conn.is_some_and(|c| c.0.tls) {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}{next}")
+        }
+        None => next,
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

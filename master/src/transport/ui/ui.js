@@ -228,7 +228,8 @@ class HttpError extends Error {
 
 /** GETs JSON; a non-2xx answer throws an HttpError with the server's `error` if any. */
 async function getJson(path) {
-  const r = await fetch(path, { cache: 'no-store', headers: { Accept: 'application/json' } });
+  // From the origin: a page whose address carries credentials may not fetch relative URLs.
+  const r = await fetch(new URL(path, location.origin), { cache: 'no-store', headers: { Accept: 'application/json' } });
   const body = await r.text();
   let json;
   try { json = body ? JSON.parse(body) : undefined; } catch (_) { json = undefined; }
@@ -1131,6 +1132,11 @@ function filesUrl(kind, task, params) {
   return `/files/${kind}?${p}`;
 }
 
+/** The master's sign-in page, which asks for credentials and comes back to this view. */
+function loginUrl() {
+  return `/login?next=${encodeURIComponent(location.pathname + location.hash)}`;
+}
+
 function filesError(e, kind) {
   if (e instanceof HttpError) {
     if (e.status === 404 && !(e.json && typeof e.json.error === 'string')) {
@@ -1194,7 +1200,8 @@ class LogTail {
         if (path !== this.path) return;
         const data = typeof r.data === 'string' ? r.data : '';
         if (!data) break;
-        this.offset += new TextEncoder().encode(data).length;
+        // The bytes of the file it covers (`length`): invalid UTF-8 shows as U+FFFD.
+        this.offset += typeof r.length === 'number' ? r.length : new TextEncoder().encode(data).length;
         this.pre.append(data);
         if (this.pre.textContent.length > LOG_KEEP_CHARS) {
           this.pre.textContent = this.pre.textContent.slice(-LOG_KEEP_CHARS / 2);
@@ -1205,6 +1212,16 @@ class LogTail {
       if (this.follow.checked) this.pre.scrollTop = this.pre.scrollHeight;
     } catch (e) {
       if (path !== this.path) return;
+      if (e instanceof HttpError && e.status === 401) {
+        // Sandboxes are never read anonymously: sign in (HTTP Basic) and come back here.
+        this.status.replaceChildren(
+          `${path}: reading sandboxes needs credentials: `,
+          el('a', { href: safeHref(loginUrl()) }, 'sign in'),
+        );
+        this.gone = true;
+        this.pre.hidden = true;
+        return;
+      }
       setText(this.status, `${path}: ${filesError(e, 'read')}`);
       // An endpoint the master does not have is not asked again until the file is reopened.
       if (e instanceof HttpError && e.status === 404 && !(e.json && e.json.error)) this.gone = true;
