@@ -171,7 +171,12 @@ pub async fn run_until(
     ));
     let result = master_link::run(config, tasks.clone(), status_tx, shutdown).await;
     image_collector.abort();
-    if *how.borrow() == Stop::ForGood {
+    if let Err(LinkError::Gone(why)) = &result {
+        // Marked gone by an operator: its tasks are over for the cluster; none may
+        // outlive the agent.
+        let killed = tasks.stop_all(crate::tasks::DEFAULT_KILL_GRACE).await;
+        tracing::error!(killed, reason = %why, "marked gone: every executor was stopped; this agent may not register again (give it a new work dir to join as a new agent)");
+    } else if *how.borrow() == Stop::ForGood {
         let killed = tasks.stop_all(crate::tasks::DEFAULT_KILL_GRACE).await;
         tracing::info!(
             killed,

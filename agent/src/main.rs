@@ -357,6 +357,8 @@ fn main() -> ExitCode {
         tokio::select! {
             result = agent => match result {
                 Ok(()) => ExitCode::SUCCESS,
+                // Permanent, like a bad flag: a supervisor must not start it again as is.
+                Err(e @ agora_agent::master_link::LinkError::Gone(_)) => fail(2, e),
                 Err(e) => fail(1, e),
             },
             // Whatever is in flight (e.g. a registration waiting for a leader) must not

@@ -29,6 +29,9 @@ use crate::tasks::Tasks;
 pub enum LinkError {
     #[error("the master refused this agent: {0}")]
     Refused(String),
+    /// An operator marked this agent gone: it may never register again.
+    #[error("the master refused this agent for good: {0}")]
+    Gone(String),
     #[error("agent id file {path}: {source}")]
     IdFile {
         path: String,
@@ -175,7 +178,12 @@ pub async fn follow_leader<S: AgentSide>(
             Err(DriverError::Rejected(status))
                 if status.code() == tonic::Code::FailedPrecondition =>
             {
-                return Err(LinkError::Refused(status.message().to_string()));
+                let message = status.message().to_string();
+                // The registry's Rejection::AgentGone.
+                if message.contains("was marked gone") {
+                    return Err(LinkError::Gone(message));
+                }
+                return Err(LinkError::Refused(message));
             }
             Err(e) => side.not_registered(&e),
         }

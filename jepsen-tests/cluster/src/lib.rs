@@ -639,6 +639,14 @@ impl AgentNode {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The agent process's exit code, once it has exited by itself (`None` while it runs
+    /// or when it was never started).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
+    }
+
     /// The agent's id, once it has registered.
     pub fn agent_id(&self) -> Option<String> {
         std::fs::read_to_string(self.work_dir.join("agent_id"))

@@ -4,6 +4,7 @@
 //! `agora-driver` (leader following) and the public proto API. Bad arguments exit 2 with
 //! one line; a cluster that cannot be reached exits 1.
 
+mod agents;
 mod clock;
 mod dev;
 mod dev_pki;
@@ -80,10 +81,13 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Leader, term, members and their roles, counts of agents, frameworks, tasks.
     Status,
-    /// Registered agents.
+    /// Registered agents and their state (draining, deactivated, ...); with a subcommand,
+    /// an operator's maintenance of one: drain, deactivate, reactivate, gone.
     Agents {
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<agents::AgentsAction>,
     },
     /// Registered frameworks.
     Frameworks {
@@ -204,8 +208,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Dev(_) | Command::Run(_) | Command::Logs(_) => unreachable!("handled above"),
         Command::Status => status(&client).await,
-        Command::Agents { json } => {
+        Command::Agents {
+            action: Some(action),
+            ..
+        } => agents::maintain(&client, action).await,
+        Command::Agents { json, action: None } => {
             let state = get_state(&client).await?;
+            let now = clock::since_epoch().as_millis() as u64;
             if json {
                 println!("{}", serde_json::to_string_pretty(&agents_json(&state))?);
             } else {
@@ -214,7 +223,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         "ID",
                         "HOSTNAME",
                         "ADDRESS",
-                        "ACTIVE",
+                        "STATE",
                         "RESOURCES",
                         "USED",
                         "OFFERED",
@@ -225,7 +234,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             info.id,
                             info.hostname,
                             info.address,
-                            a.active.to_string(),
+                            agents::state_text(a, now),
                             table::resources(&info.resources),
                             table::resources(&a.used),
                             table::resources(&a.offered),
@@ -356,6 +365,9 @@ fn agents_json(state: &pb::ClusterState) -> serde_json::Value {
         .map(|a| {
             let info = a.info.clone().unwrap_or_default();
             json!({"id": info.id, "hostname": info.hostname, "address": info.address, "active": a.active,
+                "deactivated": a.deactivated, "live_tasks": a.live_tasks,
+                "drain": a.drain.as_ref().map(|d| json!({"state": d.state, "started_ms": d.started_ms,
+                    "deadline_ms": d.deadline_ms, "mark_gone": d.mark_gone})),
                 "resources": table::resources(&info.resources), "used": table::resources(&a.used),
                 "offered": table::resources(&a.offered)})
         })

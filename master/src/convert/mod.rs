@@ -139,12 +139,28 @@ pub fn agent_info_to_proto(info: &AgentInfo) -> pb::AgentInfo {
     }
 }
 
-pub fn agent_to_proto(agent: &Agent, alloc: &Allocation) -> pb::AgentState {
+pub fn agent_to_proto(agent: &Agent, alloc: &Allocation, live_tasks: usize) -> pb::AgentState {
     pb::AgentState {
         info: Some(agent_info_to_proto(&agent.info)),
         active: agent.status == AgentStatus::Active,
         used: resources_to_proto(&alloc.used),
         offered: resources_to_proto(&alloc.offered),
+        deactivated: agent.deactivated,
+        drain: agent.drain.map(|d| pb::AgentDrain {
+            state: drain_state_name(d.state).to_string(),
+            started_ms: d.started_ms,
+            deadline_ms: d.deadline_ms,
+            mark_gone: d.mark_gone,
+        }),
+        live_tasks: live_tasks.min(u32::MAX as usize) as u32,
+    }
+}
+
+/// A drain's state as the API spells it.
+pub fn drain_state_name(state: agora_registry::DrainState) -> &'static str {
+    match state {
+        agora_registry::DrainState::Draining => "DRAINING",
+        agora_registry::DrainState::Drained => "DRAINED",
     }
 }
 

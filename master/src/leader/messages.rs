@@ -33,6 +33,8 @@ pub enum StatusReason {
     Reconciliation,
     /// The task's agent stopped answering health checks.
     AgentUnreachable,
+    /// An operator marked the task's agent gone.
+    AgentGone,
     /// A launch refused because its offers were unknown, not the framework's, or spent.
     InvalidOffers,
     /// A launch refused because of the task itself.

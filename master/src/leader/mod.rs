@@ -18,6 +18,8 @@ mod fixtures;
 mod frameworks;
 mod health;
 pub mod messages;
+mod maintenance;
+pub use maintenance::Maintenance;
 mod sandbox;
 pub use sandbox::{sandbox_path, SandboxAccess};
 pub mod sessions;
@@ -186,6 +188,7 @@ impl Leader {
         vec![
             tokio::spawn(allocation::run(self.clone()).in_current_span()),
             tokio::spawn(health::run(self.clone()).in_current_span()),
+            tokio::spawn(maintenance::run(self.clone()).in_current_span()),
         ]
     }
 

@@ -69,12 +69,24 @@ impl MasterService for MasterApi {
         let leader = self.leader.clone();
         // Converting the whole registry is CPU work that grows with it: off the runtime.
         let state = tokio::task::spawn_blocking(move || {
-            leader.read_visible(who.as_deref(), |v| pb::ClusterState {
+            leader.read_visible(who.as_deref(), |v| {
+                // Live tasks per agent, in one walk of the tasks.
+                let mut live: std::collections::HashMap<&AgentId, usize> = Default::default();
+                for t in v.registry().tasks().filter(|t| !t.state.is_terminal()) {
+                    *live.entry(&t.agent_id).or_default() += 1;
+                }
+                pb::ClusterState {
                 leader: leader.quorum().advertise().to_string(),
                 term: view.term,
                 agents: v
                     .agents()
-                    .map(|a| convert::agent_to_proto(a, &v.registry().agent_allocation(&a.info.id)))
+                    .map(|a| {
+                        convert::agent_to_proto(
+                            a,
+                            &v.registry().agent_allocation(&a.info.id),
+                            live.get(&a.info.id).copied().unwrap_or(0),
+                        )
+                    })
                     .collect(),
                 frameworks: v
                     .frameworks()
@@ -86,6 +98,7 @@ impl MasterService for MasterApi {
                     })
                     .collect(),
                 tasks: v.tasks().map(convert::task_to_proto).collect(),
+            }
             })
         })
         .await

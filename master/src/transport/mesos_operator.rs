@@ -8,7 +8,9 @@
 //! leader's state, and a follower answers `307` to the leader's `/api/v1`. Reads go through
 //! the leader's [`Leader::read_visible`] (the view ACLs, as gRPC `GetState`), UPDATE_WEIGHTS
 //! through the gRPC Operator's [`super::operator::set_weights`] (same validation, same
-//! `update_weights` ACL), SUBSCRIBE follows the leader's cluster events
+//! `update_weights` ACL), DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT and
+//! MARK_AGENT_GONE through [`super::operator::maintain`] (the same calls as gRPC's, the
+//! same ACLs), SUBSCRIBE follows the leader's cluster events
 //! ([`Leader::subscribe_events`]) as RecordIO records. Nothing is kept here.
 
 use std::convert::Infallible;
@@ -184,6 +186,10 @@ async fn answer_call(
         | Type::GetRoles
         | Type::GetWeights
         | Type::UpdateWeights
+        | Type::DrainAgent
+        | Type::DeactivateAgent
+        | Type::ReactivateAgent
+        | Type::MarkAgentGone
         | Type::GetMaster
         | Type::Subscribe => {}
         other => {
@@ -239,6 +245,13 @@ async fn answer_call(
                 .await
                 .map_err(|s| status_response(m::update_weights_fields(s)))?;
             tracing::info!(roles = weights.len(), "weights updated");
+            return Ok(StatusCode::OK.into_response());
+        }
+        Type::DrainAgent | Type::DeactivateAgent | Type::ReactivateAgent | Type::MarkAgentGone => {
+            let (agent, field, what) = m::maintenance_from_mesos(c).map_err(status_response)?;
+            operator::maintain(leader, who.as_deref(), &agent, field, what)
+                .await
+                .map_err(status_response)?;
             return Ok(StatusCode::OK.into_response());
         }
         Type::Subscribe => return subscribe(leader, who, answer),

@@ -1,4 +1,4 @@
-//! `agora.v1.Operator`: role weights and quorum membership.
+//! `agora.v1.Operator`: role weights, quorum membership and agents' maintenance.
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::operator_server::Operator as OperatorService;
@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{leader_status, principal, quorum_status};
 use crate::convert::{self, invalid};
-use crate::leader::Leader;
+use crate::leader::{Leader, Maintenance};
 use crate::quorum::MembershipChange;
 
 pub struct OperatorApi {
@@ -28,6 +28,36 @@ impl OperatorApi {
                 .collect(),
         }
     }
+}
+
+/// Carries out `what` on `agent_id` (named as `field` in errors) once the ACLs allow it,
+/// for the gRPC calls and Mesos' DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT and
+/// MARK_AGENT_GONE; returns the log index of the committed change.
+pub(super) async fn maintain(
+    leader: &Leader,
+    caller: Option<&str>,
+    agent_id: &str,
+    field: &str,
+    what: Maintenance,
+) -> Result<u64, Status> {
+    let agent = convert::agent_id(agent_id, field)?;
+    let name = agent.as_str();
+    let action = match what {
+        Maintenance::Drain { .. } => agora_acl::Action::DrainAgent { agent: name },
+        Maintenance::Deactivate => agora_acl::Action::DeactivateAgent { agent: name },
+        Maintenance::Reactivate => agora_acl::Action::ReactivateAgent { agent: name },
+        Maintenance::MarkGone => agora_acl::Action::MarkAgentGone { agent: name },
+    };
+    leader.authorize(caller, &action).map_err(leader_status)?;
+    match what {
+        Maintenance::Drain { grace, mark_gone } => {
+            leader.drain_agent(&agent, grace, mark_gone).await
+        }
+        Maintenance::Deactivate => leader.deactivate_agent(&agent).await,
+        Maintenance::Reactivate => leader.reactivate_agent(&agent).await,
+        Maintenance::MarkGone => leader.mark_agent_gone(&agent).await,
+    }
+    .map_err(leader_status)
 }
 
 /// Sets role weights, for the gRPC `SetWeight` (one) and Mesos' `UPDATE_WEIGHTS` (any
@@ -144,5 +174,53 @@ impl OperatorService for OperatorApi {
             .await
             .map_err(quorum_status)?;
         Ok(Response::new(membership_reply(change)))
+    }
+
+    async fn drain_agent(
+        &self,
+        req: Request<pb::DrainAgentRequest>,
+    ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
+        let caller = principal(&req);
+        let req = req.into_inner();
+        let what = Maintenance::Drain {
+            grace: std::time::Duration::from_millis(req.grace_period_ms),
+            mark_gone: req.mark_gone,
+        };
+        let log_index = maintain(&self.leader, caller.as_deref(), &req.agent_id, "agent_id", what).await?;
+        Ok(Response::new(pb::AgentMaintenanceReply { log_index }))
+    }
+
+    async fn deactivate_agent(
+        &self,
+        req: Request<pb::AgentMaintenanceRequest>,
+    ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
+        self.maintenance(req, Maintenance::Deactivate).await
+    }
+
+    async fn reactivate_agent(
+        &self,
+        req: Request<pb::AgentMaintenanceRequest>,
+    ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
+        self.maintenance(req, Maintenance::Reactivate).await
+    }
+
+    async fn mark_agent_gone(
+        &self,
+        req: Request<pb::AgentMaintenanceRequest>,
+    ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
+        self.maintenance(req, Maintenance::MarkGone).await
+    }
+}
+
+impl OperatorApi {
+    async fn maintenance(
+        &self,
+        req: Request<pb::AgentMaintenanceRequest>,
+        what: Maintenance,
+    ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
+        let caller = principal(&req);
+        let req = req.into_inner();
+        let log_index = maintain(&self.leader, caller.as_deref(), &req.agent_id, "agent_id", what).await?;
+        Ok(Response::new(pb::AgentMaintenanceReply { log_index }))
     }
 }

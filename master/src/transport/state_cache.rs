@@ -280,6 +280,13 @@ fn head_json(leader: &Leader, reg: &Registry, principal: Option<&str>) -> Head {
                 "used": resources_json(&alloc.used),
                 "offered": resources_json(&alloc.offered),
                 "attributes": a.info.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "deactivated": a.deactivated,
+                "drain": a.drain.map(|d| json!({
+                    "state": crate::convert::drain_state_name(d.state),
+                    "started_ms": d.started_ms,
+                    "deadline_ms": d.deadline_ms,
+                    "mark_gone": d.mark_gone,
+                })),
             })
         })
         .collect();

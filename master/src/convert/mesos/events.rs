@@ -135,6 +135,7 @@ fn reason_to_mesos(reason: StatusReason) -> mesos::task_status::Reason {
     match reason {
         StatusReason::Reconciliation => Reason::Reconciliation,
         StatusReason::AgentUnreachable => Reason::AgentRemoved,
+        StatusReason::AgentGone => Reason::AgentRemovedByOperator,
         StatusReason::InvalidOffers => Reason::InvalidOffers,
         StatusReason::TaskInvalid => Reason::TaskInvalid,
     }

@@ -56,6 +56,78 @@ pub fn update_weights_from_mesos(call: &op::Call) -> Result<Vec<pb::SetWeightReq
         .collect()
 }
 
+/// DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT and MARK_AGENT_GONE: the agent id, the
+/// Mesos field naming it, and what to do. A missing member is refused naming its field; a
+/// negative grace period too.
+pub fn maintenance_from_mesos(
+    call: &op::Call,
+) -> Result<(String, &'static str, crate::leader::Maintenance), Status> {
+    use crate::leader::Maintenance;
+    use op::call::Type;
+    let missing = |field: &str| invalid(field, "missing");
+    match call.r#type() {
+        Type::DrainAgent => {
+            let d = call.drain_agent.as_ref().ok_or_else(|| missing("drain_agent"))?;
+            let grace = match &d.max_grace_period {
+                None => std::time::Duration::ZERO,
+                Some(g) => {
+                    let (secs, nanos) = (g.seconds.unwrap_or(0), g.nanos.unwrap_or(0));
+                    if secs < 0 || nanos < 0 || nanos >= 1_000_000_000 {
+                        return Err(invalid(
+                            "drain_agent.max_grace_period",
+                            "must be a non-negative duration",
+                        ));
+                    }
+                    std::time::Duration::new(secs as u64, nanos as u32)
+                }
+            };
+            let mark_gone = d.mark_gone.as_ref().and_then(|b| b.value).unwrap_or(false);
+            Ok((
+                d.agent_id.value.clone(),
+                "drain_agent.agent_id.value",
+                Maintenance::Drain { grace, mark_gone },
+            ))
+        }
+        Type::DeactivateAgent => {
+            let d = call
+                .deactivate_agent
+                .as_ref()
+                .ok_or_else(|| missing("deactivate_agent"))?;
+            Ok((
+                d.agent_id.value.clone(),
+                "deactivate_agent.agent_id.value",
+                Maintenance::Deactivate,
+            ))
+        }
+        Type::ReactivateAgent => {
+            let d = call
+                .reactivate_agent
+                .as_ref()
+                .ok_or_else(|| missing("reactivate_agent"))?;
+            Ok((
+                d.agent_id.value.clone(),
+                "reactivate_agent.agent_id.value",
+                Maintenance::Reactivate,
+            ))
+        }
+        Type::MarkAgentGone => {
+            let d = call
+                .mark_agent_gone
+                .as_ref()
+                .ok_or_else(|| missing("mark_agent_gone"))?;
+            Ok((
+                d.agent_id.value.clone(),
+                "mark_agent_gone.agent_id.value",
+                Maintenance::MarkGone,
+            ))
+        }
+        other => Err(invalid(
+            "type",
+            format!("{} is not an agent maintenance call", other.as_str_name()),
+        )),
+    }
+}
+
 /// Most roles one UPDATE_WEIGHTS may set.
 pub const MAX_WEIGHTS_PER_CALL: usize = 1_000;
 
