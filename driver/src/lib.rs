@@ -20,6 +20,7 @@
 mod clock;
 pub mod convert;
 pub mod executor_driver;
+pub mod feasibility;
 mod master_client;
 pub mod scheduler_driver;
 mod status;

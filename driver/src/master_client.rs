@@ -30,6 +30,10 @@ pub enum DriverError {
     /// `AGORA_CONFIG`, `AGORA_CA`, ... cannot be read or parsed).
     #[error("{0}")]
     Security(String),
+    /// No registered agent could ever hold the request (the optional check of
+    /// [`crate::SchedulerHandle::check_feasible`]); the message names what is short.
+    #[error("no agent can ever hold this request: {0}")]
+    Infeasible(String),
 }
 
 impl DriverError {
@@ -168,6 +172,23 @@ impl MasterClient {
                 .map(str::to_string)
                 .collect(),
         )
+    }
+
+    /// Why no registered agent could ever hold `wanted` for a framework of `role` (see
+    /// [`crate::feasibility`]); `None` when one could, or while no agent is registered.
+    pub async fn shortfall(
+        &self,
+        wanted: &crate::feasibility::Wanted,
+        role: &str,
+    ) -> Result<Option<String>, DriverError> {
+        let state = self
+            .call(|ch| async move {
+                agora_proto::v1::master_client::MasterClient::new(ch)
+                    .get_state(agora_proto::v1::GetStateRequest {})
+                    .await
+            })
+            .await?;
+        Ok(crate::feasibility::shortfall(wanted, role, &state.agents))
     }
 
     /// The masters this client knows.

@@ -101,6 +101,21 @@ pub struct SchedulerHandle {
 }
 
 impl SchedulerHandle {
+    /// The optional check of a request before waiting for offers: an error naming what is
+    /// short when no registered agent could ever hold `wanted` for `role` (all of each
+    /// agent's resources counted, unreserved or reserved for the role); `Ok` when one
+    /// could, or while no agent is registered.
+    pub async fn check_feasible(
+        &self,
+        wanted: &crate::feasibility::Wanted,
+        role: &str,
+    ) -> Result<(), DriverError> {
+        match self.shared.client.shortfall(wanted, role).await? {
+            None => Ok(()),
+            Some(why) => Err(DriverError::Infeasible(why)),
+        }
+    }
+
     /// The framework's id, once subscribed.
     pub fn framework_id(&self) -> Option<String> {
         self.shared

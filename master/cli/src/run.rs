@@ -280,24 +280,15 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
         return Ok(ExitCode::from(2));
     }
     // Say at once when no registered agent could ever hold the task.
-    let wanted = Wanted {
+    let wanted = agora_driver::feasibility::Wanted {
         cpus: args.cpus,
         mem: args.mem,
         disk: args.disk,
         ports: args.ports.len() as u64,
     };
-    let state = client
-        .call(|ch| async move {
-            agora_proto::v1::master_client::MasterClient::new(ch)
-                .get_state(pb::GetStateRequest {})
-                .await
-        })
-        .await;
-    if let Ok(state) = state {
-        if let Some(why) = shortfall(&wanted, &args.role, &state.agents) {
-            eprintln!("agora: no agent can ever hold this task: {why}");
-            return Ok(ExitCode::from(2));
-        }
+    if let Ok(Some(why)) = client.shortfall(&wanted, &args.role).await {
+        eprintln!("agora: no agent can ever hold this task: {why}");
+        return Ok(ExitCode::from(2));
     }
     let framework = pb::FrameworkInfo {
         user: String::new(),
@@ -439,76 +430,6 @@ pub async fn run(client: agora_driver::MasterClient, args: RunArgs) -> anyhow::R
     Ok(ExitCode::from(code as u8))
 }
 
-/// What a task asks of one agent.
-struct Wanted {
-    cpus: f64,
-    mem: f64,
-    disk: f64,
-    ports: u64,
-}
-
-/// Why none of `agents` could ever hold `wanted` for a framework of `role` (counting all
-/// of each agent's resources, unreserved or reserved for the role), naming what is short;
-/// `None` if one could, or if no agent is registered yet (one may be on its way).
-fn shortfall(wanted: &Wanted, role: &str, agents: &[pb::AgentState]) -> Option<String> {
-    if agents.is_empty() {
-        return None;
-    }
-    let usable = |r: &&pb::Resource| r.role.is_empty() || r.role == "*" || r.role == role;
-    let has = |a: &pb::AgentState, name: &str| -> f64 {
-        let resources = a
-            .info
-            .as_ref()
-            .map(|i| i.resources.as_slice())
-            .unwrap_or(&[]);
-        resources
-            .iter()
-            .filter(usable)
-            .filter(|r| r.name == name)
-            .map(|r| match &r.value {
-                Some(pb::resource::Value::Scalar(x)) => *x,
-                Some(pb::resource::Value::Ranges(rs)) => rs
-                    .range
-                    .iter()
-                    .map(|x| (x.end.saturating_sub(x.begin) + 1) as f64)
-                    .sum(),
-                None => 0.0,
-            })
-            .sum()
-    };
-    let needs = [
-        ("cpus", wanted.cpus, ""),
-        ("mem", wanted.mem, " MB"),
-        ("disk", wanted.disk, " MB"),
-        ("ports", wanted.ports as f64, ""),
-    ];
-    let fits = |a: &pb::AgentState| needs.iter().all(|(n, w, _)| *w <= has(a, n) + 1e-9);
-    if agents.iter().any(fits) {
-        return None;
-    }
-    let short: Vec<String> = needs
-        .iter()
-        .filter(|(_, w, _)| *w > 0.0)
-        .filter_map(|(n, w, unit)| {
-            let most = agents.iter().map(|a| has(a, n)).fold(0.0, f64::max);
-            (*w > most + 1e-9)
-                .then(|| format!("{n} {w}{unit} (the most any agent has: {most}{unit})"))
-        })
-        .collect();
-    Some(if short.is_empty() {
-        format!(
-            "no one of the {} agents has it all together (cpus {}, mem {} MB, disk {} MB, ports {})",
-            agents.len(),
-            wanted.cpus,
-            wanted.mem,
-            wanted.disk,
-            wanted.ports
-        )
-    } else {
-        format!("it asks for {}", short.join(", "))
-    })
-}
-
 /// The `n` lowest ports of an offer, if it has that many.
 fn pick_ports(resources: &[pb::Resource], n: usize) -> Option<Vec<u64>> {
     let mut out = Vec::with_capacity(n);
@@ -530,60 +451,4 @@ fn pick_ports(resources: &[pb::Resource], n: usize) -> Option<Vec<u64>> {
 fn uuid_suffix() -> String {
     let nanos = clock::since_epoch().subsec_nanos();
     format!("{:08x}{:04x}", nanos, std::process::id() & 0xffff)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent(resources: &[(&str, &str, f64)]) -> pb::AgentState {
-        pb::AgentState {
-            info: Some(pb::AgentInfo {
-                resources: resources
-                    .iter()
-                    .map(|(name, role, x)| pb::Resource {
-                        name: name.to_string(),
-                        role: role.to_string(),
-                        value: Some(pb::resource::Value::Scalar(*x)),
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-            active: true,
-            ..Default::default()
-        }
-    }
-
-    fn wanted(cpus: f64, mem: f64) -> Wanted {
-        Wanted {
-            cpus,
-            mem,
-            disk: 0.0,
-            ports: 0,
-        }
-    }
-
-    #[test]
-    fn a_request_no_agent_could_ever_hold_names_what_is_short() {
-        let agents = [
-            agent(&[("cpus", "", 4.0), ("mem", "", 1024.0)]),
-            agent(&[("cpus", "", 1.0), ("mem", "", 8192.0)]),
-        ];
-        assert_eq!(shortfall(&wanted(2.0, 512.0), "*", &agents), None);
-        let why = shortfall(&wanted(100.0, 512.0), "*", &agents).unwrap();
-        assert!(
-            why.contains("cpus 100 (the most any agent has: 4)"),
-            "{why}"
-        );
-        assert!(!why.contains("mem"), "{why}");
-        // Each fits somewhere, never together.
-        let why = shortfall(&wanted(2.0, 4096.0), "*", &agents).unwrap();
-        assert!(why.contains("no one of the 2 agents"), "{why}");
-        // Resources reserved for another role do not count; for its own they do.
-        let reserved = [agent(&[("cpus", "gpu-team", 8.0), ("mem", "", 1024.0)])];
-        assert!(shortfall(&wanted(2.0, 512.0), "*", &reserved).is_some());
-        assert_eq!(shortfall(&wanted(2.0, 512.0), "gpu-team", &reserved), None);
-        // No agent yet: one may come.
-        assert_eq!(shortfall(&wanted(100.0, 1.0), "*", &[]), None);
-    }
 }

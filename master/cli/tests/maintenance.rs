@@ -22,14 +22,22 @@ fn agent<'a>(list: &'a [serde_json::Value], id: &str) -> Option<&'a serde_json::
 }
 
 /// Waits until the agent's JSON satisfies `done`.
-fn wait_agent(cluster: &Cluster, id: &str, what: &str, done: impl Fn(Option<&serde_json::Value>) -> bool) {
+fn wait_agent(
+    cluster: &Cluster,
+    id: &str,
+    what: &str,
+    done: impl Fn(Option<&serde_json::Value>) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = agents(cluster);
         if done(agent(&list, id)) {
             return;
         }
-        assert!(Instant::now() < deadline, "agent {id} never {what}: {list:?}");
+        assert!(
+            Instant::now() < deadline,
+            "agent {id} never {what}: {list:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -104,7 +112,10 @@ async fn drain_survives_a_leader_crash_and_gone_agents_never_return() {
         if let Some(c) = nodes[0].exit_code() {
             break c;
         }
-        assert!(Instant::now() < deadline, "a gone agent started again and kept running");
+        assert!(
+            Instant::now() < deadline,
+            "a gone agent started again and kept running"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(code, 2);

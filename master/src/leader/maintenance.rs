@@ -292,7 +292,10 @@ mod tests {
             now_ms: 10,
         })
         .unwrap();
-        assert_eq!(reg.agent(&a).unwrap().drain.unwrap().state, DrainState::Draining);
+        assert_eq!(
+            reg.agent(&a).unwrap().drain.unwrap().state,
+            DrainState::Draining
+        );
         assert_eq!(plan(&reg, 99), DrainPlan::default());
         let live = TaskId::new("live").unwrap();
         assert_eq!(
@@ -312,7 +315,10 @@ mod tests {
             now_ms: 120,
         })
         .unwrap();
-        assert_eq!(reg.agent(&a).unwrap().drain.unwrap().state, DrainState::Drained);
+        assert_eq!(
+            reg.agent(&a).unwrap().drain.unwrap().state,
+            DrainState::Drained
+        );
         assert_eq!(
             plan(&reg, 130),
             DrainPlan {

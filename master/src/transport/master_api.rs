@@ -76,29 +76,29 @@ impl MasterService for MasterApi {
                     *live.entry(&t.agent_id).or_default() += 1;
                 }
                 pb::ClusterState {
-                leader: leader.quorum().advertise().to_string(),
-                term: view.term,
-                agents: v
-                    .agents()
-                    .map(|a| {
-                        convert::agent_to_proto(
-                            a,
-                            &v.registry().agent_allocation(&a.info.id),
-                            live.get(&a.info.id).copied().unwrap_or(0),
-                        )
-                    })
-                    .collect(),
-                frameworks: v
-                    .frameworks()
-                    .map(|f| {
-                        convert::framework_to_proto(
-                            f,
-                            &v.registry().framework_allocation(&f.info.id),
-                        )
-                    })
-                    .collect(),
-                tasks: v.tasks().map(convert::task_to_proto).collect(),
-            }
+                    leader: leader.quorum().advertise().to_string(),
+                    term: view.term,
+                    agents: v
+                        .agents()
+                        .map(|a| {
+                            convert::agent_to_proto(
+                                a,
+                                &v.registry().agent_allocation(&a.info.id),
+                                live.get(&a.info.id).copied().unwrap_or(0),
+                            )
+                        })
+                        .collect(),
+                    frameworks: v
+                        .frameworks()
+                        .map(|f| {
+                            convert::framework_to_proto(
+                                f,
+                                &v.registry().framework_allocation(&f.info.id),
+                            )
+                        })
+                        .collect(),
+                    tasks: v.tasks().map(convert::task_to_proto).collect(),
+                }
             })
         })
         .await

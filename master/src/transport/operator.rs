@@ -186,7 +186,14 @@ impl OperatorService for OperatorApi {
             grace: std::time::Duration::from_millis(req.grace_period_ms),
             mark_gone: req.mark_gone,
         };
-        let log_index = maintain(&self.leader, caller.as_deref(), &req.agent_id, "agent_id", what).await?;
+        let log_index = maintain(
+            &self.leader,
+            caller.as_deref(),
+            &req.agent_id,
+            "agent_id",
+            what,
+        )
+        .await?;
         Ok(Response::new(pb::AgentMaintenanceReply { log_index }))
     }
 
@@ -220,7 +227,14 @@ impl OperatorApi {
     ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
         let caller = principal(&req);
         let req = req.into_inner();
-        let log_index = maintain(&self.leader, caller.as_deref(), &req.agent_id, "agent_id", what).await?;
+        let log_index = maintain(
+            &self.leader,
+            caller.as_deref(),
+            &req.agent_id,
+            "agent_id",
+            what,
+        )
+        .await?;
         Ok(Response::new(pb::AgentMaintenanceReply { log_index }))
     }
 }

@@ -67,7 +67,10 @@ pub fn maintenance_from_mesos(
     let missing = |field: &str| invalid(field, "missing");
     match call.r#type() {
         Type::DrainAgent => {
-            let d = call.drain_agent.as_ref().ok_or_else(|| missing("drain_agent"))?;
+            let d = call
+                .drain_agent
+                .as_ref()
+                .ok_or_else(|| missing("drain_agent"))?;
             let grace = match &d.max_grace_period {
                 None => std::time::Duration::ZERO,
                 Some(g) => {

@@ -95,6 +95,67 @@ fn update_weights_names_mesos_fields() {
     assert_eq!(other.message(), "principal x may not");
 }
 
+#[test]
+fn maintenance_calls_read_as_mesos_writes_them() {
+    use crate::leader::Maintenance;
+    let c = op::Call::from_json(
+        br#"{"type":"DRAIN_AGENT","drain_agent":{"agent_id":{"value":"a1"},
+                "max_grace_period":{"seconds":90,"nanos":500000000},"mark_gone":{"value":true}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        maintenance_from_mesos(&c).unwrap(),
+        (
+            "a1".to_string(),
+            "drain_agent.agent_id.value",
+            Maintenance::Drain {
+                grace: std::time::Duration::from_millis(90_500),
+                mark_gone: true
+            }
+        )
+    );
+    let c =
+        op::Call::from_json(br#"{"type":"DRAIN_AGENT","drain_agent":{"agent_id":{"value":"a1"}}}"#)
+            .unwrap();
+    assert_eq!(
+        maintenance_from_mesos(&c).unwrap().2,
+        Maintenance::Drain {
+            grace: std::time::Duration::ZERO,
+            mark_gone: false
+        }
+    );
+    let c = op::Call::from_json(
+        br#"{"type":"DRAIN_AGENT","drain_agent":{"agent_id":{"value":"a1"},"max_grace_period":{"seconds":-1}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        maintenance_from_mesos(&c).unwrap_err().message(),
+        "drain_agent.max_grace_period: must be a non-negative duration"
+    );
+    for (json, what) in [
+        (
+            &br#"{"type":"DEACTIVATE_AGENT","deactivate_agent":{"agent_id":{"value":"a2"}}}"#[..],
+            Maintenance::Deactivate,
+        ),
+        (
+            br#"{"type":"REACTIVATE_AGENT","reactivate_agent":{"agent_id":{"value":"a2"}}}"#,
+            Maintenance::Reactivate,
+        ),
+        (
+            br#"{"type":"MARK_AGENT_GONE","mark_agent_gone":{"agent_id":{"value":"a2"}}}"#,
+            Maintenance::MarkGone,
+        ),
+    ] {
+        let (agent, _, got) = maintenance_from_mesos(&op::Call::from_json(json).unwrap()).unwrap();
+        assert_eq!((agent.as_str(), got), ("a2", what));
+    }
+    let c = op::Call::from_json(br#"{"type":"MARK_AGENT_GONE"}"#).unwrap();
+    assert_eq!(
+        maintenance_from_mesos(&c).unwrap_err().message(),
+        "mark_agent_gone: missing"
+    );
+}
+
 fn task(state: TaskState, launch: Vec<u8>) -> Task {
     Task {
         id: agora_registry::TaskId::new("t1").unwrap(),
