@@ -75,7 +75,7 @@ pub fn maintenance_from_mesos(
                 None => std::time::Duration::ZERO,
                 Some(g) => {
                     let (secs, nanos) = (g.seconds.unwrap_or(0), g.nanos.unwrap_or(0));
-                    if secs < 0 || nanos < 0 || nanos >= 1_000_000_000 {
+                    if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
                         return Err(invalid(
                             "drain_agent.max_grace_period",
                             "must be a non-negative duration",
