@@ -76,6 +76,11 @@ pub enum QuorumError {
     Unavailable(String),
 }
 
+/// The part of openraft's leader lease (the time a follower that accepted an append
+/// refuses to vote for another) a leader counts on: the rest covers clocks running at
+/// different rates.
+pub const LEASE_FRACTION: f64 = 0.9;
+
 /// A handle on this replica's Raft node.
 #[derive(Clone)]
 pub struct Quorum {
@@ -125,15 +130,24 @@ impl Quorum {
         // request showed in profiles.
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        let leader_address = m.current_leader.and_then(|l| {
+        // A leader without its lease (cut off from its majority) is no leader to anyone:
+        // it names no leader (clients look elsewhere) and says `candidate`.
+        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.config.id);
+        let lease = leading && self.has_lease(&m);
+        let current_leader = if leading && !lease {
+            None
+        } else {
+            m.current_leader
+        };
+        let leader_address = current_leader.and_then(|l| {
             m.membership_config
                 .membership()
                 .get_node(&l)
                 .map(|n| n.addr.clone())
         });
         let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Candidate => "candidate",
+            ServerState::Leader if lease || !leading => "leader",
+            ServerState::Leader | ServerState::Candidate => "candidate",
             ServerState::Learner => "learner",
             ServerState::Follower | ServerState::Shutdown => "follower",
         };
@@ -141,17 +155,49 @@ impl Quorum {
             id: self.config.id,
             role,
             term: m.current_term,
-            leader_id: m.current_leader,
+            leader_id: current_leader,
             leader_address,
             // A new leader serves nothing until it has applied an entry of its own term
             // (the blank one it commits when elected): before that its registry may lack
             // entries the previous leader committed, and a read (a reconciliation answering
             // "unknown task" for a task that was launched) would be stale.
-            is_leader: m.state == ServerState::Leader
-                && m.current_leader == Some(self.config.id)
+            is_leader: lease
                 && m.last_applied
                     .is_some_and(|applied| applied.leader_id.term == m.current_term),
         }
+    }
+
+    /// How long an accepted append keeps this leader's lease: [`LEASE_FRACTION`] of the
+    /// election timeout's maximum, which openraft uses as its followers' leader lease.
+    pub fn lease(&self) -> std::time::Duration {
+        let min = self.config.raft.election_timeout_min;
+        (min + min / 2).mul_f64(LEASE_FRACTION)
+    }
+
+    /// Whether this leader still holds its lease: a majority of the voters (itself
+    /// counted) accepted an append of its term sent less than [`LEASE_FRACTION`] of
+    /// openraft's leader lease ago. Each of them refuses to vote for another candidate for
+    /// that leader lease (the election timeout's maximum, 1.5 x the minimum) from when it
+    /// got the append, which is after it was sent, so no other leader can be elected while
+    /// this holds, as long as the replicas' clocks run at rates within 10% of each other
+    /// (monotonic clocks; real drift is in parts per million). A leader that lost its majority (partitioned away)
+    /// stops acting as one within that timeout: its reads, writes and offers stop and
+    /// clients go to the new leader. Every read it serves meanwhile is linearizable: its
+    /// registry holds every acknowledged write (writes are answered after they apply).
+    fn has_lease(&self, m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
+        // During a membership change, a majority of each configuration.
+        m.membership_config
+            .membership()
+            .get_joint_config()
+            .iter()
+            .all(|voters| {
+                let me = usize::from(voters.contains(&self.config.id));
+                let peers = voters.iter().copied().filter(|v| *v != self.config.id);
+                let accepted = self
+                    .contacts
+                    .accepted_within(peers, m.current_term, self.lease());
+                accepted + me > voters.len() / 2
+            })
     }
 
     /// Wakes when Raft's view may have changed (an election, a step-down).

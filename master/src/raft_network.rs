@@ -67,19 +67,61 @@ pub fn channel(
 /// When this replica last had an answer from each peer (to an append, heartbeats
 /// included, a vote or a snapshot chunk): how `/state` shows the members' health. Only a
 /// leader sends appends, so only a leader's is current.
+///
+/// Also what the leader's lease is made of: for each peer, the term and the *sending* time
+/// of the newest append it accepted (a follower that accepts an append refuses to vote for
+/// anyone else for openraft's leader lease, the election timeout's maximum, from when it
+/// received it, which is after it was sent).
 #[derive(Clone, Default)]
-pub struct PeerContacts(Arc<Mutex<HashMap<NodeId, Instant>>>);
+pub struct PeerContacts(Arc<Mutex<Contacts>>);
+
+#[derive(Default)]
+struct Contacts {
+    heard: HashMap<NodeId, Instant>,
+    /// Per peer: (the leader's term, when the accepted append was sent).
+    accepted: HashMap<NodeId, (u64, Instant)>,
+}
 
 impl PeerContacts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Contacts> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn heard(&self, peer: NodeId) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(peer, Instant::now());
+        self.lock().heard.insert(peer, Instant::now());
+    }
+
+    fn accepted(&self, peer: NodeId, term: u64, sent: Instant) {
+        let mut c = self.lock();
+        let newer = c
+            .accepted
+            .get(&peer)
+            .is_none_or(|(t, at)| (term, sent) > (*t, *at));
+        if newer {
+            c.accepted.insert(peer, (term, sent));
+        }
     }
 
     /// How long ago `peer` last answered; None if it never has.
     pub fn since(&self, peer: NodeId) -> Option<Duration> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&peer).map(Instant::elapsed)
+        self.lock().heard.get(&peer).map(Instant::elapsed)
+    }
+
+    /// How many of `peers` accepted an append of `term` sent less than `within` ago.
+    pub fn accepted_within(
+        &self,
+        peers: impl Iterator<Item = NodeId>,
+        term: u64,
+        within: Duration,
+    ) -> usize {
+        let c = self.lock();
+        peers
+            .filter(|p| {
+                c.accepted
+                    .get(p)
+                    .is_some_and(|(t, sent)| *t == term && sent.elapsed() < within)
+            })
+            .count()
     }
 }
 
@@ -206,6 +248,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
         }
         let last_sent = rpc.entries.last().map(|e| e.log_id);
+        let term = rpc.vote.leader_id().term;
+        let sent = Instant::now();
         let reply = self
             .client()?
             .append_entries(with_deadline(RaftMessage { json }, &option))
@@ -214,6 +258,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         self.contacts.heard(self.target);
         let reply: AppendEntriesResponse<NodeId> =
             decode_reply(self.target, &reply.into_inner().json)?;
+        // Only a higher vote refuses the leader; a log conflict still took its term.
+        if !matches!(reply, AppendEntriesResponse::HigherVote(_)) {
+            self.contacts.accepted(self.target, term, sent);
+        }
         Ok(match reply {
             AppendEntriesResponse::Success if partial => {
                 AppendEntriesResponse::PartialSuccess(last_sent)

@@ -298,3 +298,67 @@ async fn single_replica_loses_nothing_it_acknowledged_on_sigkill() {
         "acknowledged writes lost across SIGKILL"
     );
 }
+
+/// Sends `signal` (STOP or CONT) to replica `id`'s process.
+fn signal(cluster: &mut Cluster, id: u64, signal: &str) {
+    let pid = cluster.node(id).pid().expect("running");
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_majority_stops_leading_within_its_lease() {
+    let mut cluster = Cluster::start(3);
+    let (leader, term, _) = cluster.wait_leader(1, 10 * SECOND).await;
+    let client = cluster.client();
+    register(&client, 1).await.expect("write committed");
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+
+    // Both followers frozen: the leader hears from no majority. Within its lease (0.9 x
+    // the election timeout's maximum, 337 ms here) it stops acting as leader and names
+    // none, so no client reads from it or waits on it.
+    for f in &followers {
+        signal(&mut cluster, *f, "STOP");
+    }
+    let frozen = std::time::Instant::now();
+    let stepped_down = loop {
+        let s = cluster
+            .node(leader)
+            .status()
+            .await
+            .expect("the leader answers");
+        if s.role != "leader" {
+            assert_eq!(s.leader_id, 0, "it still names a leader: {s:?}");
+            assert_eq!(s.role, "candidate");
+            break frozen.elapsed();
+        }
+        assert!(
+            frozen.elapsed() < 3 * SECOND,
+            "it kept leading without a majority"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(stepped_down < SECOND, "stepped down after {stepped_down:?}");
+    assert!(
+        stepped_down >= Duration::from_millis(200),
+        "stepped down before its lease could have run out: {stepped_down:?}"
+    );
+    // Nothing is served as the leader's: a write is not accepted (the client finds no
+    // leader; the frozen followers never answer its TLS handshakes, so it is cut short).
+    let impatient = cluster.impatient_client();
+    let write = tokio::time::timeout(5 * SECOND, register(&impatient, 2)).await;
+    assert!(!matches!(write, Ok(Ok(_))), "a write without a majority");
+
+    // The followers back: a leader again, and writes go on.
+    for f in &followers {
+        signal(&mut cluster, *f, "CONT");
+    }
+    cluster.wait_leader(term, 10 * SECOND).await;
+    register(&client, 3)
+        .await
+        .expect("a write once the majority is back");
+    assert_one_leader_per_term(&cluster).await;
+}

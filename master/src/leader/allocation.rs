@@ -244,7 +244,7 @@ impl Leader {
 
     /// This replica stopped leading: end every subscription (frameworks subscribe to the
     /// new leader) and forget the soft state.
-    fn frameworks_step_down(&self, leader: Option<String>) {
+    pub(super) fn frameworks_step_down(&self, leader: Option<String>) {
         self.shared
             .frameworks
             .end_all(|| super::messages::SessionEnd::NotLeader(leader.clone()));

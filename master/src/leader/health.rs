@@ -164,7 +164,7 @@ impl Leader {
 
     /// This replica stopped leading: end every agent session so agents find the new
     /// leader, and forget their health.
-    fn agents_step_down(&self, leader: Option<String>) {
+    pub(super) fn agents_step_down(&self, leader: Option<String>) {
         self.shared
             .agents
             .end_all(|| SessionEnd::NotLeader(leader.clone()));

@@ -4,7 +4,9 @@
 //! take afterwards is carried out here by whichever replica leads: [`run`] kills the live
 //! tasks of agents whose drain deadline has passed (again every [`KILL_RETRY`] until they
 //! end, an agent that was away gets them when it is back) and marks drained agents gone
-//! when their drain asked for it. [`plan`] decides that from the registry alone.
+//! when their drain asked for it. [`plan`] decides that from the registry alone. The same
+//! loop ends every session within a tick of this replica no longer leading (a lost lease
+//! included), so clients find the new leader at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -62,12 +64,24 @@ pub fn plan(reg: &Registry, now_ms: u64) -> DrainPlan {
 /// Runs on every replica; acts only while it leads.
 pub(super) async fn run(leader: Leader) {
     let mut sent: HashMap<(FrameworkId, TaskId), u64> = HashMap::new();
+    let mut was_leader = false;
     loop {
         tokio::time::sleep(TICK).await;
-        if !leader.view().is_leader {
+        let view = leader.view();
+        if !view.is_leader {
+            if was_leader {
+                // Stepped down, or lost its lease (cut off from its majority): every
+                // session ends now, so agents and frameworks find the leader sooner than
+                // the slower loops would notice.
+                tracing::info!(term = view.term, "no longer leading: ending every session");
+                leader.agents_step_down(view.leader_address.clone());
+                leader.frameworks_step_down(view.leader_address);
+            }
+            was_leader = false;
             sent.clear();
             continue;
         }
+        was_leader = true;
         let now = leader.now_ms();
         let plan = leader.read(|reg| plan(reg, now));
         sent.retain(|k, _| plan.kills.iter().any(|(_, f, t)| (f, t) == (&k.0, &k.1)));
