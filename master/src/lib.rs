@@ -16,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod faults;
 pub mod leader;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod quorum;
