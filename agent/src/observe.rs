@@ -139,13 +139,13 @@ impl Observer {
                 "Registrations with the leader that succeeded (first and again after a lost session)",
             ),
             sessions: counter(
-                "agora_agent_sessions_total",
+                "agora_agent_leader_sessions_total",
                 "Sessions opened with the leader",
             ),
             session_connected: register(
                 &registry,
                 IntGauge::new(
-                    "agora_agent_session_connected",
+                    "agora_agent_leader_session_connected",
                     "1 while a session with the leader is open",
                 )
                 .expect("valid metric"),

@@ -143,9 +143,9 @@ async fn agents_and_masters_show_what_they_run_and_masters_change_their_log_leve
     assert!(get("agora_agent_task_cpu_seconds_total", &labels) >= 0.0);
     assert!(get("agora_agent_task_sandbox_bytes", &labels) > 0.0);
     assert!(get("agora_agent_sandboxes_bytes", "") > 0.0);
-    assert_eq!(get("agora_agent_session_connected", ""), 1.0);
+    assert_eq!(get("agora_agent_leader_session_connected", ""), 1.0);
     assert!(get("agora_agent_registrations_total", "") >= 1.0);
-    assert!(get("agora_agent_sessions_total", "") >= 1.0);
+    assert!(get("agora_agent_leader_sessions_total", "") >= 1.0);
     assert_eq!(get("agora_agent_resources_used", "resource=\"mem\""), 64.0);
     assert!(get("agora_agent_status_updates_total", "state=\"TASK_RUNNING\"") >= 1.0);
     assert!(get("agora_agent_status_update_retries_total", "") >= 0.0);
