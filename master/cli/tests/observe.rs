@@ -36,6 +36,15 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// Lines a master wrote at debug level.
+fn debug_lines(node: &Node) -> usize {
+    std::fs::read_to_string(&node.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" DEBUG "))
+        .count()
+}
+
 /// A master's `/logging/level` (plaintext: the fixture's masters allow it beside TLS).
 fn level_of(master: &str) -> serde_json::Value {
     let (code, body) = http_get(master, "/logging/level").expect("GET /logging/level");
@@ -177,6 +186,7 @@ async fn agents_and_masters_show_what_they_run_and_masters_change_their_log_leve
         .to_string();
     assert!(!body.contains(&secret), "a secret in /flags: {body}");
 
+    assert_eq!(debug_lines(&cluster.nodes[0]), 0);
     let (code, out) = run(&cluster, &["log-level", "debug", "--duration", "2s"]);
     assert_eq!(code, 0, "{out}");
     let changed_at = Instant::now();
@@ -191,6 +201,12 @@ async fn agents_and_masters_show_what_they_run_and_masters_change_their_log_leve
                 .is_some_and(|ms| ms > 0 && ms <= 2000),
             "{level}"
         );
+    }
+    // It logs at debug now (its peers' heartbeats, if nothing else).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while debug_lines(&cluster.nodes[0]) == 0 {
+        assert!(Instant::now() < deadline, "no debug line from master 1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // One replica alone, through the CLI's view of it.
     let (code, out) = run(&cluster, &["log-level", "--master", &masters[1], "--json"]);
@@ -212,6 +228,15 @@ async fn agents_and_masters_show_what_they_run_and_masters_change_their_log_leve
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    // And no more debug lines.
+    let before = debug_lines(&cluster.nodes[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        debug_lines(&cluster.nodes[0]),
+        before,
+        "still logging at debug"
+    );
 
     // Refusals: a filter that is none (exit 2, naming the field), a principal the ACLs
     // do not let (exit 1), and the level is unchanged.
