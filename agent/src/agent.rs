@@ -1,5 +1,6 @@
 //! The agent process: one listen address serving the executor API (gRPC) and HTTP
-//! (`/health`, the sandbox API `/files/*`), a loopback-only plaintext listener serving Mesos' executor API
+//! (`/health`, the sandbox API `/files/*`, and `crate::observe`'s `/state`, `/metrics`,
+//! `/flags`, `/version`), a loopback-only plaintext listener serving Mesos' executor API
 //! (`/api/v1/executor`, nothing else), its tasks, its link to the leader and the collection of finished
 //! sandboxes, run until shutdown.
 
@@ -67,10 +68,15 @@ pub async fn run_until(
         config.work_dir.clone(),
         status_rx.clone(),
     );
+    let listen = listener
+        .local_addr()
+        .map_or_else(|_| config.advertise.clone(), |a| a.to_string());
+    let observe = crate::observe::router(tasks.clone(), status_rx.clone(), listen);
     let app = Router::new()
         .route("/health", get(health))
         .with_state(status_rx)
         .merge(files)
+        .merge(observe)
         .merge(grpc)
         .fallback(agora_security::serve::unknown_path);
     let tls = match &config.security.tls {

@@ -59,6 +59,9 @@ pub struct AgentConfig {
     pub sandbox_key: agora_security::grant::GrantKey,
     /// When tasks' stdout and stderr rotate (`--output-max-size`, `--output-rotations`).
     pub output: crate::supervisor::OutputRotation,
+    /// The tracing filter in force (`--log-level`, else `RUST_LOG`, else `info`), for
+    /// `/flags`.
+    pub log_level: String,
 }
 
 /// `--gc-delay`'s default, as Mesos'.

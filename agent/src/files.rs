@@ -154,12 +154,14 @@ impl Files {
     }
 }
 
+/// A task's sandbox in the API's terms (also its `directory` in the agent's `/state`).
+pub fn sandbox_path(framework_id: &str, task_id: &str) -> String {
+    format!("/frameworks/{framework_id}/executors/{task_id}/runs/latest")
+}
+
 /// The sandbox root a grant covers, in the API's terms.
 pub fn grant_root(grant: &SandboxGrant) -> String {
-    format!(
-        "/frameworks/{}/executors/{}/runs/latest",
-        grant.framework_id, grant.task_id
-    )
+    sandbox_path(&grant.framework_id, &grant.task_id)
 }
 
 /// The file `path` (an API path) names inside the granted sandbox, checked lexically: it

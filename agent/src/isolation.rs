@@ -490,6 +490,33 @@ impl TaskCgroup {
             .ok()
     }
 
+    /// CPU time used by the cgroup's processes, in seconds, if known: `usage_usec` of
+    /// `cpu.stat` on v2, `cpuacct.usage` on v1 where cpuacct shares the cpu hierarchy.
+    /// Where cpuacct is a hierarchy of its own (the agent makes no task cgroups there), it
+    /// is the user and system time of the processes in the cgroup now, with that of the
+    /// children they reaped (`/proc/PID/stat`): processes that exited unreaped by the
+    /// cgroup are then not counted, so it may go down.
+    pub fn cpu_usage_seconds(&self) -> Option<f64> {
+        let cpu = self.cpu_dir.as_ref()?;
+        match self.version {
+            Version::None => None,
+            Version::V2 => fs::read_to_string(cpu.join("cpu.stat"))
+                .ok()
+                .and_then(|text| keyed_value(&text, "usage_usec"))
+                .map(|us| us as f64 / 1e6),
+            Version::V1 => match fs::read_to_string(cpu.join("cpuacct.usage")) {
+                Ok(text) => text.trim().parse::<u64>().ok().map(|ns| ns as f64 / 1e9),
+                Err(_) if cpu.is_dir() => Some(
+                    self.pids()
+                        .into_iter()
+                        .filter_map(process_cpu_seconds)
+                        .sum(),
+                ),
+                Err(_) => None,
+            },
+        }
+    }
+
     /// SIGKILL every process in the cgroup and in the cgroups nested under it (through
     /// `cgroup.kill` on v2 when the kernel has it). Best effort: processes forked meanwhile
     /// are caught by [`TaskCgroup::destroy`]'s retries.
@@ -777,6 +804,29 @@ fn enable_controllers(dir: &Path) -> Result<(), IsolationError> {
 }
 
 /// The number after `key` in a "key value" per line file.
+/// User and system time of process `pid` and of the children it reaped, in seconds
+/// (fields 14 to 17 of `/proc/PID/stat`, in clock ticks).
+fn process_cpu_seconds(pid: i32) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = proc_stat_ticks(&text)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// utime + stime + cutime + cstime of one `/proc/PID/stat` line (the command name, in
+/// parentheses, may hold spaces and parentheses: fields are counted after its last `)`).
+fn proc_stat_ticks(line: &str) -> Option<u64> {
+    let (_, rest) = line.rsplit_once(") ")?;
+    // `rest` starts at field 3 (state): utime is field 14.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<i64>().ok().map(|v| v.max(0) as u64))
+        .sum()
+}
+
 fn keyed_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let mut words = line.split_whitespace();
@@ -1117,6 +1167,7 @@ mod tests {
         assert!(cg.pids().is_empty());
         assert!(!cg.oom_killed());
         assert_eq!(cg.memory_usage(), None);
+        assert_eq!(cg.cpu_usage_seconds(), None);
         cg.add_pid(1).unwrap();
         cg.kill_all();
         cg.destroy().unwrap();
@@ -1125,5 +1176,16 @@ mod tests {
         assert!(iso.remove_stale(|_| false).is_empty());
         iso.remove_root().unwrap();
         assert!(Isolation::detect(IsolationMode::None, "../x").is_err());
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime cutime cstime ...
+        let line = "42 (a) b) c) S 1 42 42 0 -1 4194560 10 0 0 0 7 3 20 5 20 0 1 0 99\n";
+        assert_eq!(proc_stat_ticks(line), Some(35));
+        assert_eq!(proc_stat_ticks("42 (short) S 1 2"), None);
+        let me = std::process::id() as i32;
+        assert!(process_cpu_seconds(me).is_some_and(|s| s >= 0.0));
     }
 }

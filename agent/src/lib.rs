@@ -34,6 +34,13 @@
 //!   process owning their socket.
 //! - [`files`]: the sandbox API (Mesos' `/files/browse`, `/files/read`, `/files/download`)
 //!   for its tasks' sandboxes, each request carrying the leader's grant for one sandbox.
+//! - [`observe`]: what the agent shows of itself on its listen address (TLS only, no
+//!   principal): `/state` (Mesos' agent shape: resources, attributes, isolation, flags,
+//!   `frameworks[].executors[].tasks` with each sandbox's `directory` in the sandbox
+//!   API), `/metrics` (Prometheus: tasks by state, launch latency, update retries,
+//!   sessions with the leader, each live task's cgroup usage and sandbox bytes, disk),
+//!   `/flags` and `/version`; its [`observe::Observer`] is told of launches, updates and
+//!   sessions as they happen.
 //! - [`fetch`]: Mesos' fetcher: a task's (or its executor's) `uris` put in its sandbox
 //!   before it starts, local files read as the task's user, HTTP bounded in size and time.
 //! - [`convert`]: the crate's one conversion layer to the proto types: every message for
@@ -103,6 +110,7 @@ pub mod image;
 pub mod isolation;
 pub mod master_link;
 pub mod mesos_executor;
+pub mod observe;
 pub mod simulator;
 pub mod supervisor;
 pub mod tasks;

@@ -177,7 +177,7 @@ fn main() -> ExitCode {
             return fail(2, first.trim_start_matches("error: "));
         }
     };
-    init_tracing(args.log_level.as_deref());
+    let log_level = init_tracing(args.log_level.as_deref());
     if let Err(e) = std::fs::create_dir_all(&args.work_dir) {
         return fail(2, format!("--work-dir {}: {e}", args.work_dir.display()));
     }
@@ -286,6 +286,7 @@ fn main() -> ExitCode {
             max_bytes: args.output_max_size,
             keep: args.output_rotations,
         },
+        log_level,
         images: match config::image_settings(
             &args.work_dir,
             &args.image_registry,
@@ -387,17 +388,25 @@ fn main() -> ExitCode {
 /// How long the agent may take to stop after SIGTERM or SIGINT.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn init_tracing(level: Option<&str>) {
+/// Installs the log subscriber; returns the filter in force.
+fn init_tracing(level: Option<&str>) -> String {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let (filter, text) = match level {
+        Some(l) => match EnvFilter::try_new(l) {
+            Ok(f) => (f, l.to_string()),
+            Err(_) => (EnvFilter::new("info"), "info".to_string()),
+        },
+        None => match EnvFilter::try_from_default_env() {
+            Ok(f) => (f, std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_default()),
+            Err(_) => (EnvFilter::new("info"), "info".to_string()),
+        },
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    text
 }
 
 /// SIGTERM or SIGINT: stop, to be restarted (tasks run on); SIGUSR1: stop for good.

@@ -267,6 +267,7 @@ impl AgentSide for RealAgent<'_> {
     }
 
     fn registered(&mut self, agent_id: &str, new_id: bool) -> Result<(), LinkError> {
+        self.tasks.observer().registered();
         if new_id {
             save_agent_id(&self.config.work_dir, agent_id)?;
             self.tasks.set_agent_id(agent_id);
@@ -288,6 +289,7 @@ impl AgentSide for RealAgent<'_> {
 
     fn session_opened(&mut self, tx: &mpsc::Sender<pb::AgentMessage>) {
         tracing::info!("session open");
+        self.tasks.observer().session_opened();
         self.tasks.session_opened(tx.clone());
     }
 
@@ -306,6 +308,7 @@ impl AgentSide for RealAgent<'_> {
 
     fn session_ended(&mut self, leader: &str, outcome: &Result<(), tonic::Status>) {
         self.tasks.session_closed();
+        self.tasks.observer().session_ended();
         self.status.send_modify(|s| s.leader = None);
         match outcome {
             Ok(()) => tracing::info!(%leader, "session closed by the master; finding the leader"),

@@ -66,6 +66,7 @@ use crate::checkpoint::{Checkpoints, TaskRecord, Update};
 use crate::config::AgentConfig;
 use crate::gc::{self, policy::Sandbox};
 use crate::isolation::{Isolation, Limits};
+use crate::observe::{Observer, TaskView};
 use crate::user::RunAs;
 use crate::{clock, convert, user, workdir};
 
@@ -265,6 +266,8 @@ pub struct Tasks {
     gc: gc::Collector,
     /// The loopback address of the Mesos executor API (`MESOS_AGENT_ENDPOINT`), once bound.
     executor_http: Arc<Mutex<Option<std::net::SocketAddr>>>,
+    /// What `/metrics` counts as it happens ([`crate::observe`]).
+    observer: Arc<Observer>,
 }
 
 /// An executor's subscription: its events, and what it needs to know of its task.
@@ -280,6 +283,11 @@ pub(crate) fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
     let head = q.front()?;
     let latest = q.back().map_or(head.state, |u| u.state);
     Some(convert::update_message(head, latest))
+}
+
+/// The states a message for a task's outbox carries: its head's and the newest queued.
+fn carried(q: &VecDeque<Update>) -> Option<(TaskState, TaskState)> {
+    Some((q.front()?.state, q.back()?.state))
 }
 
 use agora_security::credentials::constant_time_eq;
@@ -327,6 +335,7 @@ impl Tasks {
             isolation,
             gc: gc::Collector::default(),
             executor_http: Arc::new(Mutex::new(None)),
+            observer: Arc::new(Observer::new()),
         };
         let mut inner = tasks.lock();
         for (record, journal) in checkpoints.tasks()? {
@@ -520,6 +529,7 @@ impl Tasks {
         for key in keys {
             if let Some(head) = inner.outbox.get(&key).and_then(head_msg) {
                 let _ = tx.try_send(head);
+                self.observe_sent(&key, inner.outbox.get(&key).and_then(carried));
                 inner.head_sent(&key, now);
             }
         }
@@ -536,6 +546,7 @@ impl Tasks {
             .record_update(&update)
             .map_err(|e| Status::internal(e.to_string()))?;
         let key = (update.framework_id.clone(), update.task_id.clone());
+        self.observer.update_recorded(update.state);
         let mut inner = self.lock();
         if let Some(t) = inner.tasks.get_mut(&key) {
             t.state = update.state;
@@ -549,8 +560,10 @@ impl Tasks {
         // task's resources without waiting for the framework's acknowledgements.
         if first || terminal {
             let head = head_msg(q).expect("just pushed");
+            let carried = carried(q);
             if let Some(tx) = &inner.session {
                 let _ = tx.try_send(head);
+                self.observe_sent(&key, carried);
             }
         }
         if first {
@@ -591,12 +604,14 @@ impl Tasks {
         }
         q.pop_front();
         let next = head_msg(q);
+        let next_carried = carried(q);
         let delivered = q.is_empty();
         if delivered {
             inner.outbox.remove(&key);
         }
         if let (Some(next), Some(tx)) = (next, &inner.session) {
             let _ = tx.try_send(next);
+            self.observe_sent(&key, next_carried);
         }
         inner.head_sent(&key, Instant::now());
         if let Some(exec) = inner.tasks.get(&key).and_then(|t| t.executor.clone()) {
@@ -616,7 +631,9 @@ impl Tasks {
         let Some(tx) = inner.session.clone() else {
             return;
         };
-        for head in inner.due_for_resend(Instant::now()) {
+        let due = inner.due_for_resend(Instant::now());
+        self.observer.updates_resent(due.len());
+        for head in due {
             let _ = tx.try_send(head);
         }
     }
@@ -624,6 +641,52 @@ impl Tasks {
     /// Unacknowledged updates in total.
     pub fn unacknowledged(&self) -> usize {
         self.lock().outbox.values().map(VecDeque::len).sum()
+    }
+
+    /// Tells the observer what an update message sent for `key` carried.
+    fn observe_sent(&self, key: &Key, carried: Option<(TaskState, TaskState)>) {
+        if let Some((head, latest)) = carried {
+            self.observer.update_sent(&key.0, &key.1, head, latest);
+        }
+    }
+
+    /// The agent's event metrics.
+    pub fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// The host's isolation as the agent uses it.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    /// Every task this agent knows, as `/state` and `/metrics` show them.
+    pub fn views(&self) -> Vec<TaskView> {
+        let inner = self.lock();
+        inner
+            .tasks
+            .iter()
+            .map(|(key, t)| TaskView {
+                framework_id: key.0.clone(),
+                task_id: key.1.clone(),
+                name: t.record.name.clone(),
+                executor_id: t.record.executor_id().to_string(),
+                custom_executor: t.record.executor_command.is_some(),
+                user: t.record.user.clone(),
+                image: t.record.container.as_ref().map(|c| c.image.clone()),
+                state: t.state,
+                resources: t.resources.clone(),
+                executor_pid: t.executor_pid,
+                executor_running: t.token.is_some(),
+                executor_subscribed: t.executor.is_some(),
+                unacknowledged: inner.outbox.get(key).map_or(0, VecDeque::len),
+            })
+            .collect()
     }
 
     fn free(&self, inner: &Inner) -> Resources {
@@ -677,6 +740,7 @@ impl Tasks {
                 },
             );
         }
+        self.observer.launch_received(&key.0, &key.1);
         if let Err(e) = self.checkpoints.save_task(&record) {
             // Known from here on, so the failure is reported like any other end.
             self.agent_update(

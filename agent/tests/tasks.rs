@@ -68,6 +68,7 @@ impl AgentInstance {
             check_agent_port_range_only: false,
             sandbox_key: agora_security::grant::GrantKey::generate(),
             output: Default::default(),
+            log_level: "info".into(),
             // The test serves the executor API in plaintext.
             security: agora_agent::config::AgentSecurity {
                 insecure: true,

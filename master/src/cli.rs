@@ -64,7 +64,6 @@ struct Args {
     /// Join an existing quorum (to be added by `agora members add`): never initialize.
     #[arg(long, env = "AGORA_JOIN")]
     join: bool,
-    /// tracing filter, e.g. info or agora_master=debug (RUST_LOG also works).
     /// This replica's certificate (PEM; Common Name `master-<id>`, a SAN for its
     /// advertised host).
     #[arg(long, env = "AGORA_TLS_CERT")]
@@ -91,6 +90,8 @@ struct Args {
     /// every agent. For a laptop, never for a network.
     #[arg(long, env = "AGORA_INSECURE")]
     insecure: bool,
+    /// tracing filter, e.g. info or agora_master=debug,info (RUST_LOG also works); changed
+    /// at run time by `agora log-level`.
     #[arg(long, env = "AGORA_LOG_LEVEL")]
     log_level: Option<String>,
 }
@@ -197,18 +198,38 @@ pub fn main(faults: Faults) -> ExitCode {
     })
 }
 
+/// Installs the log subscriber, its filter reloadable at run time
+/// ([`crate::logging`]).
 fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+    // The filter in force, and its text as given (for `/flags` and `agora log-level`).
+    let (filter, initial) = match level {
+        Some(l) => match EnvFilter::try_new(l) {
+            Ok(f) => (f, l.to_string()),
+            Err(_) => (EnvFilter::new("info"), "info".to_string()),
+        },
+        None => match EnvFilter::try_from_default_env() {
+            Ok(f) => (f, std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_default()),
+            Err(_) => (
+                EnvFilter::new("info,openraft=warn"),
+                "info,openraft=warn".to_string(),
+            ),
+        },
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    crate::logging::install(crate::logging::LogLevels::new(&initial, move |f| {
+        handle.reload(f).map_err(|e| e.to_string())
+    }));
 }
 
 async fn shutdown_signal() {

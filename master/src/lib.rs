@@ -2,8 +2,10 @@
 //!
 //! Owns one master replica: it joins the Raft quorum (openraft over gRPC, storage from
 //! `agora-raft-store`), and serves on ONE listen address the Raft peer RPCs, the client and
-//! operator gRPC API, and HTTP (`/health`, `/state`, `/metrics`, the web UI). Only the leader
-//! accepts writes and answers state queries; followers point callers at the leader.
+//! operator gRPC API, and HTTP (`/health`, `/state`, `/metrics`, `/flags`, `/logging/level`,
+//! the web UI). Only the leader accepts writes and answers state queries; followers point
+//! callers at the leader. Each replica answers for itself about its flags, version and log
+//! level ([`logging`], changed at run time).
 //!
 //! What it must not do: decide registry semantics (that is `agora-registry`'s pure apply),
 //! touch sled (that is `agora-raft-store`'s), or let generated proto types past
@@ -16,6 +18,7 @@ pub mod config;
 pub mod convert;
 pub mod faults;
 pub mod leader;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod quorum;

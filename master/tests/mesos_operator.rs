@@ -597,8 +597,29 @@ fn operator_calls_events_and_v0_endpoints() {
     };
     assert_eq!(flag("allocation_interval"), "0.1secs");
     assert_eq!(flag("advertise"), addr);
+    assert_eq!(flag("log_level"), "info,openraft=error");
     let r = operator(&addr, JSON, &call(Type::GetLoggingLevel));
     assert_eq!(r.get_logging_level.unwrap().level, 0);
+    // glog verbosity 1 (debug) for a second on this replica, then back.
+    let mut set = call(Type::SetLoggingLevel);
+    set.set_logging_level = Some(op::call::SetLoggingLevel {
+        level: 1,
+        duration: mesos::DurationInfo {
+            nanoseconds: 1_000_000_000,
+        },
+    });
+    let a = operator_as(&addr, JSON, &set, Some(pki::ADMIN));
+    assert_eq!(a.code, 200, "{a:?} {}", a.text());
+    let r = operator(&addr, JSON, &call(Type::GetLoggingLevel));
+    assert_eq!(r.get_logging_level.unwrap().level, 1);
+    assert_eq!(get_json(&addr, "/logging/level")["level"], "debug");
+    wait_for("the level to go back", 5 * SECOND, || {
+        let r = operator(&addr, JSON, &call(Type::GetLoggingLevel));
+        (r.get_logging_level.unwrap().level == 0).then_some(())
+    });
+    // Only for principals the `set_log_level` ACL lets.
+    let a = operator_as(&addr, JSON, &set, Some(pki::TEAM_A));
+    assert_eq!(a.code, 403, "{a:?} {}", a.text());
     let master = operator(&addr, JSON, &call(Type::GetMaster))
         .get_master
         .unwrap();
@@ -942,7 +963,6 @@ fn bad_operator_calls_are_refused_naming_the_problem() {
     };
 
     for (kind, name) in [
-        (Type::SetLoggingLevel, "SET_LOGGING_LEVEL"),
         (Type::ReserveResources, "RESERVE_RESOURCES"),
         (Type::Teardown, "TEARDOWN"),
         (Type::ListFiles, "LIST_FILES"),
@@ -951,6 +971,9 @@ fn bad_operator_calls_are_refused_naming_the_problem() {
         assert_eq!(a.code, 400, "{name}: {a:?}");
         assert!(a.text().contains(name), "{name}: {}", a.text());
     }
+    let a = operator_as(&addr, JSON, &call(Type::SetLoggingLevel), Some(pki::ADMIN));
+    assert_eq!(a.code, 400, "{a:?}");
+    assert!(a.text().contains("set_logging_level"), "{}", a.text());
     let a = raw(JSON, br#"{"type":"GET_STATE""#);
     assert_eq!(a.code, 400, "{a:?}");
     assert!(

@@ -1,7 +1,8 @@
 //! # agora-cli
 //!
 //! The `agora` binary (`src/main.rs`) is the whole crate: command-line parsing and
-//! presentation for `dev`, `run`, `status`, the tables, `weights` and `members`. This
+//! presentation for `dev`, `run`, `status`, the tables, `weights`, `members` and
+//! `log-level` (each master's log level, asked of each master itself). This
 //! library target is empty; nothing links against it.
 //!
 //! What it must not do: talk to masters other than through `agora-driver` and the public

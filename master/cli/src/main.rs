@@ -8,6 +8,7 @@ mod agents;
 mod clock;
 mod dev;
 mod dev_pki;
+mod log_level;
 mod logs;
 mod run;
 mod table;
@@ -109,6 +110,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<MembersAction>,
     },
+    /// Each master's log level, or `agora log-level LEVEL [--duration D]` to change it
+    /// (on every master in --masters, or those named by --master).
+    LogLevel(log_level::LogLevelArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,7 +197,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         .map(str::to_string)
         .collect();
     let client = match MasterClient::with_security(
-        masters,
+        masters.clone(),
         agora_driver::RetryPolicy::default(),
         target.security.clone(),
     ) {
@@ -203,10 +207,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Run(args) => return run::run(client, args).await,
         Command::Logs(args) => return logs::logs(client, args).await,
+        Command::LogLevel(args) => return log_level::run(&client, &masters, args).await,
         c => c,
     };
     match command {
-        Command::Dev(_) | Command::Run(_) | Command::Logs(_) => unreachable!("handled above"),
+        Command::Dev(_) | Command::Run(_) | Command::Logs(_) | Command::LogLevel(_) => {
+            unreachable!("handled above")
+        }
         Command::Status => status(&client).await,
         Command::Agents {
             action: Some(action),

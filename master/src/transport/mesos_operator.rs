@@ -4,9 +4,10 @@
 //!
 //! Calls are Mesos' JSON or protobuf (`Content-Type`); answers are JSON unless `Accept`
 //! asks for protobuf (Mesos' default). Calls about this master (GET_HEALTH, GET_VERSION,
-//! GET_FLAGS, GET_METRICS, GET_LOGGING_LEVEL) answer on any replica; the others need the
-//! leader's state, and a follower answers `307` to the leader's `/api/v1`. Reads go through
-//! the leader's [`Leader::read_visible`] (the view ACLs, as gRPC `GetState`), UPDATE_WEIGHTS
+//! GET_FLAGS, GET_METRICS, GET_LOGGING_LEVEL, SET_LOGGING_LEVEL) answer on any replica,
+//! each about itself (the log level through [`super::replica`], as gRPC's); the others
+//! need the leader's state, and a follower answers `307` to the leader's `/api/v1`.
+//! Reads go through the leader's [`Leader::read_visible`] (the view ACLs, as gRPC `GetState`), UPDATE_WEIGHTS
 //! through the gRPC Operator's [`super::operator::set_weights`] (same validation, same
 //! `update_weights` ACL), DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT and
 //! MARK_AGENT_GONE through [`super::operator::maintain`] (the same calls as gRPC's, the
@@ -165,7 +166,14 @@ async fn answer_call(
             })))
         }
         Type::GetFlags => {
-            let flags = m::get_flags(leader.config());
+            // The same flags as `GET /flags`.
+            let mut flags = m::get_flags(leader.config());
+            if let Some((name, value)) = super::replica::log_level_flag() {
+                flags.flags.push(agora_mesos_proto::v1::Flag {
+                    name,
+                    value: Some(value),
+                });
+            }
             return Ok(answer.ok(&m::answer(R::GetFlags, |r| r.get_flags = Some(flags))));
         }
         Type::GetMetrics => {
@@ -173,10 +181,26 @@ async fn answer_call(
             return Ok(answer.ok(&m::answer(R::GetMetrics, |r| r.get_metrics = Some(metrics))));
         }
         Type::GetLoggingLevel => {
-            // Agora logs through `RUST_LOG` filters, not glog's verbosity: level 0.
+            // Agora logs through tracing filters: glog's verbosity of the one in force.
+            let now = super::replica::get_log_level().ok();
+            let level = m::get_logging_level(now.as_ref().map(|n| n.level.as_str()));
             return Ok(answer.ok(&m::answer(R::GetLoggingLevel, |r| {
-                r.get_logging_level = Some(op::response::GetLoggingLevel { level: 0 })
+                r.get_logging_level = Some(level)
             })));
+        }
+        Type::SetLoggingLevel => {
+            // This replica's level, as `agora log-level LEVEL --duration D` sets it.
+            let (level, duration) = m::set_logging_level_from_mesos(c).map_err(status_response)?;
+            super::replica::set_log_level(
+                leader,
+                who.as_deref(),
+                &level,
+                Some(duration),
+                "set_logging_level.level",
+                "set_logging_level.duration",
+            )
+            .map_err(status_response)?;
+            return Ok(StatusCode::OK.into_response());
         }
         Type::GetState
         | Type::GetAgents

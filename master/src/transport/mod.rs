@@ -14,6 +14,7 @@ mod mesos_http;
 mod mesos_operator;
 mod mesos_scheduler;
 mod operator;
+mod replica;
 mod scheduler;
 pub mod state_cache;
 
@@ -52,6 +53,7 @@ pub fn router(
     http::router(leader.clone())
         .merge(files::router(leader.clone()))
         .merge(mesos_scheduler::router(leader.clone()))
+        .merge(replica::router(leader.clone()))
         .merge(mesos_operator::router(leader))
         .merge(grpc)
         .fallback(agora_security::serve::unknown_path)

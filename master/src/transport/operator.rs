@@ -1,4 +1,5 @@
-//! `agora.v1.Operator`: role weights, quorum membership and agents' maintenance.
+//! `agora.v1.Operator`: role weights, quorum membership, agents' maintenance, and this
+//! replica's log level ([`super::replica`]).
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::operator_server::Operator as OperatorService;
@@ -216,6 +217,21 @@ impl OperatorService for OperatorApi {
         req: Request<pb::AgentMaintenanceRequest>,
     ) -> Result<Response<pb::AgentMaintenanceReply>, Status> {
         self.maintenance(req, Maintenance::MarkGone).await
+    }
+
+    async fn set_log_level(
+        &self,
+        req: Request<pb::SetLogLevelRequest>,
+    ) -> Result<Response<pb::LogLevelReply>, Status> {
+        let caller = principal(&req);
+        super::replica::grpc_set(&self.leader, caller.as_deref(), req.get_ref()).map(Response::new)
+    }
+
+    async fn get_log_level(
+        &self,
+        _req: Request<pb::GetLogLevelRequest>,
+    ) -> Result<Response<pb::LogLevelReply>, Status> {
+        super::replica::grpc_get(&self.leader).map(Response::new)
     }
 }
 

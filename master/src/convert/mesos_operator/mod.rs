@@ -18,6 +18,7 @@ use agora_registry::Resources;
 
 use super::mesos::{resources_to_mesos, EventShape};
 
+mod logging;
 mod master;
 mod state;
 mod stream;
@@ -25,6 +26,7 @@ mod stream;
 mod tests;
 mod v0;
 
+pub use logging::*;
 pub use master::*;
 pub use state::*;
 pub use stream::*;
