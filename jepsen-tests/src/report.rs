@@ -16,15 +16,21 @@ use serde::{Deserialize, Serialize};
 use crate::checker::Verdict;
 use crate::history::{op, Event, EventType, HealthSample};
 
-/// The fault kind whose failovers are measured.
-const KILL_LEADER: &str = "kill-leader";
+/// The faults whose failovers are measured: the leader killed, and the leader cut off
+/// from everyone (it must give up leading within its lease, and the rest elect another).
+const FAILOVER_FAULTS: [&str; 2] = ["kill-leader", "partition-leader"];
 
 // ---------------------------------------------------------------------------------------
 // Failovers
 
-/// One `kill-leader` fault and how long the cluster took to get over it.
+/// One `kill-leader` or `partition-leader` fault and how long the cluster took to get
+/// over it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failover {
+    /// Which fault (`kill-leader` for runs recorded before partitions were measured).
+    #[serde(default = "kill_leader")]
+    pub fault: String,
+    /// When it started (the kill, or the partition).
     pub killed_at_ms: u64,
     /// The killed leader's term.
     pub old_term: u64,
@@ -34,19 +40,29 @@ pub struct Failover {
     pub first_offer_after_ms: Option<u64>,
 }
 
-/// One [`Failover`] per `kill-leader` fault-start, in history order. The old term is the
+fn kill_leader() -> String {
+    FAILOVER_FAULTS[0].to_string()
+}
+
+/// One [`Failover`] per `kill-leader` or `partition-leader` fault-start, in history order. The old term is the
 /// event's `term`; if it has none, the highest term any health sample reported at or
 /// before the kill (0 if none did).
 pub fn failovers(history: &[Event], health: &[HealthSample]) -> Vec<Failover> {
     history
         .iter()
-        .filter(|e| e.f == op::FAULT_START && e.fault.as_deref() == Some(KILL_LEADER))
+        .filter(|e| {
+            e.f == op::FAULT_START
+                && e.fault
+                    .as_deref()
+                    .is_some_and(|f| FAILOVER_FAULTS.contains(&f))
+        })
         .map(|kill| {
             let killed_at_ms = kill.t_ms;
             let old_term = kill
                 .term
                 .unwrap_or_else(|| highest_term_until(health, killed_at_ms));
             Failover {
+                fault: kill.fault.clone().unwrap_or_else(kill_leader),
                 killed_at_ms,
                 old_term,
                 elected_after_ms: first_leader_after(health, killed_at_ms, old_term),
@@ -248,17 +264,29 @@ fn stats_table(s: &Stats) -> String {
 }
 
 fn failover_table(failovers: &[Failover]) -> String {
-    let mut md = String::from("## Leader failovers (kill-leader)\n\n");
+    let mut md = String::from("## Leader failovers (kill-leader, partition-leader)\n\n");
     if failovers.is_empty() {
-        md.push_str("No kill-leader faults.\n\n");
+        md.push_str("No kill-leader or partition-leader faults.\n\n");
         return md;
     }
     md.push_str("| measure | n | p50 ms | p99 ms | max ms | never |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|\n");
-    let elected: Vec<Option<u64>> = failovers.iter().map(|f| f.elected_after_ms).collect();
-    let offered: Vec<Option<u64>> = failovers.iter().map(|f| f.first_offer_after_ms).collect();
-    md.push_str(&latency_row("new leader elected", &elected));
-    md.push_str(&latency_row("first offer in a later term", &offered));
+    for fault in FAILOVER_FAULTS {
+        let of: Vec<&Failover> = failovers.iter().filter(|f| f.fault == fault).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let elected: Vec<Option<u64>> = of.iter().map(|f| f.elected_after_ms).collect();
+        let offered: Vec<Option<u64>> = of.iter().map(|f| f.first_offer_after_ms).collect();
+        md.push_str(&latency_row(
+            &format!("{fault}: new leader elected"),
+            &elected,
+        ));
+        md.push_str(&latency_row(
+            &format!("{fault}: first offer in a later term (task flow resumes)"),
+            &offered,
+        ));
+    }
     md.push('\n');
     md
 }
@@ -734,12 +762,37 @@ mod tests {
         assert_eq!(
             f,
             vec![Failover {
+                fault: "kill-leader".into(),
                 killed_at_ms: 1000,
                 old_term: 2,
                 elected_after_ms: Some(1400),
                 first_offer_after_ms: Some(1600),
             }]
         );
+    }
+
+    #[test]
+    fn a_partitioned_leader_is_a_failover_too() {
+        let history = vec![
+            fault_start(1000, "partition-leader", &["m1"]),
+            offer(1100, 2), // the old leader before its lease ran out
+            offer(2300, 3),
+        ];
+        let health = vec![leader(900, 1, 2), leader(2000, 2, 3)];
+        let f = failovers(&history, &health);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].fault, "partition-leader");
+        assert_eq!(f[0].old_term, 2);
+        assert_eq!(f[0].elected_after_ms, Some(1000));
+        assert_eq!(f[0].first_offer_after_ms, Some(1300));
+        let md = failover_table(&f);
+        assert!(
+            md.contains(
+                "| partition-leader: first offer in a later term (task flow resumes) | 1 | 1300 |"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("kill-leader: new"), "{md}");
     }
 
     #[test]
@@ -845,6 +898,7 @@ mod tests {
         stats.faults.insert("pause".into(), 3);
         let failovers: Vec<Failover> = (1..=4)
             .map(|i| Failover {
+                fault: "kill-leader".into(),
                 killed_at_ms: i * 1000,
                 old_term: i,
                 elected_after_ms: (i < 4).then_some(i * 100),
@@ -858,10 +912,12 @@ mod tests {
         assert!(md.contains("| launches invoked | 12 |"));
         assert!(md.contains("| faults: pause | 3 |"));
         assert!(
-            md.contains("| new leader elected | 3 | 200 | 300 | 300 | 1 |"),
+            md.contains("| kill-leader: new leader elected | 3 | 200 | 300 | 300 | 1 |"),
             "{md}"
         );
-        assert!(md.contains("| first offer in a later term | 4 | 2000 | 4000 | 4000 | 0 |"));
+        assert!(md.contains(
+            "| kill-leader: first offer in a later term (task flow resumes) | 4 | 2000 | 4000 | 4000 | 0 |"
+        ));
         assert!(md.contains("### at_most_once\n"));
         assert!(md.contains("- t=1.000s task t1 executed 2 times\n"));
         assert!(!md.contains("### no_overcommit"));
@@ -875,7 +931,7 @@ mod tests {
             &Stats::default(),
             &[],
         );
-        assert!(md.contains("No kill-leader faults."));
+        assert!(md.contains("No kill-leader or partition-leader faults."));
         assert!(md.contains("All checkers passed."));
     }
 

@@ -210,6 +210,11 @@ pub struct Task {
     /// The user it runs as.
     #[serde(default)]
     pub user: String,
+    /// While it is TASK_UNREACHABLE: the state it had when its agent became unreachable.
+    /// One that was still TASK_STAGING never reached the agent (its launch is sent again
+    /// when the agent is back, rather than the task declared lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_from: Option<TaskState>,
 }
 
 /// Resources of one agent offered to one framework and not yet accepted, declined or

@@ -741,6 +741,7 @@ impl Registry {
                 updated_at_ms: now_ms,
                 launch: t.launch.clone(),
                 user: t.user.clone(),
+                unreachable_from: None,
             };
             self.add_used(&task);
             self.data
@@ -853,6 +854,11 @@ impl Registry {
         };
         let was_live = !t.state.is_terminal();
         let old_key = (t.updated_at_ms, t.id.clone());
+        t.unreachable_from = match (state, t.state) {
+            (TaskState::TaskUnreachable, TaskState::TaskUnreachable) => t.unreachable_from,
+            (TaskState::TaskUnreachable, before) => Some(before),
+            _ => None,
+        };
         t.state = state;
         t.message = message;
         t.exit_code = exit_code;

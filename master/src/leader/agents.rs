@@ -72,18 +72,25 @@ pub fn reconcile_plan(
     {
         match report.remove(&(&t.framework_id, &t.id)) {
             // Committed but never delivered (the session or the leader went down in
-            // between): the agent reports every task it ever received, so it never ran,
-            // and the launch recorded in the registry is sent again.
-            None if t.state == TaskState::TaskStaging => plan.relaunch.push((
-                t.framework_id.clone(),
-                TaskSpec {
-                    id: t.id.clone(),
-                    name: t.name.clone(),
-                    resources: t.resources.clone(),
-                    launch: t.launch.clone(),
-                    user: t.user.clone(),
-                },
-            )),
+            // between, or the agent was cut off and marked unreachable before it got it):
+            // the agent reports every task it ever received, so it never ran, and the
+            // launch recorded in the registry is sent again (once: from now on the agent
+            // reports it).
+            None if t.state == TaskState::TaskStaging
+                || (t.state == TaskState::TaskUnreachable
+                    && t.unreachable_from == Some(TaskState::TaskStaging)) =>
+            {
+                plan.relaunch.push((
+                    t.framework_id.clone(),
+                    TaskSpec {
+                        id: t.id.clone(),
+                        name: t.name.clone(),
+                        resources: t.resources.clone(),
+                        launch: t.launch.clone(),
+                        user: t.user.clone(),
+                    },
+                ))
+            }
             None => plan.lost.push((t.framework_id.clone(), t.id.clone())),
             Some(s) if s != t.state => plan.update.push((t.framework_id.clone(), t.id.clone(), s)),
             Some(_) => {}
@@ -494,5 +501,50 @@ mod tests {
             vec![(f.clone(), t("live"), TaskState::TaskRunning)]
         );
         assert_eq!(plan.kill, vec![(f.clone(), t("stray"))]);
+    }
+
+    #[test]
+    fn a_launch_cut_off_by_a_partition_is_sent_again_not_lost() {
+        let (mut reg, f) = super::super::fixtures::registry_with_two_tasks();
+        let agent = AgentId::new("a").unwrap();
+        let t = |s: &str| TaskId::new(s).unwrap();
+        // "live" is still TASK_STAGING when its agent is marked unreachable.
+        reg.apply(&Command::MarkAgentUnreachable {
+            id: agent.clone(),
+            now_ms: 5,
+        })
+        .unwrap();
+        let task = reg.task(&f, &t("live")).unwrap();
+        assert_eq!(task.state, TaskState::TaskUnreachable);
+        assert_eq!(task.unreachable_from, Some(TaskState::TaskStaging));
+        // Back without it: its launch is sent again, it is not lost.
+        let plan = reconcile_plan(&reg, &agent, &[]);
+        assert_eq!(plan.relaunch.len(), 1);
+        assert_eq!(plan.relaunch[0].1.id, t("live"));
+        assert!(plan.lost.is_empty());
+        // A task that had started before the partition and is gone is lost.
+        reg.apply(&Command::RegisterAgent {
+            info: reg.agent(&agent).unwrap().info.clone(),
+            now_ms: 6,
+        })
+        .unwrap();
+        reg.apply(&Command::UpdateTask {
+            framework_id: f.clone(),
+            task_id: t("live"),
+            state: TaskState::TaskRunning,
+            message: None,
+            exit_code: None,
+            now_ms: 7,
+        })
+        .unwrap();
+        assert_eq!(reg.task(&f, &t("live")).unwrap().unreachable_from, None);
+        reg.apply(&Command::MarkAgentUnreachable {
+            id: agent.clone(),
+            now_ms: 8,
+        })
+        .unwrap();
+        let plan = reconcile_plan(&reg, &agent, &[]);
+        assert!(plan.relaunch.is_empty());
+        assert_eq!(plan.lost, vec![(f, t("live"))]);
     }
 }

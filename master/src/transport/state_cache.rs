@@ -366,6 +366,7 @@ mod tests {
             updated_at_ms: at,
             launch: Vec::new(),
             user: "u".into(),
+            unreachable_from: None,
         }
     }
 

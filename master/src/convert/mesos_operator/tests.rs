@@ -169,6 +169,7 @@ fn task(state: TaskState, launch: Vec<u8>) -> Task {
         updated_at_ms: 1_500,
         launch,
         user: "u".into(),
+        unreachable_from: None,
     }
 }
 
