@@ -9,6 +9,15 @@
 //! checkpointed, and an acknowledgement is appended the same way, so after a crash the
 //! unacknowledged updates of each task are exactly the ones to send again, in order.
 //!
+//! Damage: a journal line that cannot be read (a byte changed, a line cut by a crash and
+//! sealed by the next append) is skipped and named in [`TaskJournal::damage`], and the
+//! lines after it are still read; a `task.json` that cannot be read does not stop the
+//! agent: the task comes back from its directory's names and its journal, marked
+//! [`TaskJournal::record_lost`], and the agent fails it ([`crate::tasks`]). A write that
+//! fails (a full disk: ENOSPC; EIO) is cut back off the journal, so no half line is left
+//! for the next append to run into, and the caller hears the error: the update it carried
+//! is not checkpointed, so nobody is told it is.
+//!
 //! Task states are written as their Mesos names (TASK_RUNNING), through the domain
 //! [`TaskState`]'s serde, as every journal ever written holds them.
 
@@ -123,6 +132,10 @@ pub struct TaskJournal {
     pub updates: Vec<Update>,
     /// Updates not yet acknowledged, in order.
     pub unacknowledged: Vec<Update>,
+    /// What of this task's checkpoint could not be read, each naming the file (and line).
+    pub damage: Vec<String>,
+    /// Its `task.json` is missing or unreadable: the record holds only the task's ids.
+    pub record_lost: bool,
 }
 
 impl TaskJournal {
@@ -185,12 +198,29 @@ impl Checkpoints {
         bytes.push(b'\n');
         let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .mode(PRIVATE_FILE)
             .open(&path)
             .map_err(|e| err(&path, e))?;
-        f.write_all(&bytes).map_err(|e| err(&path, e))?;
-        f.sync_data().map_err(|e| err(&path, e))?;
+        let len = f.metadata().map_err(|e| err(&path, e))?.len();
+        if len > 0 {
+            // A line cut by a crash mid-append is sealed off, so this line stays whole.
+            let mut last = [0u8; 1];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut last, len - 1)
+                .map_err(|e| err(&path, e))?;
+            if last[0] != b'\n' {
+                bytes.insert(0, b'\n');
+            }
+        }
+        let written = f.write_all(&bytes).and_then(|()| f.sync_data());
+        if let Err(e) = written {
+            // Whatever part of the line got in goes again: the next append must not follow
+            // half a line (ENOSPC mid-write), and a line whose fsync failed was never
+            // reported checkpointed.
+            let _ = f.set_len(len).and_then(|()| f.sync_data());
+            return Err(err(&path, e));
+        }
         Ok(())
     }
 
@@ -280,8 +310,9 @@ impl Checkpoints {
             .ok()
     }
 
-    /// Reads one task's journal. A torn last line (crash mid-append) is ignored: it was
-    /// never reported as checkpointed.
+    /// Reads one task's journal. A torn last line (crash mid-append, no newline) is
+    /// ignored: it was never reported as checkpointed. Any other line that cannot be read
+    /// is skipped and named in [`TaskJournal::damage`]; the lines after it still count.
     pub fn journal(&self, framework: &str, task: &str) -> Result<TaskJournal, CheckpointError> {
         let path = self.task_dir(framework, task).join("updates.jsonl");
         let file = match File::open(&path) {
@@ -290,15 +321,25 @@ impl Checkpoints {
             Err(e) => return Err(err(&path, e)),
         };
         let mut journal = TaskJournal::default();
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|e| err(&path, e))?;
-            match serde_json::from_str::<JournalLine>(&line) {
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        for number in 1.. {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| err(&path, e))?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break; // the end, or a torn last line
+            }
+            match serde_json::from_slice::<JournalLine>(&line) {
                 Ok(JournalLine::Update(u)) => {
                     journal.updates.push(u.clone());
                     journal.unacknowledged.push(u);
                 }
                 Ok(JournalLine::Ack { uuid }) => journal.unacknowledged.retain(|u| u.uuid != uuid),
-                Err(_) => break,
+                Err(e) => journal
+                    .damage
+                    .push(format!("{} line {number}: {e} (skipped)", path.display())),
             }
         }
         Ok(journal)
@@ -316,12 +357,43 @@ impl Checkpoints {
             };
             for t in tasks.flatten() {
                 let path = t.path().join("task.json");
-                let Ok(bytes) = std::fs::read(&path) else {
+                let read = match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        serde_json::from_slice::<TaskRecord>(&bytes).map_err(|e| e.to_string())
+                    }
+                    // A directory without a record or a journal: the launch was never
+                    // checkpointed (a crash between the directory and the record).
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && !t.path().join("updates.jsonl").exists() =>
+                    {
+                        continue
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let (Some(framework), Some(task)) = (
+                    fw.file_name().to_str().map(String::from),
+                    t.file_name().to_str().map(String::from),
+                ) else {
                     continue;
                 };
-                let record: TaskRecord =
-                    serde_json::from_slice(&bytes).map_err(|e| err(&path, e))?;
-                let journal = self.journal(&record.framework_id, &record.task_id)?;
+                let (record, lost) = match read {
+                    Ok(record) => (record, None),
+                    Err(reason) => (
+                        TaskRecord {
+                            framework_id: framework.clone(),
+                            task_id: task.clone(),
+                            name: task.clone(),
+                            ..Default::default()
+                        },
+                        Some(format!("{}: {reason}", path.display())),
+                    ),
+                };
+                let mut journal = self.journal(&record.framework_id, &record.task_id)?;
+                if let Some(lost) = lost {
+                    journal.damage.insert(0, lost);
+                    journal.record_lost = true;
+                }
                 out.push((record, journal));
             }
         }
@@ -425,6 +497,85 @@ mod tests {
         let j = c.journal("f1", "t1").unwrap();
         assert_eq!(j.updates.len(), 1);
         assert!(c.journal("f1", "nope").unwrap().updates.is_empty());
+    }
+
+    #[test]
+    fn a_damaged_line_is_skipped_and_named_and_the_lines_after_it_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(dir.path());
+        c.record_update(&update("t1", "u1", TaskState::TaskStarting))
+            .unwrap();
+        c.record_update(&update("t1", "u2", TaskState::TaskRunning))
+            .unwrap();
+        c.record_ack("f1", "t1", "u1").unwrap();
+        let path = dir.path().join("meta/frameworks/f1/tasks/t1/updates.jsonl");
+        // A byte changed in the first line.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[2] = b'#';
+        std::fs::write(&path, &bytes).unwrap();
+        let j = c.journal("f1", "t1").unwrap();
+        assert_eq!(j.updates.len(), 1, "the second update still counts");
+        assert_eq!(j.last_state(), Some(TaskState::TaskRunning));
+        assert_eq!(j.damage.len(), 1);
+        assert!(
+            j.damage[0].contains("updates.jsonl line 1"),
+            "{:?}",
+            j.damage
+        );
+    }
+
+    #[test]
+    fn an_append_after_a_torn_line_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(dir.path());
+        c.record_update(&update("t1", "u1", TaskState::TaskRunning))
+            .unwrap();
+        let path = dir.path().join("meta/frameworks/f1/tasks/t1/updates.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"update\":{\"uuid\":\"u2\",\"fram").unwrap();
+        // The agent restarts and goes on: the next update is read back.
+        c.record_update(&update("t1", "u3", TaskState::TaskFinished))
+            .unwrap();
+        let j = c.journal("f1", "t1").unwrap();
+        assert_eq!(
+            j.updates
+                .iter()
+                .map(|u| u.uuid.as_str())
+                .collect::<Vec<_>>(),
+            ["u1", "u3"]
+        );
+        assert_eq!(j.damage.len(), 1, "the sealed torn line is named");
+    }
+
+    #[test]
+    fn an_unreadable_task_record_leaves_the_task_with_its_ids_and_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(dir.path());
+        for t in ["t1", "t2"] {
+            c.save_task(&TaskRecord {
+                framework_id: "f1".into(),
+                task_id: t.into(),
+                command: "sleep 1".into(),
+                ..Default::default()
+            })
+            .unwrap();
+            c.record_update(&update(t, &format!("{t}-u1"), TaskState::TaskRunning))
+                .unwrap();
+        }
+        let record = dir.path().join("meta/frameworks/f1/tasks/t1/task.json");
+        std::fs::write(&record, b"{\"framework_id\":\"f1\",\"tas").unwrap();
+        let tasks = c.tasks().unwrap();
+        assert_eq!(tasks.len(), 2);
+        let (r1, j1) = &tasks[0];
+        assert!(j1.record_lost && r1.task_id == "t1" && r1.command.is_empty());
+        assert!(j1.damage[0].contains("t1/task.json"), "{:?}", j1.damage);
+        assert_eq!(j1.last_state(), Some(TaskState::TaskRunning));
+        let (r2, j2) = &tasks[1];
+        assert!(!j2.record_lost && j2.damage.is_empty() && r2.command == "sleep 1");
+        // Removed: the same.
+        std::fs::remove_file(&record).unwrap();
+        let tasks = c.tasks().unwrap();
+        assert!(tasks[0].1.record_lost);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! <work_dir>/                 0711  traverse only: nobody else lists it
 //!   agent_id                  0600
 //!   meta/                     0700  checkpoints (task records, journals, executor tokens)
+//!     incarnation             0600  one more at each start (orders its registrations)
 //!   sandboxes/                0711
 //!     <framework>/            0711
 //!       <task>/               0700  owned by the task's user

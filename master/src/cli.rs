@@ -193,6 +193,17 @@ pub fn main(faults: Faults) -> ExitCode {
                 | MasterError::Security(_)
                 | MasterError::Acls { .. }),
             ) => fail(2, e),
+            // A damaged store needs a person (restarting cannot mend it): exit 2, which the
+            // systemd unit does not restart.
+            Err(
+                e @ MasterError::Store(
+                    agora_raft_store::OpenError::Damaged { .. }
+                    | agora_raft_store::OpenError::Corrupt { .. },
+                ),
+            ) => fail(
+                2,
+                format!("{e}; move the work dir aside and start again to rejoin the cluster from the leader (an empty replica catches up)"),
+            ),
             Err(e) => fail(1, e),
         }
     })

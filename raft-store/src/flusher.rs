@@ -1,9 +1,19 @@
 //! The one place that flushes the sled database: a thread that batches waiting requests
-//! into a single fsync.
+//! into a single fsync, then records what that flush made durable in the marker
+//! ([`crate::durable`]).
+//!
+//! A failed flush poisons the flusher for good: every later request fails with the first
+//! error, and nothing is flushed again. After a failed fsync the kernel may have dropped the
+//! dirty pages it could not write, so a later fsync that succeeds proves nothing about them
+//! (PostgreSQL's "fsyncgate"); the store's only honest answer from then on is an error,
+//! which stops openraft's core (the master then exits).
 
 use std::io;
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+
+use crate::durable::{Durable, Marker};
 
 type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 
@@ -12,8 +22,40 @@ pub(crate) struct Flusher {
     thread: Option<thread::JoinHandle<()>>,
 }
 
+/// What the log store has written to sled (vote, last log id) and wants the marker to say
+/// once a flush covers it. The log store updates it after each write, before asking for
+/// the flush; the flusher reads it before flushing, so the flush covers what it read.
+pub(crate) type Pending = Arc<Mutex<Durable>>;
+
+/// The error every request gets once a flush has failed: the first failure, with the path.
+fn failed(first: &str) -> io::Error {
+    io::Error::other(first.to_string())
+}
+
+/// sled's error in words: an I/O error as the OS names it, with its errno.
+fn describe(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) => describe_io(io),
+        other => other.to_string(),
+    }
+}
+
+/// "No space left on device (os error 28)", also for the copy sled hands out (its errors'
+/// `Clone` rebuilds an `io::Error` from the original's debug form, `Os { code: 28, .. }`).
+fn describe_io(e: &io::Error) -> String {
+    let text = e.to_string();
+    let code = e.raw_os_error().or_else(|| {
+        let rest = text.strip_prefix("Os { code: ")?;
+        rest[..rest.find(',')?].parse().ok()
+    });
+    match code {
+        Some(code) => io::Error::from_raw_os_error(code).to_string(),
+        None => text,
+    }
+}
+
 impl Flusher {
-    pub(crate) fn start(db: sled::Db) -> Self {
+    pub(crate) fn start(db: sled::Db, dir: PathBuf, pending: Pending, mut marker: Marker) -> Self {
         let (tx, rx) = mpsc::channel::<Done>();
         let thread = thread::Builder::new()
             .name("sled-flusher".into())
@@ -22,21 +64,39 @@ impl Flusher {
                 if let Err(e) = crate::raise_thread_priority() {
                     tracing::debug!(error = %e, "the flusher keeps the default priority");
                 }
+                let mut poisoned: Option<String> = None;
                 // Ends when every sender (every store handle) is dropped.
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let result = db.flush().map(|_| ());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "sled flush failed");
+                    if poisoned.is_none() {
+                        let covered = pending.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        let record = |marker: &mut Marker| {
+                            marker
+                                .write(&covered)
+                                .map_err(|e| format!("writing {}: {e}", marker.path().display()))
+                        };
+                        let result = if marker.lowers(&covered) {
+                            record(&mut marker)
+                        } else {
+                            Ok(())
+                        }
+                        .and_then(|()| {
+                            db.flush().map(|_| ()).map_err(|e| {
+                                format!("flushing the sled database in {}: {}", dir.display(), describe(&e))
+                            })
+                        })
+                        .and_then(|()| record(&mut marker));
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "storage failed: nothing will be reported persisted again");
+                            poisoned = Some(e);
+                        }
                     }
                     for done in batch {
-                        done(
-                            result
-                                .as_ref()
-                                .map(|_| ())
-                                .map_err(|e| io::Error::other(e.to_string())),
-                        );
+                        done(match &poisoned {
+                            None => Ok(()),
+                            Some(e) => Err(failed(e)),
+                        });
                     }
                 }
             })

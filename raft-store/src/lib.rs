@@ -24,8 +24,10 @@
 //! means; sled never leaks out of this crate's API (callers see [`open`], [`LogStore`],
 //! [`StateMachineStore`] and [`StateHandle`]), so the storage engine can be swapped.
 
+mod durable;
 mod flusher;
 mod log_store;
+pub mod runtime;
 mod snapshot_file;
 mod state_machine;
 
@@ -96,7 +98,8 @@ pub trait StateMachine:
 }
 
 /// openraft's type configuration for a state machine `M`: one `M::Command` per log entry in,
-/// one `M::Response` out, u64 node ids, JSON snapshots in memory, tokio.
+/// one `M::Response` out, u64 node ids, JSON snapshots in memory, tokio ([`runtime::AgoraRuntime`]:
+/// openraft's own tokio runtime with election timeouts a simulation can seed).
 ///
 /// (`openraft::declare_raft_types!` cannot declare a generic type, hence this by hand; it is
 /// a marker, so every trait openraft asks of it holds whatever `M` is.)
@@ -145,7 +148,7 @@ impl<M: StateMachine> openraft::RaftTypeConfig for TypeConfig<M> {
     type Node = openraft::BasicNode;
     type Entry = openraft::Entry<Self>;
     type SnapshotData = Cursor<Vec<u8>>;
-    type AsyncRuntime = openraft::TokioRuntime;
+    type AsyncRuntime = runtime::AgoraRuntime;
     type Responder = openraft::impls::OneshotResponder<Self>;
 }
 
@@ -165,6 +168,12 @@ pub enum OpenError {
     },
     #[error("stored data in {path} is unreadable: {reason}")]
     Corrupt { path: String, reason: String },
+    /// The store is behind what this replica reported persisted (its durability marker),
+    /// or parts of it are missing: it lost data it had acknowledged. It must not take part
+    /// in the cluster with it (it could vote twice in a term, or help elect a leader
+    /// without an entry a quorum committed).
+    #[error("the store in {path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
 }
 
 /// sled's page cache per replica. Replication reads the log's tail, just written; older
@@ -176,27 +185,140 @@ const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 /// Opens (or creates) the store in `dir`: the log store for openraft, and the state machine
 /// with its last snapshot loaded.
 pub fn open<M: StateMachine>(dir: &Path) -> Result<(LogStore<M>, StateMachineStore<M>), OpenError> {
-    let db = sled::Config::new()
-        .path(dir)
-        // Flushes are ours (group commit), never sled's timer.
-        .flush_every_ms(None)
-        // sled caches pages up to 1 GiB by default: a replica's memory grew with every
-        // entry ever written (115 -> 307 MB over a million tasks) although the log is
-        // purged behind each snapshot. The log's tail and the snapshot fit in far less.
-        .cache_capacity(CACHE_BYTES)
-        .open()
-        .map_err(|source| OpenError::Sled {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    let flusher = Arc::new(flusher::Flusher::start(db.clone()));
+    let path = || dir.display().to_string();
     let corrupt = |reason: String| OpenError::Corrupt {
-        path: dir.display().to_string(),
+        path: path(),
         reason,
     };
-    let log = LogStore::new(&db, flusher).map_err(|e| corrupt(e.to_string()))?;
+    let damaged = |reason: String| OpenError::Damaged {
+        path: path(),
+        reason,
+    };
+    // sled asserts on some damage while it recovers rather than answering an error: that is
+    // damage too, reported as such (the panic's message is in the error).
+    let opened = std::panic::catch_unwind(|| {
+        sled::Config::new()
+            .path(dir)
+            // Flushes are ours (group commit), never sled's timer.
+            .flush_every_ms(None)
+            // sled caches pages up to 1 GiB by default: a replica's memory grew with every
+            // entry ever written (115 -> 307 MB over a million tasks) although the log is
+            // purged behind each snapshot. The log's tail and the snapshot fit in far less.
+            .cache_capacity(CACHE_BYTES)
+            .open()
+    });
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(sled::Error::Corruption { at, bt: _ })) => {
+            return Err(damaged(format!("sled found a corrupt record (at {at:?})")))
+        }
+        Ok(Err(source)) => {
+            return Err(OpenError::Sled {
+                path: path(),
+                source,
+            })
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            return Err(damaged(format!("sled failed while recovering it: {what}")));
+        }
+    };
+    let trees = LogStore::<M>::trees(&db).map_err(|e| corrupt(e.to_string()))?;
+    let stored =
+        log_store::stored_durable::<M>(&trees.0, &trees.1).map_err(|e| corrupt(e.to_string()))?;
     let sm = StateMachineStore::new(&db, dir).map_err(corrupt)?;
+    check_against_marker(dir, &stored, trees.0.is_empty() && trees.1.is_empty())
+        .map_err(damaged)?;
+    // A log purged past what the snapshot holds: the snapshot was lost or replaced by an
+    // older one, and the entries between are gone.
+    let last_purged =
+        log_store::stored_last_purged(&trees.1).map_err(|e| corrupt(e.to_string()))?;
+    if let Some(purged) = last_purged {
+        let applied = sm.last_applied_index();
+        if applied.is_none_or(|a| a < purged.index) {
+            return Err(damaged(format!(
+                "the log was purged up to entry {} but the snapshot {}; the entries between are lost",
+                purged.index,
+                match applied {
+                    None => "is missing".to_string(),
+                    Some(a) => format!("ends at entry {a}"),
+                }
+            )));
+        }
+    }
+    let marker = durable::Marker::create(dir, &stored).map_err(|e| OpenError::Sled {
+        path: path(),
+        source: sled::Error::Io(e),
+    })?;
+    let pending = Arc::new(std::sync::Mutex::new(stored));
+    let flusher = Arc::new(flusher::Flusher::start(
+        db.clone(),
+        dir.to_path_buf(),
+        pending.clone(),
+        marker,
+    ));
+    let log = LogStore::attach(trees, flusher, pending);
     Ok((log, sm))
+}
+
+/// Refuses a store that is behind its durability marker ([`durable`]): a vote older than
+/// the last one reported saved, or a log shorter than the last one reported flushed. No
+/// marker is accepted (a store of a version before it, or a new one), with a warning when
+/// the store is not empty.
+fn check_against_marker(
+    dir: &Path,
+    stored: &durable::Durable,
+    store_empty: bool,
+) -> Result<(), String> {
+    let marker = match durable::Marker::read(dir)? {
+        Some(m) => m,
+        None => {
+            if !store_empty {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "no durability marker beside the store (written by an earlier version, or removed): trusting the store as it is"
+                );
+            }
+            return Ok(());
+        }
+    };
+    if !matches!(
+        stored.vote.partial_cmp(&marker.vote),
+        Some(Ordering::Greater | Ordering::Equal)
+    ) {
+        return Err(format!(
+            "its vote is {} but {} was saved before (the vote was lost: this replica could vote twice in one term)",
+            show(&stored.vote),
+            show(&marker.vote)
+        ));
+    }
+    let index = |d: &durable::Durable| d.last_log_id.map(|l| l.index);
+    if index(stored) < index(&marker) {
+        return Err(format!(
+            "its log ends at {} but entries up to {} were flushed and acknowledged (the log lost its tail)",
+            show_log_id(&stored.last_log_id),
+            show_log_id(&marker.last_log_id)
+        ));
+    }
+    Ok(())
+}
+
+fn show_log_id(id: &Option<openraft::LogId<NodeId>>) -> String {
+    match id {
+        Some(id) => format!("entry {} (term {})", id.index, id.leader_id.term),
+        None => "no entry".to_string(),
+    }
+}
+
+fn show<T: fmt::Display>(v: &Option<T>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "none".to_string(),
+    }
 }
 
 /// Whether the store has never taken part in a cluster: no vote, no log, no snapshot. Used

@@ -14,7 +14,7 @@ use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageI
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::flusher::Flusher;
+use crate::flusher::{Flusher, Pending};
 use crate::{NodeId, StateMachine, TypeConfig};
 
 const VOTE: &[u8] = b"vote";
@@ -27,6 +27,8 @@ pub struct LogStore<M> {
     logs: sled::Tree,
     meta: sled::Tree,
     flusher: Arc<Flusher>,
+    /// What the next flush makes durable, for the marker.
+    pending: Pending,
     machine: PhantomData<fn() -> M>,
 }
 
@@ -36,6 +38,7 @@ impl<M> Clone for LogStore<M> {
             logs: self.logs.clone(),
             meta: self.meta.clone(),
             flusher: self.flusher.clone(),
+            pending: self.pending.clone(),
             machine: PhantomData,
         }
     }
@@ -52,13 +55,28 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
 }
 
 impl<M: StateMachine> LogStore<M> {
-    pub(crate) fn new(db: &sled::Db, flusher: Arc<Flusher>) -> Result<Self, sled::Error> {
-        Ok(LogStore {
-            logs: db.open_tree("raft_log")?,
-            meta: db.open_tree("raft_meta")?,
+    /// The log's trees in `db`, flushed by `flusher` (which is started once the store has
+    /// been checked against its marker: [`LogStore::attach`]).
+    pub(crate) fn trees(db: &sled::Db) -> Result<(sled::Tree, sled::Tree), sled::Error> {
+        Ok((db.open_tree("raft_log")?, db.open_tree("raft_meta")?))
+    }
+
+    pub(crate) fn attach(
+        (logs, meta): (sled::Tree, sled::Tree),
+        flusher: Arc<Flusher>,
+        pending: Pending,
+    ) -> Self {
+        LogStore {
+            logs,
+            meta,
             flusher,
+            pending,
             machine: PhantomData,
-        })
+        }
+    }
+
+    fn set_pending(&self, f: impl FnOnce(&mut crate::durable::Durable)) {
+        f(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     pub(crate) fn is_pristine(&self) -> bool {
@@ -69,12 +87,7 @@ impl<M: StateMachine> LogStore<M> {
         &self,
         key: &[u8],
     ) -> Result<Option<T>, StorageIOError<NodeId>> {
-        match self.meta.get(key).map_err(|e| StorageIOError::read(&e))? {
-            None => Ok(None),
-            Some(bytes) => decode(&bytes)
-                .map(Some)
-                .map_err(|e| StorageIOError::read(&e)),
-        }
+        get_meta(&self.meta, key)
     }
 
     fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageIOError<NodeId>> {
@@ -86,18 +99,7 @@ impl<M: StateMachine> LogStore<M> {
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId<NodeId>>, StorageIOError<NodeId>> {
-        match self
-            .logs
-            .last()
-            .map_err(|e| StorageIOError::read_logs(&e))?
-        {
-            None => Ok(None),
-            Some((_, bytes)) => {
-                let entry: Entry<TypeConfig<M>> =
-                    decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
-                Ok(Some(entry.log_id))
-            }
-        }
+        last_entry_log_id::<M>(&self.logs)
     }
 
     /// Number of log entries currently kept (after purges).
@@ -108,6 +110,50 @@ impl<M: StateMachine> LogStore<M> {
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
     }
+}
+
+pub(crate) fn get_meta<T: DeserializeOwned>(
+    meta: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StorageIOError<NodeId>> {
+    match meta.get(key).map_err(|e| StorageIOError::read(&e))? {
+        None => Ok(None),
+        Some(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|e| StorageIOError::read(&e)),
+    }
+}
+
+pub(crate) fn last_entry_log_id<M: StateMachine>(
+    logs: &sled::Tree,
+) -> Result<Option<LogId<NodeId>>, StorageIOError<NodeId>> {
+    match logs.last().map_err(|e| StorageIOError::read_logs(&e))? {
+        None => Ok(None),
+        Some((_, bytes)) => {
+            let entry: Entry<TypeConfig<M>> =
+                decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+            Ok(Some(entry.log_id))
+        }
+    }
+}
+
+/// The vote and the last log id (the last entry's, else the last purged one) as stored.
+pub(crate) fn stored_durable<M: StateMachine>(
+    logs: &sled::Tree,
+    meta: &sled::Tree,
+) -> Result<crate::durable::Durable, StorageIOError<NodeId>> {
+    let last_purged: Option<LogId<NodeId>> = get_meta(meta, LAST_PURGED)?;
+    Ok(crate::durable::Durable {
+        vote: get_meta(meta, VOTE)?,
+        last_log_id: last_entry_log_id::<M>(logs)?.or(last_purged),
+    })
+}
+
+/// The last purged log id as stored.
+pub(crate) fn stored_last_purged(
+    meta: &sled::Tree,
+) -> Result<Option<LogId<NodeId>>, StorageIOError<NodeId>> {
+    get_meta(meta, LAST_PURGED)
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -181,7 +227,8 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
         self.put_meta(VOTE, vote)
-            .map_err(|_| StorageIOError::write_vote(&std::io::Error::other("encoding the vote")))?;
+            .map_err(|e| StorageIOError::write_vote(&std::io::Error::other(e.to_string())))?;
+        self.set_pending(|d| d.vote = Some(*vote));
         self.flusher
             .flush()
             .await
@@ -214,14 +261,19 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut last = None;
         for entry in entries {
             let bytes =
                 encode(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             batch.insert(&index_key(entry.log_id.index), bytes);
+            last = Some(entry.log_id);
         }
         self.logs
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        if let Some(last) = last {
+            self.set_pending(|d| d.last_log_id = Some(last));
+        }
         // openraft learns the entries are persisted only after the flush covering them.
         self.flusher
             .after_flush(move |result| callback.log_io_completed(result));
@@ -237,6 +289,9 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
         self.logs
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        // The log now ends before `log_id` (or at the purge point).
+        let last = stored_durable::<M>(&self.logs, &self.meta)?.last_log_id;
+        self.set_pending(|d| d.last_log_id = last);
         self.flusher
             .flush()
             .await

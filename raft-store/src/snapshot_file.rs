@@ -7,14 +7,18 @@
 //! the leader's heap grew with them over a run of a million tasks; a file costs one write
 //! and one fsync and keeps nothing in memory. The log stays in sled.
 //!
-//! Layout: the magic line, the metadata's length (u32, big-endian) and the data's length
-//! (u64, big-endian), the metadata (JSON), the data (the machine's serialized state).
+//! Layout: the magic line, the metadata's length (u32, big-endian), the data's length
+//! (u64, big-endian) and a CRC-32 of the metadata and data (u32, big-endian), the metadata
+//! (JSON), the data (the machine's serialized state). A byte changed anywhere is refused on
+//! reading: JSON with a digit flipped still parses, into a state no other replica has.
+//! Files of the first layout (`AGSNAP1`, no checksum) are still read.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"AGSNAP1\n";
+const MAGIC: &[u8; 8] = b"AGSNAP2\n";
+const MAGIC_V1: &[u8; 8] = b"AGSNAP1\n";
 /// Not `snap.*`: sled owns those names in the same directory.
 const FILE_NAME: &str = "raft-snapshot";
 
@@ -47,10 +51,11 @@ impl SnapshotFile {
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         {
             let mut f = File::create(&tmp)?;
-            let mut head = Vec::with_capacity(MAGIC.len() + 12);
+            let mut head = Vec::with_capacity(MAGIC.len() + 16);
             head.extend_from_slice(MAGIC);
             head.extend_from_slice(&meta_len.to_be_bytes());
             head.extend_from_slice(&(data.len() as u64).to_be_bytes());
+            head.extend_from_slice(&checksum(meta, data).to_be_bytes());
             f.write_all(&head)?;
             f.write_all(meta)?;
             f.write_all(data)?;
@@ -71,24 +76,47 @@ impl SnapshotFile {
         let bad = |what: &str| {
             io::Error::new(io::ErrorKind::InvalidData, format!("snapshot file: {what}"))
         };
-        let mut head = [0u8; 20];
-        f.read_exact(&mut head)
+        let mut head = [0u8; 24];
+        f.read_exact(&mut head[..20])
             .map_err(|_| bad("header cut short"))?;
-        if &head[..8] != MAGIC {
-            return Err(bad("not a snapshot"));
-        }
+        let (head_len, sum) = match &head[..8] {
+            m if m == MAGIC => {
+                f.read_exact(&mut head[20..])
+                    .map_err(|_| bad("header cut short"))?;
+                (
+                    24,
+                    Some(u32::from_be_bytes(
+                        head[20..24].try_into().expect("4 bytes"),
+                    )),
+                )
+            }
+            m if m == MAGIC_V1 => (20, None),
+            _ => return Err(bad("not a snapshot")),
+        };
         let meta_len = u32::from_be_bytes(head[8..12].try_into().expect("4 bytes")) as u64;
         let data_len = u64::from_be_bytes(head[12..20].try_into().expect("8 bytes"));
         let file_len = f.metadata()?.len();
-        if file_len != 20 + meta_len + data_len {
+        if file_len != head_len + meta_len + data_len {
             return Err(bad("length does not match its header"));
         }
         let mut meta = vec![0u8; meta_len as usize];
         f.read_exact(&mut meta)?;
         let mut data = Vec::with_capacity(data_len as usize);
         f.read_to_end(&mut data)?;
+        if sum.is_some_and(|sum| sum != checksum(&meta, &data)) {
+            return Err(bad(
+                "checksum mismatch (its bytes changed after it was written)",
+            ));
+        }
         Ok(Some((meta, data)))
     }
+}
+
+fn checksum(meta: &[u8], data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(meta);
+    h.update(data);
+    h.finalize()
 }
 
 #[cfg(test)]
@@ -122,5 +150,29 @@ mod tests {
         assert!(err.to_string().contains("length"), "{err}");
         fs::write(&path, b"garbage").unwrap();
         assert!(file.read().is_err());
+    }
+
+    #[test]
+    fn a_byte_changed_is_an_error_and_the_first_layout_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        file.write(b"{}", b"{\"tasks\":12345}").unwrap();
+        let path = dir.path().join("raft-snapshot");
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] = b'9';
+        fs::write(&path, &bytes).unwrap();
+        let err = file.read().unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&2u32.to_be_bytes());
+        v1.extend_from_slice(&3u64.to_be_bytes());
+        v1.extend_from_slice(b"{}old");
+        fs::write(&path, &v1).unwrap();
+        let (meta, data) = file.read().unwrap().unwrap();
+        assert_eq!(
+            (meta.as_slice(), data.as_slice()),
+            (&b"{}"[..], &b"old"[..])
+        );
     }
 }

@@ -142,6 +142,11 @@ impl<M: StateMachine> StateMachineStore<M> {
         })
     }
 
+    /// Index of the last entry in the state as loaded or applied.
+    pub(crate) fn last_applied_index(&self) -> Option<u64> {
+        read(&self.state).last_applied.map(|l| l.index)
+    }
+
     pub(crate) fn is_pristine(&self) -> bool {
         self.snapshots.is_empty() && !self.file.exists()
     }

@@ -174,3 +174,136 @@ async fn replication_reads_about_a_megabyte_of_entries_and_always_one() {
     // The unbounded read still gives the whole range.
     assert_eq!(log.try_get_log_entries(1..42).await.unwrap().len(), 41);
 }
+
+/// Copies the files of a closed store (sled's and ours) from `from` to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// sled recovers the records before the first bad one and drops the rest without a word;
+/// the marker, fsynced apart, says what had been reported persisted. A store whose sled
+/// files went back in time (here: sled's files of an earlier moment, the marker of a later
+/// one) is refused, naming what was lost.
+#[tokio::test]
+async fn a_store_behind_its_marker_is_refused_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let early = dir.path().join("early");
+    {
+        let (mut log, _sm) = open::<Counters>(&live).unwrap();
+        log.save_vote(&Vote::new(3, 2)).await.unwrap();
+        log.blocking_append((1..=4).map(|i| entry(i, EntryPayload::Blank)))
+            .await
+            .unwrap();
+    }
+    copy_dir(&live, &early);
+    {
+        let (mut log, _sm) = open::<Counters>(&live).unwrap();
+        log.blocking_append((5..=9).map(|i| entry(i, EntryPayload::Blank)))
+            .await
+            .unwrap();
+        log.save_vote(&Vote::new(4, 3)).await.unwrap();
+    }
+    let marker = std::fs::read(live.join("raft-durable")).unwrap();
+
+    // Older log and vote than the marker: refused, the vote named first.
+    let lost_both = dir.path().join("lost-both");
+    copy_dir(&early, &lost_both);
+    std::fs::write(lost_both.join("raft-durable"), &marker).unwrap();
+    let err = open::<Counters>(&lost_both).err().expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("is damaged") && text.contains("vote") && text.contains("lost-both"),
+        "{text}"
+    );
+
+    // The vote kept, the log's tail lost: refused, naming both ends of the log.
+    {
+        let (mut log, _sm) = open::<Counters>(&early).unwrap();
+        log.save_vote(&Vote::new(4, 3)).await.unwrap();
+    }
+    std::fs::write(early.join("raft-durable"), &marker).unwrap();
+    let text = open::<Counters>(&early).err().expect("refused").to_string();
+    assert!(
+        text.contains("log ends at entry 4") && text.contains("up to entry 9"),
+        "{text}"
+    );
+
+    // The marker removed: trusted as a store of an earlier version, and written again.
+    std::fs::remove_file(live.join("raft-durable")).unwrap();
+    let (mut log, sm) = open::<Counters>(&live).unwrap();
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(4, 3)));
+    drop((log, sm));
+    assert!(live.join("raft-durable").exists());
+
+    // The marker cut to nothing: damage, not absence.
+    std::fs::write(live.join("raft-durable"), b"").unwrap();
+    let text = open::<Counters>(&live).err().expect("refused").to_string();
+    assert!(text.contains("raft-durable"), "{text}");
+}
+
+/// A truncation of conflicting entries lowers the marker before the flush that removes
+/// them, so the store reopens (it is never behind the marker it wrote).
+#[tokio::test]
+async fn a_truncated_log_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open::<Counters>(dir.path()).unwrap();
+        log.blocking_append((1..=6).map(|i| entry(i, EntryPayload::Blank)))
+            .await
+            .unwrap();
+        log.truncate(LogId::new(CommittedLeaderId::new(3, 2), 3))
+            .await
+            .unwrap();
+    }
+    let (mut log, _sm) = open::<Counters>(dir.path()).unwrap();
+    assert_eq!(
+        log.get_log_state()
+            .await
+            .unwrap()
+            .last_log_id
+            .map(|l| l.index),
+        Some(2)
+    );
+}
+
+/// A log purged behind a snapshot that is gone: the entries between are lost.
+#[tokio::test]
+async fn a_purged_log_without_its_snapshot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, mut sm) = open::<Counters>(dir.path()).unwrap();
+        let entries: Vec<Entry<C>> = (1..=4)
+            .map(|i| entry(i, EntryPayload::Normal(Op::Add("a".into(), 1))))
+            .collect();
+        log.blocking_append(entries.clone()).await.unwrap();
+        sm.apply(entries).await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        log.purge(LogId::new(CommittedLeaderId::new(3, 2), 3))
+            .await
+            .unwrap();
+        log.save_vote(&Vote::new(3, 2)).await.unwrap();
+    }
+    std::fs::remove_file(dir.path().join("raft-snapshot")).unwrap();
+    let text = open::<Counters>(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        text.contains("purged up to entry 3") && text.contains("snapshot is missing"),
+        "{text}"
+    );
+}

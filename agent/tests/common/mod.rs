@@ -4,6 +4,8 @@
 //! when it fails or panics.
 #![allow(dead_code)]
 
+pub mod instance;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

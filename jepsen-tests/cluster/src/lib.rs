@@ -19,6 +19,7 @@
 //! [`example`] with `cargo build`, never linked in: the master's own tests depend on this
 //! crate, so it can never depend on the master.
 
+pub mod disk;
 pub mod overcommit;
 pub mod pki;
 pub mod reap;
@@ -225,6 +226,19 @@ impl Node {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The exit status's code once the process has exited by itself (it is then no
+    /// longer running); None while it runs or when it was never started.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
+    }
+
+    /// What the replica has written to its log file so far (every start).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn wipe(&mut self) {
         assert!(self.child.is_none());
         let _ = std::fs::remove_dir_all(&self.work_dir);
@@ -305,7 +319,22 @@ impl Cluster {
         Self::start_with_security(n, extra_args, false)
     }
 
+    /// Starts `n` replicas (TLS, credentials and ACLs on), each changed by `customize`
+    /// before it starts (a work dir of its own on a small filesystem, flags of its own).
+    pub fn start_customized(n: usize, customize: impl FnMut(&mut Node)) -> Cluster {
+        Self::start_customized_with_security(n, &[], true, customize)
+    }
+
     fn start_with_security(n: usize, extra_args: &[&str], secure: bool) -> Cluster {
+        Self::start_customized_with_security(n, extra_args, secure, |_| {})
+    }
+
+    fn start_customized_with_security(
+        n: usize,
+        extra_args: &[&str],
+        secure: bool,
+        mut customize: impl FnMut(&mut Node),
+    ) -> Cluster {
         let serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let addrs: Vec<String> = (0..n)
@@ -334,6 +363,7 @@ impl Cluster {
             })
             .collect();
         for n in nodes.iter_mut() {
+            customize(n);
             n.start();
         }
         Cluster {
@@ -490,6 +520,8 @@ pub async fn register(client: &MasterClient, i: usize) -> Result<u64, agora_driv
         .call(|ch| async move {
             MasterRpc::new(ch)
                 .register_agent(pb::RegisterAgentRequest {
+                    incarnation: 0,
+                    attempt: 0,
                     tasks: vec![],
                     agent: Some(agent_info(i)),
                 })
