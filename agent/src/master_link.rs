@@ -8,6 +8,7 @@
 //! with what the leader sends.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +33,8 @@ pub enum LinkError {
     /// An operator marked this agent gone: it may never register again.
     #[error("the master refused this agent for good: {0}")]
     Gone(String),
-    #[error("agent id file {path}: {source}")]
-    IdFile {
+    #[error("work dir file {path}: {source}")]
+    StateFile {
         path: String,
         #[source]
         source: std::io::Error,
@@ -51,6 +52,32 @@ pub struct LinkStatus {
 }
 
 const ID_FILE: &str = "agent_id";
+/// This start's incarnation, under `meta/`: one more than the last start's.
+const INCARNATION_FILE: &str = "meta/incarnation";
+
+/// Counts this start of the agent: reads the last incarnation from the work dir and writes
+/// the next one durably before returning it. Registrations are ordered by (incarnation,
+/// attempt), so those of this start come after every one of an earlier start.
+pub fn next_incarnation(work_dir: &Path) -> Result<u64, LinkError> {
+    let path = work_dir.join(INCARNATION_FILE);
+    let io_error = |source| LinkError::StateFile {
+        path: path.display().to_string(),
+        source,
+    };
+    let last = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().map_err(|e| {
+            io_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a number: {e}"),
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_error(e)),
+    };
+    let next = last + 1;
+    crate::workdir::write_private(&path, next.to_string().as_bytes()).map_err(io_error)?;
+    Ok(next)
+}
 
 /// The agent id kept in the work dir, if this agent has registered before.
 pub fn load_agent_id(work_dir: &Path) -> Result<Option<String>, LinkError> {
@@ -59,7 +86,7 @@ pub fn load_agent_id(work_dir: &Path) -> Result<Option<String>, LinkError> {
         Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(LinkError::IdFile {
+        Err(source) => Err(LinkError::StateFile {
             path: path.display().to_string(),
             source,
         }),
@@ -70,7 +97,7 @@ pub fn load_agent_id(work_dir: &Path) -> Result<Option<String>, LinkError> {
 /// by the agent's user (0600).
 fn save_agent_id(work_dir: &Path, id: &str) -> Result<(), LinkError> {
     let path = work_dir.join(ID_FILE);
-    crate::workdir::write_private(&path, id.as_bytes()).map_err(|source| LinkError::IdFile {
+    crate::workdir::write_private(&path, id.as_bytes()).map_err(|source| LinkError::StateFile {
         path: path.display().to_string(),
         source,
     })
@@ -127,6 +154,11 @@ pub trait AgentSide {
     fn registered(&mut self, agent_id: &str, new_id: bool) -> Result<(), LinkError>;
     /// No leader took the registration (the master's outright refusal ends the link).
     fn not_registered(&mut self, _error: &DriverError) {}
+    /// Whether to watch the other masters for a new leader while a session is open (two
+    /// streams, to the other masters; the simulator's thousands of agents do without).
+    fn watches_leader(&self) -> bool {
+        true
+    }
     /// A session with `leader` is starting.
     fn session_starting(&mut self, _leader: &str) {}
     /// The session is open; `tx` sends on it.
@@ -140,39 +172,69 @@ pub trait AgentSide {
 /// Registers `registration` (as `agent_id`, once it has one) with the leader found through
 /// `client`, holds a session with it, and whenever the session ends finds the leader again
 /// and registers again, waiting `backoff` in between, until `shutdown` flips to true.
+/// Each registration request is numbered within `incarnation` (see [`next_incarnation`]).
 /// Returns an error when the master refuses the agent outright (e.g. its id is registered
 /// from another address) or `side` fails.
 pub async fn follow_leader<S: AgentSide>(
     client: &MasterClient,
     registration: &Registration,
     mut agent_id: Option<String>,
+    incarnation: u64,
     side: &mut S,
     backoff: Backoff,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
     let mut current = backoff.first();
+    let attempts = AtomicU64::new(0);
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
+        let order = Order {
+            incarnation,
+            attempts: &attempts,
+        };
         let registered = tokio::select! {
-            r = register(client, registration, agent_id.as_deref(), side.report()) => r,
+            r = register(client, registration, agent_id.as_deref(), order, side.report()) => r,
             _ = shutdown.wait_for(|s| *s) => return Ok(()),
         };
         match registered {
-            Ok(id) => {
+            Ok((id, term)) => {
                 let new_id = agent_id.as_deref() != Some(id.as_str());
                 side.registered(&id, new_id)?;
                 agent_id = Some(id.clone());
                 current = backoff.first();
                 if let Some(leader) = client.leader() {
                     side.session_starting(&leader);
-                    let span = tracing::info_span!("session", agent = %id, leader = %leader);
+                    let watch = side.watches_leader() && term > 0;
+                    let span = tracing::info_span!("session", agent = %id, leader = %leader, term);
+                    let moved = async {
+                        if watch {
+                            client.leader_moved(leader.clone(), term).await
+                        } else {
+                            std::future::pending().await
+                        }
+                    };
                     let ended = tokio::select! {
-                        r = session(client, registration, side, &id, &leader).instrument(span) => r,
+                        r = session(client, registration, side, &id, &leader).instrument(span.clone()) => Ok(r),
+                        new = moved => Err(new),
                         _ = shutdown.wait_for(|s| *s) => return Ok(()),
                     };
-                    side.session_ended(&leader, &ended);
+                    match ended {
+                        Ok(outcome) => side.session_ended(&leader, &outcome),
+                        Err(new) => {
+                            // Its leader was deposed: register with the new one at once
+                            // (the old session would end only when its keepalive fails).
+                            span.in_scope(|| tracing::info!(new_leader = %new, "a new leader was elected; moving to it"));
+                            side.session_ended(
+                                &leader,
+                                &Err(tonic::Status::unavailable(format!(
+                                    "a leader of a later term is {new}"
+                                ))),
+                            );
+                            continue;
+                        }
+                    }
                 }
             }
             Err(DriverError::Rejected(status))
@@ -196,26 +258,44 @@ pub async fn follow_leader<S: AgentSide>(
     }
 }
 
-/// Registers with the leader (committed before the reply); returns the agent id.
+/// Numbers the registration requests of one incarnation.
+#[derive(Clone, Copy)]
+struct Order<'a> {
+    incarnation: u64,
+    attempts: &'a AtomicU64,
+}
+
+/// Registers with the leader (committed before the reply); returns the agent id and the
+/// leader's term (0 from a master that does not say). Every
+/// request sent (the client's retries too) has an attempt number of its own, so one
+/// delayed in the network and delivered after a later one is refused by the registry.
 async fn register(
     client: &MasterClient,
     registration: &Registration,
     agent_id: Option<&str>,
+    order: Order<'_>,
     report: Vec<pb::TaskReport>,
-) -> Result<String, DriverError> {
+) -> Result<(String, u64), DriverError> {
     let info = convert::agent_info(registration, agent_id);
     let reply = client
         .call(|ch| {
             let agent = Some(info.clone());
             let tasks = report.clone();
+            let attempt = order.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            let incarnation = order.incarnation;
             async move {
                 MasterRpc::new(ch)
-                    .register_agent(pb::RegisterAgentRequest { agent, tasks })
+                    .register_agent(pb::RegisterAgentRequest {
+                        agent,
+                        tasks,
+                        incarnation,
+                        attempt,
+                    })
                     .await
             }
         })
         .await?;
-    Ok(reply.agent_id)
+    Ok((reply.agent_id, reply.term))
 }
 
 /// One session with the leader: hello, then pongs to its pings and `side`'s answers to
@@ -344,6 +424,8 @@ pub async fn run(
         security,
     )?;
     let agent_id = load_agent_id(&config.work_dir)?;
+    let incarnation = next_incarnation(&config.work_dir)?;
+    tracing::info!(incarnation, "agent incarnation counted");
     if let Some(id) = &agent_id {
         tasks.set_agent_id(id);
     }
@@ -357,9 +439,35 @@ pub async fn run(
         &client,
         &config.registration(),
         agent_id,
+        incarnation,
         &mut side,
         Backoff::AGENT,
         &mut shutdown,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_start_counts_one_more_incarnation_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("meta")).unwrap();
+        assert_eq!(next_incarnation(dir.path()).unwrap(), 1);
+        assert_eq!(next_incarnation(dir.path()).unwrap(), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(INCARNATION_FILE)).unwrap(),
+            "2"
+        );
+        // A damaged file is an error naming it, never a restart from 1 (which the registry
+        // would refuse as older than the registrations it applied).
+        std::fs::write(dir.path().join(INCARNATION_FILE), "x").unwrap();
+        let err = next_incarnation(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("meta/incarnation") && err.contains("not a number"),
+            "{err}"
+        );
+    }
 }

@@ -109,17 +109,26 @@ async fn agent_loop(
         registered: false,
         outbox: HashMap::new(),
     };
-    // A simulated agent the master refuses keeps trying, as any other failure.
-    while let Err(e) = master_link::follow_leader(
-        &client,
-        &registration,
-        Some(id.clone()),
-        &mut agent,
-        BACKOFF,
-        &mut shutdown,
-    )
-    .await
-    {
+    // A simulated agent the master refuses keeps trying, as any other failure. It keeps no
+    // work dir: each start of its link is an incarnation numbered by the wall clock (later
+    // than any earlier run's).
+    loop {
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        let Err(e) = master_link::follow_leader(
+            &client,
+            &registration,
+            Some(id.clone()),
+            incarnation,
+            &mut agent,
+            BACKOFF,
+            &mut shutdown,
+        )
+        .await
+        else {
+            return;
+        };
         tracing::debug!(agent = %id, error = %e, "simulated agent refused");
         let backoff = rand::thread_rng().gen_range(100..1000);
         tokio::time::sleep(Duration::from_millis(backoff)).await;
@@ -136,6 +145,12 @@ struct SimulatedAgent {
 }
 
 impl AgentSide for SimulatedAgent {
+    /// Thousands of simulated agents share a few connections: they learn of a new leader
+    /// from their session's end alone.
+    fn watches_leader(&self) -> bool {
+        false
+    }
+
     /// None: a simulated agent forgets its tasks between sessions.
     fn report(&self) -> Vec<pb::TaskReport> {
         Vec::new()

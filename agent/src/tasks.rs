@@ -338,12 +338,30 @@ impl Tasks {
             observer: Arc::new(Observer::new()),
         };
         let mut inner = tasks.lock();
+        // Tasks whose record is lost: failed once recovery is done.
+        let mut lost = Vec::new();
         for (record, journal) in checkpoints.tasks()? {
             let key = (record.framework_id.clone(), record.task_id.clone());
             let state = journal.last_state().unwrap_or(TaskState::TaskStaging);
-            let executor_pid = std::fs::read_to_string(tasks.meta_dir(&key).join("executor.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
+            let mut executor_pid: Option<u32> =
+                std::fs::read_to_string(tasks.meta_dir(&key).join("executor.pid"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+            for damage in &journal.damage {
+                tracing::error!(framework = %key.0, task = %key.1, %damage, "damaged checkpoint");
+            }
+            if journal.record_lost && !state.is_terminal() {
+                // Without its record the agent cannot account for the task or supervise
+                // it: its executor is stopped and the task failed, saying why, rather
+                // than left running unaccounted for (or the agent refusing to start).
+                if let Some(pid) = executor_pid.take().filter(|p| process_alive(*p)) {
+                    // SAFETY: kill(2) on the executor's own process group (it called setsid).
+                    unsafe {
+                        libc::kill(-(pid as i32), libc::SIGKILL);
+                    }
+                }
+                lost.push((key.clone(), journal.damage.join("; ")));
+            }
             if !journal.unacknowledged.is_empty() {
                 inner
                     .outbox
@@ -359,12 +377,25 @@ impl Tasks {
                     state,
                     executor: None,
                     executor_pid,
-                    launched: true,
+                    // Still TASK_STAGING: its executor reported nothing, and may not have
+                    // it (this agent died between starting it and giving it the task). It
+                    // gets the task when it subscribes unless it names it as its own.
+                    launched: state != TaskState::TaskStaging,
                     pending_kill: None,
                     token,
                 },
             );
         }
+        drop(inner);
+        // Failed before the cgroups still needed are counted: a failed task's go.
+        for (key, damage) in lost {
+            tasks.agent_update(
+                &key,
+                TaskState::TaskFailed,
+                format!("the agent's checkpoint of this task is damaged ({damage}); its executor was stopped"),
+            );
+        }
+        let inner = tasks.lock();
         let live = inner
             .tasks
             .values()

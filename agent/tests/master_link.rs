@@ -73,9 +73,37 @@ async fn agent_registers_follows_the_leader_and_recovers() {
     assert_eq!(a["attributes"]["rack"], "r1");
     assert_eq!(a["address"], agent.addr.as_str());
 
-    // SIGKILL the leader: the agent follows the new leader within 2 s of its election.
+    // SIGSTOP the leader (cut off, its connections open but silent): the others elect a
+    // new one, and the agent moves to it on their word (Master.WatchLeader), not when its
+    // session's keepalive fails.
     let leader_addr = cluster.node(leader).addr.clone();
     wait_for("session with the first leader", 5 * SECOND, || {
+        agent
+            .health()
+            .filter(|h| h["leader"] == leader_addr.as_str())
+    })
+    .await;
+    let paused = cluster.node(leader).pid().unwrap();
+    signal(paused, libc::SIGSTOP);
+    let (moved_to, moved_in) = wait_for("session with another master", 10 * SECOND, || {
+        agent
+            .health()
+            .and_then(|h| h["leader"].as_str().map(str::to_string))
+            .filter(|l| *l != leader_addr)
+    })
+    .await;
+    eprintln!("the agent moved to {moved_to} {moved_in:?} after the leader was paused");
+    let log = std::fs::read_to_string(&agent.log).unwrap_or_default();
+    if !log.contains("a new leader was elected; moving to it") {
+        agent.dump_log();
+        panic!("the agent did not move on a leader notice");
+    }
+    signal(paused, libc::SIGCONT);
+    let (leader, term, _) = cluster.wait_leader(term + 1, 10 * SECOND).await;
+
+    // SIGKILL the leader: the agent follows the new leader within 2 s of its election.
+    let leader_addr = cluster.node(leader).addr.clone();
+    wait_for("session with the leader", 5 * SECOND, || {
         agent
             .health()
             .filter(|h| h["leader"] == leader_addr.as_str())

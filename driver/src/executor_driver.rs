@@ -177,6 +177,24 @@ impl Shared {
             .cloned()
             .collect()
     }
+
+    /// The tasks this executor holds, as it names them when it subscribes: those not
+    /// ended, and those whose updates (their end among them) the agent has not taken yet.
+    /// The agent launches a task it recovered as TASK_STAGING on an executor that does not
+    /// name it (the agent died between starting the executor and giving it the task);
+    /// a task that ended here must never be launched again.
+    fn held_tasks(&self) -> Vec<String> {
+        let mut held: BTreeSet<String> =
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        held.extend(
+            self.outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|u| u.task_id.clone()),
+        );
+        held.into_iter().collect()
+    }
 }
 
 /// Cloneable handle to send status updates and stop the driver.
@@ -445,7 +463,7 @@ impl ExecutorDriver {
             let req = pb::ExecutorSubscribe {
                 framework_id: shared.framework_id.clone(),
                 executor_id: shared.executor_id.clone(),
-                task_ids: shared.live_tasks(),
+                task_ids: shared.held_tasks(),
             };
             match agent_client(self.channel(), &shared.token)
                 .subscribe(req)

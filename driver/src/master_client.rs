@@ -230,6 +230,32 @@ impl MasterClient {
         Ok(self.security.authorized(channel))
     }
 
+    /// Waits until a master says a leader of a term after `term` leads (the leader of a
+    /// session opened in `term`, `leader`, was deposed: cut off by a partition, paused);
+    /// makes the new leader this client's believed one and returns its address. Every
+    /// master but `leader` is watched at once through `Master.WatchLeader` (one that
+    /// cannot be reached is tried again each second). Pending for ever while no such
+    /// notice comes: select it against the session with `leader`, whose end is the other
+    /// way to learn of a new leader.
+    pub async fn leader_moved(&self, leader: String, term: u64) -> String {
+        let mut watches = tokio::task::JoinSet::new();
+        for addr in self.masters.iter().filter(|a| **a != leader) {
+            let Ok(channel) = self.session_channel(addr) else {
+                continue;
+            };
+            watches.spawn(notice_of_a_later_term(addr.clone(), channel, term));
+        }
+        // Each watch ends only with a notice (the JoinSet aborts the others when dropped).
+        let Some(Ok(new)) = watches.join_next().await else {
+            return std::future::pending().await;
+        };
+        tracing::debug!(from = %leader, to = %new, term, "a master names a leader of a later term");
+        if let Ok(ch) = endpoint(&new, &self.policy, &self.security) {
+            *self.current.lock().expect("lock") = Some((new.clone(), ch));
+        }
+        new
+    }
+
     /// Calls `f` on the leader's channel, following redirects and skipping dead masters
     /// until the leader answers or the policy's deadline passes.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, DriverError>
@@ -326,6 +352,35 @@ impl MasterClient {
                 backoff = (backoff * 2).min(self.policy.max_backoff);
             }
         }
+    }
+}
+
+/// Watches one master's word of who leads until it names a leader of a term after `term`;
+/// returns that leader's address. Pending for ever on a master that does not serve the
+/// watch (an older version).
+async fn notice_of_a_later_term(addr: String, channel: MasterChannel, term: u64) -> String {
+    use agora_proto::v1 as pb;
+    use agora_proto::v1::master_client::MasterClient as MasterRpc;
+    loop {
+        match MasterRpc::new(channel.clone())
+            .watch_leader(pb::WatchLeaderRequest {})
+            .await
+        {
+            Ok(stream) => {
+                let mut notices = stream.into_inner();
+                while let Ok(Some(n)) = notices.message().await {
+                    if n.term > term && !n.leader_address.is_empty() {
+                        return n.leader_address;
+                    }
+                }
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::debug!(master = %addr, "no WatchLeader on this master");
+                return std::future::pending().await;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -44,6 +44,8 @@
 //! # }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -434,9 +436,17 @@ impl SchedulerDriver {
                     continue;
                 }
             };
+            // Set once subscribed: a master's notice that a leader of a later term leads
+            // (this session's leader was deposed; its stream may take seconds to fail).
+            let mut moved: Pin<Box<dyn Future<Output = String> + Send + '_>> =
+                Box::pin(std::future::pending());
             loop {
                 let event = tokio::select! {
                     e = events.message() => e,
+                    new = &mut moved => {
+                        tracing::info!(leader = %new, "a new leader was elected; subscribing with it");
+                        break;
+                    }
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
                 let kind = match event {
@@ -454,6 +464,9 @@ impl SchedulerDriver {
                 };
                 match kind {
                     pb::event::Kind::Subscribed(s) => {
+                        if let Some(leader) = h.shared.client.leader().filter(|_| s.term > 0) {
+                            moved = Box::pin(h.shared.client.leader_moved(leader, s.term));
+                        }
                         *h.shared
                             .framework_id
                             .lock()

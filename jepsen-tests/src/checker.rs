@@ -1,7 +1,8 @@
 //! The invariants a fault-injection run must keep, checked after the run on its record
 //! ([`RunData`]): no overcommitted agent, no task executed twice, no accepted task lost
 //! and updates delivered in order, acknowledged registrations durable, one leader per
-//! term, and progress soon after the final heal. [`check_all`] runs them all.
+//! term, progress soon after the final heal, and linearizable registers (the register
+//! workload's history, searched by [`crate::linearizable`]). [`check_all`] runs them all.
 //!
 //! What it owns: the meaning of "passed" for each invariant, and the shape of a
 //! [`Verdict`] (at most [`MAX_OFFENDING`] human-readable offending lines, each with the
@@ -16,6 +17,7 @@ use agora_driver::TaskState;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{op, AgentSample, Event, EventType, HealthSample, StateSample};
+use crate::linearizable::{self, Op, Outcome};
 
 /// How many offending lines a [`Verdict`] keeps; its summary gives the total count.
 pub const MAX_OFFENDING: usize = 20;
@@ -96,6 +98,7 @@ pub fn check_all(data: &RunData) -> Vec<Verdict> {
         durability(data),
         one_leader_per_term(data),
         recovery(data),
+        linearizable(data),
     ]
 }
 
@@ -705,6 +708,140 @@ fn first_progress_after(history: &[Event], heal_ms: u64) -> Option<(u64, &str)> 
         .min_by_key(|&(t, _)| t)
 }
 
+// ---------------------------------------------------------------------------------------
+// 7. linearizable
+
+/// The register workload's operations, per register, as the search takes them, and what
+/// the history held.
+#[derive(Debug, Default)]
+struct RegisterHistory {
+    by_key: BTreeMap<String, Vec<Op>>,
+    writes_ok: usize,
+    writes_unknown: usize,
+    writes_failed: usize,
+    reads_ok: usize,
+    reads_failed: usize,
+}
+
+/// Pairs each register client's invocations with their completions (a client is
+/// sequential: its next event after an invocation completes it). An invocation without a
+/// completion (the run ended during the call) is indeterminate. A failed write is left
+/// out (it did not happen); so is a read that did not return a value (it observed
+/// nothing): the search drops unknown reads itself and counts them.
+fn register_history(history: &[Event]) -> RegisterHistory {
+    let mut out = RegisterHistory::default();
+    let mut pending: BTreeMap<&str, &Event> = BTreeMap::new();
+    let add = |out: &mut RegisterHistory, invoke: &Event, done: Option<&Event>| {
+        let Some(reg) = invoke.register_op() else {
+            return;
+        };
+        let client = format!(
+            "{} via {}",
+            invoke.process,
+            reg.master.as_deref().unwrap_or("?")
+        );
+        let done = done.filter(|d| d.f == invoke.f);
+        let completed = done.filter(|d| d.kind == EventType::Ok).map(|d| d.t_ms);
+        let op = if invoke.f == op::REG_WRITE {
+            let Some(value) = reg.value else { return };
+            match done.map(|d| d.kind) {
+                Some(EventType::Ok) => out.writes_ok += 1,
+                Some(EventType::Fail) => {
+                    out.writes_failed += 1;
+                    return;
+                }
+                _ => out.writes_unknown += 1,
+            }
+            Op::write(value, invoke.t_ms, completed)
+        } else {
+            let read = done
+                .filter(|d| d.kind == EventType::Ok)
+                .and_then(Event::register_op);
+            let Some(read) = read else {
+                out.reads_failed += 1;
+                return;
+            };
+            out.reads_ok += 1;
+            Op::read(read.value.unwrap_or(0), invoke.t_ms, completed)
+        };
+        out.by_key.entry(reg.key).or_default().push(op.by(client));
+    };
+    for e in history
+        .iter()
+        .filter(|e| e.f == op::REG_WRITE || e.f == op::REG_READ)
+    {
+        if e.kind == EventType::Invoke {
+            if let Some(earlier) = pending.insert(&e.process, e) {
+                add(&mut out, earlier, None);
+            }
+        } else if let Some(invoke) = pending.remove(e.process.as_str()) {
+            add(&mut out, invoke, Some(e));
+        }
+    }
+    for invoke in pending.into_values() {
+        add(&mut out, invoke, None);
+    }
+    out
+}
+
+/// Every register's history is linearizable: some order of its operations, each placed
+/// between its invocation and its completion, explains every read (the value of the
+/// last write before it; 0 before any). Writes whose outcome is unknown may have taken
+/// effect at any time after their invocation, or never. A search that runs out of budget
+/// is undecided, and fails the check.
+pub fn linearizable(data: &RunData) -> Verdict {
+    let name = "linearizable";
+    let h = register_history(&data.history);
+    if h.by_key.is_empty() {
+        let summary = "passed trivially: no register operations (the register workload was off)";
+        return Verdict::from_violations(name, Vec::new(), summary.to_string());
+    }
+    let mut violations = Vec::new();
+    let mut steps = 0;
+    let mut searched = 0;
+    let mut dropped_writes = 0;
+    let mut undecided = 0;
+    for (key, ops) in &h.by_key {
+        let c = linearizable::check(ops, 0, linearizable::DEFAULT_BUDGET);
+        steps += c.steps;
+        searched += c.ops;
+        dropped_writes += c.dropped_writes;
+        match c.outcome {
+            Outcome::Linearizable => {}
+            Outcome::NotLinearizable(v) => {
+                violations.push(Violation::new(
+                    v.op.invoke_ms,
+                    format!("{key}: {}", v.explanation),
+                ));
+            }
+            Outcome::Undecided { reason } => {
+                undecided += 1;
+                let first = ops.iter().map(|o| o.invoke_ms).min().unwrap_or(0);
+                violations.push(Violation::new(
+                    first,
+                    format!("{key}: undecided, counted as a failure: {reason}"),
+                ));
+            }
+        }
+    }
+    let keys = h.by_key.len();
+    let verdict = match (violations.len(), undecided) {
+        (0, _) => "linearizable".to_string(),
+        (n, 0) => format!("{n} of {keys} registers NOT linearizable"),
+        (n, u) => format!("{n} of {keys} registers failed ({u} undecided)"),
+    };
+    let summary = format!(
+        "{verdict}: {} register ops on {keys} registers ({} writes acknowledged, {} unknown ({dropped_writes} of them never read, so left out), {} failed; {} reads; {} failed calls), {searched} searched in {steps} steps",
+        h.writes_ok + h.writes_unknown + h.reads_ok,
+        h.writes_ok,
+        h.writes_unknown,
+        h.writes_failed,
+        h.reads_ok,
+        h.reads_failed,
+    );
+    Verdict::from_violations(name, violations, summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,7 +943,8 @@ mod tests {
                 "no_lost_tasks",
                 "durability",
                 "one_leader_per_term",
-                "recovery"
+                "recovery",
+                "linearizable"
             ]
         );
         assert!(verdicts.iter().all(|v| v.passed), "{verdicts:#?}");
@@ -1298,5 +1436,174 @@ mod tests {
             &v,
             "final heal at 10.000s: no task launched after it"
         ));
+    }
+
+    // -- linearizable -------------------------------------------------------------------
+
+    fn reg(
+        t: u64,
+        process: &str,
+        kind: EventType,
+        f: &str,
+        key: &str,
+        value: Option<u64>,
+    ) -> Event {
+        ev(t, process, kind, f).register(&crate::history::RegisterOp {
+            key: key.into(),
+            value,
+            master: Some("10.0.0.3:5050".into()),
+        })
+    }
+
+    fn write_ok(t: u64, done: u64, process: &str, key: &str, value: u64) -> [Event; 2] {
+        [
+            reg(
+                t,
+                process,
+                EventType::Invoke,
+                op::REG_WRITE,
+                key,
+                Some(value),
+            ),
+            reg(
+                done,
+                process,
+                EventType::Ok,
+                op::REG_WRITE,
+                key,
+                Some(value),
+            ),
+        ]
+    }
+
+    fn read_ok(t: u64, done: u64, process: &str, key: &str, value: Option<u64>) -> [Event; 2] {
+        [
+            reg(t, process, EventType::Invoke, op::REG_READ, key, None),
+            reg(done, process, EventType::Ok, op::REG_READ, key, value),
+        ]
+    }
+
+    fn register_run(events: Vec<[Event; 2]>) -> RunData {
+        let mut history: Vec<Event> = events.into_iter().flatten().collect();
+        history.sort_by_key(|e| e.t_ms);
+        data(history, json!(null))
+    }
+
+    #[test]
+    fn linearizable_passes_trivially_without_the_register_workload() {
+        let v = linearizable(&RunData::default());
+        assert!(v.passed);
+        assert!(v.summary.contains("trivially"), "{}", v.summary);
+    }
+
+    #[test]
+    fn linearizable_passes_a_register_history_and_counts_it() {
+        let mut events = vec![
+            write_ok(100, 110, "reg-0", "reg-1", 1),
+            read_ok(120, 130, "reg-1", "reg-1", Some(1)),
+            read_ok(100, 105, "reg-2", "reg-2", None),
+            write_ok(140, 150, "reg-0", "reg-2", 5),
+        ];
+        // Unknown: timed out; never read, so left out of the search.
+        events.push([
+            reg(
+                160,
+                "reg-3",
+                EventType::Invoke,
+                op::REG_WRITE,
+                "reg-1",
+                Some(9),
+            ),
+            reg(
+                1200,
+                "reg-3",
+                EventType::Info,
+                op::REG_WRITE,
+                "reg-1",
+                Some(9),
+            ),
+        ]);
+        // Refused by a follower: a failed read.
+        events.push([
+            reg(200, "reg-2", EventType::Invoke, op::REG_READ, "reg-1", None),
+            reg(201, "reg-2", EventType::Fail, op::REG_READ, "reg-1", None),
+        ]);
+        let v = linearizable(&register_run(events));
+        assert!(v.passed, "{v:?}");
+        assert!(
+            v.summary.starts_with("linearizable: 5 register ops on 2 registers (2 writes acknowledged, 1 unknown (1 of them never read, so left out), 0 failed; 2 reads; 1 failed calls)"),
+            "{}",
+            v.summary
+        );
+    }
+
+    #[test]
+    fn linearizable_fails_a_stale_read_naming_the_register_and_the_read() {
+        let events = vec![
+            write_ok(1_000, 1_010, "reg-0", "reg-1", 1),
+            write_ok(2_000, 2_010, "reg-1", "reg-1", 2),
+            read_ok(3_000, 3_005, "reg-2", "reg-1", Some(1)),
+            // Another register is fine.
+            read_ok(3_000, 3_005, "reg-3", "reg-0", None),
+        ];
+        let v = linearizable(&register_run(events));
+        assert!(!v.passed);
+        assert!(
+            v.summary.starts_with("1 of 2 registers NOT linearizable"),
+            "{}",
+            v.summary
+        );
+        assert_eq!(v.offending.len(), 1);
+        let line = &v.offending[0];
+        assert!(
+            line.starts_with(
+                "t=3.000s reg-1: read 1 by reg-2 via 10.0.0.3:5050 in [3.000s, 3.005s] returned 1"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "but write 2 by reg-1 via 10.0.0.3:5050 in [2.000s, 2.010s] overwrote it"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn linearizable_treats_a_call_cut_off_by_the_end_as_unknown() {
+        // The write's invocation has no completion: it may have happened, so a later read
+        // of its value is fine.
+        let mut history: Vec<Event> = vec![reg(
+            100,
+            "reg-0",
+            EventType::Invoke,
+            op::REG_WRITE,
+            "reg-0",
+            Some(4),
+        )];
+        history.extend(read_ok(200, 210, "reg-1", "reg-0", Some(4)));
+        let v = linearizable(&data(history, json!(null)));
+        assert!(v.passed, "{v:?}");
+        assert!(
+            v.summary.contains("1 unknown (0 of them never read"),
+            "{}",
+            v.summary
+        );
+    }
+
+    #[test]
+    fn linearizable_fails_a_read_of_a_value_nobody_wrote() {
+        let v = linearizable(&register_run(vec![read_ok(
+            0,
+            5,
+            "reg-0",
+            "reg-0",
+            Some(77),
+        )]));
+        assert!(!v.passed);
+        assert!(
+            mentions(&v, "(no write of that value is in the history)"),
+            "{v:?}"
+        );
     }
 }

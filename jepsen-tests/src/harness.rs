@@ -40,7 +40,7 @@ use crate::clock::unix_ms;
 use crate::history::{self, op, Event, EventType, HealthSample, Recorder, StateSample};
 use crate::nemesis::{self, Fault, Plan, Rng, Step};
 use crate::net::{self, Host, Network};
-use crate::report;
+use crate::{register, report};
 
 const MASTER_PORT: u16 = 5050;
 const AGENT_PORT: u16 = 5051;
@@ -75,6 +75,8 @@ pub struct Options {
     /// Run the workload's tasks as image tasks: from a busybox image in a registry the
     /// harness serves on the bridge address, their markers written through a volume.
     pub image_tasks: bool,
+    /// Register clients ([`crate::register`]) in the harness's namespace: 0 for none.
+    pub register_clients: usize,
 }
 
 impl Options {
@@ -95,6 +97,7 @@ impl Options {
             subnet: 77,
             agent_resources: "cpus:2;mem:2048;disk:1000".into(),
             image_tasks: false,
+            register_clients: 4,
         }
     }
 }
@@ -1190,7 +1193,12 @@ pub async fn run(opts: Options, interrupted: Arc<AtomicBool>) -> Result<Outcome,
         final_heal_ms,
         end_ms,
     };
+    let checking = Instant::now();
     let mut verdicts = checker::check_all(&data);
+    eprintln!(
+        "jepsen: checkers took {} ms",
+        checking.elapsed().as_millis()
+    );
     if interrupted.load(Ordering::Relaxed) {
         verdicts.push(Verdict {
             name: "completed".into(),
@@ -1297,6 +1305,24 @@ async fn drive(
         p.start()?;
         run.frameworks.push(p);
     }
+    // Register clients, from the harness's namespace (stopped after the settle period;
+    // dropped, on an early return, they are aborted).
+    let masters = run.masters.clone();
+    let registers = register::start(register::Config {
+        clients: run.opts.register_clients,
+        seed: run.opts.seed,
+        history_dir: run.dir.join("history"),
+        start_unix_ms: run.start_unix_ms,
+        masters: Arc::new(move || {
+            masters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|m| m.addr().to_string())
+                .collect()
+        }),
+    })
+    .map_err(HarnessError::Setup)?;
     let limit_ms = run.opts.time_limit.as_millis() as u64;
     let steps = match &run.opts.schedule {
         Some(s) => s.clone(),
@@ -1361,6 +1387,7 @@ async fn drive(
     );
     let settle_until = final_heal + run.opts.settle.as_millis() as u64;
     sleep_until(run, settle_until, interrupted).await;
+    registers.stop().await;
     // Frameworks stop launching and wait for their tasks; then the final state.
     for f in &mut run.frameworks {
         f.signal(libc::SIGTERM);

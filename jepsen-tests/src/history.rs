@@ -81,6 +81,24 @@ pub mod op {
     pub const FAULT_STOP: &str = "fault-stop";
     /// The nemesis healed every fault for good (type info).
     pub const FINAL_HEAL: &str = "final-heal";
+    /// A register client writes a value (`value`: a [`super::RegisterOp`]): invoke, then
+    /// ok, fail (definitely not written) or info (may be written, now or later).
+    pub const REG_WRITE: &str = "reg-write";
+    /// A register client reads a value: invoke, then ok (`value` holds what it read),
+    /// fail or info.
+    pub const REG_READ: &str = "reg-read";
+}
+
+/// The `value` of a [`op::REG_WRITE`] or [`op::REG_READ`] event: which register, the
+/// value written or read (`None` on a read's invocation, and when the register had no
+/// value yet), and the master the request went to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterOp {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
 }
 
 /// What an [`Event`] says about its operation, as in Jepsen histories.
@@ -241,6 +259,16 @@ impl Event {
     pub fn value(mut self, value: serde_json::Value) -> Self {
         self.value = Some(value);
         self
+    }
+
+    /// Sets the value to a register operation.
+    pub fn register(self, reg: &RegisterOp) -> Self {
+        self.value(serde_json::to_value(reg).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The register operation in `value`, if it holds one.
+    pub fn register_op(&self) -> Option<RegisterOp> {
+        serde_json::from_value(self.value.clone()?).ok()
     }
 }
 
@@ -474,6 +502,35 @@ mod tests {
         assert!(line.contains("\"type\":\"info\""));
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn register_ops_round_trip_through_the_value() {
+        let reg = RegisterOp {
+            key: "reg-1".into(),
+            value: Some(17),
+            master: Some("10.0.0.1:5050".into()),
+        };
+        let e = Event::new(3, "reg-0", EventType::Ok, op::REG_WRITE).register(&reg);
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(
+            line.contains(r#""value":{"key":"reg-1","master":"10.0.0.1:5050","value":17}"#),
+            "{line}"
+        );
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.register_op(), Some(reg));
+        let read = RegisterOp {
+            key: "reg-2".into(),
+            value: None,
+            master: None,
+        };
+        let e = Event::new(3, "reg-0", EventType::Ok, op::REG_READ).register(&read);
+        assert_eq!(e.value, Some(json!({"key": "reg-2"})));
+        assert_eq!(e.register_op(), Some(read));
+        assert_eq!(
+            Event::new(1, "x", EventType::Ok, op::LAUNCH).register_op(),
+            None
+        );
     }
 
     #[test]

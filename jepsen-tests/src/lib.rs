@@ -4,8 +4,9 @@
 //! (binary `jepsen-tests`, see `src/main.rs`). [`net`] puts every process in its own network
 //! namespace on one bridge and cuts links with iptables; [`nemesis`] draws a fault schedule
 //! from a seed; [`harness`] runs the cluster, the workload (`jepsen-workload`, one framework
-//! per process), the samplers and the nemesis; [`history`] is what they record; [`checker`]
-//! judges it; [`report`] writes the summary, the plot and the failover figures; [`clock`] is
+//! per process), the register clients ([`register`]: role weights written and read through
+//! random masters), the samplers and the nemesis; [`history`] is what they record; [`checker`]
+//! judges it ([`linearizable`] is its search for the registers' histories); [`report`] writes the summary, the plot and the failover figures; [`clock`] is
 //! its one clock read. `agora-master-faulty` is the real master with a deliberate bug on,
 //! for the self-test.
 //!
@@ -22,6 +23,8 @@ pub mod checker;
 pub mod clock;
 pub mod harness;
 pub mod history;
+pub mod linearizable;
 pub mod nemesis;
 pub mod net;
+pub mod register;
 pub mod report;

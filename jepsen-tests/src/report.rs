@@ -139,6 +139,13 @@ pub struct Stats {
     /// Distinct tasks with another terminal update (killed, error, dropped, gone).
     pub tasks_other_terminal: usize,
     pub offers: usize,
+    /// Register workload: writes acknowledged, with unknown outcome (info), failed.
+    pub register_writes_ok: usize,
+    pub register_writes_unknown: usize,
+    pub register_writes_failed: usize,
+    /// Register workload: reads that returned a value, and reads that did not.
+    pub register_reads_ok: usize,
+    pub register_reads_failed: usize,
     /// Fault kind -> how many times it was started.
     pub faults: BTreeMap<String, usize>,
 }
@@ -155,6 +162,11 @@ pub fn stats(history: &[Event]) -> Stats {
             (op::LAUNCH, EventType::Info) => s.launches_unknown += 1,
             (op::SUBSCRIBE, EventType::Ok) => s.subscribes_ok += 1,
             (op::OFFER, _) => s.offers += 1,
+            (op::REG_WRITE, EventType::Ok) => s.register_writes_ok += 1,
+            (op::REG_WRITE, EventType::Info) => s.register_writes_unknown += 1,
+            (op::REG_WRITE, EventType::Fail) => s.register_writes_failed += 1,
+            (op::REG_READ, EventType::Ok) => s.register_reads_ok += 1,
+            (op::REG_READ, EventType::Fail | EventType::Info) => s.register_reads_failed += 1,
             (op::FAULT_START, _) => {
                 let kind = e.fault.clone().unwrap_or_else(|| "?".to_string());
                 *s.faults.entry(kind).or_insert(0) += 1;
@@ -253,6 +265,17 @@ fn stats_table(s: &Stats) -> String {
             s.tasks_other_terminal,
         ),
         ("offers".to_string(), s.offers),
+        ("register writes ok".to_string(), s.register_writes_ok),
+        (
+            "register writes with unknown outcome".to_string(),
+            s.register_writes_unknown,
+        ),
+        (
+            "register writes failed".to_string(),
+            s.register_writes_failed,
+        ),
+        ("register reads ok".to_string(), s.register_reads_ok),
+        ("register reads failed".to_string(), s.register_reads_failed),
     ];
     rows.extend(s.faults.iter().map(|(k, n)| (format!("faults: {k}"), *n)));
     let mut md = String::from("## Workload\n\n| metric | count |\n|---|---:|\n");
@@ -843,8 +866,24 @@ mod tests {
             fault_start(10, "pause", &["m1"]),
             fault_start(11, "pause", &["m2"]),
             fault_start(12, "kill-leader", &["m3"]),
+            ev(13, "reg-0", EventType::Invoke, op::REG_WRITE),
+            ev(14, "reg-0", EventType::Ok, op::REG_WRITE),
+            ev(15, "reg-0", EventType::Info, op::REG_WRITE),
+            ev(16, "reg-0", EventType::Ok, op::REG_READ),
+            ev(17, "reg-0", EventType::Ok, op::REG_READ),
+            ev(18, "reg-0", EventType::Fail, op::REG_READ),
         ];
         let s = stats(&history);
+        assert_eq!(
+            (
+                s.register_writes_ok,
+                s.register_writes_unknown,
+                s.register_writes_failed,
+                s.register_reads_ok,
+                s.register_reads_failed
+            ),
+            (1, 1, 0, 2, 1)
+        );
         assert_eq!(
             (
                 s.launches_invoked,

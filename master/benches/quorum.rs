@@ -80,6 +80,8 @@ async fn write_phase(
                 }
                 let t = Instant::now();
                 rpc.register_agent(pb::RegisterAgentRequest {
+                    incarnation: 0,
+                    attempt: 0,
                     tasks: vec![],
                     agent: Some(agent_info(id_base + i)),
                 })

@@ -241,10 +241,18 @@ impl Config {
 
     /// openraft's configuration for this replica.
     pub fn raft_config(&self) -> openraft::Config {
-        let min = self.raft.election_timeout_min.as_millis() as u64;
+        self.raft.openraft_config()
+    }
+}
+
+impl RaftTiming {
+    /// openraft's configuration for a replica with these timings (the simulator runs its
+    /// replicas with it too).
+    pub fn openraft_config(&self) -> openraft::Config {
+        let min = self.election_timeout_min.as_millis() as u64;
         openraft::Config {
             cluster_name: "agora".into(),
-            heartbeat_interval: self.raft.heartbeat_interval.as_millis() as u64,
+            heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
             election_timeout_min: min,
             election_timeout_max: min + min / 2,
             // Snapshot transfer of a large registry takes far longer than 200 ms.

@@ -25,17 +25,24 @@ pub struct Faults {
     /// A new leader waits 8 s before its first allocation cycle (caught by the recovery
     /// checker).
     pub slow_failover: bool,
+    /// A leader that lost its lease still passes [`crate::leader::Leader::require_leader`]:
+    /// cut off from its majority, it keeps answering reads (`GetWeights`, `GetState`)
+    /// from its own registry while the others elect a new leader and commit writes it
+    /// never sees; its own writes are proposed but never commit (caught by the
+    /// linearizable checker).
+    pub stale_reads: bool,
 }
 
 impl Faults {
     /// Every fault's name, as [`Faults::parse`] takes it.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "inflate-resources",
         "launch-twice",
         "drop-launches",
         "forget-frameworks",
         "stale-leader",
         "slow-failover",
+        "stale-reads",
     ];
 
     /// Parses a comma-separated list of names (empty: none).
@@ -49,6 +56,7 @@ impl Faults {
                 "forget-frameworks" => f.forget_frameworks = true,
                 "stale-leader" => f.stale_leader = true,
                 "slow-failover" => f.slow_failover = true,
+                "stale-reads" => f.stale_reads = true,
                 other => {
                     return Err(format!(
                         "unknown fault {other:?} (one of {})",
@@ -80,7 +88,7 @@ mod tests {
         }
         assert!(!Faults::parse("").unwrap().any());
         let all = Faults::parse(&Faults::NAMES.join(",")).unwrap();
-        assert!(all.inflate_resources && all.slow_failover);
+        assert!(all.inflate_resources && all.slow_failover && all.stale_reads);
         assert!(Faults::parse("launch-twice,bogus")
             .unwrap_err()
             .contains("bogus"));

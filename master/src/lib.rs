@@ -53,6 +53,10 @@ pub enum MasterError {
     Store(#[from] agora_raft_store::OpenError),
     #[error("raft: {0}")]
     Raft(String),
+    /// openraft's core stopped on a storage error (a failed write or fsync: a full or
+    /// failing disk). The replica stops rather than linger: it can acknowledge nothing.
+    #[error("storage failed, this replica stops (restart it once the disk is fixed; it catches up from the leader): {0}")]
+    StorageFailed(String),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
     #[error(transparent)]
@@ -353,6 +357,11 @@ async fn run_replica(
     );
     let served = tokio::select! {
         served = serve => served.map_err(MasterError::Serve),
+        failure = raft_failed(raft.clone()) => {
+            tracing::error!(error = %failure, "storage failed: stopping this replica");
+            leader.close_sessions();
+            Err(MasterError::StorageFailed(failure))
+        }
         // A client that keeps its connection open does not hold the stop up for long.
         Ok(()) = async {
             stopping.await?;
@@ -375,6 +384,22 @@ async fn run_replica(
     raft_runtime.stop();
     bulk_runtime.stop();
     served
+}
+
+/// Resolves when openraft's core has stopped on an error (a storage error: its log or vote
+/// could not be written or flushed), with that error; never if it runs or stops normally.
+async fn raft_failed(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(e) = &metrics.borrow_and_update().running_state {
+            if !matches!(e, openraft::error::Fatal::Stopped) {
+                return e.to_string();
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// A runtime of its own with one worker thread: Raft's (`raft-<id>`, raised priority) and

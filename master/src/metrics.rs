@@ -12,6 +12,8 @@ pub struct Metrics {
     pub write_seconds: Histogram,
     pub batch_size: Histogram,
     pub agent_sessions: IntGauge,
+    /// Open `Master.WatchLeader` streams on this replica.
+    pub leader_watchers: IntGauge,
     pub tasks_launched: prometheus::IntCounter,
     pub offers_made: prometheus::IntCounter,
     /// Offers withdrawn because their framework's stream could not take them.
@@ -189,6 +191,10 @@ impl Metrics {
             agent_sessions: gauge(
                 "agora_agent_sessions",
                 "Agents with a live session to this replica",
+            ),
+            leader_watchers: gauge(
+                "agora_leader_watchers",
+                "Open WatchLeader streams on this replica (agents and frameworks watching for a new leader)",
             ),
             term: gauge("agora_raft_term", "Current Raft term of this replica"),
             is_leader: gauge("agora_raft_is_leader", "1 if this replica is the leader"),

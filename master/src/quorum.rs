@@ -126,6 +126,13 @@ impl Quorum {
 
     /// Reads this replica's current view from openraft's metrics.
     pub fn view(&self) -> LeaderView {
+        self.view_with(true)
+    }
+
+    /// [`Quorum::view`], with a leader's lease checked or not. Only the self-test's
+    /// `stale-reads` fault ([`crate::faults::Faults::stale_reads`]) passes `false`: a
+    /// leader cut off from its majority then still says it leads.
+    pub fn view_with(&self, check_lease: bool) -> LeaderView {
         // Read in place: a clone of openraft's metrics (membership, replication state) per
         // request showed in profiles.
         let metrics = self.raft.metrics();
@@ -133,7 +140,7 @@ impl Quorum {
         // A leader without its lease (cut off from its majority) is no leader to anyone:
         // it names no leader (clients look elsewhere) and says `candidate`.
         let leading = m.state == ServerState::Leader && m.current_leader == Some(self.config.id);
-        let lease = leading && self.has_lease(&m);
+        let lease = leading && (!check_lease || self.has_lease(&m));
         let current_leader = if leading && !lease {
             None
         } else {

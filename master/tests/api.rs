@@ -46,6 +46,8 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
                 async move {
                     MasterRpc::new(ch)
                         .register_agent(pb::RegisterAgentRequest {
+                            incarnation: 0,
+                            attempt: 0,
                             tasks: vec![],
                             agent,
                         })
@@ -78,6 +80,8 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
             async move {
                 MasterRpc::new(ch)
                     .register_agent(pb::RegisterAgentRequest {
+                        incarnation: 0,
+                        attempt: 0,
                         tasks: vec![],
                         agent,
                     })
@@ -90,6 +94,48 @@ async fn invalid_requests_name_the_field_and_change_nothing() {
         err.status().unwrap().code(),
         tonic::Code::FailedPrecondition
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_overtaken_by_a_later_one_is_refused_with_aborted() {
+    let cluster = Cluster::start(1);
+    let (_, term, _) = cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let client = cluster.client();
+    let send = |incarnation: u64, attempt: u64| {
+        let client = &client;
+        async move {
+            client
+                .call(|ch| async move {
+                    MasterRpc::new(ch)
+                        .register_agent(pb::RegisterAgentRequest {
+                            incarnation,
+                            attempt,
+                            tasks: vec![],
+                            agent: Some(agent_info(1)),
+                        })
+                        .await
+                })
+                .await
+        }
+    };
+    let reply = send(4, 7).await.unwrap();
+    assert_eq!(
+        reply.term, term,
+        "the reply names the registering leader's term"
+    );
+    // A request the agent sent before that one (attempt 6), delivered after it.
+    let status = send(4, 6).await.unwrap_err().status().unwrap().clone();
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    assert!(
+        status.message().contains("older than the last one applied"),
+        "{}",
+        status.message()
+    );
+    // So is any request of the agent's previous run; a later one is applied.
+    let status = send(3, 100).await.unwrap_err().status().unwrap().clone();
+    assert_eq!(status.code(), tonic::Code::Aborted);
+    send(5, 1).await.unwrap();
+    assert_eq!(state(&client).await.agents.len(), 1);
 }
 
 fn http_get(addr: &str, path: &str) -> (u16, String, String) {

@@ -257,6 +257,8 @@ async fn an_agent_with_200000_ranges_is_refused_and_the_leader_stays() {
             async move {
                 agora_proto::v1::master_client::MasterClient::new(ch)
                     .register_agent(pb::RegisterAgentRequest {
+                        incarnation: 0,
+                        attempt: 0,
                         agent,
                         tasks: vec![],
                     })

@@ -362,3 +362,41 @@ async fn a_leader_cut_off_from_its_majority_stops_leading_within_its_lease() {
         .expect("a write once the majority is back");
     assert_one_leader_per_term(&cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hear_of_a_new_leader_from_the_other_replicas() {
+    let mut cluster = Cluster::start(3);
+    let (leader, term, _) = cluster.wait_leader(1, 10 * SECOND).await;
+    let leader_addr = cluster.node(leader).addr.clone();
+    let client = cluster.client();
+    register(&client, 1).await.expect("write committed");
+    // No notice of a later term while the leader leads.
+    let quiet = tokio::time::timeout(2 * SECOND, client.leader_moved(leader_addr.clone(), term));
+    assert!(quiet.await.is_err(), "a notice with no new leader");
+
+    // The leader frozen: its connections stay open and silent. The others elect a leader
+    // of a later term and say so on their WatchLeader streams.
+    signal(&mut cluster, leader, "STOP");
+    let frozen = std::time::Instant::now();
+    let moved = tokio::time::timeout(10 * SECOND, client.leader_moved(leader_addr.clone(), term))
+        .await
+        .expect("no notice of a new leader within 10 s");
+    let heard_in = frozen.elapsed();
+    eprintln!("heard of the new leader {moved} {heard_in:?} after the leader froze");
+    assert_ne!(moved, leader_addr);
+    assert_eq!(client.leader().as_deref(), Some(moved.as_str()));
+    let others: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.addr.clone())
+        .collect();
+    assert!(others.contains(&moved), "{moved} is none of {others:?}");
+    // The client's next call goes to it.
+    register(&client, 2)
+        .await
+        .expect("a write with the new leader");
+    signal(&mut cluster, leader, "CONT");
+    cluster.wait_leader(term + 1, 10 * SECOND).await;
+    assert_one_leader_per_term(&cluster).await;
+}

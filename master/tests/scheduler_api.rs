@@ -879,3 +879,113 @@ async fn huge_refuse_seconds_is_clamped_or_refused() {
         }
     }
 }
+
+/// One session of a raw agent (the test plays the agent): its messages in, the master's
+/// out.
+struct RawSession {
+    tx: tokio::sync::mpsc::Sender<pb::AgentMessage>,
+    inbound: tonic::Streaming<pb::MasterMessage>,
+}
+
+async fn raw_session(cluster: &Cluster, agent_id: &str, address: &str) -> RawSession {
+    use agora_proto::v1::agent_gateway_client::AgentGatewayClient;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Hello(pb::AgentHello {
+            agent_id: agent_id.into(),
+            address: address.into(),
+            sandbox_key: vec![],
+        })),
+    })
+    .await
+    .unwrap();
+    let ch = cluster.client().channel_to(&cluster.nodes[0].addr).unwrap();
+    let inbound = AgentGatewayClient::new(ch)
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("session opened")
+        .into_inner();
+    RawSession { tx, inbound }
+}
+
+fn starting(framework_id: &str, task_id: &str, uuid: &str) -> pb::AgentMessage {
+    pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Update(pb::StatusUpdate {
+            uuid: uuid.into(),
+            framework_id: framework_id.into(),
+            task_id: task_id.into(),
+            state: pb::TaskState::TaskStarting as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_a_replaced_agent_session_is_not_passed_on() {
+    let cluster = Cluster::start_with(1, &["--allocation-interval", "100ms"]);
+    cluster.wait_leader(1, 10 * SECOND).await;
+    let client = cluster.client();
+    let mut info = agent_info(1);
+    info.resources.push(scalar("mem", 1024.0));
+    client
+        .call(|ch| {
+            let agent = Some(info.clone());
+            async move {
+                agora_proto::v1::master_client::MasterClient::new(ch)
+                    .register_agent(pb::RegisterAgentRequest {
+                        agent,
+                        tasks: vec![],
+                        incarnation: 0,
+                        attempt: 0,
+                    })
+                    .await
+            }
+        })
+        .await
+        .unwrap();
+    let mut old = raw_session(&cluster, &info.id, &info.address).await;
+
+    // A task launched on the agent (over its first session).
+    let mut fw = Sub::new(&client, "fw").await;
+    let offers = fw.offers().await;
+    accept(
+        &client,
+        &fw.id,
+        &[offers[0].id.as_str()],
+        vec![task("t1", "t1", 0.1, 32.0, "true")],
+        None,
+    )
+    .await
+    .unwrap();
+    let launched = tokio::time::timeout(10 * SECOND, async {
+        while let Some(m) = old.inbound.message().await.unwrap() {
+            if let Some(pb::master_message::Kind::Launch(l)) = m.kind {
+                return l;
+            }
+        }
+        panic!("session ended before the launch");
+    })
+    .await
+    .expect("no launch within 10 s");
+    assert_eq!(launched.tasks[0].task_id, "t1");
+
+    // The agent connects again (its old connection lingering, as one cut by a partition
+    // does), and a copy of an update arrives late on the old one: not passed on.
+    let new = raw_session(&cluster, &info.id, &info.address).await;
+    old.tx.send(starting(&fw.id, "t1", "u-1")).await.unwrap();
+    let stale = fw
+        .next(2 * SECOND, |k| match k {
+            pb::event::Kind::Update(u) if u.task_id == "t1" => Some(u),
+            _ => None,
+        })
+        .await;
+    assert!(
+        stale.is_none(),
+        "an update on the replaced session reached the framework: {stale:?}"
+    );
+    // The same update on the current session is.
+    new.tx.send(starting(&fw.id, "t1", "u-1")).await.unwrap();
+    let u = fw.update("t1").await;
+    assert_eq!(u.state(), pb::TaskState::TaskStarting);
+    assert_eq!(u.uuid, "u-1");
+}

@@ -90,6 +90,8 @@ async fn unauthenticated_and_wrong_secret_callers_are_refused_on_every_service()
         messages.push(("Scheduler.Teardown", s));
         let s = MasterRpc::new(ch.clone())
             .register_agent(pb::RegisterAgentRequest {
+                incarnation: 0,
+                attempt: 0,
                 agent: Some(agent_info(1)),
                 tasks: vec![],
             })
@@ -420,6 +422,8 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
     let info = agent_info(1);
     let reply = MasterRpc::new(real.clone())
         .register_agent(pb::RegisterAgentRequest {
+            incarnation: 0,
+            attempt: 0,
             agent: Some(info.clone()),
             tasks: vec![],
         })
@@ -432,6 +436,8 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
     fake.resources[0].value = Some(pb::resource::Value::Scalar(100_000.0));
     let s = MasterRpc::new(as_principal(&addr, Some(TEAM_B)))
         .register_agent(pb::RegisterAgentRequest {
+            incarnation: 0,
+            attempt: 0,
             agent: Some(fake),
             tasks: vec![],
         })
@@ -445,6 +451,8 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
     let impostor = with_certificate(&addr, AGENT_2);
     let s = MasterRpc::new(impostor.clone())
         .register_agent(pb::RegisterAgentRequest {
+            incarnation: 0,
+            attempt: 0,
             agent: Some(stolen.clone()),
             tasks: vec![],
         })
@@ -466,6 +474,8 @@ async fn an_agent_id_is_bound_to_the_principal_that_registered_it() {
     // The real agent (its certificate) still may.
     MasterRpc::new(real.clone())
         .register_agent(pb::RegisterAgentRequest {
+            incarnation: 0,
+            attempt: 0,
             agent: Some(stolen),
             tasks: vec![],
         })
@@ -493,6 +503,8 @@ async fn a_certificate_from_another_ca_cannot_register_an_agent() {
         },
     ))
     .register_agent(pb::RegisterAgentRequest {
+        incarnation: 0,
+        attempt: 0,
         agent: Some(agent_info(1)),
         tasks: vec![],
     })

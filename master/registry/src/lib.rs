@@ -38,7 +38,8 @@ pub use command::{Command, CommandBatch, CommandResult};
 pub use ids::{validate_name, AgentId, FrameworkId, IdError, NameError, OfferId, TaskId};
 pub use model::{
     Agent, AgentInfo, AgentStatus, CompletedFramework, Drain, DrainState, Framework, FrameworkInfo,
-    FrameworkStatus, Offer, Retention, Task, TaskSpec, TaskState, TimestampMs, UnknownTaskState,
+    FrameworkStatus, Offer, RegistrationOrder, Retention, Task, TaskSpec, TaskState, TimestampMs,
+    UnknownTaskState,
 };
 pub use registry::{Allocation, Registry};
 pub use rejection::Rejection;

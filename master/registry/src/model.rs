@@ -25,6 +25,33 @@ pub struct AgentInfo {
     /// authentication.
     #[serde(default)]
     pub principal: Option<String>,
+    /// Which of the agent's registrations this is; the registry refuses one older than
+    /// the last it applied. None from a registrant that does not say (then it is not
+    /// ordered, and the last known order is kept).
+    #[serde(default)]
+    pub registration: Option<RegistrationOrder>,
+}
+
+/// The order of an agent's registrations: its incarnation (a counter the agent keeps in
+/// its work dir, one more at each start) and the attempt within it (one more at each
+/// request sent). A registration request delayed in the network and delivered after a
+/// later one carries a report of the agent's tasks older than what the registry already
+/// reconciled; refusing it (it is smaller) keeps that stale report from declaring tasks
+/// lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RegistrationOrder {
+    pub incarnation: u64,
+    pub attempt: u64,
+}
+
+impl std::fmt::Display for RegistrationOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "incarnation {} attempt {}",
+            self.incarnation, self.attempt
+        )
+    }
 }
 
 /// Whether an agent is in the pool.

@@ -511,6 +511,17 @@ impl Registry {
                     claimed: info.address.clone(),
                 });
             }
+            match (existing.info.registration, info.registration) {
+                (Some(last), Some(got)) if got < last => {
+                    return Err(Rejection::StaleRegistration {
+                        id: info.id.clone(),
+                        last: last.to_string(),
+                        got: got.to_string(),
+                    });
+                }
+                (last, None) => info.registration = last,
+                _ => {}
+            }
             let resources_changed = existing.info.resources != info.resources;
             let registered_at_ms = existing.registered_at_ms;
             // An operator's decisions outlast the agent's restarts.

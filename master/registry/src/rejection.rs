@@ -24,6 +24,12 @@ pub enum Rejection {
         used: String,
         offered: String,
     },
+    #[error("agent {id}'s registration ({got}) is older than the last one applied ({last})")]
+    StaleRegistration {
+        id: AgentId,
+        last: String,
+        got: String,
+    },
     #[error("agent {0} is not active")]
     AgentNotActive(AgentId),
     #[error("agent {0} was marked gone; its id can never register again")]

@@ -23,6 +23,7 @@ fn agent(id: &str, resources: &str) -> Command {
     Command::RegisterAgent {
         info: AgentInfo {
             principal: None,
+            registration: None,
             id: aid(id),
             hostname: format!("{id}.local"),
             address: format!("{id}:5051"),
@@ -122,6 +123,49 @@ fn agent_registration_and_address_guard() {
         apply(&mut reg, &imposter),
         Err(Rejection::AgentAddressMismatch { .. })
     ));
+}
+
+fn with_order(mut cmd: Command, incarnation: u64, attempt: u64) -> Command {
+    if let Command::RegisterAgent { info, .. } = &mut cmd {
+        info.registration = Some(RegistrationOrder {
+            incarnation,
+            attempt,
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_registration_older_than_the_last_applied_is_refused() {
+    let mut reg = cluster();
+    let a1 = || agent("a1", "cpus:4;mem:1024;ports:[100-199]");
+    let order = |reg: &Registry| reg.agent(&aid("a1")).unwrap().info.registration;
+    apply(&mut reg, &with_order(a1(), 2, 5)).unwrap();
+    // The same one again (the leader writes it twice when it reconciles first): applied.
+    apply(&mut reg, &with_order(a1(), 2, 5)).unwrap();
+    // An earlier attempt of the same incarnation, delivered late: refused.
+    let stale = apply(&mut reg, &with_order(a1(), 2, 4));
+    assert!(
+        matches!(&stale, Err(Rejection::StaleRegistration { last, got, .. })
+            if last == "incarnation 2 attempt 5" && got == "incarnation 2 attempt 4"),
+        "{stale:?}"
+    );
+    // Any attempt of an earlier incarnation (a request of the agent's previous run).
+    assert!(apply(&mut reg, &with_order(a1(), 1, 900)).is_err());
+    // A later attempt, and the first attempt of a later incarnation: applied.
+    apply(&mut reg, &with_order(a1(), 2, 6)).unwrap();
+    apply(&mut reg, &with_order(a1(), 3, 1)).unwrap();
+    assert_eq!(
+        order(&reg),
+        Some(RegistrationOrder {
+            incarnation: 3,
+            attempt: 1
+        })
+    );
+    // A registrant that does not order its registrations is applied and keeps the order.
+    apply(&mut reg, &a1()).unwrap();
+    assert_eq!(order(&reg).map(|o| o.incarnation), Some(3));
+    assert!(apply(&mut reg, &with_order(a1(), 3, 0)).is_err());
 }
 
 fn with_principal(mut cmd: Command, principal: Option<&str>) -> Command {

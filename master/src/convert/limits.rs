@@ -26,6 +26,9 @@ pub const MAX_URI_BYTES: usize = 4096;
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Attributes of an agent.
 pub const MAX_ATTRIBUTES: usize = 100;
+/// Open `Master.WatchLeader` streams on one replica (every agent and framework has one or
+/// two); more are refused with RESOURCE_EXHAUSTED.
+pub const MAX_LEADER_WATCHERS: i64 = 100_000;
 /// Bytes in an agent's HOST:PORT (a DNS name and a port).
 pub const MAX_ADDRESS_BYTES: usize = 261;
 /// Bytes of a status update's message kept (an executor's text is cut there, at a

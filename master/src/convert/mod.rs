@@ -6,8 +6,8 @@
 use agora_proto::v1 as pb;
 use agora_registry::resources::{Ranges, SummaryValue};
 use agora_registry::{
-    Agent, AgentId, AgentInfo, AgentStatus, Allocation, Framework, FrameworkStatus, Resource,
-    Resources, Scalar, Task, TaskState, Value,
+    Agent, AgentId, AgentInfo, AgentStatus, Allocation, Framework, FrameworkStatus,
+    RegistrationOrder, Resource, Resources, Scalar, Task, TaskState, Value,
 };
 use tonic::Status;
 
@@ -119,6 +119,17 @@ pub fn agent_info_from_proto(
         attributes,
         // Set from the authenticated caller, never from the request.
         principal: None,
+        // Set from the request around it (see [`registration_order`]).
+        registration: None,
+    })
+}
+
+/// A registration's order from its request's `incarnation` and `attempt`; none when both
+/// are 0 (a registrant that does not order its registrations).
+pub fn registration_order(incarnation: u64, attempt: u64) -> Option<RegistrationOrder> {
+    (incarnation != 0 || attempt != 0).then_some(RegistrationOrder {
+        incarnation,
+        attempt,
     })
 }
 

@@ -494,9 +494,11 @@ pub fn framework_event_to_proto(event: FrameworkEvent) -> pb::Event {
         FrameworkEvent::Subscribed {
             framework_id,
             heartbeat_interval,
+            term,
         } => Kind::Subscribed(pb::Subscribed {
             framework_id: framework_id.to_string(),
             heartbeat_interval_seconds: heartbeat_interval.as_secs_f64(),
+            term,
         }),
         FrameworkEvent::Offers(offers) => Kind::Offers(pb::Offers {
             offers: offers.into_iter().map(offer_to_proto).collect(),

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use agora_registry::{
-    AgentId, AgentInfo, AgentStatus, Command, FrameworkId, Registry, Rejection, TaskId, TaskSpec,
-    TaskState,
+    AgentId, AgentInfo, AgentStatus, Command, FrameworkId, RegistrationOrder, Registry, Rejection,
+    TaskId, TaskSpec, TaskState,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
@@ -106,9 +106,18 @@ pub fn reconcile_plan(
     plan
 }
 
+/// A committed registration.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    pub agent_id: AgentId,
+    /// The log index of the registration.
+    pub log_index: u64,
+    /// The term of the leader that registered it.
+    pub term: u64,
+}
+
 impl Leader {
     /// Registers an agent (or registers it again) and reconciles the tasks it reports.
-    /// Returns its id and the log index of the registration.
     ///
     /// Runs to the end even if the caller goes away, so a committed registration is
     /// always reconciled.
@@ -116,7 +125,7 @@ impl Leader {
         &self,
         info: AgentInfo,
         reported: Vec<ReportedTask>,
-    ) -> Result<(AgentId, u64), LeaderError> {
+    ) -> Result<Registered, LeaderError> {
         let leader = self.clone();
         tokio::spawn(
             async move { leader.register_to_the_end(info, reported).await }.in_current_span(),
@@ -129,7 +138,7 @@ impl Leader {
         &self,
         mut info: AgentInfo,
         reported: Vec<ReportedTask>,
-    ) -> Result<(AgentId, u64), LeaderError> {
+    ) -> Result<Registered, LeaderError> {
         if self.config().faults.inflate_resources {
             tracing::warn!(agent = %info.id, "FAULT inflate-resources: registering twice its resources");
             info.resources = info.resources.plus(&info.resources);
@@ -140,6 +149,7 @@ impl Leader {
             let view = self.require_leader()?;
             tracing::Span::current().record("term", view.term);
             let id = info.id.clone();
+            let order = info.registration;
             let register = |info: AgentInfo| Command::RegisterAgent {
                 info,
                 now_ms: self.now_ms(),
@@ -151,22 +161,45 @@ impl Leader {
                     tracing::info!(
                         "agent came back smaller than its recorded tasks; reconciling first"
                     );
-                    self.reconcile_agent(&id, &reported).await;
+                    self.reconcile_agent(&id, order, &reported).await;
                     self.write(register(info)).await?
+                }
+                Err(WriteError::Rejected(r @ Rejection::StaleRegistration { .. })) => {
+                    tracing::info!(reason = %r, "registration overtaken by a later one; refused");
+                    return Err(LeaderError::Rejected(r));
                 }
                 other => other?,
             };
             tracing::info!(log_index, "agent registered");
-            self.reconcile_agent(&id, &reported).await;
+            self.reconcile_agent(&id, order, &reported).await;
             self.wake();
-            Ok((id, log_index))
+            Ok(Registered {
+                agent_id: id,
+                log_index,
+                term: view.term,
+            })
         }
         .instrument(span)
         .await
     }
 
-    /// Carries out [`reconcile_plan`] for an agent that registered (again).
-    async fn reconcile_agent(&self, agent: &AgentId, reported: &[ReportedTask]) {
+    /// Carries out [`reconcile_plan`] for an agent that registered (again) with `order`;
+    /// nothing when a later registration of it was applied meanwhile (its report is newer
+    /// than this one, and that registration reconciles).
+    async fn reconcile_agent(
+        &self,
+        agent: &AgentId,
+        order: Option<RegistrationOrder>,
+        reported: &[ReportedTask],
+    ) {
+        let overtaken = self.read(|reg| {
+            let last = reg.agent(agent).and_then(|a| a.info.registration);
+            matches!((order, last), (Some(mine), Some(last)) if last > mine)
+        });
+        if overtaken {
+            tracing::info!("a later registration was applied meanwhile; its report reconciles");
+            return;
+        }
         let plan = self.read(|reg| reconcile_plan(reg, agent, reported));
         for (framework_id, spec) in plan.relaunch {
             tracing::info!(framework = %framework_id, task = %spec.id, "launch never reached the agent: sending it again");
@@ -292,7 +325,7 @@ impl SessionReader {
                 updates.spawn(
                     async move {
                         let key = (u.framework_id.clone(), u.task_id.clone());
-                        (key, leader.record_update(&agent, u, &tx).await)
+                        (key, leader.record_update(&agent, serial, u, &tx).await)
                     }
                     .in_current_span(),
                 );
@@ -367,12 +400,22 @@ impl Leader {
     /// never apply (unknown task, or a different terminal state already recorded) is
     /// acknowledged too, so the agent stops resending it; the registry keeps its first
     /// terminal state.
+    ///
+    /// Only the agent's current session (`serial`) passes updates on: a copy still in
+    /// hand when its session was replaced is dropped, so an update written slowly (a
+    /// commit held up by a partition) cannot reach the framework after the later ones
+    /// the agent sent again on its new session. The agent sends it again there if no
+    /// acknowledgement came.
     async fn record_update(
         &self,
         agent: &AgentId,
+        serial: Serial,
         u: AgentUpdate,
         tx: &mpsc::Sender<Outbound<AgentCommand, SessionEnd>>,
     ) -> Result<(), SessionEnd> {
+        if !self.shared.agents.is_current(agent, serial) {
+            return Err(SessionEnd::AgentReplaced);
+        }
         let (framework_id, task_id, state) = (&u.framework_id, &u.task_id, u.state);
         let span = tracing::debug_span!("status_update", framework = %framework_id, task = %task_id, state = %state);
         // The registry records the task's end as soon as the agent reports it (so its
@@ -418,6 +461,10 @@ impl Leader {
             .instrument(span)
             .await
         };
+        if !self.shared.agents.is_current(agent, serial) {
+            tracing::info!(agent = %agent, task = %task_id, uuid = %u.uuid, "session replaced while its update was written; not passed on");
+            return Err(SessionEnd::AgentReplaced);
+        }
         match result {
             Ok(_) => {
                 if recorded.is_terminal() {

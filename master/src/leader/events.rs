@@ -363,6 +363,7 @@ mod tests {
             resources: Resources::parse("cpus:4;mem:4096").unwrap(),
             attributes: vec![],
             principal: None,
+            registration: None,
         };
         let register = Command::RegisterAgent {
             info: info.clone(),

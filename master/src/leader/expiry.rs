@@ -96,6 +96,7 @@ mod tests {
             Command::RegisterAgent {
                 info: AgentInfo {
                     principal: None,
+                    registration: None,
                     id: AgentId::new("a").unwrap(),
                     hostname: "h".into(),
                     address: "h:1".into(),

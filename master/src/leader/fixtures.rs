@@ -17,6 +17,7 @@ pub fn registry_with_two_tasks() -> (Registry, FrameworkId) {
         Command::RegisterAgent {
             info: AgentInfo {
                 principal: None,
+                registration: None,
                 id: a.clone(),
                 hostname: "h".into(),
                 address: "h:1".into(),

@@ -183,6 +183,7 @@ mod tests {
             reg.apply(&Command::RegisterAgent {
                 info: AgentInfo {
                     principal: None,
+                    registration: None,
                     id: AgentId::new(*id).unwrap(),
                     hostname: "h".into(),
                     address: format!("{id}:1"),

@@ -262,6 +262,7 @@ mod tests {
                     resources: Resources::parse("cpus:4;mem:1024").unwrap(),
                     attributes: vec![],
                     principal: None,
+                    registration: None,
                 },
                 now_ms: 1,
             })

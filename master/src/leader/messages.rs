@@ -116,6 +116,8 @@ pub enum FrameworkEvent {
     Subscribed {
         framework_id: FrameworkId,
         heartbeat_interval: Duration,
+        /// The term of the leader that subscribed it.
+        term: u64,
     },
     Offers(Vec<OfferView>),
     Rescind(OfferId),

@@ -44,7 +44,9 @@ use sessions::{Delivery, SessionTable};
 use soft_state::SoftState;
 
 pub use accept::AcceptCall;
-pub use agents::{reconcile_plan, AgentSession, Reconciliation, ReportedTask, SessionReader};
+pub use agents::{
+    reconcile_plan, AgentSession, Reconciliation, Registered, ReportedTask, SessionReader,
+};
 pub use allocation::rebuild;
 pub use expiry::{frameworks_past_failover, offers_past_timeout};
 pub use frameworks::{kills_on_removal, SubscribeCall, Subscription};
@@ -211,7 +213,11 @@ impl Leader {
 
     /// `Ok` on the leader; otherwise where the leader is.
     pub fn require_leader(&self) -> Result<LeaderView, LeaderError> {
-        let view = self.view();
+        // The self-test's stale-reads fault: a leader without its lease still passes.
+        let view = self
+            .shared
+            .quorum
+            .view_with(!self.config().faults.stale_reads);
         if view.is_leader {
             Ok(view)
         } else {

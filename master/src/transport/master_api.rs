@@ -1,21 +1,86 @@
-//! `agora.v1.Master`: agent registration and the cluster's state and status.
+//! `agora.v1.Master`: agent registration, the cluster's state and status, and notices of
+//! who leads.
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use agora_proto::v1 as pb;
 use agora_proto::v1::master_server::Master as MasterService;
 use agora_registry::AgentId;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{leader_status, principal};
 use crate::convert;
 use crate::leader::Leader;
 
+/// How often this replica's leader notice is refreshed from its view: the view changes
+/// with Raft's metrics and with time (a leader's lease runs out), so it is sampled.
+const NOTICE_REFRESH: Duration = Duration::from_millis(50);
+
+type Notice = Option<pb::LeaderNotice>;
+type NoticeStream = Pin<Box<dyn Stream<Item = Result<pb::LeaderNotice, Status>> + Send>>;
+
 pub struct MasterApi {
     leader: Leader,
+    /// Who leads as this replica knows it (none while it knows no leader): one sampler
+    /// for all `WatchLeader` streams, which it outlives by at most one refresh.
+    notices: Arc<watch::Sender<Notice>>,
 }
 
 impl MasterApi {
+    /// Needs a Tokio runtime: starts the sampler of leader notices.
     pub fn new(leader: Leader) -> Self {
-        MasterApi { leader }
+        let notices = Arc::new(watch::channel(None).0);
+        tokio::spawn(sample_notices(leader.clone(), Arc::downgrade(&notices)));
+        MasterApi { leader, notices }
+    }
+}
+
+/// Publishes this replica's word of who leads whenever the leader or the term changes,
+/// until the API is gone.
+async fn sample_notices(leader: Leader, notices: Weak<watch::Sender<Notice>>) {
+    let mut tick = tokio::time::interval(NOTICE_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Some(tx) = notices.upgrade() else { return };
+        let view = leader.view();
+        let notice = view
+            .leader_id
+            .zip(view.leader_address)
+            .map(|(leader_id, leader_address)| pb::LeaderNotice {
+                leader_id,
+                leader_address,
+                term: view.term,
+                from: view.id,
+            });
+        tx.send_if_modified(|current| {
+            let changed = *current != notice;
+            if changed {
+                *current = notice;
+            }
+            changed
+        });
+    }
+}
+
+/// Counts an open `WatchLeader` stream while it lives.
+struct Watcher(prometheus::IntGauge);
+
+impl Watcher {
+    fn new(gauge: &prometheus::IntGauge) -> Watcher {
+        gauge.inc();
+        Watcher(gauge.clone())
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -43,20 +108,22 @@ impl MasterService for MasterApi {
         // No read first: `Registry::apply` refuses a registration by another principal
         // (PrincipalMismatch, answered PERMISSION_DENIED), atomically with the write.
         info.principal = who;
+        info.registration = convert::registration_order(req.incarnation, req.attempt);
         convert::limits::count(
             "tasks",
             req.tasks.len(),
             convert::limits::MAX_REPORTED_TASKS,
         )?;
         let reported = convert::reported_tasks_from_proto(&req.tasks)?;
-        let (agent_id, log_index) = self
+        let registered = self
             .leader
             .register_agent(info, reported)
             .await
             .map_err(leader_status)?;
         Ok(Response::new(pb::RegisterAgentReply {
-            agent_id: agent_id.to_string(),
-            log_index,
+            agent_id: registered.agent_id.to_string(),
+            log_index: registered.log_index,
+            term: registered.term,
         }))
     }
 
@@ -122,6 +189,27 @@ impl MasterService for MasterApi {
             .sandbox_access(who.as_deref(), &task, framework.as_ref())
             .map_err(leader_status)?;
         Ok(Response::new(convert::sandbox_access_to_proto(access)))
+    }
+
+    type WatchLeaderStream = NoticeStream;
+
+    async fn watch_leader(
+        &self,
+        _req: Request<pb::WatchLeaderRequest>,
+    ) -> Result<Response<NoticeStream>, Status> {
+        let gauge = &self.leader.metrics().leader_watchers;
+        if gauge.get() >= convert::limits::MAX_LEADER_WATCHERS {
+            return Err(Status::resource_exhausted(format!(
+                "{} WatchLeader streams are open on this replica, the most it serves",
+                convert::limits::MAX_LEADER_WATCHERS
+            )));
+        }
+        let watcher = Watcher::new(gauge);
+        let notices = WatchStream::new(self.notices.subscribe()).filter_map(move |notice| {
+            let _open = &watcher;
+            notice.map(Ok)
+        });
+        Ok(Response::new(Box::pin(notices)))
     }
 
     async fn get_status(

@@ -85,6 +85,11 @@ fn leader_status(e: LeaderError) -> Status {
         LeaderError::Rejected(r @ agora_registry::Rejection::EntryTooLarge { .. }) => {
             Status::invalid_argument(r.to_string())
         }
+        // Nobody waits for a registration a later one overtook: not the agent's fault,
+        // and not final (the agent registers again with a later attempt).
+        LeaderError::Rejected(r @ agora_registry::Rejection::StaleRegistration { .. }) => {
+            Status::aborted(r.to_string())
+        }
         LeaderError::Rejected(r) => Status::failed_precondition(r.to_string()),
         LeaderError::Invalid { field, reason } => crate::convert::invalid(&field, reason),
         LeaderError::Precondition(msg) => Status::failed_precondition(msg),

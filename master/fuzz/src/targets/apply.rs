@@ -249,6 +249,7 @@ impl Gen<'_> {
                         resources,
                         attributes,
                         principal,
+                        registration: None,
                     },
                     now_ms: self.now(),
                 }

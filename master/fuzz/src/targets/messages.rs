@@ -752,6 +752,7 @@ fn registry_json() -> Vec<u8> {
             resources: res("cpus:4;mem:1024;ports:[31000-31009]"),
             attributes: vec![],
             principal: None,
+            registration: None,
         },
         now_ms: 1,
     });
@@ -824,6 +825,8 @@ pub fn regressions() -> Vec<(String, Vec<u8>)> {
                 "master.register_agent",
                 "",
                 &pb::RegisterAgentRequest {
+                    incarnation: 0,
+                    attempt: 0,
                     agent: Some(pb::AgentInfo {
                         resources: over,
                         ..agent_info()
@@ -1030,6 +1033,8 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             "master.register_agent",
             "first",
             &pb::RegisterAgentRequest {
+                incarnation: 0,
+                attempt: 0,
                 agent: Some(pb::AgentInfo {
                     id: String::new(),
                     ..agent_info()
@@ -1041,6 +1046,8 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             "master.register_agent",
             "again",
             &pb::RegisterAgentRequest {
+                incarnation: 0,
+                attempt: 0,
                 agent: Some(agent_info()),
                 tasks: vec![pb::TaskReport {
                     framework_id: "f-1".into(),

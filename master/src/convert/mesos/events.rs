@@ -245,9 +245,12 @@ fn event(kind: sched::event::Type) -> sched::Event {
 pub fn framework_event_to_mesos(e: FrameworkEvent, shape: &EventShape) -> sched::Event {
     use sched::event::Type;
     match e {
+        // Mesos' SUBSCRIBED has no term (its schedulers follow the leader by ZooKeeper's
+        // word, or here by the stream's end).
         FrameworkEvent::Subscribed {
             framework_id,
             heartbeat_interval,
+            term: _,
         } => sched::Event {
             subscribed: Some(sched::event::Subscribed {
                 framework_id: mesos::FrameworkId {

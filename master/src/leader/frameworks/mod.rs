@@ -133,6 +133,7 @@ impl Leader {
         let subscribed = FrameworkEvent::Subscribed {
             framework_id: id.clone(),
             heartbeat_interval: HEARTBEAT,
+            term: view.term,
         };
         let serial =
             self.shared
