@@ -259,6 +259,12 @@ impl Leader {
         self.shared.registry.read(f)
     }
 
+    /// Runs `f` on this replica's registry and the index of the last entry applied to it,
+    /// read together (the registry is as of that entry).
+    pub fn read_applied<T>(&self, f: impl FnOnce(&Registry, u64) -> T) -> T {
+        self.shared.registry.read_applied(f)
+    }
+
     fn now_ms(&self) -> u64 {
         self.shared.clock.now_ms()
     }

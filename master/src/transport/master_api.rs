@@ -223,11 +223,15 @@ impl MasterService for MasterApi {
 /// This replica's view of the quorum, for `GetStatus` and `agora status`.
 fn status_reply(leader: &Leader) -> pb::StatusReply {
     let q = leader.quorum().status();
-    let (agents, frameworks, tasks) = leader.read(|reg| {
+    // The counts and the index they are as of, read together: openraft's metrics report an
+    // applied index a moment after (or, while a snapshot is installed, well after) the
+    // registry has moved past it.
+    let (agents, frameworks, tasks, last_applied) = leader.read_applied(|reg, applied| {
         (
             reg.agents().count() as u64,
             reg.frameworks().count() as u64,
             reg.tasks().filter(|t| !t.state.is_terminal()).count() as u64,
+            applied,
         )
     });
     pb::StatusReply {
@@ -242,7 +246,7 @@ fn status_reply(leader: &Leader) -> pb::StatusReply {
             .map(convert::member_to_proto)
             .collect(),
         last_log_index: q.last_log_index,
-        last_applied: q.last_applied,
+        last_applied,
         agents,
         frameworks,
         tasks,
