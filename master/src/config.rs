@@ -246,6 +246,14 @@ impl Config {
 }
 
 impl RaftTiming {
+    /// How long an accepted append keeps a leader's lease
+    /// ([`crate::quorum::holds_lease`]): [`crate::quorum::LEASE_FRACTION`] of the election
+    /// timeout's maximum, which openraft uses as its followers' leader lease.
+    pub fn lease(&self) -> Duration {
+        let min = self.election_timeout_min;
+        (min + min / 2).mul_f64(crate::quorum::LEASE_FRACTION)
+    }
+
     /// openraft's configuration for a replica with these timings (the simulator runs its
     /// replicas with it too).
     pub fn openraft_config(&self) -> openraft::Config {

@@ -10,6 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 
 use crate::config::Config;
+use crate::raft_network::PeerContacts;
 use crate::store::Raft;
 
 /// This replica's view of the quorum.
@@ -91,7 +92,7 @@ pub struct Quorum {
     /// How this replica reaches its peers (TLS with its own certificate, or plaintext).
     pub(crate) peer_security: agora_security::client::ClientSecurity,
     /// When each peer last answered this replica's Raft calls.
-    pub(crate) contacts: crate::raft_network::PeerContacts,
+    pub(crate) contacts: PeerContacts,
 }
 
 impl Quorum {
@@ -100,7 +101,7 @@ impl Quorum {
         raft: Raft,
         quarantined: bool,
         peer_security: agora_security::client::ClientSecurity,
-        contacts: crate::raft_network::PeerContacts,
+        contacts: PeerContacts,
     ) -> Quorum {
         Quorum {
             config,
@@ -137,74 +138,16 @@ impl Quorum {
         // request showed in profiles.
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        // A leader without its lease (cut off from its majority) is no leader to anyone:
-        // it names no leader (clients look elsewhere) and says `candidate`.
-        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.config.id);
-        let lease = leading && (!check_lease || self.has_lease(&m));
-        let current_leader = if leading && !lease {
-            None
-        } else {
-            m.current_leader
-        };
-        let leader_address = current_leader.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
-        let role = match m.state {
-            ServerState::Leader if lease || !leading => "leader",
-            ServerState::Leader | ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Follower | ServerState::Shutdown => "follower",
-        };
-        LeaderView {
-            id: self.config.id,
-            role,
-            term: m.current_term,
-            leader_id: current_leader,
-            leader_address,
-            // A new leader serves nothing until it has applied an entry of its own term
-            // (the blank one it commits when elected): before that its registry may lack
-            // entries the previous leader committed, and a read (a reconciliation answering
-            // "unknown task" for a task that was launched) would be stale.
-            is_leader: lease
-                && m.last_applied
-                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
-        }
-    }
-
-    /// How long an accepted append keeps this leader's lease: [`LEASE_FRACTION`] of the
-    /// election timeout's maximum, which openraft uses as its followers' leader lease.
-    pub fn lease(&self) -> std::time::Duration {
-        let min = self.config.raft.election_timeout_min;
-        (min + min / 2).mul_f64(LEASE_FRACTION)
-    }
-
-    /// Whether this leader still holds its lease: a majority of the voters (itself
-    /// counted) accepted an append of its term sent less than [`LEASE_FRACTION`] of
-    /// openraft's leader lease ago. Each of them refuses to vote for another candidate for
-    /// that leader lease (the election timeout's maximum, 1.5 x the minimum) from when it
-    /// got the append, which is after it was sent, so no other leader can be elected while
-    /// this holds, as long as the replicas' clocks run at rates within 10% of each other
-    /// (monotonic clocks; real drift is in parts per million). A leader that lost its majority (partitioned away)
-    /// stops acting as one within that timeout: its reads, writes and offers stop and
-    /// clients go to the new leader. Every read it serves meanwhile is linearizable: its
-    /// registry holds every acknowledged write (writes are answered after they apply).
-    fn has_lease(&self, m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
-        // During a membership change, a majority of each configuration.
-        m.membership_config
-            .membership()
-            .get_joint_config()
-            .iter()
-            .all(|voters| {
-                let me = usize::from(voters.contains(&self.config.id));
-                let peers = voters.iter().copied().filter(|v| *v != self.config.id);
-                let accepted = self
-                    .contacts
-                    .accepted_within(peers, m.current_term, self.lease());
-                accepted + me > voters.len() / 2
-            })
+        view_of(
+            &m,
+            self.config.id,
+            &self.contacts,
+            self.config.raft.lease(),
+            ServingChecks {
+                lease: check_lease,
+                ..ServingChecks::ALL
+            },
+        )
     }
 
     /// Wakes when Raft's view may have changed (an election, a step-down).
@@ -393,4 +336,104 @@ pub fn is_established(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
 /// Whether a replica holds nothing at all yet.
 pub fn is_pristine(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
     m.last_log_index.is_none() && m.vote.leader_id().term == 0 && m.snapshot.is_none()
+}
+
+/// What a leader checks before it serves reads, offers and writes as the leader's. Both
+/// always, but for the self-test's and the simulator's deliberate bugs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServingChecks {
+    /// It holds its lease ([`holds_lease`]).
+    pub lease: bool,
+    /// It has applied an entry of its own term.
+    pub own_term_applied: bool,
+}
+
+impl ServingChecks {
+    pub const ALL: ServingChecks = ServingChecks {
+        lease: true,
+        own_term_applied: true,
+    };
+    /// Leading by openraft's metrics alone (deliberate bugs only).
+    pub const NONE: ServingChecks = ServingChecks {
+        lease: false,
+        own_term_applied: false,
+    };
+}
+
+/// A replica's view of the quorum from its openraft metrics `m` and the answers of its
+/// peers (`contacts`), with openraft's leader lease `lease` ([`crate::config::RaftTiming::lease`]): what
+/// the replica serves as the leader's. Pure but for the clock `contacts` reads (tokio's,
+/// so the simulator runs it on virtual time); the master and the simulator share it.
+pub fn view_of(
+    m: &openraft::RaftMetrics<u64, BasicNode>,
+    id: u64,
+    contacts: &PeerContacts,
+    lease: std::time::Duration,
+    checks: ServingChecks,
+) -> LeaderView {
+    // A leader without its lease (cut off from its majority) is no leader to anyone:
+    // it names no leader (clients look elsewhere) and says `candidate`.
+    let leading = m.state == ServerState::Leader && m.current_leader == Some(id);
+    let has_lease = leading && (!checks.lease || holds_lease(m, id, contacts, lease));
+    let current_leader = if leading && !has_lease {
+        None
+    } else {
+        m.current_leader
+    };
+    let leader_address = current_leader.and_then(|l| {
+        m.membership_config
+            .membership()
+            .get_node(&l)
+            .map(|n| n.addr.clone())
+    });
+    let role = match m.state {
+        ServerState::Leader if has_lease || !leading => "leader",
+        ServerState::Leader | ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Follower | ServerState::Shutdown => "follower",
+    };
+    // A new leader serves nothing until it has applied an entry of its own term (the
+    // blank one it commits when elected): before that its registry may lack entries the
+    // previous leader committed, and a read (a reconciliation answering "unknown task" for
+    // a task that was launched) would be stale.
+    let own_term_applied = !checks.own_term_applied
+        || m.last_applied
+            .is_some_and(|applied| applied.leader_id.term == m.current_term);
+    LeaderView {
+        id,
+        role,
+        term: m.current_term,
+        leader_id: current_leader,
+        leader_address,
+        is_leader: has_lease && own_term_applied,
+    }
+}
+
+/// Whether leader `id` still holds its lease: a majority of the voters (itself counted)
+/// accepted an append of its term sent less than `lease` ago ([`crate::config::RaftTiming::lease`]:
+/// [`LEASE_FRACTION`] of openraft's leader lease). Each of them refuses to vote for another
+/// candidate for that leader lease (the election timeout's maximum, 1.5 x the minimum) from
+/// when it got the append, which is after it was sent, so no other leader can be elected
+/// while this holds, as long as the replicas' clocks run at rates within 10% of each other
+/// (monotonic clocks; real drift is in parts per million). A leader that lost its majority
+/// (partitioned away) stops acting as one within that timeout: its reads, writes and offers
+/// stop and clients go to the new leader. Every read it serves meanwhile is linearizable:
+/// its registry holds every acknowledged write (writes are answered after they apply).
+pub fn holds_lease(
+    m: &openraft::RaftMetrics<u64, BasicNode>,
+    id: u64,
+    contacts: &PeerContacts,
+    lease: std::time::Duration,
+) -> bool {
+    // During a membership change, a majority of each configuration.
+    m.membership_config
+        .membership()
+        .get_joint_config()
+        .iter()
+        .all(|voters| {
+            let me = usize::from(voters.contains(&id));
+            let peers = voters.iter().copied().filter(|v| *v != id);
+            let accepted = contacts.accepted_within(peers, m.current_term, lease);
+            accepted + me > voters.len() / 2
+        })
 }

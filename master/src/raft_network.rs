@@ -6,7 +6,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's monotonic clock, except under a paused test runtime, where
+// the deterministic simulator runs the lease on virtual time).
+use tokio::time::Instant;
 
 use crate::store::{NodeId, Raft, TypeConfig};
 use agora_proto::v1::raft_peer_client::RaftPeerClient;
@@ -87,11 +91,14 @@ impl PeerContacts {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn heard(&self, peer: NodeId) {
+    /// `peer` answered a call just now.
+    pub fn heard(&self, peer: NodeId) {
         self.lock().heard.insert(peer, Instant::now());
     }
 
-    fn accepted(&self, peer: NodeId, term: u64, sent: Instant) {
+    /// `peer` accepted (did not refuse with a higher vote) an append of `term` sent at
+    /// `sent`.
+    pub fn accepted(&self, peer: NodeId, term: u64, sent: Instant) {
         let mut c = self.lock();
         let newer = c
             .accepted

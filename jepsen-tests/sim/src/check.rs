@@ -7,10 +7,12 @@
 //!   term (a voter that granted (16, n1) grants (16, n3), which is greater, unless its
 //!   leader lease holds); a leader restarted with its vote resumes under the same id. Log
 //!   ids carry the whole leader id, so what must hold is that one leader id never has two
-//!   leaders proposing different entries: no log id is ever appended, on any replica, with
-//!   two different entries (a replica that forgot its vote in a crash and was elected
-//!   again under the same id would do that). Terms with two leaders are counted and
-//!   logged, not failed;
+//!   leaders proposing different entries: no log id is ever made durable, on any replica,
+//!   with two different entries (a replica that forgot its vote in a crash and was elected
+//!   again under the same id would do that). An entry counts once a disk holds it: a
+//!   leader that crashed before its entry reached any disk, and resumed under the same
+//!   leader id, may propose another entry at that index, which is no conflict. Terms with
+//!   two leaders are counted and logged, not failed;
 //! - **agreement**: whenever a replica applies the entry at an index (or loads a snapshot
 //!   as of it), the entry's log id and the state machine after it (a hash of its serde) are
 //!   those every other replica had at that index;

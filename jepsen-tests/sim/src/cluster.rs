@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use agora_master::raft_network::PeerContacts;
 use agora_raft_store::{NodeId, Raft, StateMachine};
 use openraft::{BasicNode, ServerState};
 
@@ -18,8 +19,8 @@ use crate::rng::SimRng;
 /// How long a crashed replica's Raft gets to stop before the run moves on.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
-/// Per replica, its running incarnation's id and state machine.
-type Machines<M> = BTreeMap<NodeId, (u64, MachineHandle<M>)>;
+/// Per replica, its running incarnation's id, state machine and peers' answers.
+type Machines<M> = BTreeMap<NodeId, (u64, MachineHandle<M>, PeerContacts)>;
 
 /// The replicas, shared by the run's tasks.
 pub struct Cluster<M: StateMachine> {
@@ -101,10 +102,11 @@ impl<M: StateMachine> Cluster<M> {
     /// Starts a new incarnation of `node` from its disk.
     pub async fn start(&self, node: NodeId) {
         let (generation, log, sm, machine) = self.disks[&node].open();
+        let contacts = PeerContacts::default();
         let raft = Raft::<M>::new(
             node,
             self.config.clone(),
-            self.net.factory(node, generation),
+            self.net.factory(node, generation, contacts.clone()),
             log,
             sm,
         )
@@ -115,7 +117,8 @@ impl<M: StateMachine> Cluster<M> {
             &name(node),
             format_args!("start (incarnation {incarnation})"),
         );
-        self.machines().insert(node, (generation, machine));
+        self.machines()
+            .insert(node, (generation, machine, contacts));
         self.net.up(node, generation, raft.clone());
         tokio::spawn(self.clone().watch(node, generation, raft));
     }
@@ -147,8 +150,15 @@ impl<M: StateMachine> Cluster<M> {
     /// The running incarnation of `node`: its number, Raft and state machine.
     pub fn node(&self, node: NodeId) -> Option<(u64, Raft<M>, MachineHandle<M>)> {
         let (generation, raft) = self.net.raft(node)?;
-        let (g, machine) = self.machines().get(&node).cloned()?;
+        let (g, machine, _) = self.machines().get(&node).cloned()?;
         (g == generation).then_some((generation, raft, machine))
+    }
+
+    /// What the running incarnation of `node` heard from its peers (its leader lease).
+    pub fn contacts(&self, node: NodeId) -> Option<PeerContacts> {
+        let (generation, _) = self.net.raft(node)?;
+        let (g, _, contacts) = self.machines().get(&node).cloned()?;
+        (g == generation).then_some(contacts)
     }
 
     /// The replica whose metrics say it leads in the highest term, if any.

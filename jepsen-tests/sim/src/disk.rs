@@ -51,7 +51,7 @@ type StoreResult<T> = Result<T, StorageError<NodeId>>;
 /// What the checks learn from the disks: votes saved, entries applied, states loaded.
 /// Called synchronously, on the run's one thread.
 pub trait DiskObserver<M: StateMachine>: Send + Sync + 'static {
-    /// `node` appended `entry` to its log.
+    /// `entry` reached `node`'s disk (is durable there).
     fn appended(&self, node: NodeId, entry: &Entry<TypeConfig<M>>);
     /// `node` applied the entry `log_id`; `machine` is its state after it.
     fn applied(&self, node: NodeId, log_id: LogId<NodeId>, machine: &M);
@@ -454,6 +454,10 @@ impl<M: StateMachine> Disk<M> {
                     let (lo, hi) = self.settings.fsync_ms;
                     tokio::time::sleep(self.rng.millis(lo, hi)).await;
                 }
+                // The checker sees an entry once it is durable: one that a crash took back
+                // before it reached any disk was never anywhere, and its log id may be
+                // proposed again with another entry.
+                let mut durable = Vec::new();
                 {
                     let Ok(mut inner) = self.check(generation) else {
                         return;
@@ -461,7 +465,13 @@ impl<M: StateMachine> Disk<M> {
                     let inner = &mut *inner;
                     for w in inner.pending.drain(..n) {
                         inner.durable.write(&w);
+                        if let Write::Append(entries) = w {
+                            durable.extend(entries);
+                        }
                     }
+                }
+                for e in &durable {
+                    self.observer.appended(self.node, e);
                 }
                 for w in waiting {
                     w.done();
@@ -574,9 +584,6 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for MemLog<M> {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        for e in &entries {
-            self.disk.observer.appended(self.disk.node, e);
-        }
         let mut inner = self.disk.check(self.generation)?;
         let w = Write::Append(entries);
         inner.live.write(&w);

@@ -34,6 +34,7 @@ pub mod events;
 pub mod nemesis;
 pub mod net;
 pub mod rng;
+pub mod scenario;
 pub mod sim;
 pub mod workload;
 

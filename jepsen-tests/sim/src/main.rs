@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use agora_master::quorum::ServingChecks;
 use agora_sim::{Bug, Faults, Report, SimConfig};
 use clap::Parser;
 
@@ -41,7 +42,7 @@ struct Args {
     /// partition, net), comma-separated.
     #[arg(long, default_value = "all")]
     nemesis: Faults,
-    /// A deliberate bug (lying-disk, stale-reads): the run must then fail.
+    /// A deliberate bug (lying-disk, stale-reads, early-reads): the run must then fail.
     #[arg(long)]
     bug: Option<Bug>,
     /// Leave the committed index to the next flush, as raft-store does (else it is durable
@@ -57,6 +58,10 @@ struct Args {
     /// Log every message sent, delivered and lost (else one summary a second).
     #[arg(long)]
     verbose: bool,
+    /// Run a scripted failover race instead of random faults: `new-leader-reads` (with
+    /// `--bug early-reads`, the master's read path before its fix).
+    #[arg(long, requires = "seed")]
+    scenario: Option<String>,
     /// Run --seed this many times and check that the event logs are identical.
     #[arg(long, default_value_t = 1, requires = "seed")]
     repeat: u32,
@@ -71,6 +76,14 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    if let Some(s) = args
+        .scenario
+        .as_deref()
+        .filter(|s| *s != "new-leader-reads")
+    {
+        eprintln!("--scenario {s}: the scenarios are new-leader-reads");
+        std::process::exit(2);
+    }
     if let Some(filter) = &args.trace {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -115,9 +128,24 @@ fn summary(r: &Report) -> String {
     )
 }
 
+/// One run of `seed`: the random one `config` describes, or `--scenario`.
+fn run_one(seed: u64, config: &SimConfig, args: &Args) -> Report {
+    match args.scenario.as_deref() {
+        Some(_) => {
+            let checks = if config.bug == Some(Bug::EarlyReads) {
+                ServingChecks::NONE
+            } else {
+                ServingChecks::ALL
+            };
+            agora_sim::scenario::new_leader_reads(seed, checks)
+        }
+        None => agora_sim::run(seed, config),
+    }
+}
+
 fn one(seed: u64, config: &SimConfig, args: &Args) -> bool {
     let started = Instant::now();
-    let report = agora_sim::run(seed, config);
+    let report = run_one(seed, config, args);
     let took = started.elapsed();
     if let Some(path) = &args.log {
         if let Err(e) = std::fs::write(path, &report.log) {
@@ -136,7 +164,7 @@ fn one(seed: u64, config: &SimConfig, args: &Args) -> bool {
         println!("  {v}");
     }
     for i in 1..args.repeat {
-        let again = agora_sim::run(seed, config);
+        let again = run_one(seed, config, args);
         if again.log != report.log {
             let line = report
                 .log

@@ -22,6 +22,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use agora_master::raft_network::PeerContacts;
 use agora_raft_store::{NodeId, Raft, StateMachine, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -334,12 +335,15 @@ impl<M: StateMachine> Net<M> {
         }
     }
 
-    /// The network factory for incarnation `generation` of `node`.
-    pub fn factory(&self, node: NodeId, generation: u64) -> NetFactory<M> {
+    /// The network factory for incarnation `generation` of `node`, which records its
+    /// peers' answers in `contacts` (as the master's peer transport does: its leader lease
+    /// is made of them).
+    pub fn factory(&self, node: NodeId, generation: u64, contacts: PeerContacts) -> NetFactory<M> {
         NetFactory {
             net: self.clone(),
             node,
             generation,
+            contacts,
         }
     }
 }
@@ -349,6 +353,7 @@ pub struct NetFactory<M: StateMachine> {
     net: Net<M>,
     node: NodeId,
     generation: u64,
+    contacts: PeerContacts,
 }
 
 impl<M: StateMachine> RaftNetworkFactory<TypeConfig<M>> for NetFactory<M> {
@@ -360,6 +365,7 @@ impl<M: StateMachine> RaftNetworkFactory<TypeConfig<M>> for NetFactory<M> {
             from: self.node,
             generation: self.generation,
             to: target,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -370,6 +376,7 @@ pub struct Peer<M: StateMachine> {
     from: NodeId,
     generation: u64,
     to: NodeId,
+    contacts: PeerContacts,
 }
 
 impl<M: StateMachine> RaftNetwork<TypeConfig<M>> for Peer<M> {
@@ -388,7 +395,10 @@ impl<M: StateMachine> RaftNetwork<TypeConfig<M>> for Peer<M> {
             rpc.entries.len(),
             rpc.leader_commit.map_or(0, |l| l.index)
         );
-        self.net
+        let term = rpc.vote.leader_id().term;
+        let sent = tokio::time::Instant::now();
+        let reply = self
+            .net
             .call(
                 self.from,
                 self.generation,
@@ -397,7 +407,16 @@ impl<M: StateMachine> RaftNetwork<TypeConfig<M>> for Peer<M> {
                 &option,
                 |raft| async move { raft.append_entries(rpc).await },
             )
-            .await
+            .await;
+        // What the master's peer transport records: an answer, and (but for a higher
+        // vote) an accepted append of this term, by when it was sent.
+        if let Ok(reply) = &reply {
+            self.contacts.heard(self.to);
+            if !matches!(reply, AppendEntriesResponse::HigherVote(_)) {
+                self.contacts.accepted(self.to, term, sent);
+            }
+        }
+        reply
     }
 
     async fn vote(

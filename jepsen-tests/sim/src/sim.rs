@@ -31,15 +31,19 @@ pub enum Bug {
     LyingDisk,
     /// A replica that believes it leads answers reads without `ensure_linearizable`.
     StaleReads,
+    /// Reads the master's way are served by whoever openraft's metrics say leads, before
+    /// it has applied an entry of its own term (the master before the fix of that race).
+    EarlyReads,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 2] = [Bug::LyingDisk, Bug::StaleReads];
+    pub const ALL: [Bug; 3] = [Bug::LyingDisk, Bug::StaleReads, Bug::EarlyReads];
 
     pub fn name(self) -> &'static str {
         match self {
             Bug::LyingDisk => "lying-disk",
             Bug::StaleReads => "stale-reads",
+            Bug::EarlyReads => "early-reads",
         }
     }
 }
@@ -52,7 +56,7 @@ impl fmt::Display for Bug {
 
 /// A `--bug` that names none.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug {0:?} (lying-disk, stale-reads)")]
+#[error("unknown bug {0:?} (lying-disk, stale-reads, early-reads)")]
 pub struct UnknownBug(String);
 
 impl FromStr for Bug {
@@ -212,6 +216,17 @@ fn install_panic_hook() {
 /// paused (it advances when every task waits), openraft's random numbers seeded from
 /// `seed`, everything else drawn from one generator seeded with it.
 pub fn run(seed: u64, config: &SimConfig) -> Report {
+    run_with(seed, || simulate(seed, config))
+}
+
+/// Runs the simulation `body` makes for `seed` as [`run`] runs its own: on this thread, on
+/// a current-thread tokio runtime with time paused, openraft's random numbers seeded from
+/// `seed`; a panic inside is a violation.
+pub fn run_with<F, Fut>(seed: u64, body: F) -> Report
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Report>,
+{
     install_panic_hook();
     IN_SIM.set(true);
     PANICS.with(|p| p.borrow_mut().clear());
@@ -222,7 +237,7 @@ pub fn run(seed: u64, config: &SimConfig) -> Report {
             .start_paused(true)
             .build()
             .expect("a current-thread runtime builds");
-        rt.block_on(simulate(seed, config))
+        rt.block_on(body())
     }));
     IN_SIM.set(false);
     let panics = PANICS.with(|p| std::mem::take(&mut *p.borrow_mut()));
@@ -302,6 +317,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> Report {
     let workload = Workload {
         clients: config.clients,
         stale_reads: config.bug == Some(Bug::StaleReads),
+        early_reads: config.bug == Some(Bug::EarlyReads),
         cluster: cluster.clone(),
         rng: rng.clone(),
         log: log.clone(),

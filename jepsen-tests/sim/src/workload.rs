@@ -10,18 +10,29 @@
 //!   a write with any other outcome (a timeout, "forward to leader", the replica stopped) is
 //!   indeterminate: a leader that steps down with the entry in flight answers "forward to
 //!   leader" too, and its successor may still commit it;
-//! - a read is `raft.ensure_linearizable()`, then the value in that replica's applied
-//!   registry (0 while the role has no weight); a read that fails is dropped.
+//! - a read is confirmed one of two ways, drawn per read, then answered with the value in
+//!   that replica's applied registry (0 while the role has no weight); a read that fails
+//!   is dropped:
+//!   - the read index: `raft.ensure_linearizable()` (a quorum round);
+//!   - the master's own way (`agora_master::quorum::view_of`, as `/state`, `GetState` and
+//!     reconciliation serve): the replica leads, holds its lease (a majority accepted an
+//!     append of its term within the lease, on the virtual clock), and has applied an
+//!     entry of its own term.
 //!
 //! A paused replica keeps a client's call waiting until it resumes; a crashed one is not
 //! called (the client picks another). Each call times out after 1 s.
 //!
-//! The deliberate bug [`Workload::stale_reads`]: a replica that believes it leads answers
-//! a read from its registry at once, without `ensure_linearizable`.
+//! The deliberate bugs: [`Workload::stale_reads`], a replica that believes it leads answers
+//! a read from its registry at once, without `ensure_linearizable` or its lease;
+//! [`Workload::early_reads`], the master's way as it was before the fix of "a new leader
+//! served reads before applying the previous term's entries" (leading by openraft's
+//! metrics: no lease, no entry of its own term applied).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use agora_master::config::RaftTiming;
+use agora_master::quorum::{view_of, ServingChecks};
 use agora_master::store::RegistryMachine;
 use agora_raft_store::NodeId;
 use agora_registry::{Command, CommandBatch};
@@ -55,8 +66,9 @@ pub struct History {
 #[derive(Clone)]
 pub struct Workload {
     pub clients: u64,
-    /// The deliberate bug (module docs).
+    /// The deliberate bugs (module docs).
     pub stale_reads: bool,
+    pub early_reads: bool,
     pub cluster: Cluster<RegistryMachine>,
     pub rng: SimRng,
     pub log: EventLog,
@@ -206,14 +218,43 @@ impl Workload {
     }
 
     async fn read(&self, node: NodeId, register: u64, guess: &mut Option<NodeId>) -> Outcome {
-        let Some((generation, raft, machine)) = self.cluster.node(node) else {
+        let (Some((generation, raft, machine)), Some(contacts)) =
+            (self.cluster.node(node), self.cluster.contacts(node))
+        else {
             *guess = None;
             return Outcome::NotSent;
         };
         let net = self.cluster.net().clone();
         let stale = self.stale_reads;
+        let by_lease = self.rng.chance(0.5);
+        let checks = if self.early_reads {
+            ServingChecks::NONE
+        } else {
+            ServingChecks::ALL
+        };
         let call = async {
             net.wait_resumed(node).await;
+            if by_lease && !stale {
+                let view = view_of(
+                    &raft.metrics().borrow(),
+                    node,
+                    &contacts,
+                    RaftTiming::default().lease(),
+                    checks,
+                );
+                return if view.is_leader {
+                    Ok(None)
+                } else {
+                    Err(RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(
+                            openraft::error::ForwardToLeader {
+                                leader_id: view.leader_id,
+                                leader_node: None,
+                            },
+                        ),
+                    ))
+                };
+            }
             if stale {
                 let leads = raft.metrics().borrow().state == ServerState::Leader;
                 return if leads {

@@ -1,0 +1,247 @@
+//! Scripted runs: a failover race set up on purpose, step by step, instead of waited for
+//! among random faults. Each is deterministic for its seed (message delays and fsync times
+//! still come from it) and checked as a random run is.
+//!
+//! [`new_leader_reads`]: **a new leader that serves reads before it has applied the
+//! previous term's entries.** The race the fault-injection harness found in issue 5: a
+//! reconciliation answered "unknown task" for a task that was launched. The leader
+//! acknowledges a write whose entry both followers hold, but neither has heard that it was
+//! committed (the leader's messages to them are cut the moment they hold it); the leader
+//! dies; one follower is elected. Until it commits an entry of its own term it does not
+//! know the write was committed and has not applied it. Readers poll both followers every
+//! millisecond through the master's read path (`agora_master::quorum::view_of`) with the
+//! given checks, and every read they are served must see the write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_master::config::RaftTiming;
+use agora_master::quorum::{view_of, ServingChecks};
+use agora_master::store::RegistryMachine;
+use agora_raft_store::NodeId;
+use agora_registry::{Command, CommandBatch};
+use jepsen_tests::linearizable::{self, Op, OpKind, Outcome};
+use jepsen_tests::register::{key, value_of, weight_of};
+use tokio::time::Instant;
+
+use crate::check::Checker;
+use crate::cluster::{name, Cluster};
+use crate::disk::DiskSettings;
+use crate::events::EventLog;
+use crate::net::Conditions;
+use crate::rng::SimRng;
+use crate::sim::{run_with, Figures, Report, SimConfig};
+
+/// Reads served after the write, then the run ends.
+const READS: usize = 20;
+
+/// The race of the module docs, with the reads served under `checks`
+/// (`ServingChecks::ALL` is the master's; none is the code before the fix).
+pub fn new_leader_reads(seed: u64, checks: ServingChecks) -> Report {
+    run_with(seed, || new_leader_reads_run(seed, checks))
+}
+
+async fn new_leader_reads_run(seed: u64, checks: ServingChecks) -> Report {
+    let log = EventLog::new(true);
+    log.line(
+        "sim",
+        format_args!(
+            "seed {seed}: scenario new-leader-reads, checks: lease {}, own term applied {}",
+            checks.lease, checks.own_term_applied
+        ),
+    );
+    let rng = SimRng::new(seed);
+    let checker = Checker::new(log.clone());
+    let config = Arc::new(
+        SimConfig::default()
+            .raft_config()
+            .validate()
+            .expect("the simulation's openraft configuration is valid"),
+    );
+    let cluster: Cluster<RegistryMachine> = Cluster::new(
+        3,
+        config,
+        DiskSettings::default(),
+        rng,
+        log.clone(),
+        checker.clone(),
+    );
+    cluster.net().set_conditions(Conditions::default());
+    for &id in cluster.ids() {
+        cluster.start(id).await;
+    }
+    cluster.initialize().await;
+    let mut ops = Vec::new();
+    if let Err(e) = race(&cluster, &log, checks, &mut ops).await {
+        checker.violation(format!("scenario: {e}"));
+    }
+    let c = linearizable::check(&ops, 0, linearizable::DEFAULT_BUDGET);
+    match c.outcome {
+        Outcome::Linearizable => {}
+        Outcome::NotLinearizable(v) => {
+            checker.violation(format!("linearizable: {}: {}", key(0), v.explanation))
+        }
+        Outcome::Undecided { reason } => {
+            checker.violation(format!("linearizable: {}: undecided: {reason}", key(0)))
+        }
+    }
+    for &id in cluster.ids() {
+        if let Some((_, raft, _)) = cluster.node(id) {
+            let _ = raft.shutdown().await;
+        }
+    }
+    let reads = ops.iter().filter(|o| o.kind == OpKind::Read).count() as u64;
+    let violations = checker.violations();
+    log.line(
+        "sim",
+        format_args!("end: {reads} reads, {} violations", violations.len()),
+    );
+    Report {
+        seed,
+        violations,
+        log: log.text(),
+        figures: Figures {
+            writes_acked: 1,
+            reads,
+            ..Figures::default()
+        },
+    }
+}
+
+/// Whether `node` serves reads under `checks`, as the master decides it.
+fn serves(cluster: &Cluster<RegistryMachine>, node: NodeId, checks: ServingChecks) -> bool {
+    let (Some((_, raft, _)), Some(contacts)) = (cluster.node(node), cluster.contacts(node)) else {
+        return false;
+    };
+    let m = raft.metrics();
+    let view = view_of(
+        &m.borrow(),
+        node,
+        &contacts,
+        RaftTiming::default().lease(),
+        checks,
+    );
+    view.is_leader
+}
+
+async fn race(
+    cluster: &Cluster<RegistryMachine>,
+    log: &EventLog,
+    checks: ServingChecks,
+    ops: &mut Vec<Op>,
+) -> Result<(), String> {
+    // A leader that serves (under every check: it has committed its term's first entry).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        if let Some(l) = cluster
+            .leader()
+            .filter(|&l| serves(cluster, l, ServingChecks::ALL))
+        {
+            break l;
+        }
+        if Instant::now() >= deadline {
+            return Err("no leader within 10 s of the start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let followers: Vec<NodeId> = cluster
+        .ids()
+        .iter()
+        .copied()
+        .filter(|&n| n != leader)
+        .collect();
+    let (_, raft, _) = cluster.node(leader).ok_or("the leader stopped")?;
+    let before = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let value = 1;
+    let invoke_ms = log.now_ms();
+    log.line(
+        "c0",
+        format_args!("write {} {value} via {}", key(0), name(leader)),
+    );
+    let command = CommandBatch::one(Command::SetWeight {
+        role: key(0),
+        weight: weight_of(value),
+    });
+    let write = tokio::spawn(async move { raft.client_write(command).await });
+    // The moment both followers hold the entry, the leader's messages to them are cut:
+    // their acceptances still reach it (it commits and acknowledges), its commit index
+    // never reaches them.
+    for &f in &followers {
+        let (_, fr, _) = cluster.node(f).ok_or("a follower stopped")?;
+        let mut rx = fr.metrics();
+        rx.wait_for(|m| m.last_log_index.unwrap_or(0) > before)
+            .await
+            .map_err(|_| format!("{} stopped", name(f)))?;
+    }
+    cluster
+        .net()
+        .cut(followers.iter().map(|&f| (leader, f)).collect::<Vec<_>>());
+    log.line(
+        "sim",
+        format_args!(
+            "both followers hold index {}: {}'s messages to them cut",
+            before + 1,
+            name(leader)
+        ),
+    );
+    let resp = tokio::time::timeout(Duration::from_secs(5), write)
+        .await
+        .map_err(|_| "the write was not acknowledged within 5 s".to_string())?
+        .map_err(|e| format!("the write's task failed: {e}"))?
+        .map_err(|e| format!("the write failed: {e}"))?;
+    let complete_ms = log.now_ms();
+    log.line(
+        "c0",
+        format_args!("write {} {value} ok at {}", key(0), resp.log_id),
+    );
+    ops.push(Op {
+        kind: OpKind::Write,
+        value,
+        invoke_ms,
+        complete_ms: Some(complete_ms),
+        client: format!("c0 via {}", name(leader)),
+    });
+    cluster.crash(leader).await;
+    // Readers poll the followers every millisecond; each read a replica serves is recorded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ops.len() <= READS {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} reads served within 5 s of the leader's crash",
+                ops.len() - 1
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for &f in &followers {
+            if !serves(cluster, f, checks) {
+                continue;
+            }
+            let Some((_, _, machine)) = cluster.node(f) else {
+                continue;
+            };
+            let (read, applied) = machine.read(|m, i| {
+                (
+                    m.0.weights().get(&key(0)).map_or(0, |w| value_of(*w)),
+                    i.unwrap_or(0),
+                )
+            });
+            let now = log.now_ms();
+            log.line(
+                "r0",
+                format_args!(
+                    "read {} {read} from {} (applied {applied})",
+                    key(0),
+                    name(f)
+                ),
+            );
+            ops.push(Op {
+                kind: OpKind::Read,
+                value: read,
+                invoke_ms: now,
+                complete_ms: Some(now),
+                client: format!("r0 via {}", name(f)),
+            });
+        }
+    }
+    Ok(())
+}
