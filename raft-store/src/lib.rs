@@ -13,6 +13,9 @@
 //! persisted. Every flush goes through one [`flusher`] thread, which batches whatever has been
 //! written since the last flush into one fsync (group commit) and never runs two flushes at
 //! once (sled 0.34 can deadlock on concurrent `flush_async`).
+//! The vote reads back uncommitted after a restart ([`LogStore`]'s `read_vote`), so a
+//! restarted leader wins a new term before it leads again (openraft 0.9 would otherwise
+//! resume it at once, with the lazily persisted committed index as the floor of its reads).
 //!
 //! The state machine lives in memory. It is made durable by snapshots (a file written whole,
 //! fsynced and renamed into place: rewritten every few thousand entries, half a megabyte and

@@ -236,8 +236,22 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
         Ok(())
     }
 
+    /// The saved vote, handed back *not committed*. openraft 0.9 restores a replica whose
+    /// saved vote is a committed vote for itself as leader at once, in the same term,
+    /// without an election or an entry of its own (its "fast path"; openraft#1511). Such a
+    /// leader's reads start from the committed index it reads back, which lags (it is
+    /// persisted with the next flush, [`LogStore::save_committed`]), and its state machine
+    /// may lack writes it acknowledged before the crash: the deterministic simulator's
+    /// scenario `restarted-leader-reads` shows the stale read. Read back uncommitted, the
+    /// vote still refuses the same candidates (leader ids are ordered by term and node id
+    /// first), and the replica must win a new term, whose blank entry commits everything
+    /// before it, before it leads again.
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        Ok(self.get_meta(VOTE)?)
+        let vote: Option<Vote<NodeId>> = self.get_meta(VOTE)?;
+        Ok(vote.map(|mut v| {
+            v.committed = false;
+            v
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {

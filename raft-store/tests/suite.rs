@@ -77,6 +77,23 @@ fn entry(index: u64, payload: EntryPayload<C>) -> Entry<C> {
     }
 }
 
+/// A leader's committed vote for itself comes back uncommitted: openraft 0.9 would
+/// otherwise resume it as leader at once, reading from a committed index that lags
+/// (`read_vote`'s docs).
+#[tokio::test]
+async fn a_committed_vote_is_read_back_uncommitted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open::<Counters>(dir.path()).unwrap();
+        log.save_vote(&Vote::new_committed(7, 2)).await.unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(7, 2)));
+    }
+    let (mut log, _sm) = open::<Counters>(dir.path()).unwrap();
+    let vote = log.read_vote().await.unwrap().expect("a vote");
+    assert_eq!(vote, Vote::new(7, 2));
+    assert!(!vote.is_committed());
+}
+
 #[tokio::test]
 async fn vote_and_log_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,8 +7,12 @@
 //!   commit), then calls the callbacks;
 //! - a vote and a truncation are durable before `save_vote`/`truncate` return (they wait
 //!   for a flush of everything written before them);
-//! - the committed index is durable before `save_committed` returns (raft-store leaves it
-//!   to the next flush: [`DiskSettings::lazy_committed`] models that, and what it costs);
+//! - the committed index reaches the disk with the next flush, as in raft-store
+//!   ([`DiskSettings::lazy_committed`]; off, it is durable before `save_committed`
+//!   returns);
+//! - the vote reads back uncommitted, as in raft-store, so that openraft 0.9 never
+//!   resumes a restarted leader without an election ([`DiskSettings::restore_leader`]
+//!   turns that off: raft-store before the fix);
 //! - purges reach the disk with the next flush;
 //! - a snapshot is durable once built or installed (raft-store writes it to a file whole,
 //!   fsyncs and renames it).
@@ -68,10 +72,14 @@ pub struct DiskSettings {
     /// The deliberate bug: acknowledge appends and votes before they are durable.
     pub lying: bool,
     /// Leave the committed index to the next flush, as `agora-raft-store` does, instead
-    /// of making it durable before `save_committed` returns. With it, openraft 0.9 lets a
-    /// leader restarted before its followers elect another serve a stale linearizable
-    /// read (docs/reliability.md, "Deterministic simulation").
+    /// of making it durable before `save_committed` returns.
     pub lazy_committed: bool,
+    /// The deliberate bug: hand the vote back as saved, committed flag included (raft-store
+    /// before its `read_vote` fix). openraft 0.9 then resumes a leader restarted before its
+    /// followers elect another at once, in the same term, reading from the committed index
+    /// it read back, which may lag what it acknowledged: a stale read
+    /// (`scenario::restarted_leader_reads`).
+    pub restore_leader: bool,
 }
 
 impl Default for DiskSettings {
@@ -79,7 +87,8 @@ impl Default for DiskSettings {
         DiskSettings {
             fsync_ms: (0, 2),
             lying: false,
-            lazy_committed: false,
+            lazy_committed: true,
+            restore_leader: false,
         }
     }
 }
@@ -554,7 +563,14 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for MemLog<M> {
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        Ok(self.disk.check(self.generation)?.live.vote)
+        let vote = self.disk.check(self.generation)?.live.vote;
+        if self.disk.settings.restore_leader {
+            return Ok(vote);
+        }
+        Ok(vote.map(|mut v| {
+            v.committed = false;
+            v
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {

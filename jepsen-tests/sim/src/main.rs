@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use agora_master::quorum::ServingChecks;
+use agora_sim::disk::DiskSettings;
 use agora_sim::{Bug, Faults, Report, SimConfig};
 use clap::Parser;
 
@@ -42,13 +43,13 @@ struct Args {
     /// partition, net), comma-separated.
     #[arg(long, default_value = "all")]
     nemesis: Faults,
-    /// A deliberate bug (lying-disk, stale-reads, early-reads): the run must then fail.
+    /// A deliberate bug (lying-disk, stale-reads, early-reads, restore-leader): the run must then fail.
     #[arg(long)]
     bug: Option<Bug>,
-    /// Leave the committed index to the next flush, as raft-store does (else it is durable
-    /// before openraft applies the entries it commits).
+    /// Make the committed index durable before openraft applies the entries it commits
+    /// (else it reaches the disk with the next flush, as in raft-store).
     #[arg(long)]
-    lazy_committed: bool,
+    eager_committed: bool,
     /// Entries between snapshots.
     #[arg(long, default_value_t = 200)]
     snapshot_every: u64,
@@ -59,7 +60,8 @@ struct Args {
     #[arg(long)]
     verbose: bool,
     /// Run a scripted failover race instead of random faults: `new-leader-reads` (with
-    /// `--bug early-reads`, the master's read path before its fix).
+    /// `--bug early-reads`, the master's read path before its fix) or
+    /// `restarted-leader-reads` (with `--bug restore-leader`, raft-store before its fix).
     #[arg(long, requires = "seed")]
     scenario: Option<String>,
     /// Run --seed this many times and check that the event logs are identical.
@@ -79,9 +81,9 @@ fn main() {
     if let Some(s) = args
         .scenario
         .as_deref()
-        .filter(|s| *s != "new-leader-reads")
+        .filter(|s| !["new-leader-reads", "restarted-leader-reads"].contains(s))
     {
-        eprintln!("--scenario {s}: the scenarios are new-leader-reads");
+        eprintln!("--scenario {s}: the scenarios are new-leader-reads and restarted-leader-reads");
         std::process::exit(2);
     }
     if let Some(filter) = &args.trace {
@@ -103,7 +105,7 @@ fn main() {
         bug: args.bug,
         verbose: args.verbose,
         snapshot_every: args.snapshot_every,
-        lazy_committed: args.lazy_committed,
+        lazy_committed: !args.eager_committed,
         ..SimConfig::default()
     };
     let ok = match args.seed {
@@ -131,6 +133,13 @@ fn summary(r: &Report) -> String {
 /// One run of `seed`: the random one `config` describes, or `--scenario`.
 fn run_one(seed: u64, config: &SimConfig, args: &Args) -> Report {
     match args.scenario.as_deref() {
+        Some("restarted-leader-reads") => agora_sim::scenario::restarted_leader_reads(
+            seed,
+            DiskSettings {
+                restore_leader: config.bug == Some(Bug::RestoreLeader),
+                ..DiskSettings::default()
+            },
+        ),
         Some(_) => {
             let checks = if config.bug == Some(Bug::EarlyReads) {
                 ServingChecks::NONE

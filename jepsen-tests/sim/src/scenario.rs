@@ -11,6 +11,17 @@
 //! know the write was committed and has not applied it. Readers poll both followers every
 //! millisecond through the master's read path (`agora_master::quorum::view_of`) with the
 //! given checks, and every read they are served must see the write.
+//!
+//! [`restarted_leader_reads`]: **a leader restarted before anyone else is elected.** The
+//! leader acknowledges a write and crashes before its committed index reaches its disk
+//! (raft-store persists it with the next flush); it is restarted at once. openraft 0.9
+//! resumes a replica whose saved vote is a committed vote for itself as leader, in the same
+//! term, without an election, and takes the committed index it reads back as the floor of
+//! its linearizable reads. Readers poll every replica every millisecond through the read
+//! index (`get_read_log_id`, then the replica's machine once it has applied that far), and
+//! every read they are served must see the write. raft-store's `read_vote` hands the vote
+//! back uncommitted, so the restarted replica must win a new term first; the disk's
+//! [`DiskSettings::restore_leader`] is the code before that fix.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,14 +53,26 @@ pub fn new_leader_reads(seed: u64, checks: ServingChecks) -> Report {
 }
 
 async fn new_leader_reads_run(seed: u64, checks: ServingChecks) -> Report {
-    let log = EventLog::new(true);
-    log.line(
-        "sim",
-        format_args!(
-            "seed {seed}: scenario new-leader-reads, checks: lease {}, own term applied {}",
-            checks.lease, checks.own_term_applied
-        ),
+    let what = format!(
+        "new-leader-reads, checks: lease {}, own term applied {}",
+        checks.lease, checks.own_term_applied
     );
+    let (cluster, checker, log) = setup(seed, &what, DiskSettings::default()).await;
+    let mut ops = Vec::new();
+    if let Err(e) = race(&cluster, &log, checks, &mut ops).await {
+        checker.violation(format!("scenario: {e}"));
+    }
+    finish(seed, cluster, checker, log, &ops).await
+}
+
+/// Starts three replicas on disks with `disk` and initializes them.
+async fn setup(
+    seed: u64,
+    what: &str,
+    disk: DiskSettings,
+) -> (Cluster<RegistryMachine>, Checker, EventLog) {
+    let log = EventLog::new(true);
+    log.line("sim", format_args!("seed {seed}: scenario {what}"));
     let rng = SimRng::new(seed);
     let checker = Checker::new(log.clone());
     let config = Arc::new(
@@ -58,24 +81,25 @@ async fn new_leader_reads_run(seed: u64, checks: ServingChecks) -> Report {
             .validate()
             .expect("the simulation's openraft configuration is valid"),
     );
-    let cluster: Cluster<RegistryMachine> = Cluster::new(
-        3,
-        config,
-        DiskSettings::default(),
-        rng,
-        log.clone(),
-        checker.clone(),
-    );
+    let cluster: Cluster<RegistryMachine> =
+        Cluster::new(3, config, disk, rng, log.clone(), checker.clone());
     cluster.net().set_conditions(Conditions::default());
     for &id in cluster.ids() {
         cluster.start(id).await;
     }
     cluster.initialize().await;
-    let mut ops = Vec::new();
-    if let Err(e) = race(&cluster, &log, checks, &mut ops).await {
-        checker.violation(format!("scenario: {e}"));
-    }
-    let c = linearizable::check(&ops, 0, linearizable::DEFAULT_BUDGET);
+    (cluster, checker, log)
+}
+
+/// Checks register 0's history, stops the replicas, and reports.
+async fn finish(
+    seed: u64,
+    cluster: Cluster<RegistryMachine>,
+    checker: Checker,
+    log: EventLog,
+    ops: &[Op],
+) -> Report {
+    let c = linearizable::check(ops, 0, linearizable::DEFAULT_BUDGET);
     match c.outcome {
         Outcome::Linearizable => {}
         Outcome::NotLinearizable(v) => {
@@ -108,6 +132,148 @@ async fn new_leader_reads_run(seed: u64, checks: ServingChecks) -> Report {
     }
 }
 
+/// A leader that serves (under every check: it has committed its term's first entry).
+async fn serving_leader(cluster: &Cluster<RegistryMachine>) -> Result<NodeId, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(l) = cluster
+            .leader()
+            .filter(|&l| serves(cluster, l, ServingChecks::ALL))
+        {
+            return Ok(l);
+        }
+        if Instant::now() >= deadline {
+            return Err("no leader within 10 s of the start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The race of [`restarted_leader_reads`] on disks with `disk` (its
+/// [`DiskSettings::restore_leader`] on: the code before the fix).
+pub fn restarted_leader_reads(seed: u64, disk: DiskSettings) -> Report {
+    run_with(seed, || async move {
+        let what = format!(
+            "restarted-leader-reads, vote read back {}",
+            if disk.restore_leader {
+                "as saved (committed)"
+            } else {
+                "uncommitted"
+            }
+        );
+        // Flushes take 2-4 ms, so that the committed index is still on its way to the
+        // disk when the leader crashes (a crash keeps a random prefix of what is pending).
+        let disk = DiskSettings {
+            fsync_ms: (2, 4),
+            ..disk
+        };
+        let (cluster, checker, log) = setup(seed, &what, disk).await;
+        let mut ops = Vec::new();
+        if let Err(e) = restart_race(&cluster, &log, &mut ops).await {
+            checker.violation(format!("scenario: {e}"));
+        }
+        finish(seed, cluster, checker, log, &ops).await
+    })
+}
+
+async fn restart_race(
+    cluster: &Cluster<RegistryMachine>,
+    log: &EventLog,
+    ops: &mut Vec<Op>,
+) -> Result<(), String> {
+    let leader = serving_leader(cluster).await?;
+    let (_, raft, _) = cluster.node(leader).ok_or("the leader stopped")?;
+    let value = 1;
+    let invoke_ms = log.now_ms();
+    log.line(
+        "c0",
+        format_args!("write {} {value} via {}", key(0), name(leader)),
+    );
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        raft.client_write(CommandBatch::one(Command::SetWeight {
+            role: key(0),
+            weight: weight_of(value),
+        })),
+    )
+    .await
+    .map_err(|_| "the write was not acknowledged within 5 s".to_string())?
+    .map_err(|e| format!("the write failed: {e}"))?;
+    let complete_ms = log.now_ms();
+    log.line(
+        "c0",
+        format_args!("write {} {value} ok at {}", key(0), resp.log_id),
+    );
+    ops.push(Op {
+        kind: OpKind::Write,
+        value,
+        invoke_ms,
+        complete_ms: Some(complete_ms),
+        client: format!("c0 via {}", name(leader)),
+    });
+    // The moment it is acknowledged, the leader crashes (its committed index not yet on
+    // its disk) and is started again.
+    cluster.crash(leader).await;
+    cluster.start(leader).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ops.len() <= READS {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} reads served within 5 s of the leader's restart",
+                ops.len() - 1
+            ));
+        }
+        // A millisecond first: a read invoked in the millisecond the write was
+        // acknowledged counts as concurrent with it.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for &n in cluster.ids() {
+            let Some((generation, raft, machine)) = cluster.node(n) else {
+                continue;
+            };
+            let invoke_ms = log.now_ms();
+            let read = async {
+                let (read_log_id, _) = raft.get_read_log_id().await.ok()?;
+                machine
+                    .applied(read_log_id.map_or(0, |l| l.index))
+                    .await
+                    .ok()?;
+                Some(read_log_id)
+            };
+            let Ok(Some(read_log_id)) = tokio::time::timeout(Duration::from_secs(1), read).await
+            else {
+                continue;
+            };
+            if cluster.node(n).map(|(g, _, _)| g) != Some(generation) {
+                continue;
+            }
+            let (value, applied) = machine.read(|m, i| {
+                (
+                    m.0.weights().get(&key(0)).map_or(0, |w| value_of(*w)),
+                    i.unwrap_or(0),
+                )
+            });
+            let now = log.now_ms();
+            log.line(
+                "r0",
+                format_args!(
+                    "read {} {value} from {} (read index {}, applied {applied})",
+                    key(0),
+                    name(n),
+                    read_log_id.map_or(0, |l| l.index)
+                ),
+            );
+            ops.push(Op {
+                kind: OpKind::Read,
+                value,
+                invoke_ms,
+                complete_ms: Some(now),
+                client: format!("r0 via {}", name(n)),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Whether `node` serves reads under `checks`, as the master decides it.
 fn serves(cluster: &Cluster<RegistryMachine>, node: NodeId, checks: ServingChecks) -> bool {
     let (Some((_, raft, _)), Some(contacts)) = (cluster.node(node), cluster.contacts(node)) else {
@@ -130,20 +296,7 @@ async fn race(
     checks: ServingChecks,
     ops: &mut Vec<Op>,
 ) -> Result<(), String> {
-    // A leader that serves (under every check: it has committed its term's first entry).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let leader = loop {
-        if let Some(l) = cluster
-            .leader()
-            .filter(|&l| serves(cluster, l, ServingChecks::ALL))
-        {
-            break l;
-        }
-        if Instant::now() >= deadline {
-            return Err("no leader within 10 s of the start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let leader = serving_leader(cluster).await?;
     let followers: Vec<NodeId> = cluster
         .ids()
         .iter()

@@ -34,16 +34,25 @@ pub enum Bug {
     /// Reads the master's way are served by whoever openraft's metrics say leads, before
     /// it has applied an entry of its own term (the master before the fix of that race).
     EarlyReads,
+    /// The disk hands back a leader's committed vote as saved, so openraft resumes a
+    /// restarted leader without an election ([`DiskSettings::restore_leader`]).
+    RestoreLeader,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [Bug::LyingDisk, Bug::StaleReads, Bug::EarlyReads];
+    pub const ALL: [Bug; 4] = [
+        Bug::LyingDisk,
+        Bug::StaleReads,
+        Bug::EarlyReads,
+        Bug::RestoreLeader,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Bug::LyingDisk => "lying-disk",
             Bug::StaleReads => "stale-reads",
             Bug::EarlyReads => "early-reads",
+            Bug::RestoreLeader => "restore-leader",
         }
     }
 }
@@ -56,7 +65,7 @@ impl fmt::Display for Bug {
 
 /// A `--bug` that names none.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug {0:?} (lying-disk, stale-reads, early-reads)")]
+#[error("unknown bug {0:?} (lying-disk, stale-reads, early-reads, restore-leader)")]
 pub struct UnknownBug(String);
 
 impl FromStr for Bug {
@@ -89,7 +98,7 @@ pub struct SimConfig {
     /// How long after the final heal a write must commit, and the replicas agree.
     pub recovery_bound: Duration,
     /// Leave the committed index to the next flush, as raft-store does
-    /// ([`DiskSettings::lazy_committed`]).
+    /// ([`DiskSettings::lazy_committed`]; the default).
     pub lazy_committed: bool,
 }
 
@@ -104,7 +113,7 @@ impl Default for SimConfig {
             verbose: false,
             snapshot_every: 200,
             recovery_bound: Duration::from_secs(10),
-            lazy_committed: false,
+            lazy_committed: true,
         }
     }
 }
@@ -129,8 +138,8 @@ impl SimConfig {
         if let Some(bug) = self.bug {
             cmd += &format!(" --bug {bug}");
         }
-        if self.lazy_committed {
-            cmd += " --lazy-committed";
+        if !self.lazy_committed {
+            cmd += " --eager-committed";
         }
         if self.snapshot_every != default.snapshot_every {
             cmd += &format!(" --snapshot-every {}", self.snapshot_every);
@@ -269,9 +278,9 @@ async fn simulate(seed: u64, config: &SimConfig) -> Report {
             config.faults,
             config.bug.map_or("none", Bug::name),
             if config.lazy_committed {
-                ", committed index flushed lazily"
-            } else {
                 ""
+            } else {
+                ", committed index durable before it is applied"
             }
         ),
     );
@@ -285,6 +294,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> Report {
     let disk = DiskSettings {
         lying: config.bug == Some(Bug::LyingDisk),
         lazy_committed: config.lazy_committed,
+        restore_leader: config.bug == Some(Bug::RestoreLeader),
         ..DiskSettings::default()
     };
     let cluster: Cluster<RegistryMachine> = Cluster::new(

@@ -145,3 +145,36 @@ fn a_new_leader_serves_no_read_before_applying_the_previous_terms_entries() {
         }
     }
 }
+
+/// What the simulation found in raft-store (`agora_sim::scenario::restarted_leader_reads`):
+/// openraft 0.9 resumed a leader restarted before anyone else was elected at once, in the
+/// same term, with the committed index it read back (persisted lazily, so behind what it
+/// had acknowledged) as the floor of its reads. With the disk handing the vote back as
+/// saved (raft-store before the fix), some of seeds 1-30 serve a stale read; with the vote
+/// read back uncommitted, as raft-store now does, the restarted replica wins a new term
+/// first and none does.
+#[test]
+fn a_restarted_leader_serves_no_read_before_it_wins_a_new_term() {
+    use agora_sim::disk::DiskSettings;
+    use agora_sim::scenario::restarted_leader_reads;
+    let before_the_fix = DiskSettings {
+        restore_leader: true,
+        ..DiskSettings::default()
+    };
+    let mut caught = Vec::new();
+    for seed in 1..=30 {
+        let r = restarted_leader_reads(seed, before_the_fix.clone());
+        if !r.passed() {
+            assert!(
+                r.violations.len() == 1 && r.violations[0].starts_with("linearizable: reg-0"),
+                "seed {seed}: {:#?}",
+                r.violations
+            );
+            caught.push(seed);
+        }
+        let r = restarted_leader_reads(seed, DiskSettings::default());
+        assert_passed(&r);
+        assert!(r.figures.reads >= 20, "{:?}", r.figures);
+    }
+    assert!(!caught.is_empty(), "no stale read before the fix");
+}
