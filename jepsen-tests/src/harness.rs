@@ -447,11 +447,30 @@ impl Run {
         args.extend(
             agora_test_cluster::pki::pki().master_flags(id, &host.addr(MASTER_PORT).to_string()),
         );
-        let env = if faulty {
+        let mut env = if faulty {
             vec![("AGORA_FAULTS".into(), self.opts.master_faults.join(","))]
         } else {
             Vec::new()
         };
+        // Its clocks through libfaketime, offset by what its file says (the clock-jump
+        // fault writes it; libfaketime reads it again every second).
+        if let (true, Some(lib)) = (
+            self.opts.faults.contains(&Fault::ClockJump),
+            faketime_library(),
+        ) {
+            let file = self.clock_file(id);
+            if !file.exists() {
+                let _ = std::fs::write(&file, "+0\n");
+            }
+            env.push(("LD_PRELOAD".into(), lib.display().to_string()));
+            env.push(("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()));
+            env.push(("FAKETIME_CACHE_DURATION".into(), "1".into()));
+            // Only the wall clock: Linux's monotonic clock is never stepped (NTP slews it),
+            // and the leader's lease and Raft's timers count on that (and on rates within
+            // 10%, `quorum::holds_lease`). Wall-clock steps are what hosts see (an NTP
+            // step, an operator's `date`), and what `now_ms` in registry commands reads.
+            env.push(("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()));
+        }
         Proc {
             name: format!("m{id}"),
             log: self.dir.join("logs").join(format!("m{id}.log")),
@@ -462,6 +481,19 @@ impl Run {
             child: None,
             paused: false,
         }
+    }
+
+    /// Master `id`'s libfaketime offset file.
+    fn clock_file(&self, id: u64) -> PathBuf {
+        self.dir.join("clock").join(format!("m{id}"))
+    }
+
+    /// Sets master `idx`'s clock offset (libfaketime's format: "+5", "-3", "+0").
+    fn set_clock(&self, idx: usize, offset: &str) -> Result<(), HarnessError> {
+        let id = self.masters.lock().unwrap()[idx].id;
+        let file = self.clock_file(id);
+        std::fs::write(&file, format!("{offset}\n"))
+            .map_err(io(format!("writing {}", file.display())))
     }
 
     fn masters_list(&self) -> String {
@@ -869,6 +901,24 @@ impl Run {
                 Active::FrameworkKilled(i)
             }
             Fault::Membership => return self.replace_master(step).await.map(Some),
+            Fault::ClockJump => {
+                // Half the jumps hit the leader (when one is known), the rest any master;
+                // 1 s to 5 min, forward or back, all from the step's pick.
+                let idx = match leader {
+                    Some((idx, _)) if pick.is_multiple_of(2) => idx,
+                    _ => (pick / 2) % n,
+                };
+                let secs = [1, 5, 30, 120, 300][(pick / 16) % 5];
+                let offset = if (pick / 128).is_multiple_of(2) {
+                    format!("+{secs}")
+                } else {
+                    format!("-{secs}")
+                };
+                let target = masters[idx].clone();
+                self.start_event(step, &[target.clone(), format!("{offset}s")]);
+                self.set_clock(idx, &offset)?;
+                Active::ClockSet(idx, vec![target])
+            }
         };
         Ok(Some(active))
     }
@@ -909,6 +959,10 @@ impl Run {
             Active::FrameworkKilled(i) => {
                 self.restart_workload(i)?;
                 vec![self.frameworks[i].name.clone()]
+            }
+            Active::ClockSet(idx, t) => {
+                self.set_clock(idx, "+0")?;
+                t
             }
             Active::Done(t) => t,
         };
@@ -1075,7 +1129,24 @@ enum Active {
     Cut(Vec<String>),
     AgentKilled(usize),
     FrameworkKilled(usize),
+    /// A master's clock offset (by index), set back to +0 when healed.
+    ClockSet(usize, Vec<String>),
     Done(Vec<String>),
+}
+
+/// Where Debian's libfaketime may be.
+const FAKETIME_LIBRARIES: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
+
+/// libfaketime's library, if installed.
+fn faketime_library() -> Option<PathBuf> {
+    FAKETIME_LIBRARIES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// Runs one fault-injection run and checks it. `interrupted` stops it early (the run is
@@ -1096,7 +1167,13 @@ pub async fn run(opts: Options, interrupted: Arc<AtomicBool>) -> Result<Outcome,
         .canonicalize()
         .map_err(io(format!("resolving {}", opts.out.display())))?;
     let dir = out.join(format!("{}-seed{}", start_unix_ms / 1000, opts.seed));
-    for sub in ["logs", "history", "nodes", "markers"] {
+    if opts.faults.contains(&Fault::ClockJump) && faketime_library().is_none() {
+        return Err(HarnessError::Setup(format!(
+            "the clock-jump fault needs libfaketime (Debian: apt-get install libfaketime); looked for {}",
+            FAKETIME_LIBRARIES.join(", ")
+        )));
+    }
+    for sub in ["logs", "history", "nodes", "markers", "clock"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(io(format!("creating {}", dir.display())))?;
     }

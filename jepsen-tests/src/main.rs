@@ -37,8 +37,9 @@ struct Args {
     /// Seconds of faults; then everything heals and the cluster must recover.
     #[arg(long, default_value_t = 120)]
     time_limit: u64,
-    /// Faults: families (kill, pause, partition, agent, framework, membership), single
-    /// faults (kill-leader, pause-master, partition-ring, ...), all, or none.
+    /// Faults: families (kill, pause, partition, agent, framework, membership, clock), single
+    /// faults (kill-leader, pause-master, partition-ring, clock-jump, ...), all (every
+    /// fault but clock-jump, which needs libfaketime), or none.
     #[arg(long, default_value = "kill,pause,partition,agent")]
     nemesis: String,
     /// Schedule seed (default: from the clock; printed, to replay the run).
@@ -68,6 +69,13 @@ struct Args {
     /// random masters); 0 turns it off.
     #[arg(long, default_value_t = 4)]
     register_clients: usize,
+    /// Names of the run's namespaces, links and processes start with this (1-6 lowercase
+    /// letters or digits): two runs with different prefixes and subnets run side by side.
+    #[arg(long, default_value = "agj")]
+    prefix: String,
+    /// The run's network is 10.213.SUBNET.0/24.
+    #[arg(long, default_value_t = 77)]
+    subnet: u8,
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -129,6 +137,8 @@ fn main() -> ExitCode {
     opts.settle = Duration::from_secs(args.settle);
     opts.image_tasks = args.image_tasks;
     opts.register_clients = args.register_clients;
+    opts.prefix = args.prefix.clone();
+    opts.subnet = args.subnet;
     if let Some(f) = &args.fault {
         opts.master_faults = f.split(',').map(|s| s.trim().to_string()).collect();
     }

@@ -37,6 +37,10 @@ pub enum Fault {
     FrameworkKill,
     /// Replace a random follower master with a new replica (add, then remove).
     Membership,
+    /// Step one master's wall clock 1 s to 5 min forward or back through libfaketime
+    /// (its monotonic clock runs on); set it right again. Not in `all`: asked for by name
+    /// or `clock`.
+    ClockJump,
 }
 
 impl Fault {
@@ -56,6 +60,25 @@ impl Fault {
         Fault::Membership,
     ];
 
+    /// Every fault: [`Fault::ALL`] and those only asked for by name or family (they need
+    /// more than the harness's own tools: libfaketime for [`Fault::ClockJump`]).
+    pub const EVERY: [Fault; 14] = [
+        Fault::KillLeader,
+        Fault::KillMaster,
+        Fault::KillMinority,
+        Fault::PauseLeader,
+        Fault::PauseMaster,
+        Fault::PartitionLeader,
+        Fault::PartitionHalves,
+        Fault::PartitionRing,
+        Fault::PartitionBridge,
+        Fault::AgentKill,
+        Fault::AgentPartition,
+        Fault::FrameworkKill,
+        Fault::Membership,
+        Fault::ClockJump,
+    ];
+
     /// The name used in the history (`fault` of fault-start / fault-stop events).
     pub fn name(self) -> &'static str {
         match self {
@@ -72,6 +95,7 @@ impl Fault {
             Fault::AgentPartition => "agent-partition",
             Fault::FrameworkKill => "framework-kill",
             Fault::Membership => "membership",
+            Fault::ClockJump => "clock-jump",
         }
     }
 
@@ -87,6 +111,7 @@ impl Fault {
             Fault::AgentKill | Fault::AgentPartition => Family::Agent,
             Fault::FrameworkKill => Family::Framework,
             Fault::Membership => Family::Membership,
+            Fault::ClockJump => Family::Clock,
         }
     }
 }
@@ -106,6 +131,7 @@ pub enum Family {
     Agent,
     Framework,
     Membership,
+    Clock,
 }
 
 impl FromStr for Family {
@@ -119,16 +145,18 @@ impl FromStr for Family {
             "agent" => Ok(Family::Agent),
             "framework" => Ok(Family::Framework),
             "membership" => Ok(Family::Membership),
+            "clock" => Ok(Family::Clock),
             other => Err(format!(
-                "unknown nemesis {other:?} (kill, pause, partition, agent, framework, membership, all)"
+                "unknown nemesis {other:?} (kill, pause, partition, agent, framework, membership, clock, all)"
             )),
         }
     }
 }
 
 /// Parses `--nemesis`: a comma-separated list of families (`kill`, `pause`, `partition`,
-/// `agent`, `framework`, `membership`), single faults (`kill-leader`, ...), `all` or
-/// `none`. Returns the faults selected, in [`Fault::ALL`] order.
+/// `agent`, `framework`, `membership`, `clock`), single faults (`kill-leader`, ...), `all`
+/// (every fault of [`Fault::ALL`]) or `none`. Returns the faults selected, in
+/// [`Fault::EVERY`] order.
 pub fn parse_nemesis(list: &str) -> Result<Vec<Fault>, String> {
     let mut chosen = std::collections::BTreeSet::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -136,20 +164,20 @@ pub fn parse_nemesis(list: &str) -> Result<Vec<Fault>, String> {
             "all" => chosen.extend(Fault::ALL),
             "none" => {}
             name => {
-                if let Some(f) = Fault::ALL.into_iter().find(|f| f.name() == name) {
+                if let Some(f) = Fault::EVERY.into_iter().find(|f| f.name() == name) {
                     chosen.insert(f);
                 } else {
                     let family: Family = name.parse().map_err(|_| {
                         format!(
-                            "unknown nemesis {name:?} (families: kill, pause, partition, agent, framework, membership; a single fault such as kill-leader; all; none)"
+                            "unknown nemesis {name:?} (families: kill, pause, partition, agent, framework, membership, clock; a single fault such as kill-leader; all; none)"
                         )
                     })?;
-                    chosen.extend(Fault::ALL.into_iter().filter(|f| f.family() == family));
+                    chosen.extend(Fault::EVERY.into_iter().filter(|f| f.family() == family));
                 }
             }
         }
     }
-    Ok(Fault::ALL
+    Ok(Fault::EVERY
         .into_iter()
         .filter(|f| chosen.contains(f))
         .collect())
@@ -367,6 +395,11 @@ mod tests {
             vec![Fault::KillLeader, Fault::PauseLeader]
         );
         assert_eq!(parse_nemesis("all").unwrap(), Fault::ALL.to_vec());
+        assert!(!parse_nemesis("all").unwrap().contains(&Fault::ClockJump));
+        assert_eq!(parse_nemesis("clock").unwrap(), vec![Fault::ClockJump]);
+        let mut every = parse_nemesis("all,clock-jump").unwrap();
+        assert_eq!(every.pop(), Some(Fault::ClockJump));
+        assert_eq!(every, Fault::ALL.to_vec());
     }
 
     #[test]

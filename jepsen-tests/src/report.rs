@@ -412,7 +412,7 @@ const BOTTOM_PANEL: (f64, f64) = (265.0, 445.0);
 const LEGEND_X: f64 = 820.0;
 
 /// Fill colours for the known fault kinds; other kinds get a colour from their name.
-const FAULT_COLOURS: [(&str, &str); 12] = [
+const FAULT_COLOURS: [(&str, &str); 13] = [
     ("kill-leader", "#d62728"),
     ("kill-master", "#ff7f0e"),
     ("kill-minority", "#8c564b"),
@@ -425,6 +425,7 @@ const FAULT_COLOURS: [(&str, &str); 12] = [
     ("agent-partition", "#7f7f7f"),
     ("framework-kill", "#393b79"),
     ("membership", "#843c39"),
+    ("clock-jump", "#ff9896"),
 ];
 
 /// The time axis shared by both panels.
