@@ -199,18 +199,7 @@ async fn restart_race(
     .await
     .map_err(|_| "the write was not acknowledged within 5 s".to_string())?
     .map_err(|e| format!("the write failed: {e}"))?;
-    let complete_ms = log.now_ms();
-    log.line(
-        "c0",
-        format_args!("write {} {value} ok at {}", key(0), resp.log_id),
-    );
-    ops.push(Op {
-        kind: OpKind::Write,
-        value,
-        invoke_ms,
-        complete_ms: Some(complete_ms),
-        client: format!("c0 via {}", name(leader)),
-    });
+    acknowledged(log, ops, leader, value, invoke_ms, resp.log_id);
     // The moment it is acknowledged, the leader crashes (its committed index not yet on
     // its disk) and is started again.
     cluster.crash(leader).await;
@@ -272,6 +261,28 @@ async fn restart_race(
         }
     }
     Ok(())
+}
+
+/// Records client c0's write of `value` through `leader`, acknowledged now at `log_id`.
+fn acknowledged(
+    log: &EventLog,
+    ops: &mut Vec<Op>,
+    leader: NodeId,
+    value: u64,
+    invoke_ms: u64,
+    log_id: openraft::LogId<NodeId>,
+) {
+    log.line(
+        "c0",
+        format_args!("write {} {value} ok at {log_id}", key(0)),
+    );
+    ops.push(Op {
+        kind: OpKind::Write,
+        value,
+        invoke_ms,
+        complete_ms: Some(log.now_ms()),
+        client: format!("c0 via {}", name(leader)),
+    });
 }
 
 /// Whether `node` serves reads under `checks`, as the master decides it.
@@ -342,18 +353,7 @@ async fn race(
         .map_err(|_| "the write was not acknowledged within 5 s".to_string())?
         .map_err(|e| format!("the write's task failed: {e}"))?
         .map_err(|e| format!("the write failed: {e}"))?;
-    let complete_ms = log.now_ms();
-    log.line(
-        "c0",
-        format_args!("write {} {value} ok at {}", key(0), resp.log_id),
-    );
-    ops.push(Op {
-        kind: OpKind::Write,
-        value,
-        invoke_ms,
-        complete_ms: Some(complete_ms),
-        client: format!("c0 via {}", name(leader)),
-    });
+    acknowledged(log, ops, leader, value, invoke_ms, resp.log_id);
     cluster.crash(leader).await;
     // Readers poll the followers every millisecond; each read a replica serves is recorded.
     let deadline = Instant::now() + Duration::from_secs(5);
