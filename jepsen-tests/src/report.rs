@@ -134,8 +134,12 @@ pub struct Stats {
     pub tasks_finished: usize,
     /// Distinct tasks with a `TASK_FAILED` update.
     pub tasks_failed: usize,
-    /// Distinct tasks with a `TASK_LOST` update.
+    /// Distinct tasks with a `TASK_LOST` update whose launch was acknowledged.
     pub tasks_lost: usize,
+    /// Distinct tasks with a `TASK_LOST` update whose launch was never acknowledged: a
+    /// reconciliation's answer for a task the master does not know ("unknown task", as in
+    /// Mesos), after a launch that failed or whose outcome is unknown.
+    pub tasks_lost_never_launched: usize,
     /// Distinct tasks with another terminal update (killed, error, dropped, gone).
     pub tasks_other_terminal: usize,
     pub offers: usize,
@@ -154,10 +158,14 @@ pub struct Stats {
 pub fn stats(history: &[Event]) -> Stats {
     let mut s = Stats::default();
     let mut terminal: BTreeMap<TaskState, BTreeSet<&str>> = BTreeMap::new();
+    let mut acknowledged: BTreeSet<&str> = BTreeSet::new();
     for e in history {
         match (e.f.as_str(), e.kind) {
             (op::LAUNCH, EventType::Invoke) => s.launches_invoked += 1,
-            (op::LAUNCH, EventType::Ok) => s.launches_ok += 1,
+            (op::LAUNCH, EventType::Ok) => {
+                s.launches_ok += 1;
+                acknowledged.extend(e.task.as_deref());
+            }
             (op::LAUNCH, EventType::Fail) => s.launches_failed += 1,
             (op::LAUNCH, EventType::Info) => s.launches_unknown += 1,
             (op::SUBSCRIBE, EventType::Ok) => s.subscribes_ok += 1,
@@ -184,7 +192,9 @@ pub fn stats(history: &[Event]) -> Stats {
     let tasks_in = |state: TaskState| terminal.get(&state).map_or(0, BTreeSet::len);
     s.tasks_finished = tasks_in(TaskState::TaskFinished);
     s.tasks_failed = tasks_in(TaskState::TaskFailed);
-    s.tasks_lost = tasks_in(TaskState::TaskLost);
+    let lost = terminal.get(&TaskState::TaskLost);
+    s.tasks_lost = lost.map_or(0, |l| l.intersection(&acknowledged).count());
+    s.tasks_lost_never_launched = lost.map_or(0, BTreeSet::len) - s.tasks_lost;
     s.tasks_other_terminal = terminal
         .iter()
         .filter(|(state, _)| state.is_terminal())
@@ -260,6 +270,10 @@ fn stats_table(s: &Stats) -> String {
         ("tasks finished".to_string(), s.tasks_finished),
         ("tasks failed".to_string(), s.tasks_failed),
         ("tasks lost".to_string(), s.tasks_lost),
+        (
+            "TASK_LOST for a launch never acknowledged (reconciled as unknown)".to_string(),
+            s.tasks_lost_never_launched,
+        ),
         (
             "tasks otherwise terminal".to_string(),
             s.tasks_other_terminal,
@@ -863,6 +877,7 @@ mod tests {
             update(7, "t1", "TASK_FINISHED"),
             update(8, "t1", "TASK_FINISHED").reconcile(true),
             update(9, "t3", "TASK_LOST"),
+            update(9, "t1", "TASK_LOST").reconcile(true),
             update(9, "t4", "TASK_KILLED"),
             fault_start(10, "pause", &["m1"]),
             fault_start(11, "pause", &["m2"]),
@@ -894,15 +909,17 @@ mod tests {
             ),
             (4, 1, 1, 1)
         );
-        assert_eq!((s.updates, s.reconcile_updates), (4, 1));
+        assert_eq!((s.updates, s.reconcile_updates), (5, 2));
+        // t1's launch was acknowledged, t3's outcome unknown.
         assert_eq!(
             (
                 s.tasks_finished,
                 s.tasks_failed,
                 s.tasks_lost,
+                s.tasks_lost_never_launched,
                 s.tasks_other_terminal
             ),
-            (1, 0, 1, 1)
+            (1, 0, 1, 1, 1)
         );
         assert_eq!((s.offers, s.subscribes_ok), (1, 1));
         assert_eq!(s.faults.get("pause"), Some(&2));

@@ -197,6 +197,32 @@ impl Registry {
         self.data.tasks.get(framework)?.get(task)
     }
 
+    /// Whether this launch was applied already: none of its offers is outstanding and each
+    /// of its tasks exists for the framework as specified (name, resources, launch, user).
+    /// A driver retrying an accept whose reply was lost (the leader died or was cut off
+    /// mid-call) gets a refusal from the registry, for a used offer or because the
+    /// framework was marked disconnected meanwhile; this tells such a retry from a new
+    /// launch that reuses task ids.
+    pub fn launch_applied(
+        &self,
+        framework_id: &FrameworkId,
+        offer_ids: &[OfferId],
+        tasks: &[TaskSpec],
+    ) -> bool {
+        !tasks.is_empty()
+            && offer_ids
+                .iter()
+                .all(|id| !self.data.offers.contains_key(id))
+            && tasks.iter().all(|spec| {
+                self.task(framework_id, &spec.id).is_some_and(|t| {
+                    t.name == spec.name
+                        && t.resources == spec.resources
+                        && t.launch == spec.launch
+                        && t.user == spec.user
+                })
+            })
+    }
+
     pub fn offers(&self) -> impl Iterator<Item = &Offer> {
         self.data.offers.values()
     }

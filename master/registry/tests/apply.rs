@@ -300,6 +300,62 @@ fn launch_consumes_offers_and_returns_the_rest() {
 }
 
 #[test]
+fn a_retried_launch_is_told_from_a_new_one() {
+    let mut reg = cluster();
+    apply(
+        &mut reg,
+        &Command::AddOffers {
+            offers: vec![
+                offer("o1", "f2", "a1", "cpus:2;mem:256"),
+                offer("o2", "f2", "a2", "cpus:2;mem:256"),
+            ],
+        },
+    )
+    .unwrap();
+    let first = launch("f2", &["o1"], &[("t1", "cpus:1;mem:100")]);
+    let Command::LaunchTasks {
+        framework_id,
+        offer_ids,
+        tasks,
+        ..
+    } = first.clone()
+    else {
+        unreachable!()
+    };
+    assert!(!reg.launch_applied(&framework_id, &offer_ids, &tasks));
+    apply(&mut reg, &first).unwrap();
+    assert!(reg.launch_applied(&framework_id, &offer_ids, &tasks));
+    // One of its offers is still outstanding: not the launch that was applied.
+    assert!(!reg.launch_applied(&framework_id, &[oid("o1"), oid("o2")], &tasks));
+    // The framework was marked disconnected before the driver's retry came: the registry
+    // refuses the retry for that first, and it is still the launch that was applied.
+    apply(
+        &mut reg,
+        &Command::DisconnectFramework {
+            id: fid("f2"),
+            now_ms: 5,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        apply(&mut reg, &first),
+        Err(Rejection::FrameworkNotActive(fid("f2")))
+    );
+    assert!(reg.launch_applied(&framework_id, &offer_ids, &tasks));
+    // Not the same launch: another spec under the task's id, a task that does not exist, no task at all.
+    let mut other = tasks.clone();
+    other[0].resources = res("cpus:0.5;mem:100");
+    assert!(!reg.launch_applied(&framework_id, &offer_ids, &other));
+    let mut more = tasks.clone();
+    more.push(TaskSpec {
+        id: tid("t9"),
+        ..tasks[0].clone()
+    });
+    assert!(!reg.launch_applied(&framework_id, &offer_ids, &more));
+    assert!(!reg.launch_applied(&framework_id, &offer_ids, &[]));
+}
+
+#[test]
 fn launch_rejections_change_nothing() {
     let mut reg = cluster();
     apply(

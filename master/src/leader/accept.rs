@@ -133,22 +133,24 @@ impl Leader {
             }
             Err(WriteError::Rejected(reason)) => {
                 // Never run: the whole accept is refused (no task of it launches) and the
-                // call says so. Except when the offer is gone because this very accept was
-                // applied already (the driver retried it after the leader died mid-call):
-                // those tasks exist and the call succeeded.
-                let existing: Vec<Option<TaskStatus>> = self.read(|reg| {
-                    call.tasks
-                        .iter()
-                        .map(|s| match reason {
-                            Rejection::UnknownOffer(_) => {
-                                reg.task(framework, &s.id).map(TaskStatus::of)
-                            }
-                            _ => None,
+                // call says so. Except when this very accept was applied already (the
+                // driver retried it after the leader died or was cut off mid-call, and the
+                // registry refused the retry for its used offers or for the framework
+                // marked disconnected meanwhile): those tasks exist and the call succeeded.
+                let applied: Option<Vec<TaskStatus>> = self.read(|reg| {
+                    reg.launch_applied(framework, &call.offer_ids, &call.tasks)
+                        .then(|| {
+                            call.tasks
+                                .iter()
+                                .filter_map(|s| reg.task(framework, &s.id).map(TaskStatus::of))
+                                .collect()
                         })
-                        .collect()
                 });
-                if !existing.is_empty() && existing.iter().all(Option::is_some) {
-                    for status in existing.into_iter().flatten() {
+                if let Some(statuses) = applied {
+                    span.in_scope(|| {
+                        tracing::info!(%reason, "accept applied already (a retry); answering with its tasks' states")
+                    });
+                    for status in statuses {
                         self.to_framework(framework, FrameworkEvent::Update(status));
                     }
                     return Ok(());
@@ -176,6 +178,19 @@ impl Leader {
                     self.wake();
                 }
                 // Frameworks that read updates rather than replies hear it too.
+                // A task of it that exists (a stale offer named beside a task id in use)
+                // is answered with its own state, not a TASK_DROPPED for a task that runs.
+                let existing: Vec<Option<TaskStatus>> = self.read(|reg| {
+                    call.tasks
+                        .iter()
+                        .map(|s| match reason {
+                            Rejection::UnknownOffer(_) => {
+                                reg.task(framework, &s.id).map(TaskStatus::of)
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                });
                 for (s, existing) in call.tasks.iter().zip(existing) {
                     let status = existing.unwrap_or_else(|| TaskStatus {
                         task_id: s.id.clone(),
