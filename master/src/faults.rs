@@ -31,11 +31,20 @@ pub struct Faults {
     /// never sees; its own writes are proposed but never commit (caught by the
     /// linearizable checker).
     pub stale_reads: bool,
+    /// An agent session's status updates are recorded all at once, a task's own included,
+    /// as before the fix of "updates out of order after a resend": a resent copy of an
+    /// update can be passed on after the update behind it (caught by the simulator's
+    /// update-order check).
+    pub unordered_updates: bool,
+    /// Updates of a replaced or ended agent session are still passed on, as before the
+    /// fix of "TASK_STARTING after TASK_FINISHED": a copy written slowly on the old
+    /// session reaches the framework after what the agent sent again on its new one.
+    pub stale_session_updates: bool,
 }
 
 impl Faults {
     /// Every fault's name, as [`Faults::parse`] takes it.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 9] = [
         "inflate-resources",
         "launch-twice",
         "drop-launches",
@@ -43,6 +52,8 @@ impl Faults {
         "stale-leader",
         "slow-failover",
         "stale-reads",
+        "unordered-updates",
+        "stale-session-updates",
     ];
 
     /// Parses a comma-separated list of names (empty: none).
@@ -57,6 +68,8 @@ impl Faults {
                 "stale-leader" => f.stale_leader = true,
                 "slow-failover" => f.slow_failover = true,
                 "stale-reads" => f.stale_reads = true,
+                "unordered-updates" => f.unordered_updates = true,
+                "stale-session-updates" => f.stale_session_updates = true,
                 other => {
                     return Err(format!(
                         "unknown fault {other:?} (one of {})",

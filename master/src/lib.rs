@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod faults;
+pub mod interleave;
 pub mod leader;
 pub mod logging;
 pub mod memory;

@@ -7,6 +7,7 @@
 //! is transparent), as before the store became generic.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use agora_raft_store::{StateHandle, StateMachine};
 use agora_registry::{CommandBatch, CommandResult, Registry};
@@ -62,33 +63,71 @@ pub fn is_pristine(log: &LogStore, sm: &StateMachineStore) -> bool {
 /// Read access to the applied registry for the rest of the master (queries, `/state`, the
 /// allocator). Writes happen only through the Raft log.
 #[derive(Clone)]
-pub struct RegistryHandle(StateHandle<RegistryMachine>);
+pub struct RegistryHandle(Source);
+
+#[derive(Clone)]
+enum Source {
+    Store(StateHandle<RegistryMachine>),
+    Other(Arc<dyn AppliedRegistry>),
+}
+
+/// A registry applied by a state machine other than raft-store's (the deterministic
+/// simulator's in-memory disk runs the same `RegistryMachine`): `f` runs on the registry
+/// and the index of the last entry applied to it, read together.
+pub trait AppliedRegistry: Send + Sync + 'static {
+    fn with(&self, f: &mut dyn FnMut(&Registry, Option<u64>));
+}
 
 impl RegistryHandle {
     /// A handle on the registry `sm` applies to.
     pub fn new(sm: &StateMachineStore) -> Self {
-        RegistryHandle(sm.handle())
+        RegistryHandle(Source::Store(sm.handle()))
+    }
+
+    /// A handle on the registry another state machine applies to.
+    pub fn of(source: Arc<dyn AppliedRegistry>) -> Self {
+        RegistryHandle(Source::Other(source))
     }
 
     /// A handle on `registry` alone, backed by no store and no log: it never changes. For
     /// tests of code that only reads the registry.
     pub fn detached(registry: Registry) -> Self {
-        RegistryHandle(StateHandle::detached(RegistryMachine(registry)))
+        RegistryHandle(Source::Store(StateHandle::detached(RegistryMachine(
+            registry,
+        ))))
     }
 
     /// Runs `f` on the registry as applied so far on this replica.
     pub fn read<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
-        self.0.read(|m| f(&m.0))
+        self.read_applied(|reg, _| f(reg))
     }
 
     /// Index of the last log entry applied on this replica.
     pub fn last_applied_index(&self) -> Option<u64> {
-        self.0.last_applied_index()
+        match &self.0 {
+            Source::Store(h) => h.last_applied_index(),
+            Source::Other(o) => {
+                let mut index = None;
+                o.with(&mut |_, i| index = i);
+                index
+            }
+        }
     }
 
     /// Runs `f` on the registry and the index of the last entry applied to it (read
     /// together: the registry is as of that entry).
     pub fn read_applied<T>(&self, f: impl FnOnce(&Registry, u64) -> T) -> T {
-        self.0.read_applied(|m, index| f(&m.0, index.unwrap_or(0)))
+        match &self.0 {
+            Source::Store(h) => h.read_applied(|m, index| f(&m.0, index.unwrap_or(0))),
+            Source::Other(o) => {
+                let (mut f, mut out) = (Some(f), None);
+                o.with(&mut |reg, index| {
+                    if let Some(f) = f.take() {
+                        out = Some(f(reg, index.unwrap_or(0)));
+                    }
+                });
+                out.expect("an applied registry runs its reader once")
+            }
+        }
     }
 }

@@ -17,7 +17,10 @@
 //! slows the network; then everything is healed and the invariants are checked
 //! ([`check`]): one leader per term, agreement of the applied states, durability of
 //! acknowledged writes, linearizable registers (the harness's checker,
-//! `jepsen_tests::linearizable`), and recovery after the heal. Deliberate bugs
+//! `jepsen_tests::linearizable`), and recovery after the heal. Beside the register
+//! clients, the task flow ([`flow`]): every running replica also runs the master's own
+//! leader layer, with simulated agents and a framework launching tasks through it, checked
+//! for in-order updates, one end per task, at-most-once and no lost launch. Deliberate bugs
 //! ([`sim::Bug`]) show the checks can fail. Binary `agora-sim` runs many seeds and
 //! prints the command that replays a failing one.
 //!
@@ -31,6 +34,7 @@ pub mod check;
 pub mod cluster;
 pub mod disk;
 pub mod events;
+pub mod flow;
 pub mod nemesis;
 pub mod net;
 pub mod rng;

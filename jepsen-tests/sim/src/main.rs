@@ -39,11 +39,16 @@ struct Args {
     /// Register clients.
     #[arg(long, default_value_t = 4)]
     clients: u64,
+    /// Simulated agents beside one framework, on the master's leader layer (0: no task
+    /// flow, the register clients alone).
+    #[arg(long, default_value_t = 3)]
+    agents: usize,
     /// Faults the nemesis draws from: all, none, or names and families (kill, pause,
     /// partition, net), comma-separated.
     #[arg(long, default_value = "all")]
     nemesis: Faults,
-    /// A deliberate bug (lying-disk, stale-reads, early-reads, restore-leader): the run must then fail.
+    /// A deliberate bug (lying-disk, stale-reads, early-reads, restore-leader,
+    /// unordered-updates, stale-session-updates): the run must then fail.
     #[arg(long)]
     bug: Option<Bug>,
     /// Make the committed index durable before openraft applies the entries it commits
@@ -62,7 +67,10 @@ struct Args {
     /// Run a scripted failover race instead of random faults: `new-leader-reads` (with
     /// `--bug early-reads`, the master's read path before its fix) or
     /// `restarted-leader-reads` (with `--bug restore-leader`, raft-store before its fix).
-    #[arg(long, requires = "seed")]
+    /// `resent-updates` (with `--bug unordered-updates`, the master's session reader before
+    /// its fix) runs the random simulation under that scenario's conditions, for one seed
+    /// or many.
+    #[arg(long)]
     scenario: Option<String>,
     /// Run --seed this many times and check that the event logs are identical.
     #[arg(long, default_value_t = 1, requires = "seed")]
@@ -78,12 +86,23 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if let Some(s) = args
+    if let Some(s) = args.scenario.as_deref().filter(|s| {
+        ![
+            "new-leader-reads",
+            "restarted-leader-reads",
+            "resent-updates",
+        ]
+        .contains(s)
+    }) {
+        eprintln!("--scenario {s}: the scenarios are new-leader-reads, restarted-leader-reads and resent-updates");
+        std::process::exit(2);
+    }
+    let scripted = args
         .scenario
         .as_deref()
-        .filter(|s| !["new-leader-reads", "restarted-leader-reads"].contains(s))
-    {
-        eprintln!("--scenario {s}: the scenarios are new-leader-reads and restarted-leader-reads");
+        .is_some_and(|s| s != "resent-updates");
+    if scripted && args.seed.is_none() {
+        eprintln!("--scenario: new-leader-reads and restarted-leader-reads take one --seed");
         std::process::exit(2);
     }
     if let Some(filter) = &args.trace {
@@ -106,7 +125,16 @@ fn main() {
         verbose: args.verbose,
         snapshot_every: args.snapshot_every,
         lazy_committed: !args.eager_committed,
+        flow: (args.agents > 0).then(|| agora_sim::flow::FlowConfig {
+            agents: args.agents,
+            ..Default::default()
+        }),
         ..SimConfig::default()
+    };
+    let config = if args.scenario.as_deref() == Some("resent-updates") {
+        agora_sim::scenario::resent_updates_config(args.bug)
+    } else {
+        config
     };
     let ok = match args.seed {
         Some(seed) => one(seed, &config, &args),
@@ -118,10 +146,12 @@ fn main() {
 fn summary(r: &Report) -> String {
     let f = &r.figures;
     format!(
-        "{} writes acknowledged, {} unknown, {} reads, last term {} ({} shared by two leaders), last index {}, recovery {}",
+        "{} writes acknowledged, {} unknown, {} reads, {} launches acknowledged, {} tasks finished, last term {} ({} shared by two leaders), last index {}, recovery {}",
         f.writes_acked,
         f.writes_unknown,
         f.reads,
+        f.tasks.launches_acked,
+        f.tasks.tasks_finished,
         f.max_term,
         f.shared_terms,
         f.final_index,
@@ -130,9 +160,23 @@ fn summary(r: &Report) -> String {
     )
 }
 
+/// The command that replays `seed`.
+fn replay(config: &SimConfig, args: &Args, seed: u64) -> String {
+    match args.scenario.as_deref() {
+        Some(s) => {
+            let bug = config
+                .bug
+                .map(|b| format!(" --bug {b}"))
+                .unwrap_or_default();
+            format!("agora-sim --seed {seed} --scenario {s}{bug} --log /tmp/sim-{seed}.log")
+        }
+        None => config.replay_command(seed),
+    }
+}
+
 /// One run of `seed`: the random one `config` describes, or `--scenario`.
 fn run_one(seed: u64, config: &SimConfig, args: &Args) -> Report {
-    match args.scenario.as_deref() {
+    match args.scenario.as_deref().filter(|s| *s != "resent-updates") {
         Some("restarted-leader-reads") => agora_sim::scenario::restarted_leader_reads(
             seed,
             DiskSettings {
@@ -231,7 +275,7 @@ fn many(config: &SimConfig, args: &Args) -> bool {
                     "seed {} FAILED: {}{more}\n  replay: {}",
                     report.seed,
                     report.violations[0],
-                    config.replay_command(report.seed)
+                    replay(config, args, report.seed)
                 );
                 let _ = std::io::stdout().flush();
                 failed.push(report.seed);

@@ -22,9 +22,26 @@
 //! every read they are served must see the write. raft-store's `read_vote` hands the vote
 //! back uncommitted, so the restarted replica must win a new term first; the disk's
 //! [`DiskSettings::restore_leader`] is the code before that fix.
+//!
+//! [`resent_updates`]: **status updates out of order after a resend.** The race the
+//! harness found in issue 5: a framework was told STARTING, RUNNING, STARTING. An agent
+//! sends a task's oldest unacknowledged update again when it has gone unacknowledged for
+//! its retry interval, and the next one once it is acknowledged; when the framework's
+//! acknowledgement comes back just as the resend goes out, the resent copy and the update
+//! behind it are at the leader together. The master handled them concurrently, and the
+//! copy's write could reach the log after the later update's (the master's tasks
+//! interleave as on its multi-threaded runtime, `agora_master::interleave`). No faults:
+//! the framework acknowledges each update 150-250 ms after it gets it, around the agents'
+//! 200 ms retry interval, so resends race acknowledgements throughout. With
+//! [`Bug::UnorderedUpdates`] (the session reader before the fix) the framework hears a
+//! task's updates out of order.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::flow::FlowConfig;
+use crate::nemesis::Faults;
+use crate::sim::Bug;
 
 use agora_master::config::RaftTiming;
 use agora_master::quorum::{view_of, ServingChecks};
@@ -42,6 +59,29 @@ use crate::events::EventLog;
 use crate::net::Conditions;
 use crate::rng::SimRng;
 use crate::sim::{run_with, Figures, Report, SimConfig};
+
+/// The run of [`resent_updates`] (module docs), with the master's `bug` if any.
+pub fn resent_updates(seed: u64, bug: Option<Bug>) -> Report {
+    let config = resent_updates_config(bug);
+    crate::sim::run(seed, &config)
+}
+
+/// What [`resent_updates`] runs.
+pub fn resent_updates_config(bug: Option<Bug>) -> SimConfig {
+    SimConfig {
+        duration: Duration::from_secs(8),
+        clients: 0,
+        faults: Faults(Default::default()),
+        bug,
+        flow: Some(FlowConfig {
+            agents: 3,
+            cut_agents: false,
+            ack_delay: (150, 250),
+            ..FlowConfig::default()
+        }),
+        ..SimConfig::default()
+    }
+}
 
 /// Reads served after the write, then the run ends.
 const READS: usize = 20;

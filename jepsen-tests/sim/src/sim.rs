@@ -18,6 +18,7 @@ use crate::check::{digest, Checker};
 use crate::cluster::{name, Cluster};
 use crate::disk::DiskSettings;
 use crate::events::EventLog;
+use crate::flow::{Flow, FlowConfig, FlowFigures};
 use crate::nemesis::{Faults, Nemesis};
 use crate::net::Conditions;
 use crate::rng::SimRng;
@@ -37,14 +38,24 @@ pub enum Bug {
     /// The disk hands back a leader's committed vote as saved, so openraft resumes a
     /// restarted leader without an election ([`DiskSettings::restore_leader`]).
     RestoreLeader,
+    /// The master records an agent session's updates all at once, a task's own included
+    /// (`agora_master::faults::Faults::unordered_updates`: before the fix of "updates out
+    /// of order after a resend").
+    UnorderedUpdates,
+    /// The master passes on updates of a replaced agent session
+    /// (`Faults::stale_session_updates`: before the fix of "TASK_STARTING after
+    /// TASK_FINISHED").
+    StaleSessionUpdates,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 6] = [
         Bug::LyingDisk,
         Bug::StaleReads,
         Bug::EarlyReads,
         Bug::RestoreLeader,
+        Bug::UnorderedUpdates,
+        Bug::StaleSessionUpdates,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +64,8 @@ impl Bug {
             Bug::StaleReads => "stale-reads",
             Bug::EarlyReads => "early-reads",
             Bug::RestoreLeader => "restore-leader",
+            Bug::UnorderedUpdates => "unordered-updates",
+            Bug::StaleSessionUpdates => "stale-session-updates",
         }
     }
 }
@@ -65,7 +78,7 @@ impl fmt::Display for Bug {
 
 /// A `--bug` that names none.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug {0:?} (lying-disk, stale-reads, early-reads, restore-leader)")]
+#[error("unknown bug {0:?} (lying-disk, stale-reads, early-reads, restore-leader, unordered-updates, stale-session-updates)")]
 pub struct UnknownBug(String);
 
 impl FromStr for Bug {
@@ -100,6 +113,9 @@ pub struct SimConfig {
     /// Leave the committed index to the next flush, as raft-store does
     /// ([`DiskSettings::lazy_committed`]; the default).
     pub lazy_committed: bool,
+    /// Agents and a framework on the master's leader layer ([`crate::flow`]); none: the
+    /// register clients alone.
+    pub flow: Option<FlowConfig>,
 }
 
 impl Default for SimConfig {
@@ -114,6 +130,7 @@ impl Default for SimConfig {
             snapshot_every: 200,
             recovery_bound: Duration::from_secs(10),
             lazy_committed: true,
+            flow: Some(FlowConfig::default()),
         }
     }
 }
@@ -141,6 +158,13 @@ impl SimConfig {
         if !self.lazy_committed {
             cmd += " --eager-committed";
         }
+        match &self.flow {
+            None => cmd += " --agents 0",
+            Some(f) if f.agents != FlowConfig::default().agents => {
+                cmd += &format!(" --agents {}", f.agents)
+            }
+            Some(_) => {}
+        }
         if self.snapshot_every != default.snapshot_every {
             cmd += &format!(" --snapshot-every {}", self.snapshot_every);
         }
@@ -158,6 +182,10 @@ impl SimConfig {
     }
 }
 
+/// After the final heal, how long the task flow gets to end every launch before it is
+/// checked.
+const FLOW_SETTLE: Duration = Duration::from_secs(10);
+
 /// Figures of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Figures {
@@ -173,6 +201,8 @@ pub struct Figures {
     pub final_index: u64,
     /// Virtual milliseconds from the final heal to the first committed write.
     pub recovery_ms: Option<u64>,
+    /// The task flow's.
+    pub tasks: FlowFigures,
 }
 
 /// What a run found.
@@ -240,6 +270,8 @@ where
     IN_SIM.set(true);
     PANICS.with(|p| p.borrow_mut().clear());
     agora_raft_store::runtime::seed_thread_rng(seed ^ 0x6f70_656e_7261_6674);
+    // The master's tasks overtake each other as on its multi-threaded runtime.
+    agora_master::interleave::enable(true);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -333,6 +365,22 @@ async fn simulate(seed: u64, config: &SimConfig) -> Report {
         log: log.clone(),
         history: Arc::default(),
     };
+    let flow = config.flow.clone().map(|mut c| {
+        match config.bug {
+            Some(Bug::UnorderedUpdates) => c.faults.unordered_updates = true,
+            Some(Bug::StaleSessionUpdates) => c.faults.stale_session_updates = true,
+            _ => {}
+        }
+        let flow = Flow::new(
+            cluster.clone(),
+            rng.clone(),
+            log.clone(),
+            checker.clone(),
+            c,
+        );
+        let tasks = flow.start(end);
+        (flow, tasks)
+    });
     let clients: Vec<_> = (0..config.clients)
         .map(|c| tokio::spawn(workload.clone().client(c, end)))
         .collect();
@@ -361,6 +409,21 @@ async fn simulate(seed: u64, config: &SimConfig) -> Report {
         recovery_ms: recover(&cluster, &checker, &log, config.recovery_bound).await,
         ..Figures::default()
     };
+    if let Some((flow, tasks)) = flow {
+        // Every agent back, and time for what was launched to end and be heard of.
+        flow.heal();
+        let settled = flow.settle(FLOW_SETTLE).await;
+        log.line(
+            "sim",
+            if settled {
+                "task flow settled: every launch ended"
+            } else {
+                "task flow not settled"
+            },
+        );
+        figures.tasks = flow.check();
+        flow.stop(tasks);
+    }
     if figures.recovery_ms.is_some() {
         figures.final_index = converge(&cluster, &checker, &log, config.recovery_bound).await;
     }

@@ -1,7 +1,7 @@
 //! Agents, on the leader: registration, their sessions, status updates (acknowledged only
 //! once committed), and reconciliation when an agent registers again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use agora_registry::{
     AgentId, AgentInfo, AgentStatus, Command, FrameworkId, RegistrationOrder, Registry, Rejection,
@@ -61,7 +61,7 @@ pub fn reconcile_plan(
     agent: &AgentId,
     reported: &[ReportedTask],
 ) -> Reconciliation {
-    let mut report: HashMap<(&FrameworkId, &TaskId), TaskState> = reported
+    let mut report: BTreeMap<(&FrameworkId, &TaskId), TaskState> = reported
         .iter()
         .map(|t| ((&t.framework_id, &t.task_id), t.state))
         .collect();
@@ -319,7 +319,8 @@ impl SessionReader {
                 ..
             } = self;
             let mut updates = tokio::task::JoinSet::new();
-            let mut queued: HashMap<(FrameworkId, TaskId), VecDeque<AgentUpdate>> = HashMap::new();
+            let mut queued: BTreeMap<(FrameworkId, TaskId), VecDeque<AgentUpdate>> =
+                BTreeMap::new();
             let spawn = |updates: &mut tokio::task::JoinSet<_>, u: AgentUpdate| {
                 let (leader, agent, tx) = (leader.clone(), agent.clone(), tx.clone());
                 updates.spawn(
@@ -332,11 +333,16 @@ impl SessionReader {
             };
             loop {
                 tokio::select! {
+                    // In the order written: a deterministic simulation replays the same choice.
+                    biased;
                     report = inbound.next(), if updates.len() < MAX_UPDATES_IN_FLIGHT => {
                         let Some(report) = report else { break };
                         leader.health().seen(&agent, leader.now_ms());
                         match report {
                             AgentReport::Pong => {}
+                            AgentReport::Update(u) if leader.config().faults.unordered_updates => {
+                                spawn(&mut updates, u);
+                            }
                             AgentReport::Update(u) => {
                                 let key = (u.framework_id.clone(), u.task_id.clone());
                                 match queued.get_mut(&key) {
@@ -413,7 +419,11 @@ impl Leader {
         u: AgentUpdate,
         tx: &mpsc::Sender<Outbound<AgentCommand, SessionEnd>>,
     ) -> Result<(), SessionEnd> {
-        if !self.shared.agents.is_current(agent, serial) {
+        let current = |leader: &Leader| {
+            leader.config().faults.stale_session_updates
+                || leader.shared.agents.is_current(agent, serial)
+        };
+        if !current(self) {
             return Err(SessionEnd::AgentReplaced);
         }
         let (framework_id, task_id, state) = (&u.framework_id, &u.task_id, u.state);
@@ -428,6 +438,7 @@ impl Leader {
                 u.exit_code,
             ),
         };
+        crate::interleave::point().await;
         // Already recorded (a terminal state learnt early from `latest_state`, or an update
         // sent again): nothing to commit, only to pass on.
         let recorded_already = self.read(|reg| {
@@ -461,7 +472,7 @@ impl Leader {
             .instrument(span)
             .await
         };
-        if !self.shared.agents.is_current(agent, serial) {
+        if !current(self) {
             tracing::info!(agent = %agent, task = %task_id, uuid = %u.uuid, "session replaced while its update was written; not passed on");
             return Err(SessionEnd::AgentReplaced);
         }

@@ -70,6 +70,8 @@ pub(super) async fn run(leader: Leader) {
     let mut last_cycle = Duration::ZERO;
     loop {
         tokio::select! {
+            // In the order written: a deterministic simulation replays the same choice.
+            biased;
             _ = tokio::time::sleep(interval) => {},
             _ = leader.shared.wake.notified() => {
                 // Coalesce a burst of wake-ups.
@@ -90,11 +92,10 @@ pub(super) async fn run(leader: Leader) {
         if !was_leader {
             leader.set_leading(true);
             leader.became_leader().await;
-            prefix = format!(
-                "{}-{}",
-                uuid::Uuid::new_v4().simple().to_string().split_at(8).0,
-                view.term
-            );
+            // Drawn from the thread's generator (the OS's entropy; a simulation's seed).
+            let random =
+                rand::RngCore::next_u32(&mut agora_raft_store::runtime::ThreadRng::default());
+            prefix = format!("{random:08x}-{}", view.term);
             seq = 0;
         }
         was_leader = true;
@@ -107,10 +108,12 @@ pub(super) async fn run(leader: Leader) {
             continue;
         }
         // The cycle is CPU work that grows with the cluster: it runs on the blocking pool,
-        // never on the runtime that serves Raft heartbeats.
+        // never on the runtime that serves Raft heartbeats. On a current-thread runtime (the
+        // deterministic simulation, whose one thread is the whole run) it runs in place.
         let cycle = {
             let leader = leader.clone();
-            tokio::task::spawn_blocking(move || {
+            move || {
+                let started = tokio::time::Instant::now();
                 let timer = leader.metrics().allocation_seconds.start_timer();
                 let mut soft = leader.soft();
                 let mut allocator =
@@ -120,12 +123,20 @@ pub(super) async fn run(leader: Leader) {
                     soft.offered(&p.framework_id);
                 }
                 drop(soft);
-                (proposals, timer.stop_and_record())
-            })
+                timer.observe_duration();
+                (proposals, started.elapsed())
+            }
         };
-        let proposals = match cycle.await {
-            Ok((proposals, seconds)) => {
-                last_cycle = Duration::from_secs_f64(seconds);
+        let in_place = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread;
+        let outcome = if in_place {
+            Ok(cycle())
+        } else {
+            tokio::task::spawn_blocking(cycle).await
+        };
+        let proposals = match outcome {
+            Ok((proposals, took)) => {
+                last_cycle = took;
                 proposals
             }
             Err(e) => {

@@ -222,6 +222,8 @@ impl EventStream {
                 return Err(EventsEnd::NotLeader(view.leader_address));
             }
             tokio::select! {
+                // In the order written: a deterministic simulation replays the same choice.
+                biased;
                 received = self.rx.recv() => match received {
                     Ok(e) if e.index <= self.after => {}
                     Ok(e) => {

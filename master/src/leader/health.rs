@@ -5,7 +5,7 @@
 //! agent as heard from at the moment it became leader, so each gets a full timeout to find
 //! the new leader.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agora_registry::{AgentId, AgentStatus, Command, FrameworkId, Registry, TaskId, TaskState};
@@ -18,7 +18,7 @@ use super::Leader;
 pub struct AgentHealth {
     /// When this replica last became leader (None while it does not lead).
     leader_since: Option<u64>,
-    last_seen: HashMap<AgentId, u64>,
+    last_seen: BTreeMap<AgentId, u64>,
     last_ping: Option<u64>,
     ping_seq: u64,
 }

@@ -8,7 +8,7 @@
 //! loop ends every session within a tick of this replica no longer leading (a lost lease
 //! included), so clients find the new leader at once.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agora_registry::{AgentId, Command, DrainState, FrameworkId, Registry, TaskId, TaskState};
@@ -63,7 +63,7 @@ pub fn plan(reg: &Registry, now_ms: u64) -> DrainPlan {
 
 /// Runs on every replica; acts only while it leads.
 pub(super) async fn run(leader: Leader) {
-    let mut sent: HashMap<(FrameworkId, TaskId), u64> = HashMap::new();
+    let mut sent: BTreeMap<(FrameworkId, TaskId), u64> = BTreeMap::new();
     let mut was_leader = false;
     loop {
         tokio::time::sleep(TICK).await;

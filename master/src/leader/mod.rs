@@ -139,7 +139,7 @@ struct Shared {
     /// When this process started (ms).
     started_ms: u64,
     /// Each connected agent's key for sandbox grants (from its session's hello).
-    sandbox_keys: Mutex<std::collections::HashMap<AgentId, agora_security::grant::GrantKey>>,
+    sandbox_keys: Mutex<std::collections::BTreeMap<AgentId, agora_security::grant::GrantKey>>,
 }
 
 /// The leader's coordination, shared by every handler of this replica. It acts only while

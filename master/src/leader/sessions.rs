@@ -3,8 +3,7 @@
 //! serial may close it, and messages for a key without a session wait in a bounded queue
 //! until it opens one (if the caller asks for that).
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::mpsc;
@@ -35,8 +34,8 @@ struct Session<M, E> {
 }
 
 struct Inner<K, M, E> {
-    sessions: HashMap<K, Session<M, E>>,
-    pending: HashMap<K, VecDeque<M>>,
+    sessions: BTreeMap<K, Session<M, E>>,
+    pending: BTreeMap<K, VecDeque<M>>,
     next_serial: u64,
 }
 
@@ -64,12 +63,12 @@ fn end_stream<M: Send + 'static, E: Send + 'static>(tx: SessionTx<M, E>, why: E)
     }
 }
 
-impl<K: Clone + Eq + Hash, M: Clone + Send + 'static, E: Send + 'static> SessionTable<K, M, E> {
+impl<K: Clone + Ord, M: Clone + Send + 'static, E: Send + 'static> SessionTable<K, M, E> {
     pub fn new(max_pending: usize) -> Self {
         SessionTable {
             inner: Mutex::new(Inner {
-                sessions: HashMap::new(),
-                pending: HashMap::new(),
+                sessions: BTreeMap::new(),
+                pending: BTreeMap::new(),
                 next_serial: 0,
             }),
             max_pending,
@@ -133,7 +132,7 @@ impl<K: Clone + Eq + Hash, M: Clone + Send + 'static, E: Send + 'static> Session
     /// Ends every session (with `why(key)`) and forgets every queue.
     pub fn end_all(&self, why: impl Fn() -> E) {
         let mut inner = self.lock();
-        for (_, s) in inner.sessions.drain() {
+        for (_, s) in std::mem::take(&mut inner.sessions) {
             end_stream(s.tx, why());
         }
         inner.pending.clear();

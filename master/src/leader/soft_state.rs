@@ -4,7 +4,7 @@
 //! on to each task's framework (so one sent again at once is not passed on twice). A plain
 //! struct: every method takes `now` (ms) as an argument.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_registry::{AgentId, FrameworkId, Resources, TaskId};
 
@@ -30,18 +30,18 @@ pub struct DeclineFilter {
 
 #[derive(Default, Debug)]
 pub struct SoftState {
-    filters: HashMap<(FrameworkId, AgentId), Vec<DeclineFilter>>,
-    suppressed: HashSet<FrameworkId>,
+    filters: BTreeMap<(FrameworkId, AgentId), Vec<DeclineFilter>>,
+    suppressed: BTreeSet<FrameworkId>,
     /// Registered-as-active frameworks this leader has not seen subscribe, since when.
-    unsubscribed_since: HashMap<FrameworkId, u64>,
+    unsubscribed_since: BTreeMap<FrameworkId, u64>,
     /// When this leader committed each task's launch, until its TASK_RUNNING is committed.
-    launched_at: HashMap<(FrameworkId, TaskId), u64>,
+    launched_at: BTreeMap<(FrameworkId, TaskId), u64>,
     /// Offers this leader has made each framework: the allocator's tie-breaker between
     /// equal shares (fewer first), kept across its per-cycle rebuilds.
-    offers_made: HashMap<FrameworkId, u64>,
+    offers_made: BTreeMap<FrameworkId, u64>,
     /// The last update passed on to each task's framework, within the duplicate window:
     /// its uuid, and when.
-    forwarded: HashMap<(FrameworkId, TaskId), (String, u64)>,
+    forwarded: BTreeMap<(FrameworkId, TaskId), (String, u64)>,
     /// The same keys in the order they were forwarded, to forget each one as its window
     /// ends: the map holds about one window's updates, not one entry per task ever seen.
     forwarded_order: VecDeque<(u64, FrameworkId, TaskId)>,
@@ -209,8 +209,8 @@ impl SoftState {
             }
         }
         if self.forwarded.is_empty() {
-            // A burst's capacity is not kept for good.
-            self.forwarded.shrink_to(1024);
+            // A burst's capacity is not kept for good (the map frees its nodes as it
+            // empties).
             self.forwarded_order.shrink_to(1024);
         }
     }

@@ -24,6 +24,8 @@ pub const MAX_ENTRY_BYTES: usize = 2 * 1024 * 1024;
 /// Most entries proposed and not yet committed at once; while they are in flight, new
 /// commands queue up and form the next, larger batch.
 const MAX_IN_FLIGHT: usize = 4;
+/// The longest a proposal waits for Raft's answer (see `propose`).
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Pending {
     command: Command,
@@ -143,9 +145,34 @@ async fn propose(raft: &Raft, metrics: &Metrics, batch: Vec<Pending>) {
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let kinds: Vec<&'static str> = commands.iter().map(Command::kind).collect();
     metrics.batch_size.observe(commands.len() as f64);
+    crate::interleave::point().await;
     let timer = metrics.write_seconds.start_timer();
-    let result = raft.client_write(CommandBatch { commands }).await;
+    // openraft 0.9 answers a proposal when its index is applied or its entry truncated;
+    // a replica that was cut off while leading and caught up through a snapshot never
+    // applies those indexes one by one, and the proposal waits for good (found by the
+    // simulation: four such waits held every permit, and the replica, leader again, could
+    // write nothing). So a proposal gets WRITE_TIMEOUT; after that its outcome is unknown.
+    let result =
+        tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(CommandBatch { commands })).await;
     timer.observe_duration();
+    let Ok(result) = result else {
+        tracing::warn!(
+            commands = replies.len(),
+            "no answer from Raft within {} s; the write's outcome is unknown",
+            WRITE_TIMEOUT.as_secs()
+        );
+        for (reply, kind) in replies.into_iter().zip(kinds) {
+            metrics
+                .commands
+                .with_label_values(&[kind, "unavailable"])
+                .inc();
+            let _ = reply.send(Err(WriteError::Unavailable(format!(
+                "no answer from Raft within {} s; the write may or may not have committed",
+                WRITE_TIMEOUT.as_secs()
+            ))));
+        }
+        return;
+    };
     let outcomes: Vec<Result<u64, WriteError>> = match result {
         Ok(resp) => {
             let index = resp.log_id.index;

@@ -7,7 +7,7 @@
 //! decline filters and suppression (soft state, as in Mesos), and live subscriptions
 //! (frameworks subscribe again to the new leader).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use agora_registry::{AgentId, Command, FrameworkId, FrameworkInfo, Registry, TaskId};
 use tokio::sync::mpsc;
@@ -151,6 +151,8 @@ impl Leader {
             async move {
                 loop {
                     tokio::select! {
+                        // In the order written: a deterministic simulation replays the same choice.
+                        biased;
                         _ = tx.closed() => break,
                         _ = tokio::time::sleep(HEARTBEAT) => {
                             // A session the table ended (replaced, or this replica stopped
@@ -410,7 +412,7 @@ impl Leader {
     }
 
     /// Frameworks with a live subscription.
-    pub(super) fn subscribed_frameworks(&self) -> HashSet<FrameworkId> {
+    pub(super) fn subscribed_frameworks(&self) -> BTreeSet<FrameworkId> {
         self.shared.frameworks.keys().into_iter().collect()
     }
 }
