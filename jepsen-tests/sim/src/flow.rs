@@ -364,6 +364,26 @@ impl Flow {
         )
     }
 
+    /// What a session of `node`'s leader layer sends, passed on over a delayed link: the
+    /// receiving end, and the task that relays (abort it when the session is over).
+    fn relay<T: Send + 'static>(
+        &self,
+        node: NodeId,
+        mut from: mpsc::Receiver<T>,
+    ) -> (mpsc::Receiver<T>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut link = Link::new(self, node, tx);
+        let rng = self.0.rng.clone();
+        let relay = tokio::spawn(async move {
+            while let Some(m) = from.recv().await {
+                if !link.send(&rng, m) {
+                    return;
+                }
+            }
+        });
+        (rx, relay)
+    }
+
     /// The leader layer of `node`'s running incarnation.
     fn leader(&self, node: NodeId) -> Option<Leader> {
         self.hosted().get(&node).map(|h| h.leader.clone())
@@ -469,6 +489,7 @@ impl Flow {
     /// given, reports in order, and starts over when the session ends.
     async fn agent(self, who: String) {
         let id = AgentId::new(format!("{who}-S")).expect("valid id");
+        let address = format!("{who}:5051");
         let resources = Resources::parse("cpus:2;mem:1024").expect("valid resources");
         let mut tasks: BTreeMap<TaskId, AgentTask> = BTreeMap::new();
         let (events_tx, mut events) = mpsc::unbounded_channel::<TaskEvent>();
@@ -493,7 +514,7 @@ impl Flow {
                 }),
                 id: id.clone(),
                 hostname: who.clone(),
-                address: format!("{who}:5051"),
+                address: address.clone(),
                 resources: resources.clone(),
                 attributes: vec![],
             };
@@ -510,7 +531,7 @@ impl Flow {
                 tokio::time::sleep(self.0.rng.millis(50, 200)).await;
                 continue;
             }
-            let (aid, address) = (id.clone(), format!("{who}:5051"));
+            let (aid, address) = (id.clone(), address.clone());
             let session = self
                 .call(&who, node, |l| async move {
                     l.open_agent_session(&aid, &address)
@@ -536,19 +557,7 @@ impl Flow {
                     .reader
                     .run(tokio_stream::wrappers::ReceiverStream::new(inbound_rx)),
             );
-            let (down_tx, mut down) = mpsc::channel(1024);
-            let mut down_link = Link::new(&self, node, down_tx);
-            let mut outbound = session.outbound;
-            let forward = {
-                let rng = self.0.rng.clone();
-                tokio::spawn(async move {
-                    while let Some(m) = outbound.recv().await {
-                        if !down_link.send(&rng, m) {
-                            return;
-                        }
-                    }
-                })
-            };
+            let (mut down, forward) = self.relay(node, session.outbound);
             // Every unacknowledged update goes out again on the new session.
             for task in tasks.values_mut() {
                 task.sent = None;
@@ -725,19 +734,7 @@ impl Flow {
             self.0
                 .log
                 .line(who, format_args!("subscribed with n{node}"));
-            let (events_tx, mut events) = mpsc::channel(1024);
-            let mut link = Link::new(&self, node, events_tx);
-            let mut inbound = subscription.events;
-            let forward = {
-                let rng = self.0.rng.clone();
-                tokio::spawn(async move {
-                    while let Some(m) = inbound.recv().await {
-                        if !link.send(&rng, m) {
-                            return;
-                        }
-                    }
-                })
-            };
+            let (mut events, forward) = self.relay(node, subscription.events);
             let unfinished = self.unfinished();
             if !unfinished.is_empty() {
                 let f = fid.clone();
