@@ -58,7 +58,8 @@ struct Args {
     /// Raft heartbeat period.
     #[arg(long, env = "AGORA_RAFT_HEARTBEAT_INTERVAL", default_value = "50ms", value_parser = humantime::parse_duration)]
     raft_heartbeat_interval: Duration,
-    /// Minimum Raft election timeout T (each replica draws its timeout in [T, 1.5T)).
+    /// Raft election timeout T: a follower that hears nothing from its leader for T to 1.1T
+    /// campaigns.
     #[arg(long, env = "AGORA_RAFT_ELECTION_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
     raft_election_timeout: Duration,
     /// Join an existing quorum (to be added by `agora members add`): never initialize.
@@ -164,7 +165,7 @@ pub fn main(faults: Faults) -> ExitCode {
         },
         raft: RaftTiming {
             heartbeat_interval: args.raft_heartbeat_interval,
-            election_timeout_min: args.raft_election_timeout,
+            election_timeout: args.raft_election_timeout,
         },
         join: args.join,
         faults,

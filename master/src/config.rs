@@ -72,24 +72,28 @@ impl Security {
 
 /// Raft timing.
 ///
-/// openraft 0.9 lets a follower that has accepted a leader campaign only after the leader
-/// lease (= the maximum election timeout) *plus* its own election timeout (drawn once in
-/// [min, max)) have passed without a heartbeat, and `2 * max` later still if a peer has a
-/// longer log. With max = 1.5 * min, failover after a leader dies takes
-/// `1.5*min + [min, 1.5*min)` plus one vote round: 625-750 ms with the defaults (50 ms
-/// heartbeats, 250 ms minimum), and about 1.4 s when the best-placed follower lags.
+/// `election_timeout` is T of `--raft-election-timeout`: a follower that hears nothing
+/// from its leader for T to 1.1 T campaigns, as an etcd member with the same
+/// `--election-timeout` does (etcd draws from [T, 2T)). openraft 0.9 lets a follower that has
+/// accepted a leader campaign only after the leader lease (openraft's maximum election
+/// timeout) *plus* its own election timeout (drawn in [min, max)) have passed without a
+/// heartbeat, so T is split: max = 0.55 T, min = 0.45 T, and the wait is
+/// 0.55 T + [0.45 T, 0.55 T) = [T, 1.1 T), then one vote round (`2 * max` later still if a
+/// peer has a longer log). With the defaults (50 ms heartbeats, T = 250 ms): 250-275 ms.
+/// Before issue 17 T was openraft's minimum and the wait 1.5 T + [T, 1.5 T) = 625-750 ms.
 #[derive(Clone, Debug)]
 pub struct RaftTiming {
     pub heartbeat_interval: Duration,
-    /// Minimum election timeout; the maximum is 1.5 times it.
-    pub election_timeout_min: Duration,
+    /// T: how long a follower waits without hearing from its leader before it campaigns
+    /// (at least; at most 1.1 T).
+    pub election_timeout: Duration,
 }
 
 impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
             heartbeat_interval: Duration::from_millis(50),
-            election_timeout_min: Duration::from_millis(250),
+            election_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -192,7 +196,7 @@ impl Config {
             ("--allocation-interval", self.allocation_interval),
             ("--agent-ping-timeout", self.agent_ping_timeout),
             ("--raft-heartbeat-interval", self.raft.heartbeat_interval),
-            ("--raft-election-timeout", self.raft.election_timeout_min),
+            ("--raft-election-timeout", self.raft.election_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration { flag });
@@ -230,9 +234,9 @@ impl Config {
                 max,
             });
         }
-        if self.raft.election_timeout_min < self.raft.heartbeat_interval * 3 {
+        if self.raft.election_timeout < self.raft.heartbeat_interval * 3 {
             return Err(ConfigError::ElectionTooShort {
-                election: self.raft.election_timeout_min,
+                election: self.raft.election_timeout,
                 heartbeat: self.raft.heartbeat_interval,
             });
         }
@@ -250,19 +254,35 @@ impl RaftTiming {
     /// ([`crate::quorum::holds_lease`]): [`crate::quorum::LEASE_FRACTION`] of the election
     /// timeout's maximum, which openraft uses as its followers' leader lease.
     pub fn lease(&self) -> Duration {
-        let min = self.election_timeout_min;
-        (min + min / 2).mul_f64(crate::quorum::LEASE_FRACTION)
+        Duration::from_millis(self.openraft_max_ms()).mul_f64(crate::quorum::LEASE_FRACTION)
+    }
+
+    /// openraft's maximum election timeout, which is also its followers' leader lease.
+    fn openraft_max_ms(&self) -> u64 {
+        ((self.election_timeout.as_millis() as u64 * 55).div_ceil(100))
+            .max(self.openraft_min_ms() + 1)
+    }
+
+    /// openraft's minimum election timeout (above the heartbeat interval, as openraft
+    /// requires, also where rounding a tiny T would reach it).
+    fn openraft_min_ms(&self) -> u64 {
+        (self.election_timeout.as_millis() as u64 * 45 / 100)
+            .max(self.heartbeat_interval.as_millis() as u64 + 1)
+    }
+
+    /// The longest a follower goes without hearing from its leader before it campaigns.
+    pub fn longest_silence(&self) -> Duration {
+        Duration::from_millis(self.openraft_max_ms() * 2)
     }
 
     /// openraft's configuration for a replica with these timings (the simulator runs its
     /// replicas with it too).
     pub fn openraft_config(&self) -> openraft::Config {
-        let min = self.election_timeout_min.as_millis() as u64;
         openraft::Config {
             cluster_name: "agora".into(),
             heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: min,
-            election_timeout_max: min + min / 2,
+            election_timeout_min: self.openraft_min_ms(),
+            election_timeout_max: self.openraft_max_ms(),
             // Snapshot transfer of a large registry takes far longer than 200 ms.
             install_snapshot_timeout: 10_000,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
@@ -381,10 +401,35 @@ mod tests {
             Err(ConfigError::AdvertiseMismatch { .. })
         ));
         let mut c = config(1, "1=a:1", "a:1");
-        c.raft.election_timeout_min = Duration::from_millis(100);
+        c.raft.election_timeout = Duration::from_millis(100);
         assert!(matches!(
             c.validate(),
             Err(ConfigError::ElectionTooShort { .. })
         ));
+    }
+
+    /// A follower campaigns after T to 1.1 T of silence: openraft's lease (its maximum)
+    /// plus its own timeout (drawn in [min, max)), and the leader's lease is shorter than
+    /// the followers' lease.
+    #[test]
+    fn the_election_timeout_is_the_silence_before_a_campaign() {
+        for (hb, t) in [(50, 250), (10, 30), (100, 1000), (20, 60)] {
+            let timing = RaftTiming {
+                heartbeat_interval: Duration::from_millis(hb),
+                election_timeout: Duration::from_millis(t),
+            };
+            let c = timing
+                .openraft_config()
+                .validate()
+                .expect("openraft accepts it");
+            let (min, max) = (c.election_timeout_min, c.election_timeout_max);
+            assert!(min > hb && max > min, "{hb}/{t}: {min} {max}");
+            assert!(
+                max + min >= t - 1 && max + max <= t * 11 / 10 + 2,
+                "{t}: {min} {max}"
+            );
+            assert!(timing.lease() < Duration::from_millis(max));
+            assert_eq!(timing.longest_silence(), Duration::from_millis(2 * max));
+        }
     }
 }

@@ -174,7 +174,7 @@ impl Quorum {
         // A follower that has not answered for the longest election timeout may be
         // campaigning, gone, or cut off.
         let timing = &self.config.raft;
-        let patience = (timing.election_timeout_min * 3 / 2).max(timing.heartbeat_interval * 3);
+        let patience = timing.longest_silence().max(timing.heartbeat_interval * 3);
         members(m.membership_config.membership())
             .into_iter()
             .map(|member| {
