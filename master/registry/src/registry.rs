@@ -49,6 +49,9 @@ pub struct Registry {
     completed_tasks: CompletedTasks,
     /// Derived from `data.completed_frameworks`: oldest first.
     completed_order: BTreeSet<(TimestampMs, FrameworkId)>,
+    /// Derived from `data.agents`: the agents with a drain (draining or drained), so the
+    /// leader's drain work looks at them, not at every agent, each tick.
+    drains: BTreeSet<AgentId>,
 }
 
 type Holdings = BTreeMap<FrameworkId, BTreeMap<AgentId, Resources>>;
@@ -291,6 +294,30 @@ impl Registry {
 
     /// Applies one command. On `Err` nothing changed.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
+        let result = self.apply_command(command);
+        // The commands that can start, end or remove an agent's drain.
+        let subject = match command {
+            Command::RegisterAgent { info, .. } => Some(&info.id),
+            Command::RemoveAgent { id, .. }
+            | Command::ReactivateAgent { id }
+            | Command::DrainAgent { id, .. }
+            | Command::MarkAgentGone { id, .. } => Some(id),
+            _ => None,
+        };
+        if let Some(id) = subject {
+            match self.data.agents.get(id) {
+                Some(a) if a.drain.is_some() => {
+                    self.drains.insert(id.clone());
+                }
+                _ => {
+                    self.drains.remove(id);
+                }
+            }
+        }
+        result
+    }
+
+    fn apply_command(&mut self, command: &Command) -> CommandResult {
         match command {
             Command::RegisterAgent { info, now_ms } => self.register_agent(info, *now_ms),
             Command::MarkAgentUnreachable { id, now_ms } => {
@@ -1045,6 +1072,20 @@ impl Registry {
         self.holdings = self.computed_holdings();
         self.completed_tasks = self.computed_completed_tasks();
         self.completed_order = self.computed_completed_order();
+        self.drains = self.computed_drains();
+    }
+
+    /// The agents with a drain, recomputed from scratch.
+    fn computed_drains(&self) -> BTreeSet<AgentId> {
+        self.agents()
+            .filter(|a| a.drain.is_some())
+            .map(|a| a.info.id.clone())
+            .collect()
+    }
+
+    /// The agents with a drain (draining or drained), in id order.
+    pub fn agents_with_drain(&self) -> impl Iterator<Item = &Agent> {
+        self.drains.iter().filter_map(|id| self.data.agents.get(id))
     }
 
     /// The completed-task index recomputed from scratch from the tasks.
@@ -1230,6 +1271,9 @@ impl Registry {
         }
         if self.computed_completed_order() != self.completed_order {
             return Err("completed-framework order differs from the completed frameworks".into());
+        }
+        if self.computed_drains() != self.drains {
+            return Err("drain index differs from the agents' drains".into());
         }
         for (f, keys) in &self.completed_tasks {
             if keys.len() > retention.max_completed_tasks_per_framework {

@@ -103,8 +103,13 @@ pub(super) async fn run(leader: Leader) {
         leader.replicate_retention().await;
         leader.expire(now).await;
         let subscribed = leader.subscribed_frameworks();
-        if subscribed.is_empty() {
-            // Only subscribed frameworks get offers: nothing to allocate.
+        // Only subscribed frameworks that have not suppressed offers can be offered
+        // anything: with none, the cycle costs nothing, however large the cluster.
+        let wanting = {
+            let soft = leader.soft();
+            subscribed.iter().any(|f| !soft.is_suppressed(f))
+        };
+        if !wanting {
             continue;
         }
         // The cycle is CPU work that grows with the cluster: it runs on the blocking pool,

@@ -43,7 +43,7 @@ pub struct DrainPlan {
 pub fn plan(reg: &Registry, now_ms: u64) -> DrainPlan {
     let mut plan = DrainPlan::default();
     let mut due: Vec<&AgentId> = Vec::new();
-    for a in reg.agents() {
+    for a in reg.agents_with_drain() {
         let Some(d) = a.drain else { continue };
         match d.state {
             DrainState::Drained if d.mark_gone => plan.gone.push(a.info.id.clone()),
