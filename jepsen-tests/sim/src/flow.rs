@@ -591,8 +591,21 @@ impl Flow {
                     biased;
                     m = down.recv() => {
                         let Some(m) = m else { break "the session closed".to_string() };
-                        if self.is_cut(&who) {
-                            continue;
+                        // A cut delays what a live session carries, as TCP retransmits it
+                        // once the path is back; a cut that outlasts the session's silence
+                        // limit ends the session, and what was in flight with it. (Dropping
+                        // messages from a session that goes on lost a launch for good: the
+                        // agent never re-registered, so nothing sent it again.)
+                        let mut silent = false;
+                        while self.is_cut(&who) {
+                            if heard.elapsed() > SESSION_SILENCE {
+                                silent = true;
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        if silent {
+                            break "nothing heard".to_string();
                         }
                         heard = Instant::now();
                         match m {
