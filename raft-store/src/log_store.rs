@@ -293,17 +293,21 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
         I: IntoIterator<Item = Entry<TypeConfig<M>>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        // One insert per entry, not a `sled::Batch`: `apply_batch` takes sled's global write
+        // lock, which waits for a running flush (the flusher holds its read side through
+        // the whole write-out and sync), and this runs on Raft's one thread, so every append
+        // stalled heartbeats and replication for a flush. Entries go in in index order and
+        // sled recovers its writes in order, so a crash keeps a prefix of them; none is
+        // reported persisted before the flush that covers it.
         let mut last = None;
         for entry in entries {
             let bytes =
                 encode(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            batch.insert(&index_key(entry.log_id.index), bytes);
+            self.logs
+                .insert(index_key(entry.log_id.index), bytes)
+                .map_err(|e| StorageIOError::write_logs(&e))?;
             last = Some(entry.log_id);
         }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
         if let Some(last) = last {
             self.set_pending(|d| d.last_log_id = Some(last));
         }
@@ -335,14 +339,15 @@ impl<M: StateMachine> RaftLogStorage<TypeConfig<M>> for LogStore<M> {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         // Record the purge point first, so a crash mid-purge never leaves a gap unexplained.
         self.put_meta(LAST_PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
+        // Removed one by one, oldest first, not as a batch (see `append`: a batch waits for
+        // a running flush on Raft's thread); a crash midway leaves a suffix of the purged
+        // range, below the recorded purge point.
         for item in self.logs.range(..=index_key(log_id.index)) {
             let (key, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(key);
+            self.logs
+                .remove(key)
+                .map_err(|e| StorageIOError::write_logs(&e))?;
         }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 }
