@@ -93,6 +93,22 @@ pub struct Quorum {
     pub(crate) peer_security: agora_security::client::ClientSecurity,
     /// When each peer last answered this replica's Raft calls.
     pub(crate) contacts: PeerContacts,
+    /// Set once this replica, stopping, hands leadership over ([`Quorum::hand_over`]):
+    /// from then on it serves nothing as the leader's.
+    pub(crate) handing_over: Arc<AtomicBool>,
+}
+
+/// Why a stopping replica did not hand leadership over.
+#[derive(Debug, thiserror::Error)]
+pub enum HandOverError {
+    #[error("this replica does not lead")]
+    NotLeader,
+    #[error("no follower holds the whole log within {0:?}")]
+    NoFollowerCaughtUp(std::time::Duration),
+    #[error("follower {0} did not take the hand-over: {1}")]
+    Refused(u64, String),
+    #[error("no new leader within {0:?}")]
+    NoNewLeader(std::time::Duration),
 }
 
 impl Quorum {
@@ -109,6 +125,101 @@ impl Quorum {
             quarantined: Arc::new(AtomicBool::new(quarantined)),
             peer_security,
             contacts,
+            handing_over: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A stopping leader hands leadership over instead of leaving its followers to find
+    /// out by an election timeout: it stops serving as the leader, waits (up to half of
+    /// `within`) until a voting follower holds its whole log, tells that follower to
+    /// campaign now (`TimeoutNow`), and waits for a new leader. The follower wins at once:
+    /// this replica grants it its vote (a leader's own lease does not refuse a candidate
+    /// with the whole log) and the two are a majority of three; with five, the other
+    /// followers still refuse it within their lease and it wins when that runs out. Returns
+    /// the new leader's id.
+    pub async fn hand_over(&self, within: std::time::Duration) -> Result<u64, HandOverError> {
+        let started = tokio::time::Instant::now();
+        let (term, voters) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader || m.current_leader != Some(self.config.id) {
+                return Err(HandOverError::NotLeader);
+            }
+            let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+            (m.current_term, voters)
+        };
+        self.handing_over.store(true, Ordering::Release);
+        // The follower holding the most of the log, once it holds all of it.
+        let target = loop {
+            let (last, best) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                let best = m.replication.as_ref().and_then(|r| {
+                    r.iter()
+                        .filter(|(id, _)| **id != self.config.id && voters.contains(*id))
+                        .map(|(id, matched)| (matched.map(|l| l.index), *id))
+                        .max()
+                });
+                (m.last_log_index, best)
+            };
+            if let Some((matched, id)) = best {
+                if matched >= last {
+                    break id;
+                }
+            }
+            if started.elapsed() > within / 2 {
+                return Err(HandOverError::NoFollowerCaughtUp(within / 2));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        };
+        let address = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&target)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        let ch = crate::raft_network::channel(&address, &self.peer_security)
+            .map_err(|e| HandOverError::Refused(target, e.to_string()))?;
+        let mut req = tonic::Request::new(agora_proto::v1::TimeoutNowRequest {
+            leader_id: self.config.id,
+            term,
+        });
+        req.set_timeout(within.saturating_sub(started.elapsed()));
+        let started_election = agora_proto::v1::raft_peer_client::RaftPeerClient::new(ch)
+            .timeout_now(req)
+            .await
+            .map_err(|e| HandOverError::Refused(target, e.message().to_string()))?
+            .into_inner()
+            .started;
+        if !started_election {
+            return Err(HandOverError::Refused(
+                target,
+                "it no longer follows this leader in this term".into(),
+            ));
+        }
+        let mut metrics = self.raft.metrics();
+        let waited = tokio::time::timeout(within.saturating_sub(started.elapsed()), async {
+            loop {
+                {
+                    let m = metrics.borrow_and_update();
+                    if m.current_term > term {
+                        if let Some(l) = m.current_leader.filter(|l| *l != self.config.id) {
+                            return Some(l);
+                        }
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Some(leader)) => Ok(leader),
+            _ => Err(HandOverError::NoNewLeader(within)),
         }
     }
 
@@ -138,7 +249,7 @@ impl Quorum {
         // request showed in profiles.
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        view_of(
+        let mut view = view_of(
             &m,
             self.config.id,
             &self.contacts,
@@ -147,7 +258,15 @@ impl Quorum {
                 lease: check_lease,
                 ..ServingChecks::ALL
             },
-        )
+        );
+        if view.is_leader && self.handing_over.load(Ordering::Acquire) {
+            // Stopping and handing over: nothing more is served as the leader's, and no
+            // leader is named until the successor is known.
+            view.is_leader = false;
+            view.leader_id = None;
+            view.leader_address = None;
+        }
+        view
     }
 
     /// Wakes when Raft's view may have changed (an election, a step-down).

@@ -15,7 +15,10 @@ use tokio::time::Instant;
 use crate::store::{NodeId, Raft, TypeConfig};
 use agora_proto::v1::raft_peer_client::RaftPeerClient;
 use agora_proto::v1::raft_peer_server::RaftPeer;
-use agora_proto::v1::{NodeStatusReply, NodeStatusRequest, RaftMessage, SnapshotChunk};
+use agora_proto::v1::{
+    NodeStatusReply, NodeStatusRequest, RaftMessage, SnapshotChunk, TimeoutNowReply,
+    TimeoutNowRequest,
+};
 use agora_security::client::ClientSecurity;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -385,6 +388,52 @@ impl RaftPeer for RaftPeerService {
         let chunk = req.into_inner();
         rpc.data = chunk.data;
         reply(self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn timeout_now(
+        &self,
+        req: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowReply>, Status> {
+        use std::sync::atomic::Ordering;
+        let proven = req
+            .extensions()
+            .get::<crate::transport::auth::PeerReplica>()
+            .and_then(|p| p.0);
+        let r = req.into_inner();
+        if proven.is_some_and(|id| id != r.leader_id) {
+            return Err(Status::permission_denied(format!(
+                "leader_id: names replica {}, but the caller's certificate is master-{}",
+                r.leader_id,
+                proven.unwrap_or_default()
+            )));
+        }
+        let (leader, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(r.leader_id) || term != r.term || self.quarantined.load(Ordering::Acquire)
+        {
+            tracing::info!(
+                from = r.leader_id,
+                term = r.term,
+                ?leader,
+                current_term = term,
+                "hand-over request ignored"
+            );
+            return Ok(Response::new(TimeoutNowReply { started: false }));
+        }
+        tracing::info!(
+            from = r.leader_id,
+            term,
+            "the leader hands over: campaigning now"
+        );
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(TimeoutNowReply { started: true }))
     }
 
     async fn node_status(

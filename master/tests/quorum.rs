@@ -403,3 +403,56 @@ async fn clients_hear_of_a_new_leader_from_the_other_replicas() {
     cluster.wait_leader(term + 1, 10 * SECOND).await;
     assert_one_leader_per_term(&cluster).await;
 }
+
+/// A leader stopped with SIGTERM hands leadership over (TimeoutNow to a follower holding
+/// its whole log, which it then votes for): a follower leads in a higher term well before
+/// the 250 ms election timeout an election after a SIGKILL has to wait for, and nothing
+/// acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_hands_over_without_waiting_for_a_timeout() {
+    let mut cluster = Cluster::start(3);
+    let (leader, term, _) = cluster.wait_leader(1, 10 * SECOND).await;
+    let client = cluster.client();
+    for i in 0..20 {
+        register(&client, i).await.expect("write committed");
+    }
+    // The followers settle on this leader (a fresh one has just sent its first heartbeat).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+    let pid = cluster.node(leader).pid().expect("running");
+    let signalled = std::time::Instant::now();
+    agora_test_cluster::signal(pid, libc::SIGTERM);
+    let mut took = None;
+    while took.is_none() && signalled.elapsed() < 5 * SECOND {
+        for id in &others {
+            if let Some(s) = cluster.node(*id).status().await {
+                if s.role == "leader" && s.term > term {
+                    took = Some(signalled.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = took.expect("a follower leads after the leader's SIGTERM");
+    // Wait for the old leader to exit, then read what it said.
+    let exited = std::time::Instant::now();
+    while cluster.node(leader).exit_code().is_none() && exited.elapsed() < 10 * SECOND {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = cluster.node(leader).log_text();
+    assert!(
+        log.contains("leadership handed over"),
+        "the stopping leader did not hand over:\n{log}"
+    );
+    assert!(
+        took < Duration::from_millis(200),
+        "a new leader only {took:?} after SIGTERM"
+    );
+    eprintln!("SIGTERM of the leader -> new leader: {took:?}");
+    let st = common::state(&cluster.client()).await;
+    assert_eq!(
+        st.agents.len(),
+        20,
+        "acknowledged writes lost in the hand-over"
+    );
+}
