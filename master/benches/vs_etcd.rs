@@ -10,8 +10,8 @@
 //! Figures: writes/s and p50/p99 commit at 1, 16, 64 and 256 clients; server CPU per write
 //! (user + system time of the three server processes over the phase); 100,000 writes at 64
 //! clients with the rate of each tenth (flat or falling as the state grows), leadership
-//! changes during it and the leader's RSS after it; leader SIGKILL -> a new leader (p50
-//! over trials, polled every 5 ms).
+//! changes during it and the leader's RSS after it; leader SIGKILL -> a new leader and
+//! leader SIGTERM -> a new leader (p50 over trials each, polled every 5 ms).
 //!
 //! Run: `cargo bench -p agora-master --bench vs_etcd` (`AGORA_BENCH_QUICK=1` for a short
 //! run; `AGORA_VS_ETCD_ONLY=agora` or `=etcd` for one side; `AGORA_VS_ETCD_SIZES=1:3000,64:20000`
@@ -301,6 +301,48 @@ impl System {
         match self {
             System::Agora(c) => c.nodes[i].kill(),
             System::Etcd(e) => e.members[i].kill(),
+        }
+    }
+
+    /// SIGTERM to member `i`: it stops on its own (a leader hands over first, both systems).
+    fn stop(&mut self, i: usize) {
+        let pid = match self {
+            System::Agora(c) => c.nodes[i].pid(),
+            System::Etcd(e) => e.members[i].child.as_ref().map(|c| c.id()),
+        };
+        if let Some(pid) = pid {
+            // SAFETY: kill(2) on a child this bench started and has not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+
+    /// Waits up to 10 s for member `i` to exit after [`System::stop`] (then kills it).
+    async fn reap(&mut self, i: usize) {
+        let started = Instant::now();
+        loop {
+            let exited = match self {
+                System::Agora(c) => c.nodes[i].exit_code().is_some(),
+                System::Etcd(e) => {
+                    let m = &mut e.members[i];
+                    let done = m
+                        .child
+                        .as_mut()
+                        .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))));
+                    if done {
+                        m.child = None;
+                    }
+                    done
+                }
+            };
+            if exited {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                eprintln!("member {i} still running 10 s after SIGTERM: killed");
+                self.kill(i);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -633,6 +675,7 @@ fn main() {
         let mut tenths_text = String::new();
         let (mut whole, mut first, mut last, mut changes, mut rss, mut failover) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut handover = Vec::new();
         for &kind in kinds.iter().rev() {
             let (mut sys, leader, term) = fresh(kind).await;
             let p = write_phase(&sys, leader, 64, big).await;
@@ -684,6 +727,30 @@ fn main() {
                 times.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
             );
             failover.push((kind, ms(percentile(&times, 0.5))));
+
+            // Graceful: SIGTERM the leader, time until another member leads.
+            let mut times = Vec::new();
+            for _ in 0..trials {
+                let (leader, term) = sys
+                    .wait_leader(1, Duration::from_secs(20), Duration::from_millis(20))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                let stopped = Instant::now();
+                sys.stop(leader);
+                sys.wait_leader(term + 1, Duration::from_secs(20), Duration::from_millis(5))
+                    .await;
+                times.push(stopped.elapsed());
+                sys.reap(leader).await;
+                sys.restart(leader);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            times.sort();
+            eprintln!(
+                "{} hand-over on SIGTERM (ms): {:?}",
+                kind.name(),
+                times.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+            );
+            handover.push((kind, ms(percentile(&times, 0.5))));
         }
         row(
             &format!("writes/s over {big} writes at 64 clients"),
@@ -719,6 +786,12 @@ fn main() {
             &format!("leader SIGKILL -> new leader, p50 of {trials} (ms)"),
             pick(&failover, Kind::Agora),
             pick(&failover, Kind::Etcd),
+            0,
+        );
+        row(
+            &format!("leader SIGTERM -> new leader, p50 of {trials} (ms)"),
+            pick(&handover, Kind::Agora),
+            pick(&handover, Kind::Etcd),
             0,
         );
         report.push_str(&format!(

@@ -23,6 +23,9 @@
 //! 7. Image tasks (AGORA_BENCH_ONLY=containers): warm and cold launches from a registry on
 //!    loopback, against command tasks, and a cold pull of a 50 MB image.
 //!
+//! 8. Failover to the first offer (AGORA_BENCH_ONLY=failover-offers): SIGKILL and SIGTERM
+//!    of the leader -> a new leader -> the first offer a subscribed framework gets from it.
+//!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
 //! its simulated-agent half, AGORA_BENCH_ONLY=security for the third with TLS and
@@ -833,6 +836,128 @@ async fn million(report: &mut String, quick: bool) {
     ));
 }
 
+/// Records when each offer arrives (with its id, which carries the offering leader's term)
+/// and declines it for 0.1 s, so the agents are offered again at the next cycle.
+struct OfferClock {
+    offers: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Scheduler for OfferClock {
+    fn resource_offers(&mut self, h: &SchedulerHandle, offers: Vec<pb::Offer>) {
+        let now = Instant::now();
+        let ids: Vec<String> = offers.into_iter().map(|o| o.id).collect();
+        self.offers
+            .lock()
+            .unwrap()
+            .extend(ids.iter().map(|id| (now, id.clone())));
+        drop(h.decline(ids, Some(0.1)));
+    }
+    fn status_update(&mut self, _h: &SchedulerHandle, _s: TaskStatus) {}
+}
+
+/// The term of the leader that made an offer: its id is `<random>-<term>-O<seq>`.
+fn offer_term(id: &str) -> u64 {
+    id.split('-')
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Failover to the first offer (AGORA_BENCH_ONLY=failover-offers): a framework subscribed
+/// to a 3-master quorum (default flags) with 10 simulated agents declines every offer for
+/// 0.1 s. The leader is sent SIGKILL (then, in as many trials, SIGTERM); measured from the
+/// signal: a new leader in a higher term (statuses polled every 5 ms), and the first offer
+/// the framework receives from it.
+async fn failover_offers(report: &mut String, quick: bool) {
+    let trials = if quick { 5 } else { 20 };
+    let mut cluster = Cluster::start_with(3, &[]);
+    cluster.wait_leader(1, Duration::from_secs(10)).await;
+    let _agents = simulated_agents(&cluster, 10, "cpus:8;mem:16384;disk:100000").await;
+    let offers = Arc::new(Mutex::new(Vec::new()));
+    let framework = pb::FrameworkInfo {
+        name: "failover-offers".into(),
+        roles: vec!["*".into()],
+        ..Default::default()
+    };
+    let driver = SchedulerDriver::with_client(cluster.client(), framework);
+    let run = tokio::spawn(driver.run(OfferClock {
+        offers: offers.clone(),
+    }));
+    let waiting = Instant::now();
+    while offers.lock().unwrap().is_empty() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "no offer at all"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    report.push_str(&format!(
+        "### Failover: signal to the leader -> new leader -> first offer from it ({trials} trials each, 10 simulated agents, one framework)
+
+| signal | new leader p50 | p99 | first offer p50 | p99 |
+|---|---|---|---|---|
+"
+    ));
+    for (name, sig) in [("SIGKILL", libc::SIGKILL), ("SIGTERM", libc::SIGTERM)] {
+        let (mut elected, mut offered) = (Vec::new(), Vec::new());
+        for _ in 0..trials {
+            let (leader, term, _) = cluster.wait_leader(1, Duration::from_secs(20)).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+            let signalled = Instant::now();
+            if sig == libc::SIGKILL {
+                cluster.node(leader).kill();
+            } else {
+                signal(cluster.node(leader).pid().expect("running"), sig);
+            }
+            let (mut e, mut o) = (None, None);
+            while (e.is_none() || o.is_none()) && signalled.elapsed() < Duration::from_secs(20) {
+                if e.is_none() {
+                    for id in &others {
+                        if let Some(s) = cluster.node(*id).status().await {
+                            if s.role == "leader" && s.term > term {
+                                e = Some(signalled.elapsed());
+                            }
+                        }
+                    }
+                }
+                if o.is_none() {
+                    o = offers
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|(at, id)| *at >= signalled && offer_term(id) > term)
+                        .map(|(at, _)| *at - signalled);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let (e, o) = (e.expect("a new leader"), o.expect("an offer from it"));
+            eprintln!("{name}: new leader {e:?}, first offer {o:?}");
+            elected.push(e);
+            offered.push(o);
+            let stopped = Instant::now();
+            while cluster.node(leader).is_running() && cluster.node(leader).exit_code().is_none() {
+                assert!(stopped.elapsed() < Duration::from_secs(10), "still running");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cluster.node(leader).start();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        elected.sort();
+        offered.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        report.push_str(&format!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |\n",
+            ms(percentile(&elected, 0.5)),
+            ms(percentile(&elected, 0.99)),
+            ms(percentile(&offered, 0.5)),
+            ms(percentile(&offered, 0.99)),
+        ));
+    }
+    report.push('\n');
+    run.abort();
+}
+
 fn main() {
     let quick = std::env::var("AGORA_BENCH_QUICK").is_ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -849,6 +974,10 @@ fn main() {
         }
         if only == "containers" {
             containers(&mut report, quick).await;
+            return;
+        }
+        if only == "failover-offers" {
+            failover_offers(&mut report, quick).await;
             return;
         }
         if only == "million" {
