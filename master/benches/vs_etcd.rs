@@ -279,6 +279,13 @@ impl System {
         }
     }
 
+    fn kind(&self) -> Kind {
+        match self {
+            System::Agora(_) => Kind::Agora,
+            System::Etcd(_) => Kind::Etcd,
+        }
+    }
+
     fn addr(&self, i: usize) -> String {
         match self {
             System::Agora(c) => c.nodes[i].addr.clone(),
@@ -427,10 +434,7 @@ impl Phase {
 /// `clients` concurrent writers over one HTTP/2 connection to the leader, `writes` in all.
 async fn write_phase(sys: &System, leader: usize, clients: usize, writes: usize) -> Phase {
     let addr = sys.addr(leader);
-    let kind = match sys {
-        System::Agora(_) => Kind::Agora,
-        System::Etcd(_) => Kind::Etcd,
-    };
+    let kind = sys.kind();
     let ch: Channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .tcp_nodelay(true)
@@ -519,6 +523,45 @@ async fn write_phase(sys: &System, leader: usize, clients: usize, writes: usize)
         completions,
         cpu: cpu_after.saturating_sub(cpu_before),
     }
+}
+
+/// `trials` times: the leader is sent SIGKILL (or, `graceful`, SIGTERM: it hands over),
+/// then polled every 5 ms until another member leads; the killed member is restarted and
+/// the cluster left 3 s to settle. Returns the p50 in ms.
+async fn leader_changes(sys: &mut System, trials: usize, graceful: bool) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..trials {
+        let (leader, term) = sys
+            .wait_leader(1, Duration::from_secs(20), Duration::from_millis(20))
+            .await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let signalled = Instant::now();
+        if graceful {
+            sys.stop(leader);
+        } else {
+            sys.kill(leader);
+        }
+        sys.wait_leader(term + 1, Duration::from_secs(20), Duration::from_millis(5))
+            .await;
+        times.push(signalled.elapsed());
+        if graceful {
+            sys.reap(leader).await;
+        }
+        sys.restart(leader);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    times.sort();
+    eprintln!(
+        "{} {} (ms): {:?}",
+        if graceful {
+            "hand-over on SIGTERM"
+        } else {
+            "failover"
+        },
+        sys.kind().name(),
+        times.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    ms(percentile(&times, 0.5))
 }
 
 async fn fresh(kind: Kind) -> (System, usize, u64) {
@@ -705,52 +748,9 @@ fn main() {
             changes.push((kind, (term_after - term) as f64));
             rss.push((kind, rss_mib(leader_pid)));
 
-            // Failover: SIGKILL the leader, time until another member leads.
-            let mut times = Vec::new();
-            for _ in 0..trials {
-                let (leader, term) = sys
-                    .wait_leader(1, Duration::from_secs(20), Duration::from_millis(20))
-                    .await;
-                tokio::time::sleep(Duration::from_millis(700)).await;
-                let killed = Instant::now();
-                sys.kill(leader);
-                sys.wait_leader(term + 1, Duration::from_secs(20), Duration::from_millis(5))
-                    .await;
-                times.push(killed.elapsed());
-                sys.restart(leader);
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-            times.sort();
-            eprintln!(
-                "{} failover (ms): {:?}",
-                kind.name(),
-                times.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
-            );
-            failover.push((kind, ms(percentile(&times, 0.5))));
-
-            // Graceful: SIGTERM the leader, time until another member leads.
-            let mut times = Vec::new();
-            for _ in 0..trials {
-                let (leader, term) = sys
-                    .wait_leader(1, Duration::from_secs(20), Duration::from_millis(20))
-                    .await;
-                tokio::time::sleep(Duration::from_millis(700)).await;
-                let stopped = Instant::now();
-                sys.stop(leader);
-                sys.wait_leader(term + 1, Duration::from_secs(20), Duration::from_millis(5))
-                    .await;
-                times.push(stopped.elapsed());
-                sys.reap(leader).await;
-                sys.restart(leader);
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-            times.sort();
-            eprintln!(
-                "{} hand-over on SIGTERM (ms): {:?}",
-                kind.name(),
-                times.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
-            );
-            handover.push((kind, ms(percentile(&times, 0.5))));
+            // Failover: SIGKILL the leader, then SIGTERM it, time until another member leads.
+            failover.push((kind, leader_changes(&mut sys, trials, false).await));
+            handover.push((kind, leader_changes(&mut sys, trials, true).await));
         }
         row(
             &format!("writes/s over {big} writes at 64 clients"),
