@@ -336,7 +336,14 @@ impl Checkpoints {
                     journal.updates.push(u.clone());
                     journal.unacknowledged.push(u);
                 }
-                Ok(JournalLine::Ack { uuid }) => journal.unacknowledged.retain(|u| u.uuid != uuid),
+                // Acknowledgements are cumulative: one covers its update and every
+                // earlier one (the agent's own acknowledgements of old named the oldest
+                // update, so they read the same).
+                Ok(JournalLine::Ack { uuid }) => {
+                    if let Some(at) = journal.unacknowledged.iter().position(|u| u.uuid == uuid) {
+                        journal.unacknowledged.drain(..=at);
+                    }
+                }
                 Err(e) => journal
                     .damage
                     .push(format!("{} line {number}: {e} (skipped)", path.display())),
@@ -455,6 +462,11 @@ mod tests {
             ["u2", "u3"]
         );
         assert_eq!(j.last_state(), Some(TaskState::TaskFinished));
+        // Acknowledgements are cumulative: u3's covers u2; an unknown uuid covers nothing.
+        c.record_ack("f1", "t1", "nothing").unwrap();
+        assert_eq!(c.journal("f1", "t1").unwrap().unacknowledged.len(), 2);
+        c.record_ack("f1", "t1", "u3").unwrap();
+        assert!(c.journal("f1", "t1").unwrap().unacknowledged.is_empty());
         let tasks = c.tasks().unwrap();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].0.command, "true");

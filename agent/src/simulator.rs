@@ -1,10 +1,10 @@
 //! Many simulated agents in one process (as the Mesos paper emulated 50,000), for load
 //! tests of the master: each registers (committed in the registry), holds a session with
 //! the leader, answers its health checks, and follows failovers. A task launched on one
-//! ends at once: it reports TASK_STARTING, TASK_RUNNING and TASK_FINISHED in order, each
-//! sent after the previous one is acknowledged, the first already carrying TASK_FINISHED as
-//! its latest state (as a real agent reports a task that exits at once), so the control
-//! plane's task throughput can be measured without the cost of processes.
+//! ends at once: it reports TASK_STARTING, TASK_RUNNING and TASK_FINISHED in order, all
+//! three sent at once (pipelined, as a real agent sends a task's updates), each carrying
+//! TASK_FINISHED as its latest state (as a real agent reports a task that exits at once),
+//! so the control plane's task throughput can be measured without the cost of processes.
 //!
 //! Registration, the session and leader following are the real agent's
 //! ([`master_link::follow_leader`]); a simulated agent only says what it does with a launch
@@ -25,7 +25,7 @@ use crate::checkpoint::Update;
 use crate::clock;
 use crate::config::Registration;
 use crate::master_link::{self, AgentSide, Backoff, LinkError};
-use crate::tasks::head_msg;
+use crate::tasks::all_msgs;
 
 /// Simulated agents per HTTP/2 connection.
 const AGENTS_PER_CONNECTION: usize = 100;
@@ -139,8 +139,8 @@ async fn agent_loop(
 struct SimulatedAgent {
     stats: Arc<SimulationStats>,
     registered: bool,
-    /// This session's unacknowledged updates per (framework, task), oldest first; the head
-    /// is in flight.
+    /// This session's unacknowledged updates per (framework, task), oldest first; all in
+    /// flight.
     outbox: HashMap<(String, String), VecDeque<Update>>,
 }
 
@@ -197,21 +197,19 @@ impl AgentSide for SimulatedAgent {
                         update(TaskState::TaskFinished, Some(0)),
                     ]
                     .into();
-                    out.extend(head_msg(&q));
+                    out.extend(all_msgs(&q));
                     self.outbox.insert(key, q);
                 }
             }
             pb::master_message::Kind::Ack(a) => {
                 let key = (a.framework_id, a.task_id);
                 if let Some(q) = self.outbox.get_mut(&key) {
-                    if q.front().is_some_and(|u| u.uuid == a.uuid) {
-                        q.pop_front();
+                    // Cumulative, as the real agent's.
+                    if let Some(at) = q.iter().position(|u| u.uuid == a.uuid) {
+                        q.drain(..=at);
                     }
-                    match head_msg(q) {
-                        Some(m) => out.push(m),
-                        None => {
-                            self.outbox.remove(&key);
-                        }
+                    if q.is_empty() {
+                        self.outbox.remove(&key);
                     }
                 }
             }

@@ -4,11 +4,24 @@
 //!
 //! Reliability: an executor's update is appended to the task's journal and fsynced before
 //! the executor hears it is checkpointed. Per task, updates go to the master strictly in
-//! order, one at a time: the oldest unacknowledged update is (re)sent until the master
-//! acknowledges it (after committing it), then the next. It is sent again only once it
-//! has gone unacknowledged for its retry interval ([`RESEND_MIN`], doubling to
-//! [`RESEND_MAX`], as Mesos' agent retries updates), never on a tick just after it went
-//! out. Both transports of the executor API (gRPC [`ExecutorApi`] and Mesos'
+//! order and pipelined: each goes out as soon as it is checkpointed, up to
+//! [`UPDATES_IN_FLIGHT`] unacknowledged ones per task (the master records a task's updates
+//! one after the other in arrival order, so its framework hears them in order), so
+//! TASK_RUNNING does not wait for TASK_STARTING's acknowledgement to come back from the
+//! framework (Mesos' agent sends one at a time). A further update waits for a place in
+//! that window, except a terminal one, which goes out at once as the `latest_state` of
+//! the newest update in flight (sent again), so the master frees the task's resources. Acknowledgements are
+//! cumulative: the framework hears a task's updates in order, so one acknowledgement
+//! covers its update and every earlier one. When the in-flight updates have gone
+//! unacknowledged for their retry interval ([`RESEND_MIN`], doubling to [`RESEND_MAX`],
+//! as Mesos' agent retries updates; never on a tick just after they went out), and at
+//! once on a new session, the newest of them is sent again, carrying the newest state
+//! queued: the framework may have heard the older ones already, and one of them heard
+//! again after it would take the task back to an earlier state, so an unacknowledged
+//! update superseded by a later one may go unheard, never the newest (a task's end is
+//! always its newest).
+//!
+//! Both transports of the executor API (gRPC [`ExecutorApi`] and Mesos'
 //! [`crate::mesos_executor`]) authenticate a call, then make it through the same
 //! functions here (`subscribe_executor`, `executor_update`, `executor_message`).
 //! Executors run in their own session (setsid), so they and their tasks outlive the agent; a restarted agent recovers tasks
@@ -160,13 +173,19 @@ struct TaskEntry {
 #[derive(Default)]
 struct Inner {
     tasks: BTreeMap<Key, TaskEntry>,
-    /// Unacknowledged updates per task, oldest first; the head is in flight.
+    /// Unacknowledged updates per task, oldest first; the first [`UPDATES_IN_FLIGHT`] are
+    /// in flight.
     outbox: BTreeMap<Key, VecDeque<Update>>,
     /// The current session's outbound channel to the leader.
     session: Option<mpsc::Sender<pb::AgentMessage>>,
-    /// When each task's in-flight update (its outbox head) is due to be sent again.
+    /// When each task's in-flight updates (from its outbox head) are due to be sent again.
     resend: BTreeMap<Key, Resend>,
 }
+
+/// Unacknowledged updates of one task sent to the master at once. A task has a handful
+/// in a life (STARTING, RUNNING, its end); an executor reporting a stream of updates
+/// (health checks) has its later ones wait for acknowledgements.
+pub const UPDATES_IN_FLIGHT: usize = 8;
 
 /// First wait before an unacknowledged update is sent again.
 pub const RESEND_MIN: Duration = Duration::from_secs(2);
@@ -234,12 +253,15 @@ impl Inner {
         }
     }
 
-    /// The in-flight updates due to be sent again at `now` (each then waits twice as
-    /// long). Heads with no schedule yet (recovered before any session) are due.
+    /// The messages sending again the in-flight updates due at `now` (each task's then
+    /// wait twice as long). Tasks with no schedule yet (recovered before any session) are
+    /// due.
     fn due_for_resend(&mut self, now: Instant) -> Vec<pb::AgentMessage> {
         let mut out = Vec::new();
         for (key, q) in &self.outbox {
-            let Some(head) = head_msg(q) else { continue };
+            if q.is_empty() {
+                continue;
+            }
             match self.resend.get_mut(key) {
                 Some(r) if !r.due(now) => continue,
                 Some(r) => r.resent(now),
@@ -247,7 +269,7 @@ impl Inner {
                     self.resend.insert(key.clone(), Resend::sent(now));
                 }
             }
-            out.push(head);
+            out.extend(resend_msg(q));
         }
         out
     }
@@ -277,12 +299,21 @@ pub struct Subscription {
     pub agent_id: String,
 }
 
-/// The message for a task's oldest unacknowledged update (the one in flight), carrying
-/// the newest state queued behind it.
-pub(crate) fn head_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
-    let head = q.front()?;
-    let latest = q.back().map_or(head.state, |u| u.state);
-    Some(convert::update_message(head, latest))
+/// The message that sends a task's in-flight updates again: the newest of them (the last
+/// of its first [`UPDATES_IN_FLIGHT`]), carrying the newest state queued.
+pub(crate) fn resend_msg(q: &VecDeque<Update>) -> Option<pb::AgentMessage> {
+    let newest = q.get(q.len().min(UPDATES_IN_FLIGHT).checked_sub(1)?)?;
+    let latest = q.back().map_or(newest.state, |u| u.state);
+    Some(convert::update_message(newest, latest))
+}
+
+/// The messages of every update of a task sent at once, oldest first (a simulated agent's
+/// task, all of whose updates are decided at once).
+pub(crate) fn all_msgs(q: &VecDeque<Update>) -> Vec<pb::AgentMessage> {
+    let latest = q.back().map(|u| u.state);
+    q.iter()
+        .map(|u| convert::update_message(u, latest.unwrap_or(u.state)))
+        .collect()
 }
 
 /// The states a message for a task's outbox carries: its head's and the newest queued.
@@ -551,15 +582,15 @@ impl Tasks {
             .collect()
     }
 
-    /// A new session with the leader: every task's oldest unacknowledged update goes out
-    /// on it.
+    /// A new session with the leader: every task's in-flight updates go out on it again
+    /// (as their newest, [`resend_msg`]).
     pub fn session_opened(&self, tx: mpsc::Sender<pb::AgentMessage>) {
         let mut inner = self.lock();
         let now = Instant::now();
         let keys: Vec<Key> = inner.outbox.keys().cloned().collect();
         for key in keys {
-            if let Some(head) = inner.outbox.get(&key).and_then(head_msg) {
-                let _ = tx.try_send(head);
+            if let Some(msg) = inner.outbox.get(&key).and_then(resend_msg) {
+                let _ = tx.try_send(msg);
                 self.observe_sent(&key, inner.outbox.get(&key).and_then(carried));
                 inner.head_sent(&key, now);
             }
@@ -584,18 +615,23 @@ impl Tasks {
         }
         let terminal = update.state.is_terminal();
         let q = inner.outbox.entry(key.clone()).or_default();
+        let state = update.state;
         q.push_back(update);
         let first = q.len() == 1;
-        // The first update goes out now; a terminal one queued behind an unacknowledged
-        // update goes out as that update's `latest_state` at once, so the master frees the
-        // task's resources without waiting for the framework's acknowledgements.
-        if first || terminal {
-            let head = head_msg(q).expect("just pushed");
-            let carried = carried(q);
-            if let Some(tx) = &inner.session {
-                let _ = tx.try_send(head);
-                self.observe_sent(&key, carried);
-            }
+        // An update with a place in the window goes out now. A terminal one beyond it goes
+        // out at once as the `latest_state` of the newest in flight (sent again), so the
+        // master frees the task's resources without waiting for acknowledgements.
+        let msg = if q.len() <= UPDATES_IN_FLIGHT {
+            q.back().map(|u| convert::update_message(u, state))
+        } else if terminal {
+            resend_msg(q)
+        } else {
+            None
+        };
+        let carried = carried(q);
+        if let (Some(msg), Some(tx)) = (msg, &inner.session) {
+            let _ = tx.try_send(msg);
+            self.observe_sent(&key, carried);
         }
         if first {
             inner.head_sent(&key, Instant::now());
@@ -619,34 +655,56 @@ impl Tasks {
         }
     }
 
-    /// The master recorded an update: drop it and send the task's next one.
+    /// An update was acknowledged: drop it and every earlier one (acknowledgements are
+    /// cumulative), and send the updates that take their places in the window.
     pub fn acknowledged(&self, ack: &pb::StatusAck) {
         let key = (ack.framework_id.clone(), ack.task_id.clone());
         let mut inner = self.lock();
         let Some(q) = inner.outbox.get_mut(&key) else {
             return;
         };
-        if q.front().map(|u| u.uuid.as_str()) != Some(ack.uuid.as_str()) {
-            return; // a duplicate acknowledgement
-        }
+        // Only an in-flight update can be acknowledged; anything else is a duplicate.
+        let Some(at) = q
+            .iter()
+            .take(UPDATES_IN_FLIGHT)
+            .position(|u| u.uuid == ack.uuid)
+        else {
+            return;
+        };
         if let Err(e) = self.checkpoints.record_ack(&key.0, &key.1, &ack.uuid) {
             tracing::error!(task = %key.1, error = %e, "cannot checkpoint an acknowledgement");
             return;
         }
-        q.pop_front();
-        let next = head_msg(q);
+        let covered: Vec<String> = q.drain(..=at).map(|u| u.uuid).collect();
+        // The window's last `at + 1` places are new to it.
+        let latest = q.back().map(|u| u.state);
+        let window = q.len().min(UPDATES_IN_FLIGHT);
+        let next: Vec<pb::AgentMessage> = q
+            .range(window.min(UPDATES_IN_FLIGHT.saturating_sub(at + 1))..window)
+            .map(|u| convert::update_message(u, latest.unwrap_or(u.state)))
+            .collect();
         let next_carried = carried(q);
         let delivered = q.is_empty();
         if delivered {
             inner.outbox.remove(&key);
         }
-        if let (Some(next), Some(tx)) = (next, &inner.session) {
-            let _ = tx.try_send(next);
-            self.observe_sent(&key, next_carried);
+        if let Some(tx) = &inner.session {
+            if !next.is_empty() {
+                for msg in next {
+                    let _ = tx.try_send(msg);
+                }
+                self.observe_sent(&key, next_carried);
+            }
         }
         inner.head_sent(&key, Instant::now());
+        // The executor hears of each update the acknowledgement covers.
         if let Some(exec) = inner.tasks.get(&key).and_then(|t| t.executor.clone()) {
-            let _ = exec.try_send(Ok(convert::acknowledged_event(ack.clone())));
+            for uuid in covered {
+                let _ = exec.try_send(Ok(convert::acknowledged_event(pb::StatusAck {
+                    uuid,
+                    ..ack.clone()
+                })));
+            }
         }
         drop(inner);
         if delivered {
@@ -1654,7 +1712,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_resends_only_heads_unacknowledged_for_their_interval() {
+    fn a_tick_resends_only_tasks_unacknowledged_for_their_interval() {
         let mut inner = Inner::default();
         let t0 = Instant::now();
         let old = ("f".to_string(), "old".to_string());
@@ -1695,6 +1753,36 @@ mod tests {
         inner.outbox.remove(&old);
         inner.head_sent(&old, t1);
         assert!(!inner.resend.contains_key(&old));
+    }
+
+    #[test]
+    fn a_resend_is_the_newest_update_in_the_window_carrying_the_newest_queued() {
+        let sent = |m: Option<pb::AgentMessage>| match m.and_then(|m| m.kind) {
+            Some(pb::agent_message::Kind::Update(u)) => Some((u.uuid, u.latest_state)),
+            _ => None,
+        };
+        let mut q = VecDeque::new();
+        assert_eq!(sent(resend_msg(&q)), None);
+        q.push_back(update("t", TaskState::TaskStarting));
+        q.push_back(update("t", TaskState::TaskRunning));
+        let running = q[1].uuid.clone();
+        // (Its own state: no news behind it.)
+        assert_eq!(
+            sent(resend_msg(&q)),
+            Some((running, pb::TaskState::Unspecified as i32))
+        );
+        // Beyond the window: its last update goes again, carrying the task's end.
+        while q.len() < UPDATES_IN_FLIGHT + 3 {
+            q.push_back(update("t", TaskState::TaskRunning));
+        }
+        q.push_back(update("t", TaskState::TaskFinished));
+        let last_in_window = q[UPDATES_IN_FLIGHT - 1].uuid.clone();
+        assert_eq!(
+            sent(resend_msg(&q)),
+            Some((last_in_window, pb::TaskState::TaskFinished as i32))
+        );
+        let all = all_msgs(&q);
+        assert_eq!(all.len(), q.len());
     }
 
     #[test]

@@ -91,23 +91,32 @@ async fn tasks_run_in_cgroups_and_report_every_state_in_order() {
     launch(&tasks, task("sleeper", "sleep 30", 0.5, 64.0));
     let first = leader.next_update(Duration::from_secs(10)).await.unwrap();
     assert_eq!(first.state().as_str_name(), "TASK_STARTING");
-    // Until STARTING is acknowledged, RUNNING is not sent: one update in flight per task.
-    assert!(leader
-        .next_update(Duration::from_millis(700))
-        .await
-        .is_none());
-    tasks.acknowledged(&pb::StatusAck {
-        framework_id: first.framework_id,
-        task_id: first.task_id,
-        uuid: first.uuid,
-    });
+    // Pipelined: RUNNING goes out without waiting for STARTING's acknowledgement.
     let running = leader.next_update(Duration::from_secs(10)).await.unwrap();
     assert_eq!(running.state().as_str_name(), "TASK_RUNNING");
+    assert_eq!(tasks.unacknowledged(), 2);
+    // A new session gets the newest in-flight update again, not STARTING: the framework
+    // may have heard RUNNING already, and must not hear STARTING after it.
+    leader = Leader::attach(&tasks);
+    let again = leader.next_update(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(again.uuid, running.uuid);
+    assert!(leader
+        .next_update(Duration::from_millis(300))
+        .await
+        .is_none());
+    // An unknown uuid acknowledges nothing; RUNNING's acknowledges STARTING too.
+    tasks.acknowledged(&pb::StatusAck {
+        framework_id: first.framework_id.clone(),
+        task_id: first.task_id.clone(),
+        uuid: "not-an-update".into(),
+    });
+    assert_eq!(tasks.unacknowledged(), 2);
     tasks.acknowledged(&pb::StatusAck {
         framework_id: running.framework_id,
         task_id: running.task_id,
         uuid: running.uuid,
     });
+    assert_eq!(tasks.unacknowledged(), 0);
     tasks.kill(&pb::KillTask {
         framework_id: "fw-1".into(),
         task_id: "sleeper".into(),

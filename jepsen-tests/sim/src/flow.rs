@@ -4,9 +4,11 @@
 //! simulated agents and one framework that talk to it over simulated links.
 //!
 //! The agents keep the real agent's status-update contract (`agent/src/tasks.rs`): per
-//! task, updates go out strictly in order, one at a time; the oldest unacknowledged one is
-//! sent again when it has gone unacknowledged for its retry interval (doubling) and at
-//! once on every new session, carrying the newest state queued behind it; a launch is
+//! task, updates go out strictly in order and pipelined (up to the agent's window
+//! unacknowledged at once, each carrying the newest state queued); an acknowledgement is
+//! cumulative; the newest in-flight update is sent again when they have gone
+//! unacknowledged for their retry interval (doubling) and at once on every new session;
+//! a launch is
 //! de-duplicated by task id; a registration reports every task the agent holds, with an
 //! incarnation and an attempt number. A launched task reports TASK_STARTING, TASK_RUNNING
 //! and TASK_FINISHED at random moments. The retry interval is shorter than the agent's
@@ -473,11 +475,17 @@ impl Flow {
 struct AgentTask {
     framework_id: FrameworkId,
     state: TaskState,
-    /// Unacknowledged updates, oldest first; the head is in flight.
+    /// Unacknowledged updates, oldest first; the first [`UPDATES_IN_FLIGHT`] are in flight.
     outbox: VecDeque<AgentUpdate>,
     /// When the head was last sent, and the wait before it is sent again.
     sent: Option<(Instant, Duration)>,
+    /// How many of the outbox's first updates went out on this session since.
+    in_flight: usize,
 }
+
+/// The real agent's window of unacknowledged updates per task
+/// (`agora_agent::tasks::UPDATES_IN_FLIGHT`; the simulation does not link the agent).
+const UPDATES_IN_FLIGHT: usize = 8;
 
 /// What happens to an agent's tasks, from their timers.
 enum TaskEvent {
@@ -561,17 +569,19 @@ impl Flow {
             // Every unacknowledged update goes out again on the new session.
             for task in tasks.values_mut() {
                 task.sent = None;
+                task.in_flight = 0;
             }
             let mut heard = Instant::now();
             let resend_min = self.0.config.resend_min;
             let ended = loop {
-                // Heads due (never sent on this session, or unacknowledged too long).
+                // Updates due: the newest in the window again when they were never sent
+                // on this session or went unacknowledged too long; those new to it.
                 let now = Instant::now();
                 if !self.is_cut(&who) {
                     for task in tasks.values_mut() {
-                        let Some(head) = task.outbox.front() else {
+                        if task.outbox.is_empty() {
                             continue;
-                        };
+                        }
                         let due = match task.sent {
                             None => Some(resend_min),
                             Some((at, wait)) if now >= at + wait => {
@@ -579,12 +589,18 @@ impl Flow {
                             }
                             Some(_) => None,
                         };
+                        let window = task.outbox.len().min(UPDATES_IN_FLIGHT);
                         if let Some(wait) = due {
-                            let mut msg = head.clone();
-                            msg.latest_state = task.outbox.back().map(|u| u.state);
-                            up.send(&self.0.rng, AgentReport::Update(msg));
+                            task.in_flight = window - 1;
                             task.sent = Some((now, wait));
                         }
+                        let latest = task.outbox.back().map(|u| u.state);
+                        for u in task.outbox.range(task.in_flight.min(window)..window) {
+                            let mut msg = u.clone();
+                            msg.latest_state = latest;
+                            up.send(&self.0.rng, AgentReport::Update(msg));
+                        }
+                        task.in_flight = window;
                     }
                 }
                 tokio::select! {
@@ -630,6 +646,7 @@ impl Flow {
                                         state: TaskState::TaskStaging,
                                         outbox: VecDeque::new(),
                                         sent: None,
+                                        in_flight: 0,
                                     });
                                     tokio::spawn(run_task(
                                         self.0.rng.clone(),
@@ -644,9 +661,15 @@ impl Flow {
                             }
                             Ok(AgentCommand::Ack { task_id, uuid, .. }) => {
                                 if let Some(task) = tasks.get_mut(&task_id) {
-                                    if task.outbox.front().is_some_and(|u| u.uuid == uuid) {
-                                        task.outbox.pop_front();
-                                        task.sent = None;
+                                    let at = task.outbox.iter().take(task.in_flight).position(|u| u.uuid == uuid);
+                                    if let Some(at) = at {
+                                        task.outbox.drain(..=at);
+                                        task.in_flight -= at + 1;
+                                        if task.outbox.is_empty() {
+                                            task.sent = None;
+                                        } else if at == 0 {
+                                            task.sent = Some((Instant::now(), resend_min));
+                                        }
                                     }
                                 }
                             }

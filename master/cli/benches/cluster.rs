@@ -26,6 +26,8 @@
 //! 8. Failover to the first offer (AGORA_BENCH_ONLY=failover-offers): SIGKILL and SIGTERM
 //!    of the leader -> a new leader -> the first offer a subscribed framework gets from it.
 //!
+//! The second alone: AGORA_BENCH_ONLY=latency.
+//!
 //! Run: `cargo bench -p agora-cli --bench cluster` (AGORA_BENCH_QUICK=1 for a short run,
 //! AGORA_BENCH_ONLY=throughput for the third alone, AGORA_BENCH_ONLY=throughput-simulated for
 //! its simulated-agent half, AGORA_BENCH_ONLY=security for the third with TLS and
@@ -974,6 +976,10 @@ fn main() {
         }
         if only == "containers" {
             containers(&mut report, quick).await;
+            return;
+        }
+        if only == "latency" {
+            launch_latency(&mut report, quick).await;
             return;
         }
         if only == "failover-offers" {
