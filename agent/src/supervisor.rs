@@ -407,7 +407,13 @@ pub async fn start(
         });
     }
 
-    let mut child = match command.spawn() {
+    // The fork waits for the child's exec, and the child first joins the task's cgroups:
+    // off the runtime's thread, so an executor's one-thread runtime sends its updates
+    // meanwhile.
+    let spawned = tokio::task::spawn_blocking(move || command.spawn())
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("the spawning thread failed: {e}"))));
+    let mut child = match spawned {
         Ok(child) => child,
         Err(source) => {
             destroy_cgroup(cgroup).await;

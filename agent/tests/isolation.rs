@@ -157,6 +157,36 @@ fn assert_gone(paths: &[PathBuf]) {
     }
 }
 
+/// Moves into cgroups are made cheap host-wide: a cgroup mount with `favordynmods` exists
+/// afterwards (the agent's own, or one the host had), and asking again finds it.
+#[test]
+fn favordynmods_is_turned_on_once_and_found_after() {
+    use agora_agent::isolation::FavorDynmods;
+    let root = Root::cgroups("favor");
+    let first = root
+        .favor_dynamic_moves()
+        .expect("Linux 6.0 or later takes favordynmods")
+        .expect("cgroups isolation");
+    let mount = match &first {
+        FavorDynmods::TurnedOn(at) | FavorDynmods::AlreadyOn(at) => at.clone(),
+    };
+    let mounts = read("/proc/self/mounts");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&format!(" {} ", mount.display())) && l.contains("favordynmods")),
+        "{mounts}"
+    );
+    assert_eq!(
+        root.favor_dynamic_moves().unwrap(),
+        Some(FavorDynmods::AlreadyOn(mount))
+    );
+    assert_eq!(
+        Root::none("favor-none").favor_dynamic_moves().unwrap(),
+        None
+    );
+}
+
 #[test]
 fn detect_finds_the_hosts_cgroups() {
     let expected = expected_kind();

@@ -410,9 +410,12 @@ impl ExecutorDriver {
         shared.subscribed(false);
         let lost = {
             let work = async {
+                // One connection carries the subscription and the updates: the first
+                // update does not wait for a second connection (TCP and TLS handshakes).
+                let channel = self.channel();
                 tokio::join!(
-                    self.subscribe_until_stopped(&mut executor),
-                    deliver_updates(self.channel(), self.handle.clone(), self.backoff_cap())
+                    self.subscribe_until_stopped(&mut executor, &channel),
+                    deliver_updates(channel.clone(), self.handle.clone(), self.backoff_cap())
                 )
             };
             tokio::select! {
@@ -452,7 +455,7 @@ impl ExecutorDriver {
 
     /// Subscribes (again, whenever the subscription ends) and dispatches events, until the
     /// executor asks to stop.
-    async fn subscribe_until_stopped<E: Executor>(&self, executor: &mut E) {
+    async fn subscribe_until_stopped<E: Executor>(&self, executor: &mut E, channel: &Channel) {
         let shared = &self.handle.shared;
         let mut stop = shared.stop.subscribe();
         let mut backoff = Duration::from_millis(100);
@@ -465,7 +468,7 @@ impl ExecutorDriver {
                 executor_id: shared.executor_id.clone(),
                 task_ids: shared.held_tasks(),
             };
-            match agent_client(self.channel(), &shared.token)
+            match agent_client(channel.clone(), &shared.token)
                 .subscribe(req)
                 .await
             {
