@@ -1,13 +1,13 @@
 //! Agents, on the leader: registration, their sessions, status updates (acknowledged only
 //! once committed), and reconciliation when an agent registers again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use agora_registry::{
     AgentId, AgentInfo, AgentStatus, Command, FrameworkId, RegistrationOrder, Registry, Rejection,
     TaskId, TaskSpec, TaskState,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
 use tracing::Instrument;
 
@@ -306,8 +306,10 @@ impl SessionReader {
     ///
     /// Updates of different tasks are recorded concurrently: each waits for its own
     /// commit, and the leader batches concurrent writes into shared log entries. A task's
-    /// own updates (a resent copy included) are handled one after the other, in arrival
-    /// order, so the framework gets them in order.
+    /// own updates (a resent copy included) are pipelined in arrival order: each is handed
+    /// to the log only after the one before it ([`Turn`]), so without waiting for its
+    /// commit, and is passed on and acknowledged only after the one before it was, so the
+    /// framework gets them in order.
     pub async fn run(self, mut inbound: impl Stream<Item = AgentReport> + Unpin + Send) {
         let span = self.span.clone();
         async move {
@@ -319,17 +321,28 @@ impl SessionReader {
                 ..
             } = self;
             let mut updates = tokio::task::JoinSet::new();
-            let mut queued: BTreeMap<(FrameworkId, TaskId), VecDeque<AgentUpdate>> =
-                BTreeMap::new();
-            let spawn = |updates: &mut tokio::task::JoinSet<_>, u: AgentUpdate| {
+            // Per task, the turn of its newest update still being handled (numbered, so
+            // that its end forgets it only if no later update took it over).
+            let mut last_turn: BTreeMap<(FrameworkId, TaskId), (u64, TurnAfter)> = BTreeMap::new();
+            let mut numbered = 0u64;
+            let spawn = |updates: &mut tokio::task::JoinSet<_>,
+                         u: AgentUpdate,
+                         after: Option<TurnAfter>,
+                         number: u64| {
                 let (leader, agent, tx) = (leader.clone(), agent.clone(), tx.clone());
+                let (turn, next) = Turn::after(after);
                 updates.spawn(
                     async move {
                         let key = (u.framework_id.clone(), u.task_id.clone());
-                        (key, leader.record_update(&agent, serial, u, &tx).await)
+                        (
+                            key,
+                            number,
+                            leader.record_update(&agent, serial, u, &tx, turn).await,
+                        )
                     }
                     .in_current_span(),
                 );
+                next
             };
             loop {
                 tokio::select! {
@@ -341,17 +354,15 @@ impl SessionReader {
                         match report {
                             AgentReport::Pong => {}
                             AgentReport::Update(u) if leader.config().faults.unordered_updates => {
-                                spawn(&mut updates, u);
+                                numbered += 1;
+                                spawn(&mut updates, u, None, numbered);
                             }
                             AgentReport::Update(u) => {
                                 let key = (u.framework_id.clone(), u.task_id.clone());
-                                match queued.get_mut(&key) {
-                                    Some(waiting) => waiting.push_back(u),
-                                    None => {
-                                        queued.insert(key, VecDeque::new());
-                                        spawn(&mut updates, u);
-                                    }
-                                }
+                                let after = last_turn.remove(&key).map(|(_, t)| t);
+                                numbered += 1;
+                                let next = spawn(&mut updates, u, after, numbered);
+                                last_turn.insert(key, (numbered, next));
                             }
                             AgentReport::ExecutorMessage(mut m) => {
                                 m.agent_id = agent.clone();
@@ -365,15 +376,12 @@ impl SessionReader {
                     }
                     Some(done) = updates.join_next(), if !updates.is_empty() => {
                         match done {
-                            Ok((key, Ok(()))) => {
-                                match queued.get_mut(&key).and_then(VecDeque::pop_front) {
-                                    Some(next) => spawn(&mut updates, next),
-                                    None => {
-                                        queued.remove(&key);
-                                    }
+                            Ok((key, number, Ok(()))) => {
+                                if last_turn.get(&key).is_some_and(|(n, _)| *n == number) {
+                                    last_turn.remove(&key);
                                 }
                             }
-                            Ok((_, Err(end))) => {
+                            Ok((_, _, Err(end))) => {
                                 let _ = tx.send(Err(end)).await;
                                 break;
                             }
@@ -391,6 +399,71 @@ impl SessionReader {
         .instrument(span)
         .await
     }
+}
+
+/// What the next update of a task waits for from the one before it: that update handed to
+/// the log (or found not to need it), then passed on and acknowledged. A sender dropped
+/// without a word (a failed or abandoned update) fails the waiter: its session is ending.
+pub(super) struct TurnAfter {
+    submitted: oneshot::Receiver<()>,
+    done: oneshot::Receiver<()>,
+}
+
+/// An update's place among its task's updates ([`SessionReader::run`]).
+pub(super) struct Turn {
+    after: Option<TurnAfter>,
+    submitted: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Turn {
+    /// The turn after `after` (first in line with `None`), and what its successor waits on.
+    fn after(after: Option<TurnAfter>) -> (Turn, TurnAfter) {
+        let (submitted_tx, submitted) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        (
+            Turn {
+                after,
+                submitted: Some(submitted_tx),
+                done: Some(done_tx),
+            },
+            TurnAfter { submitted, done },
+        )
+    }
+
+    /// Waits until the update before has been handed to the log.
+    async fn wait_submitted(&mut self) -> Result<(), SessionEnd> {
+        match self.after.as_mut() {
+            Some(a) => (&mut a.submitted).await.map_err(|_| earlier_failed()),
+            None => Ok(()),
+        }
+    }
+
+    /// This update has been handed to the log (or needs no entry).
+    fn submitted(&mut self) {
+        if let Some(tx) = self.submitted.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits until the update before has been passed on and acknowledged.
+    async fn wait_done(&mut self) -> Result<(), SessionEnd> {
+        match self.after.take() {
+            Some(a) => a.done.await.map_err(|_| earlier_failed()),
+            None => Ok(()),
+        }
+    }
+
+    /// This update has been passed on and acknowledged.
+    fn done(&mut self) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn earlier_failed() -> SessionEnd {
+    SessionEnd::Unavailable("an earlier update of the task was not recorded".into())
 }
 
 /// A rejection the master acknowledges anyway: the update can never apply.
@@ -418,6 +491,24 @@ impl Leader {
         serial: Serial,
         u: AgentUpdate,
         tx: &mpsc::Sender<Outbound<AgentCommand, SessionEnd>>,
+        mut turn: Turn,
+    ) -> Result<(), SessionEnd> {
+        let result = self
+            .record_update_in_turn(agent, serial, u, tx, &mut turn)
+            .await;
+        if result.is_ok() {
+            turn.done();
+        }
+        result
+    }
+
+    async fn record_update_in_turn(
+        &self,
+        agent: &AgentId,
+        serial: Serial,
+        u: AgentUpdate,
+        tx: &mpsc::Sender<Outbound<AgentCommand, SessionEnd>>,
+        turn: &mut Turn,
     ) -> Result<(), SessionEnd> {
         let current = |leader: &Leader| {
             leader.config().faults.stale_session_updates
@@ -439,6 +530,7 @@ impl Leader {
             ),
         };
         crate::interleave::point().await;
+        turn.wait_submitted().await?;
         // Already recorded (a terminal state learnt early from `latest_state`, or an update
         // sent again): nothing to commit, only to pass on.
         let recorded_already = self.read(|reg| {
@@ -459,19 +551,26 @@ impl Leader {
             .with_label_values(&[outcome])
             .inc();
         let result = if recorded_already {
+            turn.submitted();
             Ok(0)
         } else {
-            self.write(Command::UpdateTask {
+            let command = Command::UpdateTask {
                 framework_id: framework_id.clone(),
                 task_id: task_id.clone(),
                 state: recorded,
                 message,
                 exit_code,
                 now_ms: self.now_ms(),
-            })
+            };
+            async {
+                let outcome = self.submit(command).await?;
+                turn.submitted();
+                outcome.await
+            }
             .instrument(span)
             .await
         };
+        turn.wait_done().await?;
         if !current(self) {
             tracing::info!(agent = %agent, task = %task_id, uuid = %u.uuid, "session replaced while its update was written; not passed on");
             return Err(SessionEnd::AgentReplaced);

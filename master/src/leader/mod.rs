@@ -274,10 +274,23 @@ impl Leader {
     /// event never trails what the caller does next (a launch's TASK_ADDED comes before
     /// the agent can report the task running).
     async fn write(&self, command: Command) -> Result<u64, WriteError> {
+        self.submit(command).await?.await
+    }
+
+    /// [`Leader::write`] in two steps: returns once `command` has its place in the log's
+    /// line (commands reach the log in the order their `submit` returned), with the
+    /// future of its outcome.
+    async fn submit(
+        &self,
+        command: Command,
+    ) -> Result<impl std::future::Future<Output = Result<u64, WriteError>> + '_, WriteError> {
         let touched = self.touched(&command);
-        let index = self.shared.writer.write(command).await?;
-        self.publish(index, &touched);
-        Ok(index)
+        let submitted = self.shared.writer.submit(command).await?;
+        Ok(async move {
+            let index = submitted.outcome().await?;
+            self.publish(index, &touched);
+            Ok(index)
+        })
     }
 
     /// Wakes the allocation loop: something changed that may free resources or let
